@@ -1,0 +1,79 @@
+"""The app's routes as Hipache keeps them in Redis.
+
+``<prefix>frontend:<host>`` is a list: element 0 an identifier (the app name), then backend
+URLs. ``<prefix>dead:<host>`` is a set of dead backend indexes, written by routers. Every
+change is published on ``<prefix>routes`` with the host names as the message, so routers
+drop their cached entries at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import redis
+
+from .errors import ServiceError
+
+
+def frontend_key(prefix: str, host: str) -> str:
+    return f"{prefix}frontend:{host}"
+
+
+def dead_key(prefix: str, host: str) -> str:
+    return f"{prefix}dead:{host}"
+
+
+def channel(prefix: str) -> str:
+    return f"{prefix}routes"
+
+
+class Routes:
+    """Reads and atomically swaps Hipache frontends in Redis."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        self.prefix = prefix
+        self._redis = redis.Redis.from_url(
+            redis_url, socket_timeout=5, socket_connect_timeout=5, decode_responses=True
+        )
+
+    def swap(self, app: str, hosts: Iterable[str], backends: Sequence[str]) -> None:
+        """Point every host at ``backends`` in one MULTI/EXEC, clear dead marks, publish."""
+        hosts = list(hosts)
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            for host in hosts:
+                key = frontend_key(self.prefix, host)
+                pipe.delete(key)
+                if backends:
+                    pipe.rpush(key, app, *backends)
+                pipe.delete(dead_key(self.prefix, host))
+            pipe.publish(channel(self.prefix), " ".join(hosts))
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot update routes in Redis: {exc}") from exc
+
+    def remove(self, hosts: Iterable[str]) -> None:
+        """Delete the frontends of ``hosts``."""
+        self.swap("", hosts, [])
+
+    def get(self, host: str) -> list[str]:
+        """The frontend list of ``host`` (identifier first), empty when none."""
+        try:
+            return list(self._redis.lrange(frontend_key(self.prefix, host), 0, -1))
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
+
+    def all(self) -> dict[str, list[str]]:
+        """Every frontend of this instance, by host."""
+        try:
+            result = {}
+            pattern = frontend_key(self.prefix, "*")
+            for key in self._redis.scan_iter(match=pattern, count=500):
+                host = key[len(frontend_key(self.prefix, "")):]
+                result[host] = list(self._redis.lrange(key, 0, -1))
+            return result
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,139 @@
+"""Settings: one frozen dataclass from defaults, a YAML file, ``GITPAAS_*`` and flags.
+
+Precedence, lowest first: defaults, the YAML file (``GITPAAS_CONFIG`` or
+``<data_dir>/gitpaas.yaml`` when present), environment variables, explicit overrides.
+The environment variable of a field is ``GITPAAS_`` + its upper-case name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import names
+from .errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured. Field names are the YAML keys."""
+
+    data_dir: Path = Path("/var/lib/gitpaas")
+    ssh_listen: str = "0.0.0.0:2222"
+    http_listen: str = "0.0.0.0:8080"
+    domain: str = "paas.localhost"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = ""
+    instance: str = "gitpaas"
+    mysql_admin_url: str = ""
+    # Address published container ports bind to and the router connects to.
+    container_host: str = "127.0.0.1"
+    # Seconds: the web check of a new release, draining and stopping the old one.
+    health_timeout: float = 30.0
+    drain_seconds: float = 1.0
+    stop_timeout: int = 10
+    # Whether a registered key may create an app by pushing to it.
+    create_on_push: bool = True
+    deploy_branch: str = "main"
+    hooks_dir: str = ""
+    lock_timeout: float = 300.0
+    keep_releases: int = 5
+    max_context_bytes: int = 512 * 1024 * 1024
+    max_context_files: int = 50_000
+    max_push_bytes: int = 1024 * 1024 * 1024
+    # Image name of each buildpack's base, by buildpack name (see images/).
+    base_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def routes_prefix(self) -> str:
+        """Prefix of every Redis key this install writes."""
+        return f"{self.instance}:"
+
+    @property
+    def database(self) -> str:
+        """The state store URL (SQLite in the data dir unless set)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.data_dir / "ssh_host_ecdsa_key"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def listen(self, which: str) -> tuple[str, int]:
+        """Split ``ssh_listen`` or ``http_listen`` into (host, port)."""
+        value = getattr(self, f"{which}_listen")
+        host, _, port = value.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        if kind is Path or kind == "Path":
+            return Path(raw)
+        if kind is bool or kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if kind is int or kind == "int":
+            return int(raw)
+        if kind is float or kind == "float":
+            return float(raw)
+        if "Mapping" in str(kind):
+            if isinstance(raw, str):
+                raw = yaml.safe_load(raw) or {}
+            return {str(k): str(v) for k, v in dict(raw).items()}
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"invalid setting {name}={raw!r}: {exc}") from exc
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Build the settings from defaults, a YAML file, the environment and ``overrides``."""
+    env = os.environ if environ is None else environ
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    data_dir = overrides.get("data_dir") or env.get("GITPAAS_DATA_DIR") or Settings.data_dir
+    path = config_file or env.get("GITPAAS_CONFIG")
+    if not path and (Path(data_dir) / "gitpaas.yaml").is_file():
+        path = Path(data_dir) / "gitpaas.yaml"
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidInput(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise InvalidInput(f"config file {path} must hold a mapping")
+        values.update(loaded)
+    known = {f.name: f.type for f in fields(Settings)}
+    for name in known:
+        raw = env.get(f"GITPAAS_{name.upper()}")
+        if raw is not None and raw != "":
+            values[name] = raw
+    values.update(overrides)
+    unknown = set(values) - set(known)
+    if unknown:
+        raise InvalidInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    coerced = {k: _coerce(k, v, known[k]) for k, v in values.items()}
+    settings = Settings(**coerced)
+    names.instance_name(settings.instance)
+    names.hostname(settings.domain)
+    return settings

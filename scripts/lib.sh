@@ -1,0 +1,106 @@
+# shellcheck shell=bash
+# Shared by scripts/setup and scripts/test: install Debian packages, make the virtualenv,
+# start (or reuse) Docker, Redis and MariaDB. Every function is idempotent.
+
+GITPAAS_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
+RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
+DEB_PACKAGES=(docker.io redis-server mariadb-server git openssh-client busybox-static
+              mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps)
+
+log() { printf '=====> %s\n' "$*" >&2; }
+die() { printf ' !     %s\n' "$*" >&2; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "run this as root (it installs packages and starts services)"; }
+
+install_packages() {
+    local missing=()
+    for p in "${DEB_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        apt-get update -q >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    fi
+}
+
+make_venv() {
+    local extras=${1:-}
+    local python=${GITPAAS_PYTHON:-python3}
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating virtualenv $VENV"
+        "$python" -m venv "$VENV" >&2 || { rm -rf "$VENV"; die "cannot create a virtualenv"; }
+    fi
+    local stamp="$VENV/.gitpaas-installed$extras"
+    if [ ! -f "$stamp" ] || [ "$GITPAAS_SRC/pyproject.toml" -nt "$stamp" ]; then
+        log "installing gitpaas$extras into $VENV"
+        "$VENV/bin/pip" install -q --upgrade pip >&2 || true
+        "$VENV/bin/pip" install -q -e "$GITPAAS_SRC$extras" >&2
+        touch "$stamp"
+    fi
+}
+
+wait_for() {  # wait_for SECONDS CMD...
+    local n=$1; shift
+    for _ in $(seq 1 "$((n * 5))"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+    return 1
+}
+
+start_docker() {
+    if docker info >/dev/null 2>&1; then return 0; fi
+    log "starting dockerd"
+    mkdir -p "$RUN_DIR"
+    nohup dockerd >"$RUN_DIR/dockerd.log" 2>&1 &
+    wait_for 60 docker info || { tail -20 "$RUN_DIR/dockerd.log" >&2; die "dockerd did not start"; }
+}
+
+start_redis() {
+    if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return 0; fi
+    log "starting redis-server on 127.0.0.1:6379"
+    mkdir -p "$RUN_DIR/redis"
+    redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --dir "$RUN_DIR/redis" \
+        --logfile "$RUN_DIR/redis.log" --save "" --appendonly no >&2
+    wait_for 20 redis-cli -h 127.0.0.1 -p 6379 ping || die "redis-server did not start"
+}
+
+mariadb_ping() { mysqladmin --protocol=socket ping >/dev/null 2>&1; }
+
+start_mariadb() {
+    if ! mariadb_ping; then
+        log "starting mariadb"
+        mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+        if [ ! -d /var/lib/mysql/mysql ]; then
+            mariadb-install-db --user=mysql --datadir=/var/lib/mysql >&2
+        fi
+        # The docker0 bridge address lets app containers reach their databases;
+        # loopback serves gitpaas itself. Nothing else is listened on.
+        nohup mysqld_safe --user=mysql --bind-address="${GITPAAS_MYSQL_BIND:-127.0.0.1}" \
+            >"$RUN_DIR/mariadb.log" 2>&1 &
+        wait_for 60 mariadb_ping || { tail -20 "$RUN_DIR/mariadb.log" >&2; die "mariadb did not start"; }
+    fi
+}
+
+# mysql_admin_url USER: make (or reuse) an admin account with a password kept in $RUN_DIR
+# and print its URL.
+mysql_admin_url() {
+    local user=$1 pwfile="$RUN_DIR/mysql-$1.password"
+    mkdir -p "$RUN_DIR"
+    if [ ! -s "$pwfile" ]; then
+        (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$pwfile")
+    fi
+    local pw; pw=$(cat "$pwfile")
+    mysql --protocol=socket -e "CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$pw';
+        CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
+        ALTER USER '$user'@'localhost' IDENTIFIED BY '$pw';
+        ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
+        GRANT ALL PRIVILEGES ON *.* TO '$user'@'localhost' WITH GRANT OPTION;
+        GRANT ALL PRIVILEGES ON *.* TO '$user'@'127.0.0.1' WITH GRANT OPTION;" >&2
+    printf 'mysql://%s:%s@127.0.0.1:3306/' "$user" "$pw"
+}
+
+start_services() {
+    start_docker
+    start_redis
+    start_mariadb
+}

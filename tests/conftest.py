@@ -1,0 +1,118 @@
+"""Shared fixtures: real services, namespaced per test run, cleaned up afterwards.
+
+Under CI (``CI=true``) a missing service is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REDIS_URL = os.environ.get("GITPAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip the test when a service is missing, or fail it under CI."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is not available (CI=true: a missing service is a failure)")
+    pytest.skip(f"{what} is not available")
+
+
+def unique(prefix: str = "t") -> str:
+    """A short unique lower-case name, usable as an instance or app name."""
+    return prefix + secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        ok = True
+    except redis.RedisError:
+        ok = False
+    require(ok, f"Redis at {REDIS_URL}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def instance(redis_url):
+    """A fresh instance name; its Redis keys are deleted afterwards."""
+    import redis
+
+    name = unique("t")
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{name}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception:  # noqa: BLE001 - any failure means "not available"
+        client = None
+    require(client is not None, "the Docker engine")
+    yield client
+    client.close()
+
+
+def busybox_tar() -> bytes:
+    """A root file system holding only a static busybox and its applet links."""
+    busybox = shutil.which("busybox")
+    require(busybox is not None, "busybox (Debian package busybox-static)")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in ("bin", "tmp", "www", "etc"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add(busybox, arcname="bin/busybox")
+        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout
+        for applet in applets.split():
+            if applet == "busybox":
+                continue
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+        passwd = b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"
+        info = tarfile.TarInfo("etc/passwd")
+        info.size = len(passwd)
+        tar.addfile(info, io.BytesIO(passwd))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client):
+    """A local busybox image (no registry is reachable), removed at the end of the run."""
+    name = f"gitpaas-test-{unique('b')}/busybox:latest"
+    repo, tag = name.rsplit(":", 1)
+    docker_client.api.import_image_from_data(busybox_tar(), repository=repo, tag=tag)
+    yield name
+    try:
+        docker_client.images.remove(name, force=True)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
