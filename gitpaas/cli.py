@@ -1,0 +1,125 @@
+"""The ``gitpaas`` command: ``serve``, ``router``, ``images:build`` and, as the local admin,
+every registered command (``gitpaas keys:add NAME FILE``, ``gitpaas apps`` ...)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from . import settings as settings_mod
+from .commands.registry import EXIT_USER, Context, run_command
+from .errors import GitPaasError
+from .store import Key
+
+LOCAL_ADMIN = Key(name="local", fingerprint="", public_key="", is_admin=True, created_at=0.0)
+SERVER_COMMANDS = {"serve", "router", "images:build"}
+
+
+def common_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", help="YAML settings file")
+    parser.add_argument("--data-dir", help="data directory (GITPAAS_DATA_DIR)")
+    return parser
+
+
+def load_settings(opts: argparse.Namespace, **extra: object) -> settings_mod.Settings:
+    overrides = {"data_dir": opts.data_dir, **extra}
+    return settings_mod.load(overrides, config_file=opts.config)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+
+
+def serve(argv: list[str]) -> int:
+    """Run the SSH server and the router until SIGTERM or SIGINT."""
+    parser = common_parser("gitpaas serve")
+    parser.add_argument("--ssh-listen")
+    parser.add_argument("--http-listen")
+    parser.add_argument("--no-router", action="store_true", help="run only the SSH server")
+    parser.add_argument("--log-level", default="INFO")
+    opts = parser.parse_args(argv)
+    configure_logging(opts.log_level)
+    settings = load_settings(opts, ssh_listen=opts.ssh_listen, http_listen=opts.http_listen)
+    from .platform import Platform
+    from .ssh.server import SSHServer
+
+    platform = Platform(settings)
+    platform.store  # noqa: B018 - open and migrate the store before accepting connections
+    host, port = settings.listen("ssh")
+    ssh = SSHServer(platform, host, port)
+    router = None
+    if not opts.no_router:
+        from . import router as router_mod
+
+        router = router_mod.start_in_thread(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=ssh.serve_forever, daemon=True, name="ssh-accept").start()
+    logging.getLogger("gitpaas").info(
+        "gitpaas serving ssh on %s:%d%s", host, ssh.port,
+        f", http on port {router.port}" if router else "")
+    print(f"gitpaas: ssh port {ssh.port}" + (f", http port {router.port}" if router else ""),
+          flush=True)
+    stop.wait()
+    ssh.stop()
+    if router is not None:
+        router.stop()
+    return 0
+
+
+def router_main(argv: list[str]) -> int:
+    """Run the router alone (several routers may share one Redis)."""
+    parser = common_parser("gitpaas router")
+    parser.add_argument("--http-listen")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="INFO")
+    opts = parser.parse_args(argv)
+    configure_logging(opts.log_level)
+    from . import router as router_mod
+
+    router_mod.run(load_settings(opts, http_listen=opts.http_listen), workers=opts.workers)
+    return 0
+
+
+def images_build(argv: list[str]) -> int:
+    from . import images
+
+    return images.main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SERVER_COMMANDS:
+        handler = {"serve": serve, "router": router_main, "images:build": images_build}
+        try:
+            return handler[argv[0]](argv[1:])
+        except GitPaasError as exc:
+            print(f" !     {exc.message}", file=sys.stderr)
+            return exc.exit_code
+    # Local admin commands: global options first, then COMMAND [ARGS].
+    parser = common_parser("gitpaas")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    opts = parser.parse_args(argv)
+    configure_logging("WARNING")
+    try:
+        settings = load_settings(opts)
+    except GitPaasError as exc:
+        print(f" !     {exc.message}", file=sys.stderr)
+        return EXIT_USER
+    from .platform import Platform
+
+    ctx = Context(Platform(settings), LOCAL_ADMIN, sys.stdin.buffer,
+                  lambda s: (sys.stdout.write(s), sys.stdout.flush()),
+                  lambda s: (sys.stderr.write(s), sys.stderr.flush()), is_local=True)
+    return run_command(ctx, opts.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

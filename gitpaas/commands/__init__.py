@@ -1,0 +1,11 @@
+"""The command surface: one module per noun, all registered in ``registry``."""
+
+import importlib
+
+MODULES = ("help", "keys", "apps")
+
+
+def load_all() -> None:
+    """Import every command module so that it registers its commands."""
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}")

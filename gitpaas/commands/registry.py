@@ -1,0 +1,108 @@
+"""The registry of ``noun:verb`` commands, shared by SSH, the local CLI and ``paas``.
+
+It is the only place that turns ``GitPaasError`` into output and an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ..errors import Forbidden, GitPaasError, InvalidInput, UserError
+from ..store import Key
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_USER, EXIT_SERVICE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+@dataclass
+class Context:
+    """One command invocation: who runs it, with which streams."""
+
+    platform: Any
+    key: Key
+    stdin: IO[bytes]
+    write_out: Callable[[str], None]
+    write_err: Callable[[str], None]
+    is_local: bool = False
+    closed: Callable[[], bool] = field(default=lambda: False)
+
+    def out(self, text: str = "") -> None:
+        self.write_out(text + "\n")
+
+    def err(self, text: str) -> None:
+        self.write_err(text + "\n")
+
+    def progress(self, line: str) -> None:
+        self.out(line)
+
+    def json(self, value: Any) -> None:
+        self.out(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+    def require_admin(self) -> None:
+        if not self.key.is_admin:
+            raise Forbidden("only admins may do that")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    func: Callable[[Context, list[str]], int | None]
+    summary: str
+    usage: str
+    admin_only: bool = False
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, usage: str = "", admin_only: bool = False):
+    """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary."""
+
+    def register(func):
+        summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
+        COMMANDS[name] = Command(name, func, summary, usage or name, admin_only)
+        return func
+
+    return register
+
+
+def check_argv(argv: list[str]) -> None:
+    for arg in argv:
+        if "\x00" in arg or "\n" in arg or "\r" in arg:
+            raise InvalidInput("arguments may not contain NUL or newline characters")
+
+
+def run_command(ctx: Context, argv: list[str]) -> int:
+    """Dispatch ``argv``; print errors as `` !     message``; return the exit code."""
+    from . import load_all
+
+    load_all()
+    try:
+        check_argv(argv)
+        if not argv:
+            argv = ["help"]
+        name, args = argv[0], argv[1:]
+        if name in {"-h", "--help"}:
+            name, args = "help", []
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            raise UserError(f"unknown command {name!r}, see 'help'")
+        if "-h" in args or "--help" in args:
+            return COMMANDS["help"].func(ctx, [name]) or 0
+        if cmd.admin_only:
+            ctx.require_admin()
+        return cmd.func(ctx, args) or EXIT_OK
+    except GitPaasError as exc:
+        ctx.err(f" !     {exc.message}")
+        return exc.exit_code
+    except Exception:  # noqa: BLE001 - internal: an incident id for the user, details in the log
+        incident = secrets.token_hex(4)
+        log.exception("incident %s while running %r", incident, argv[:1])
+        ctx.err(f" !     internal error (incident {incident}); the server log has the details")
+        return EXIT_INTERNAL

@@ -1,0 +1,1 @@
+"""The git side: bare repositories and the receive-pack / upload-pack handlers (dulwich)."""

@@ -1,0 +1,118 @@
+"""git-receive-pack and git-upload-pack over an SSH channel, with the deploy inside.
+
+The deploy runs in ``_on_update`` (after the objects are stored, before the ref moves);
+what it returns becomes ``ng <ref> <reason>``. See docs/architecture.md for the traps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
+from dulwich.repo import Repo
+from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
+
+log = logging.getLogger(__name__)
+ZERO = b"0" * 40
+ALLOWED_REF_PREFIXES = (b"refs/heads/", b"refs/tags/")
+
+
+class Progress:
+    """Writes ``remote:`` lines on the side-band; stops quietly once the client is gone."""
+
+    def __init__(self, write: Callable[[bytes], Any] | None) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if self._write is None:
+            return
+        with self._lock:
+            try:
+                self._write(line.rstrip("\n").encode("utf-8", "replace") + b"\n")
+            except Exception:  # noqa: BLE001 - the client went away: keep deploying
+                log.info("client disconnected; progress no longer sent")
+                self._write = None
+
+
+class SingleRepoBackend(Backend):
+    """Serves exactly one already-opened repository, whatever path is asked for."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+
+    def open_repository(self, path: str) -> Repo:
+        return self.repo
+
+
+# on_update(ref, old, new, progress) -> None on success, or the reason the ref is refused.
+UpdateHook = Callable[[bytes, bytes, bytes, Progress], str | None]
+# lock(ref) -> a context manager held from the deploy through the ref update.
+LockFactory = Callable[[Progress], Any]
+
+
+class DeployingReceivePackHandler(ReceivePackHandler):
+    """Receive-pack whose ``_on_update`` runs the deploy and streams its progress."""
+
+    def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook,
+                 lock: LockFactory) -> None:
+        super().__init__(SingleRepoBackend(repo), ["."], proto)
+        self._hook = on_update
+        self._lock_factory = lock
+        self._locks = ExitStack()
+        self._locked = False
+
+    def progress(self) -> Progress:
+        writer = None
+        if self.has_capability(b"side-band-64k"):
+            def writer(data: bytes) -> None:
+                self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
+        return Progress(writer)
+
+    def _apply_pack(self, refs: list) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            yield from super()._apply_pack(refs)
+        finally:
+            self._locks.close()
+
+    def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
+        try:
+            if not ref_name.startswith(ALLOWED_REF_PREFIXES) or b".." in ref_name:
+                return b"refused: only refs/heads/* and refs/tags/* may be pushed"
+            progress = self.progress()
+            if not self._locked:
+                self._locks.enter_context(self._lock_factory(progress))
+                self._locked = True
+            try:
+                current = self.repo.refs[ref_name]
+            except KeyError:
+                current = ZERO
+            if current != old_sha:
+                return b"stale info: the ref moved during the push; fetch and push again"
+            reason = self._hook(ref_name, old_sha, new_sha, progress)
+        except Exception as exc:  # noqa: BLE001 - any escape would lose report-status
+            log.exception("push of %r failed", ref_name)
+            reason = getattr(exc, "message", None) or f"internal error ({type(exc).__name__})"
+        if reason:
+            return " ".join(str(reason).split()).encode("utf-8", "replace")[:900]
+        return None
+
+
+def serve_receive_pack(repo: Repo, recv: Callable[[int], bytes], send: Callable[[bytes], Any],
+                       on_update: UpdateHook, lock: LockFactory) -> None:
+    """Run one receive-pack session over ``recv``/``send``."""
+    proto = ReceivableProtocol(recv, send)
+    DeployingReceivePackHandler(repo, proto, on_update, lock).handle()
+
+
+def serve_upload_pack(repo: Repo, recv: Callable[[int], bytes],
+                      send: Callable[[bytes], Any]) -> None:
+    """Run one upload-pack session (git fetch / clone) over ``recv``/``send``."""
+    proto = ReceivableProtocol(recv, send)
+    UploadPackHandler(SingleRepoBackend(repo), ["."], proto).handle()

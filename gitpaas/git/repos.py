@@ -1,0 +1,46 @@
+"""Bare repositories under the data dir, one per app."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dulwich.errors import NotGitRepository
+from dulwich.repo import Repo
+
+from .. import names
+
+
+def repo_path(repos_dir: Path, app: str) -> Path:
+    """The bare repo of ``app`` (the name is validated: nothing outside ``repos_dir``)."""
+    return repos_dir / f"{names.app_name(app)}.git"
+
+
+def ensure_repo(repos_dir: Path, app: str, branch: str, max_push_bytes: int) -> Repo:
+    """Open the app's bare repo, creating it with HEAD on ``branch`` if needed."""
+    path = repo_path(repos_dir, app)
+    try:
+        return Repo(str(path))
+    except NotGitRepository:
+        pass
+    path.mkdir(parents=True, exist_ok=True)
+    repo = Repo.init_bare(str(path))
+    repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
+    config = repo.get_config()
+    config.set((b"receive",), b"maxInputSize", str(max_push_bytes).encode())
+    config.write_to_path()
+    return repo
+
+
+def remove_repo(repos_dir: Path, app: str) -> None:
+    shutil.rmtree(repo_path(repos_dir, app), ignore_errors=True)
+
+
+def parse_repo_arg(arg: str) -> str:
+    """Turn git's repo argument (``'shop.git'``, ``/shop``, ``shop``) into an app name."""
+    name = arg.strip()
+    if name.startswith("/"):
+        name = name[1:]
+    if name.endswith(".git"):
+        name = name[: -len(".git")]
+    return names.app_name(name)

@@ -1,0 +1,120 @@
+"""The objects one gitpaas process works with, built once from the settings."""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from functools import cached_property
+
+from dulwich.repo import Repo
+
+from . import names
+from .build.docker import DockerBuilder
+from .deploy import Deployer
+from .errors import Forbidden, GitPaasError, NotFound, ServiceError
+from .git import repos
+from .git.receive import ZERO, Progress
+from .locks import app_lock
+from .routes import Routes
+from .runtime import DockerRuntime
+from .settings import Settings
+from .store import App, Key, Store, open_store
+
+
+class Platform:
+    """Settings plus lazily opened store, Docker, Redis and the deployer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @cached_property
+    def store(self) -> Store:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return open_store(self.settings.database, self.settings.secret_key_path)
+
+    @cached_property
+    def docker(self):
+        import docker
+
+        try:
+            return docker.from_env(timeout=300)
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+
+    @cached_property
+    def runtime(self) -> DockerRuntime:
+        return DockerRuntime(self.docker, self.settings.instance, self.settings.container_host)
+
+    @cached_property
+    def routes(self) -> Routes:
+        return Routes(self.settings.redis_url, self.settings.routes_prefix)
+
+    @cached_property
+    def deployer(self) -> Deployer:
+        return Deployer(self.settings, self.store, DockerBuilder(self.docker), self.runtime,
+                        self.routes)
+
+    def lock(self, app: str, what: str, notify=None):
+        """The per-app lock (see ``locks.app_lock``)."""
+        return app_lock(self.settings.data_dir / "locks", app, what,
+                        self.settings.lock_timeout, notify)
+
+    # -- access -------------------------------------------------------------------------
+
+    def app_for(self, key: Key, name: str) -> App:
+        """The app ``name`` if ``key`` may act on it; strangers learn nothing more."""
+        app = self.store.find_app(names.app_name(name))
+        if app is None or not self.store.can_access(key, app):
+            raise NotFound(f"no app named {name!r}, or you may not use it")
+        return app
+
+    def app_for_push(self, key: Key, name: str) -> App:
+        """The app to push to, created on first push when the settings allow it."""
+        app = self.store.find_app(names.app_name(name))
+        if app is None:
+            if not self.settings.create_on_push:
+                raise Forbidden(f"no app named {name!r}; create it first with apps:create")
+            app = self.store.create_app(name, key.name, self.settings.deploy_branch)
+            self.store.record_event(key.name, "apps:create", name, "created by push")
+            return app
+        if not self.store.can_access(key, app):
+            raise NotFound(f"no app named {name!r}, or you may not use it")
+        return app
+
+    def repo(self, app: App) -> Repo:
+        return repos.ensure_repo(self.settings.repos_dir, app.name, app.deploy_branch
+                                 if "*" not in app.deploy_branch else "main",
+                                 self.settings.max_push_bytes)
+
+    # -- pushes -------------------------------------------------------------------------
+
+    def is_deploy_branch(self, app: App, branch: str) -> bool:
+        """Whether a push of ``branch`` deploys (a first ``master`` counts as ``main``)."""
+        if fnmatch.fnmatchcase(branch, app.deploy_branch):
+            return True
+        return (branch == "master" and app.deploy_branch == "main"
+                and app.current_version is None)
+
+    def on_push(self, app_name: str, repo: Repo, key: Key, ref: bytes, old: bytes, new: bytes,
+                progress: Progress) -> str | None:
+        """Called for each pushed ref before it moves: deploy or say why not."""
+        app = self.store.get_app(app_name)
+        ref_text = ref.decode("utf-8", "replace")
+        if not ref_text.startswith("refs/heads/"):
+            return None
+        branch = ref_text[len("refs/heads/"):]
+        deploys = self.is_deploy_branch(app, branch)
+        if new == ZERO:
+            return "refusing to delete the deploy branch" if deploys else None
+        if not deploys:
+            progress(f"-----> Stored {branch}; not deployed (the deploy branch is"
+                     f" {app.deploy_branch})")
+            return None
+        try:
+            self.deployer.deploy_commit(app.name, repo, new, key.name, progress)
+            self.store.record_event(key.name, "deploy", app.name, new.decode()[:12])
+        except GitPaasError as exc:
+            self.store.record_event(key.name, "deploy-failed", app.name, exc.message)
+            return f"deploy failed: {exc.message}"
+        return None

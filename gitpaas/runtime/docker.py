@@ -1,0 +1,166 @@
+"""App containers on the local Docker engine, labelled and named by instance.
+
+Names: ``<instance>.<app>.v<release>.<process>.<replica>`` (app and process names hold no
+dot, so names never collide). Labels carry the same facts; queries use the labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+
+from ..errors import DeployError, ServiceError
+
+PORT = 5000
+LABEL = "gitpaas"
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What gitpaas knows of one app container."""
+
+    id: str
+    name: str
+    app: str
+    release: int
+    process: str
+    replica: int
+    status: str
+    host: str
+    port: int | None
+    started_at: str
+    restart_count: int = 0
+
+    @property
+    def backend(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def container_name(instance: str, app: str, release: int, process: str, replica: int) -> str:
+    return f"{instance}.{app}.v{release}.{process}.{replica}"
+
+
+class DockerRuntime:
+    """Starts, lists and retires app containers."""
+
+    def __init__(self, client: docker.DockerClient, instance: str, host: str = "127.0.0.1"):
+        self.client = client
+        self.instance = instance
+        self.host = host
+
+    def _info(self, c) -> ContainerInfo:
+        labels = c.labels
+        port = None
+        bindings = (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{PORT}/tcp")
+        if bindings:
+            port = int(bindings[0]["HostPort"])
+        state = c.attrs.get("State", {})
+        return ContainerInfo(
+            id=c.id, name=c.name, app=labels.get(f"{LABEL}.app", ""),
+            release=int(labels.get(f"{LABEL}.release", "0")),
+            process=labels.get(f"{LABEL}.process", ""),
+            replica=int(labels.get(f"{LABEL}.replica", "0")),
+            status=c.status, host=self.host, port=port,
+            started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0))
+
+    def start(self, app: str, release: int, image: str, process: str, replica: int,
+              env: Mapping[str, str], command: str | None = None, web: bool = False,
+              mem_limit: str | None = None, nano_cpus: int | None = None) -> ContainerInfo:
+        """Create and start one container; web containers publish $PORT on the host."""
+        name = container_name(self.instance, app, release, process, replica)
+        labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
+                  f"{LABEL}.release": str(release), f"{LABEL}.process": process,
+                  f"{LABEL}.replica": str(replica)}
+        kwargs = {}
+        if web:
+            kwargs["ports"] = {f"{PORT}/tcp": (self.host, None)}
+        if mem_limit:
+            kwargs["mem_limit"] = mem_limit
+        if nano_cpus:
+            kwargs["nano_cpus"] = nano_cpus
+        try:
+            self._remove_by_name(name)
+            c = self.client.containers.run(
+                image, command=["/bin/sh", "-c", command] if command else None, name=name,
+                detach=True, environment=dict(env), labels=labels, init=True,
+                restart_policy={"Name": "unless-stopped"},
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                hostname=f"{app}-{process}-{replica}", **kwargs)
+            c.reload()
+            info = self._info(c)
+            if web and info.port is None:
+                c.reload()
+                info = self._info(c)
+            return info
+        except docker.errors.ImageNotFound as exc:
+            raise DeployError(f"image {image} is gone") from exc
+        except docker.errors.APIError as exc:
+            reason = exc.explanation or exc
+            raise DeployError(f"cannot start {process}.{replica}: {reason}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+
+    def _remove_by_name(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def list(self, app: str | None = None, release: int | None = None,
+             all_states: bool = True) -> list[ContainerInfo]:
+        """This instance's containers, optionally of one app and release."""
+        filters = [f"{LABEL}.instance={self.instance}"]
+        if app:
+            filters.append(f"{LABEL}.app={app}")
+        if release is not None:
+            filters.append(f"{LABEL}.release={release}")
+        try:
+            found = self.client.containers.list(all=all_states, filters={"label": filters})
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        infos = [self._info(c) for c in found]
+        return sorted(infos, key=lambda i: (i.app, i.release, i.process, i.replica))
+
+    def get(self, container_id: str) -> ContainerInfo | None:
+        try:
+            return self._info(self.client.containers.get(container_id))
+        except docker.errors.NotFound:
+            return None
+
+    def logs(self, container_id: str, tail: int = 50) -> str:
+        try:
+            raw = self.client.containers.get(container_id).logs(tail=tail, timestamps=False)
+        except docker.errors.DockerException:
+            return ""
+        return raw.decode("utf-8", "replace")
+
+    def remove(self, containers: Iterable[ContainerInfo], stop_timeout: int = 10) -> None:
+        """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove containers."""
+        for info in containers:
+            try:
+                c = self.client.containers.get(info.id)
+                if c.status == "running":
+                    c.stop(timeout=stop_timeout)
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError:
+                try:
+                    self.client.containers.get(info.id).remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+
+    def wait_running(self, info: ContainerInfo, seconds: float = 2.0) -> ContainerInfo:
+        """Return the container's state after up to ``seconds`` (early if it exited)."""
+        deadline = time.monotonic() + seconds
+        current = info
+        while time.monotonic() < deadline:
+            current = self.get(info.id) or current
+            if current.status in {"exited", "dead"}:
+                break
+            time.sleep(0.1)
+        return current

@@ -1,0 +1,1 @@
+"""The SSH server (paramiko): public-key auth for registered keys, exec only."""

@@ -1,0 +1,231 @@
+"""SSH: authenticate registered public keys, then run one exec request per connection.
+
+Allowed: ``git-receive-pack '<app>.git'``, ``git-upload-pack '<app>.git'`` and the
+registered commands. Refused: passwords, keyboard-interactive, pty, shell, subsystems,
+env, X11 and every kind of forwarding.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import socket
+import threading
+from typing import Any
+
+import paramiko
+
+from .. import sshkeys
+from ..commands.registry import EXIT_INTERNAL, EXIT_USER, Context, check_argv, run_command
+from ..errors import GitPaasError, UserError
+from ..git import repos
+from ..git.receive import serve_receive_pack, serve_upload_pack
+from ..store import Key
+from .hostkey import load_host_key
+
+log = logging.getLogger(__name__)
+AUTH_TIMEOUT = 30
+EXEC_TIMEOUT = 30
+CLOSE_GRACE = 5
+GIT_COMMANDS = {"git-receive-pack", "git-upload-pack"}
+
+
+class Policy(paramiko.ServerInterface):
+    """paramiko's callbacks: decide quickly, never block the transport thread."""
+
+    def __init__(self, platform: Any) -> None:
+        self.platform = platform
+        self.key: Key | None = None
+        self.command: bytes | None = None
+        self.exec_ready = threading.Event()
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        return paramiko.AUTH_FAILED
+
+    def check_auth_interactive(self, username: str, submethods: str) -> int:
+        return paramiko.AUTH_FAILED
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        try:
+            found = self.platform.store.key_by_fingerprint(sshkeys.fingerprint(key.asbytes()))
+        except GitPaasError:
+            log.exception("cannot look up a key")
+            return paramiko.AUTH_FAILED
+        if found is None:
+            return paramiko.AUTH_FAILED
+        self.key = found
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session" and self.key is not None:
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        if self.key is None or self.command is not None:
+            return False
+        self.command = bytes(command)
+        self.exec_ready.set()
+        return True
+
+    def check_channel_pty_request(self, *args: Any) -> bool:
+        return False
+
+    def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        return False
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        return False
+
+    def check_channel_env_request(self, channel: paramiko.Channel, name: bytes,
+                                  value: bytes) -> bool:
+        return False
+
+    def check_channel_x11_request(self, *args: Any) -> bool:
+        return False
+
+    def check_channel_forward_agent_request(self, channel: paramiko.Channel) -> bool:
+        return False
+
+    def check_port_forward_request(self, address: str, port: int) -> int | bool:
+        return False
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: Any,
+                                           destination: Any) -> int:
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_global_request(self, kind: str, msg: Any) -> bool:
+        return False
+
+
+class Session:
+    """Runs the one exec request of an authenticated connection on its channel."""
+
+    def __init__(self, platform: Any, key: Key, channel: paramiko.Channel) -> None:
+        self.platform = platform
+        self.key = key
+        self.channel = channel
+
+    def err(self, text: str) -> None:
+        self.channel.sendall_stderr((text + "\n").encode("utf-8", "replace"))
+
+    def run(self, raw: bytes) -> int:
+        try:
+            command = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.err(" !     the command is not valid UTF-8")
+            return EXIT_USER
+        try:
+            check_argv([command])
+            argv = shlex.split(command)
+        except (ValueError, GitPaasError) as exc:
+            self.err(f" !     cannot parse the command: {getattr(exc, 'message', exc)}")
+            return EXIT_USER
+        if argv and argv[0] in GIT_COMMANDS:
+            return self.git(argv)
+        ctx = Context(self.platform, self.key, self.channel.makefile("rb"),
+                      lambda s: self.channel.sendall(s.encode("utf-8", "replace")),
+                      lambda s: self.channel.sendall_stderr(s.encode("utf-8", "replace")),
+                      closed=lambda: self.channel.closed)
+        return run_command(ctx, argv)
+
+    def git(self, argv: list[str]) -> int:
+        platform = self.platform
+        try:
+            if len(argv) != 2:
+                raise UserError(f"usage: {argv[0]} '<app>.git'")
+            name = repos.parse_repo_arg(argv[1])
+            if argv[0] == "git-receive-pack":
+                app = platform.app_for_push(self.key, name)
+            else:
+                app = platform.app_for(self.key, name)
+            repo = platform.repo(app)
+        except GitPaasError as exc:
+            self.err(f" !     {exc.message}")
+            return EXIT_USER
+        try:
+            if argv[0] == "git-upload-pack":
+                serve_upload_pack(repo, self.channel.recv, self.channel.sendall)
+                return 0
+
+            def on_update(ref, old, new, progress):
+                return platform.on_push(app.name, repo, self.key, ref, old, new, progress)
+
+            def lock(progress):
+                return platform.lock(app.name, f"push by {self.key.name}", progress)
+
+            serve_receive_pack(repo, self.channel.recv, self.channel.sendall, on_update, lock)
+            return 0
+        except Exception as exc:  # noqa: BLE001 - a broken session must not kill the server
+            if type(exc).__name__ == "HangupException":
+                return 0
+            log.exception("git session for %s failed", argv[1])
+            return EXIT_INTERNAL
+        finally:
+            repo.close()
+
+
+def handle_connection(platform: Any, host_key: paramiko.PKey, sock: socket.socket) -> None:
+    """Serve one TCP connection: handshake, auth, one exec, exit status, close."""
+    transport = paramiko.Transport(sock)
+    try:
+        transport.add_server_key(host_key)
+        policy = Policy(platform)
+        transport.start_server(server=policy)
+        channel = transport.accept(AUTH_TIMEOUT)
+        if channel is None:
+            return
+        if not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None:
+            channel.close()
+            return
+        code = Session(platform, policy.key, channel).run(policy.command)
+        try:
+            channel.send_exit_status(code)
+            channel.shutdown_write()
+        finally:
+            channel.close()
+        transport.join(CLOSE_GRACE)  # let the client hang up first: no "connection reset"
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        log.info("ssh connection ended: %s", exc)
+    except Exception:  # noqa: BLE001
+        log.exception("ssh connection failed")
+    finally:
+        transport.close()
+
+
+class SSHServer:
+    """Accepts SSH connections, one thread each."""
+
+    def __init__(self, platform: Any, host: str, port: int) -> None:
+        self.platform = platform
+        self.host_key = load_host_key(platform.settings.host_key_path)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self._stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                if self._stopped.is_set():
+                    return
+                raise
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=handle_connection, args=(self.platform, self.host_key, conn),
+                             daemon=True, name="ssh-conn").start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()

@@ -1,0 +1,45 @@
+"""Plain records the store hands out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Key:
+    """A registered SSH public key."""
+
+    name: str
+    fingerprint: str
+    public_key: str
+    is_admin: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class App:
+    """An application."""
+
+    name: str
+    owner: str
+    deploy_branch: str
+    buildpack: str | None
+    current_version: int | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release of an app: an image plus a config snapshot."""
+
+    app: str
+    version: int
+    image: str
+    commit: str
+    config: dict[str, str]
+    processes: dict[str, str]
+    description: str
+    created_by: str
+    created_at: float
+    status: str
+    extra: dict = field(default_factory=dict)

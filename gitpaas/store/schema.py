@@ -1,0 +1,71 @@
+"""The schema, written once for SQLite and MySQL. ``{blob}`` and ``{autoinc}`` differ."""
+
+from __future__ import annotations
+
+VERSION = 1
+
+TABLES = [
+    """CREATE TABLE IF NOT EXISTS gp_keys (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        fingerprint VARCHAR(128) NOT NULL UNIQUE,
+        public_key TEXT NOT NULL,
+        is_admin INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS gp_apps (
+        name VARCHAR(30) NOT NULL PRIMARY KEY,
+        owner VARCHAR(64) NOT NULL,
+        deploy_branch VARCHAR(200) NOT NULL,
+        buildpack VARCHAR(30),
+        current_version INTEGER,
+        created_at DOUBLE NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS gp_config (
+        app VARCHAR(30) NOT NULL,
+        name VARCHAR(128) NOT NULL,
+        value {blob} NOT NULL,
+        PRIMARY KEY (app, name))""",
+    """CREATE TABLE IF NOT EXISTS gp_releases (
+        app VARCHAR(30) NOT NULL,
+        version INTEGER NOT NULL,
+        image VARCHAR(255) NOT NULL,
+        commit_sha VARCHAR(64) NOT NULL,
+        config {blob} NOT NULL,
+        processes TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_by VARCHAR(64) NOT NULL,
+        created_at DOUBLE NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        extra TEXT NOT NULL,
+        PRIMARY KEY (app, version))""",
+    """CREATE TABLE IF NOT EXISTS gp_formation (
+        app VARCHAR(30) NOT NULL,
+        process VARCHAR(30) NOT NULL,
+        replicas INTEGER NOT NULL,
+        PRIMARY KEY (app, process))""",
+    """CREATE TABLE IF NOT EXISTS gp_domains (
+        host VARCHAR(253) NOT NULL PRIMARY KEY,
+        app VARCHAR(30) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS gp_shares (
+        app VARCHAR(30) NOT NULL,
+        key_name VARCHAR(64) NOT NULL,
+        PRIMARY KEY (app, key_name))""",
+    """CREATE TABLE IF NOT EXISTS gp_events (
+        id {autoinc},
+        app VARCHAR(30),
+        actor VARCHAR(64) NOT NULL,
+        action VARCHAR(64) NOT NULL,
+        detail TEXT NOT NULL,
+        created_at DOUBLE NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS gp_meta (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL)""",
+]
+
+DIALECTS = {
+    "sqlite": {"blob": "BLOB", "autoinc": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "mysql": {"blob": "LONGBLOB", "autoinc": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"},
+}
+
+
+def statements(dialect: str) -> list[str]:
+    """The CREATE statements for ``dialect``."""
+    return [sql.format(**DIALECTS[dialect]) for sql in TABLES]

@@ -1,0 +1,306 @@
+"""The state store's operations. Config values and release snapshots are encrypted."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .. import names
+from ..errors import Conflict, NotFound
+from ..secrets import Cipher
+from . import schema
+from .db import Database
+from .models import App, Key, Release
+
+APP_COLUMNS = "name, owner, deploy_branch, buildpack, current_version, created_at"
+RELEASE_COLUMNS = (
+    "app, version, image, commit_sha, config, processes, description, created_by,"
+    " created_at, status, extra"
+)
+
+
+class Store:
+    """All durable state of one gitpaas install."""
+
+    def __init__(self, db: Database, cipher: Cipher) -> None:
+        self.db = db
+        self.cipher = cipher
+
+    def migrate(self) -> None:
+        """Create the tables (idempotent)."""
+        with self.db.transaction() as cur:
+            for sql in schema.statements(self.db.dialect):
+                cur.execute(sql)
+            row = cur.execute("SELECT value FROM gp_meta WHERE name = 'schema'").one()
+            if row is None:
+                cur.execute("INSERT INTO gp_meta (name, value) VALUES ('schema', ?)",
+                            (str(schema.VERSION),))
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def add_key(self, name: str, fingerprint: str, public_key: str) -> Key:
+        """Register a key; the first key ever added is an admin."""
+        names.key_name(name)
+        with self.db.transaction() as cur:
+            if cur.execute("SELECT 1 FROM gp_keys WHERE name = ?", (name,)).one():
+                raise Conflict(f"a key named {name!r} exists already")
+            row = cur.execute("SELECT name FROM gp_keys WHERE fingerprint = ?",
+                              (fingerprint,)).one()
+            if row:
+                raise Conflict(f"this key is registered already as {row[0]!r}")
+            first = cur.execute("SELECT COUNT(*) FROM gp_keys").one()[0] == 0
+            now = time.time()
+            cur.execute(
+                "INSERT INTO gp_keys (name, fingerprint, public_key, is_admin, created_at)"
+                " VALUES (?, ?, ?, ?, ?)", (name, fingerprint, public_key, int(first), now))
+        return Key(name, fingerprint, public_key, first, now)
+
+    def key_by_fingerprint(self, fingerprint: str) -> Key | None:
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "SELECT name, fingerprint, public_key, is_admin, created_at FROM gp_keys"
+                " WHERE fingerprint = ?", (fingerprint,)).one()
+        return Key(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
+
+    def get_key(self, name: str) -> Key:
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "SELECT name, fingerprint, public_key, is_admin, created_at FROM gp_keys"
+                " WHERE name = ?", (name,)).one()
+        if row is None:
+            raise NotFound(f"no key named {name!r}")
+        return Key(row[0], row[1], row[2], bool(row[3]), row[4])
+
+    def list_keys(self) -> list[Key]:
+        with self.db.transaction() as cur:
+            rows = cur.execute(
+                "SELECT name, fingerprint, public_key, is_admin, created_at FROM gp_keys"
+                " ORDER BY created_at, name").all()
+        return [Key(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+
+    def remove_key(self, name: str) -> None:
+        with self.db.transaction() as cur:
+            if cur.execute("DELETE FROM gp_keys WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"no key named {name!r}")
+            cur.execute("DELETE FROM gp_shares WHERE key_name = ?", (name,))
+
+    # -- apps ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _app(row: tuple) -> App:
+        return App(row[0], row[1], row[2], row[3], row[4], row[5])
+
+    def create_app(self, name: str, owner: str, deploy_branch: str) -> App:
+        names.app_name(name)
+        now = time.time()
+        with self.db.transaction() as cur:
+            if cur.execute("SELECT 1 FROM gp_apps WHERE name = ?", (name,)).one():
+                raise Conflict(f"app {name!r} exists already")
+            cur.execute(f"INSERT INTO gp_apps ({APP_COLUMNS}) VALUES (?, ?, ?, NULL, NULL, ?)",
+                        (name, owner, deploy_branch, now))
+            cur.execute("INSERT INTO gp_formation (app, process, replicas) VALUES (?, 'web', 1)",
+                        (name,))
+        return App(name, owner, deploy_branch, None, None, now)
+
+    def find_app(self, name: str) -> App | None:
+        with self.db.transaction() as cur:
+            row = cur.execute(f"SELECT {APP_COLUMNS} FROM gp_apps WHERE name = ?", (name,)).one()
+        return self._app(row) if row else None
+
+    def get_app(self, name: str) -> App:
+        app = self.find_app(name)
+        if app is None:
+            raise NotFound(f"no app named {name!r}")
+        return app
+
+    def list_apps(self) -> list[App]:
+        with self.db.transaction() as cur:
+            rows = cur.execute(f"SELECT {APP_COLUMNS} FROM gp_apps ORDER BY name").all()
+        return [self._app(r) for r in rows]
+
+    def update_app(self, name: str, **fields: object) -> None:
+        allowed = {"owner", "deploy_branch", "buildpack", "current_version"}
+        assert set(fields) <= allowed, fields
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.db.transaction() as cur:
+            cur.execute(f"UPDATE gp_apps SET {sets} WHERE name = ?", (*fields.values(), name))
+
+    def delete_app(self, name: str) -> None:
+        """Remove every row about ``name``."""
+        with self.db.transaction() as cur:
+            for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
+                          "gp_shares"):
+                cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
+            cur.execute("DELETE FROM gp_apps WHERE name = ?", (name,))
+
+    # -- access -------------------------------------------------------------------------
+
+    def shares(self, app: str) -> list[str]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT key_name FROM gp_shares WHERE app = ? ORDER BY key_name",
+                               (app,)).all()
+        return [r[0] for r in rows]
+
+    def add_share(self, app: str, key_name: str) -> None:
+        with self.db.transaction() as cur:
+            if not cur.execute("SELECT 1 FROM gp_shares WHERE app = ? AND key_name = ?",
+                               (app, key_name)).one():
+                cur.execute("INSERT INTO gp_shares (app, key_name) VALUES (?, ?)",
+                            (app, key_name))
+
+    def remove_share(self, app: str, key_name: str) -> bool:
+        with self.db.transaction() as cur:
+            return cur.execute("DELETE FROM gp_shares WHERE app = ? AND key_name = ?",
+                               (app, key_name)).rowcount > 0
+
+    def can_access(self, key: Key, app: App) -> bool:
+        """Admins reach every app; others their own and those shared with them."""
+        return key.is_admin or app.owner == key.name or key.name in self.shares(app.name)
+
+    # -- config -------------------------------------------------------------------------
+
+    def get_config(self, app: str) -> dict[str, str]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT name, value FROM gp_config WHERE app = ? ORDER BY name",
+                               (app,)).all()
+        return {r[0]: self.cipher.decrypt(r[1]).decode() for r in rows}
+
+    def set_config(self, app: str, values: Mapping[str, str], unset: Iterable[str] = ()) -> None:
+        """Set and unset config vars in one transaction."""
+        with self.db.transaction() as cur:
+            for name in list(unset) + list(values):
+                cur.execute("DELETE FROM gp_config WHERE app = ? AND name = ?", (app, name))
+            for name, value in values.items():
+                cur.execute("INSERT INTO gp_config (app, name, value) VALUES (?, ?, ?)",
+                            (app, name, self.cipher.encrypt(value.encode())))
+
+    # -- releases -----------------------------------------------------------------------
+
+    def _release(self, row: tuple) -> Release:
+        config = json.loads(self.cipher.decrypt(row[4]))
+        return Release(row[0], row[1], row[2], row[3], config, json.loads(row[5]), row[6],
+                       row[7], row[8], row[9], json.loads(row[10]))
+
+    def add_release(self, app: str, image: str, commit: str, config: Mapping[str, str],
+                    processes: Mapping[str, str], description: str, created_by: str,
+                    status: str = "pending", extra: Mapping | None = None) -> Release:
+        """Record the next release of ``app`` (version = highest + 1)."""
+        blob = self.cipher.encrypt(json.dumps(dict(config)).encode())
+        now = time.time()
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?", (app,)).one()
+            version = (row[0] or 0) + 1
+            cur.execute(
+                f"INSERT INTO gp_releases ({RELEASE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (app, version, image, commit, blob, json.dumps(dict(processes)), description,
+                 created_by, now, status, json.dumps(dict(extra or {}))))
+        return Release(app, version, image, commit, dict(config), dict(processes),
+                       description, created_by, now, status, dict(extra or {}))
+
+    def next_version(self, app: str) -> int:
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?", (app,)).one()
+        return (row[0] or 0) + 1
+
+    def set_release_status(self, app: str, version: int, status: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE gp_releases SET status = ? WHERE app = ? AND version = ?",
+                        (status, app, version))
+
+    def activate_release(self, app: str, version: int) -> None:
+        """Mark ``version`` live and the app's current release, in one transaction."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE gp_releases SET status = 'succeeded' WHERE app = ? AND"
+                        " version = ?", (app, version))
+            cur.execute("UPDATE gp_apps SET current_version = ? WHERE name = ?", (version, app))
+
+    def get_release(self, app: str, version: int) -> Release:
+        with self.db.transaction() as cur:
+            row = cur.execute(f"SELECT {RELEASE_COLUMNS} FROM gp_releases WHERE app = ? AND"
+                              " version = ?", (app, version)).one()
+        if row is None:
+            raise NotFound(f"{app} has no release v{version}")
+        return self._release(row)
+
+    def current_release(self, app: str) -> Release | None:
+        current = self.get_app(app).current_version
+        return self.get_release(app, current) if current else None
+
+    def list_releases(self, app: str, limit: int = 100) -> list[Release]:
+        with self.db.transaction() as cur:
+            rows = cur.execute(f"SELECT {RELEASE_COLUMNS} FROM gp_releases WHERE app = ?"
+                               " ORDER BY version DESC LIMIT ?", (app, limit)).all()
+        return [self._release(r) for r in rows]
+
+    # -- formation ----------------------------------------------------------------------
+
+    def formation(self, app: str) -> dict[str, int]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT process, replicas FROM gp_formation WHERE app = ?"
+                               " ORDER BY process", (app,)).all()
+        return {r[0]: r[1] for r in rows}
+
+    def set_formation(self, app: str, counts: Mapping[str, int]) -> None:
+        with self.db.transaction() as cur:
+            for process, replicas in counts.items():
+                cur.execute("DELETE FROM gp_formation WHERE app = ? AND process = ?",
+                            (app, process))
+                cur.execute("INSERT INTO gp_formation (app, process, replicas) VALUES (?,?,?)",
+                            (app, process, int(replicas)))
+
+    # -- domains ------------------------------------------------------------------------
+
+    def domains(self, app: str) -> list[str]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT host FROM gp_domains WHERE app = ? ORDER BY host",
+                               (app,)).all()
+        return [r[0] for r in rows]
+
+    def domain_owner(self, host: str) -> str | None:
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT app FROM gp_domains WHERE host = ?", (host,)).one()
+        return row[0] if row else None
+
+    def add_domain(self, app: str, host: str) -> None:
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT app FROM gp_domains WHERE host = ?", (host,)).one()
+            if row and row[0] != app:
+                raise Conflict(f"{host} is taken by another app")
+            if not row:
+                cur.execute("INSERT INTO gp_domains (host, app) VALUES (?, ?)", (host, app))
+
+    def remove_domain(self, app: str, host: str) -> None:
+        with self.db.transaction() as cur:
+            if cur.execute("DELETE FROM gp_domains WHERE app = ? AND host = ?",
+                           (app, host)).rowcount == 0:
+                raise NotFound(f"{app} has no domain {host}")
+
+    # -- events -------------------------------------------------------------------------
+
+    def record_event(self, actor: str, action: str, app: str | None = None,
+                     detail: str = "") -> None:
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO gp_events (app, actor, action, detail, created_at)"
+                        " VALUES (?, ?, ?, ?, ?)", (app, actor, action, detail, time.time()))
+
+    def events(self, app: str | None = None, limit: int = 100) -> list[tuple]:
+        with self.db.transaction() as cur:
+            if app:
+                cur.execute("SELECT created_at, actor, action, app, detail FROM gp_events"
+                            " WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit))
+            else:
+                cur.execute("SELECT created_at, actor, action, app, detail FROM gp_events"
+                            " ORDER BY id DESC LIMIT ?", (limit,))
+            return cur.all()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_store(database_url: str, secret_key_path: Path) -> Store:
+    """Open (and migrate) the store at ``database_url``."""
+    store = Store(Database(database_url), Cipher.from_file(secret_key_path))
+    store.migrate()
+    return store
