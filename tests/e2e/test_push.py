@@ -1,0 +1,101 @@
+"""The walking skeleton, end to end: git push over OpenSSH to a live app behind the router."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.harness import commit_files, make_repo
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def httpd_app(image: str, text: str) -> dict[str, str]:
+    return {
+        "Dockerfile": f"FROM {image}\nCOPY index.html /www/index.html\n"
+                      'CMD ["/bin/httpd", "-f", "-p", "5000", "-h", "/www"]\n',
+        "index.html": text,
+    }
+
+
+def wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_push_deploy_update_and_failed_push_keeps_old_release(server, busybox_image, tmp_path,
+                                                              docker_client):
+    repo = make_repo(tmp_path / "shop", httpd_app(busybox_image, "hello v1\n"))
+    first = server.push(repo, "shop")
+    assert first.returncode == 0, first.stderr
+    # The build streamed back as remote: lines.
+    assert "remote: -----> Building shop (v1)" in first.stderr
+    assert "remote: -----> shop v1 is live" in first.stderr
+    assert server.get(server.host("shop")) == (200, "hello v1\n")
+    # Unknown hosts get a 404 naming no app.
+    status, body = server.get("nosuch.paas.localhost")
+    assert status == 404 and "shop" not in body
+
+    commit_files(repo, {"index.html": "hello v2\n"}, "v2")
+    second = server.push(repo, "shop")
+    assert second.returncode == 0, second.stderr
+    assert server.get(server.host("shop")) == (200, "hello v2\n")
+    label = f"gitpaas.instance={server.instance}"
+    remaining = wait_for(lambda: [c.name for c in docker_client.containers.list(
+        all=True, filters={"label": label})] == [f"{server.instance}.shop.v2.web.1"])
+    assert remaining, "the previous release's container was not retired"
+
+    commit_files(repo, {"Dockerfile": httpd_app(busybox_image, "")["Dockerfile"]
+                        + "RUN exit 3\n"}, "broken")
+    broken = server.push(repo, "shop")
+    assert broken.returncode != 0
+    assert "[remote rejected] main -> main (deploy failed: build failed" in broken.stderr
+    assert server.get(server.host("shop")) == (200, "hello v2\n")
+    containers = docker_client.containers.list(all=True, filters={"label": label})
+    assert [c.name for c in containers] == [f"{server.instance}.shop.v2.web.1"]
+
+
+def test_failed_health_check_rejects_push(server, busybox_image, tmp_path, docker_client):
+    repo = make_repo(tmp_path / "hc", httpd_app(busybox_image, "up\n"))
+    assert server.push(repo, "hc").returncode == 0
+    # httpd serving an empty directory answers 404 < 500: make it crash instead.
+    commit_files(repo, {"Dockerfile": f"FROM {busybox_image}\nCMD [\"/bin/false\"]\n"}, "crash")
+    result = server.push(repo, "hc")
+    assert result.returncode != 0
+    assert "deploy failed: health check of web.1" in result.stderr
+    assert server.get(server.host("hc")) == (200, "up\n")
+    label = [f"gitpaas.instance={server.instance}", "gitpaas.app=hc"]
+    names = [c.name for c in docker_client.containers.list(all=True, filters={"label": label})]
+    assert names == [f"{server.instance}.hc.v1.web.1"]
+
+
+def test_push_to_other_branch_is_stored_not_deployed(server, busybox_image, tmp_path):
+    repo = make_repo(tmp_path / "feat", httpd_app(busybox_image, "main\n"))
+    assert server.push(repo, "feat").returncode == 0
+    commit_files(repo, {"index.html": "feature\n"}, "feature work")
+    result = server.push(repo, "feat", "HEAD:refs/heads/feature")
+    assert result.returncode == 0, result.stderr
+    assert "not deployed" in result.stderr
+    assert server.get(server.host("feat")) == (200, "main\n")
+    # The branch is stored: a clone over ssh sees it.
+    clone = tmp_path / "clone"
+    from tests.harness import git
+
+    git(tmp_path, "clone", "-q", "-b", "feature", server.url("feat"), str(clone),
+        env=server.git_env())
+    assert (clone / "index.html").read_text() == "feature\n"
+
+
+def test_unregistered_key_cannot_push(server, busybox_image, tmp_path):
+    from tests.harness import make_key
+
+    stranger = make_key(tmp_path, "stranger")
+    repo = make_repo(tmp_path / "nope", httpd_app(busybox_image, "x\n"))
+    result = server.push(repo, "nope", key=stranger)
+    assert result.returncode != 0
+    assert "Permission denied" in result.stderr

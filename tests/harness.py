@@ -1,0 +1,190 @@
+"""Drive a real ``gitpaas serve`` with the real OpenSSH and git clients."""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+GITPAAS = str(VENV_BIN / "gitpaas")
+HAS_ROUTER = importlib.util.find_spec("gitpaas.router.server") is not None or (
+    importlib.util.find_spec("gitpaas.router") is not None
+    and hasattr(importlib.import_module("gitpaas.router"), "start_in_thread"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_key(directory: Path, name: str) -> Path:
+    """An ed25519 key pair made with ssh-keygen; returns the private key's path."""
+    path = directory / f"id_{name}"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f",
+                    str(path)], check=True)
+    return path
+
+
+def make_repo(directory: Path, files: dict[str, str | bytes], branch: str = "main") -> Path:
+    """A git work tree holding ``files``, committed on ``branch``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    git(directory, "init", "-q", "-b", branch)
+    commit_files(directory, files, "initial")
+    return directory
+
+
+def commit_files(directory: Path, files: dict[str, str | bytes], message: str) -> None:
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    git(directory, "add", "-A")
+    git(directory, "commit", "-q", "-m", message)
+
+
+def git(directory: Path, *args: str, env: dict | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
+    base = {**os.environ, "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                          text=True, env={**base, **(env or {})}, check=check, timeout=600)
+
+
+@dataclass
+class Server:
+    """One ``gitpaas serve`` process with its own data dir, instance and ports."""
+
+    root: Path
+    instance: str
+    redis_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ssh_port: int = 0
+    http_port: int = 0
+    proc: subprocess.Popen | None = None
+    admin_key: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "GITPAAS_DATA_DIR": str(self.data_dir),
+                "GITPAAS_INSTANCE": self.instance, "GITPAAS_REDIS_URL": self.redis_url,
+                "GITPAAS_SSH_LISTEN": f"127.0.0.1:{self.ssh_port}",
+                "GITPAAS_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+                "GITPAAS_DRAIN_SECONDS": "0.2", "GITPAAS_STOP_TIMEOUT": "2",
+                **self.extra_env}
+
+    def start(self) -> Server:
+        self.ssh_port, self.http_port = self.ssh_port or free_port(), self.http_port or free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "serve.log", "ab")  # noqa: SIM115 - closed with the process
+        args = [GITPAAS, "serve"] + ([] if HAS_ROUTER else ["--no-router"])
+        self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gitpaas serve exited: {self.log()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.ssh_port), 0.2).close()
+                if HAS_ROUTER:
+                    socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gitpaas serve did not listen: {self.log()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        path = self.root / "serve.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- clients ------------------------------------------------------------------------
+
+    def gitpaas(self, *args: str, input: str | None = None,
+                check: bool = False) -> subprocess.CompletedProcess:
+        """The local admin CLI against this server's data dir."""
+        return subprocess.run([GITPAAS, *args], env=self.env, capture_output=True, text=True,
+                              input=input, check=check, timeout=600)
+
+    def add_key(self, name: str) -> Path:
+        key = make_key(self.root, name)
+        result = self.gitpaas("keys:add", name, f"{key}.pub")
+        assert result.returncode == 0, result.stderr
+        return key
+
+    def ssh_command(self, key: Path | None = None) -> list[str]:
+        return ["ssh", "-p", str(self.ssh_port), "-i", str(key or self.admin_key),
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+                "-o", "PasswordAuthentication=no"]
+
+    def ssh(self, *args: str, key: Path | None = None, input: str | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+        """``ssh -p PORT git@127.0.0.1 ARGS...`` with the real OpenSSH client."""
+        return subprocess.run([*self.ssh_command(key), "git@127.0.0.1", *args],
+                              capture_output=True, text=True, input=input, timeout=timeout)
+
+    def git_env(self, key: Path | None = None) -> dict[str, str]:
+        return {"GIT_SSH_COMMAND": " ".join(self.ssh_command(key))}
+
+    def url(self, app: str) -> str:
+        return f"ssh://git@127.0.0.1:{self.ssh_port}/{app}.git"
+
+    def push(self, repo: Path, app: str, refspec: str = "main", key: Path | None = None,
+             *extra: str) -> subprocess.CompletedProcess:
+        """``git push URL refspec`` with the real git client; never raises."""
+        return git(repo, "push", *extra, self.url(app), refspec, env=self.git_env(key),
+                   check=False)
+
+    def get(self, host: str, path: str = "/", timeout: float = 10) -> tuple[int, str]:
+        """GET through the router with the given Host header."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def host(self, app: str) -> str:
+        return f"{app}.paas.localhost"
+
+    # -- cleanup ------------------------------------------------------------------------
+
+    def cleanup(self, docker_client) -> None:
+        """Remove every container and image this instance made, and its data dir."""
+        self.stop()
+        label = f"gitpaas.instance={self.instance}"
+        for c in docker_client.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
+        for image in docker_client.images.list():
+            if any(t.startswith(f"{self.instance}/") for t in image.tags):
+                for tag in image.tags:
+                    try:
+                        docker_client.images.remove(tag, force=True)
+                    except Exception:  # noqa: BLE001
+                        pass
+        shutil.rmtree(self.root / "data", ignore_errors=True)
