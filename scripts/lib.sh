@@ -6,7 +6,7 @@ GITPAAS_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
 DEB_PACKAGES=(docker.io redis-server mariadb-server git openssh-client busybox-static
-              mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps)
+              mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2)
 
 log() { printf '=====> %s\n' "$*" >&2; }
 die() { printf ' !     %s\n' "$*" >&2; exit 1; }
@@ -64,18 +64,26 @@ start_redis() {
     wait_for 20 redis-cli -h 127.0.0.1 -p 6379 ping || die "redis-server did not start"
 }
 
+# Loopback for gitpaas, plus the Docker bridge's gateway so app containers reach their
+# databases; nothing else.
+mysql_bind() {
+    local gw
+    gw=$(ip -4 -o addr show dev docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+    printf '127.0.0.1%s' "${gw:+,$gw}"
+}
+
 mariadb_ping() { mysqladmin --protocol=socket ping >/dev/null 2>&1; }
 
 start_mariadb() {
     if ! mariadb_ping; then
         log "starting mariadb"
-        mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+        mkdir -p /run/mysqld "$RUN_DIR" && chown mysql:mysql /run/mysqld
         if [ ! -d /var/lib/mysql/mysql ]; then
             mariadb-install-db --user=mysql --datadir=/var/lib/mysql >&2
         fi
         # The docker0 bridge address lets app containers reach their databases;
         # loopback serves gitpaas itself. Nothing else is listened on.
-        nohup mysqld_safe --user=mysql --bind-address="${GITPAAS_MYSQL_BIND:-127.0.0.1}" \
+        nohup mysqld_safe --user=mysql --bind-address="${GITPAAS_MYSQL_BIND:-$(mysql_bind)}" \
             >"$RUN_DIR/mariadb.log" 2>&1 &
         wait_for 60 mariadb_ping || { tail -20 "$RUN_DIR/mariadb.log" >&2; die "mariadb did not start"; }
     fi

@@ -116,3 +116,41 @@ def tmp_data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+MYSQL_ADMIN_URL = os.environ.get("GITPAAS_TEST_MYSQL_ADMIN_URL", "")
+
+
+@pytest.fixture(scope="session")
+def mysql_admin_url() -> str:
+    """An admin URL for the test MariaDB (set by scripts/test)."""
+    ok = False
+    if MYSQL_ADMIN_URL:
+        from gitpaas.store.db import Database
+
+        try:
+            with Database(MYSQL_ADMIN_URL).transaction() as cur:
+                cur.execute("SELECT 1")
+            ok = True
+        except Exception:  # noqa: BLE001
+            ok = False
+    require(ok, "MariaDB (GITPAAS_TEST_MYSQL_ADMIN_URL)")
+    return MYSQL_ADMIN_URL
+
+
+@pytest.fixture
+def mysql_database(mysql_admin_url):
+    """A fresh MySQL database URL, dropped afterwards."""
+    from urllib.parse import urlparse
+
+    from gitpaas.store.db import Database
+
+    name = unique("gptest_")
+    admin = Database(mysql_admin_url)
+    with admin.transaction() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    parsed = urlparse(mysql_admin_url)
+    yield parsed._replace(path=f"/{name}").geturl()
+    with admin.transaction() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.close()

@@ -41,7 +41,8 @@ def check_path(path: str) -> str:
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:
         raise UnsafeTree(f"unsafe path in the pushed tree: {path!r}")
     for part in path.split("/"):
-        if not part or part.lower().rstrip(". ") in FORBIDDEN_COMPONENTS:
+        folded = part.lower().rstrip(". ")  # ".git." and ".GIT " reach .git on some systems
+        if not folded or part in FORBIDDEN_COMPONENTS or folded in FORBIDDEN_COMPONENTS:
             raise UnsafeTree(f"unsafe path in the pushed tree: {path!r}")
     return path
 

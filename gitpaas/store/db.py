@@ -85,7 +85,10 @@ class Database:
         if conn is None:
             conn = self._local.conn = self._connect()
         elif self.dialect == "mysql":
-            conn.ping(reconnect=True)
+            try:
+                conn.ping(False)
+            except pymysql.MySQLError:
+                conn = self._local.conn = self._connect()
         return conn
 
     @contextmanager

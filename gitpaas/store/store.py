@@ -190,6 +190,7 @@ class Store:
         blob = self.cipher.encrypt(json.dumps(dict(config)).encode())
         now = time.time()
         with self.db.transaction() as cur:
+            self._lock_app_row(cur, app)
             row = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?", (app,)).one()
             version = (row[0] or 0) + 1
             cur.execute(
@@ -198,6 +199,12 @@ class Store:
                  created_by, now, status, json.dumps(dict(extra or {}))))
         return Release(app, version, image, commit, dict(config), dict(processes),
                        description, created_by, now, status, dict(extra or {}))
+
+    @staticmethod
+    def _lock_app_row(cur: Cursor, app: str) -> None:
+        """Serialise writers of one app (SQLite's BEGIN IMMEDIATE already does)."""
+        if cur.dialect == "mysql":
+            cur.execute("SELECT name FROM gp_apps WHERE name = ? FOR UPDATE", (app,))
 
     def next_version(self, app: str) -> int:
         with self.db.transaction() as cur:

@@ -1,0 +1,123 @@
+"""The same store tests against SQLite and MySQL (real MariaDB)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gitpaas.errors import Conflict, InvalidInput, NotFound
+from gitpaas.store import open_store
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("mysql_database")
+    s = open_store(url, tmp_path / "secret.key")
+    yield s
+    s.close()
+
+
+def test_keys_first_is_admin_and_duplicates_refused(store):
+    a = store.add_key("alice", "SHA256:a", "ssh-ed25519 AAAA")
+    b = store.add_key("bob", "SHA256:b", "ssh-ed25519 BBBB")
+    assert a.is_admin and not b.is_admin
+    with pytest.raises(Conflict):
+        store.add_key("alice", "SHA256:c", "x")
+    with pytest.raises(Conflict):
+        store.add_key("carol", "SHA256:a", "x")
+    assert store.key_by_fingerprint("SHA256:b").name == "bob"
+    assert [k.name for k in store.list_keys()] == ["alice", "bob"]
+    store.remove_key("bob")
+    assert store.key_by_fingerprint("SHA256:b") is None
+    with pytest.raises(NotFound):
+        store.remove_key("bob")
+    with pytest.raises(InvalidInput):
+        store.add_key("bad name", "SHA256:z", "x")
+
+
+def test_apps_access_and_shares(store):
+    alice = store.add_key("alice", "SHA256:a", "k")
+    bob = store.add_key("bob", "SHA256:b", "k")
+    carol = store.add_key("carol", "SHA256:c", "k")
+    app = store.create_app("shop", "bob", "main")
+    with pytest.raises(Conflict):
+        store.create_app("shop", "bob", "main")
+    assert store.can_access(alice, app) and store.can_access(bob, app)
+    assert not store.can_access(carol, app)
+    store.add_share("shop", "carol")
+    store.add_share("shop", "carol")
+    assert store.shares("shop") == ["carol"] and store.can_access(carol, app)
+    assert store.remove_share("shop", "carol") and not store.can_access(carol, app)
+    assert store.formation("shop") == {"web": 1}
+
+
+def test_config_round_trip_is_exact_and_encrypted(store, tmp_path):
+    store.create_app("shop", "a", "main")
+    values = {"A": "x=y", "B": "$HOME 'q' \"dq\"", "C": "ünïcødé ☃", "D": "line1\nline2",
+              "E": ""}
+    store.set_config("shop", values)
+    assert store.get_config("shop") == values
+    store.set_config("shop", {"A": "new"}, unset=["B"])
+    got = store.get_config("shop")
+    assert got["A"] == "new" and "B" not in got
+    with store.db.transaction() as cur:
+        raw = cur.execute("SELECT value FROM gp_config WHERE app = ? AND name = 'C'",
+                          ("shop",)).one()[0]
+    assert "ünïcødé".encode() not in bytes(raw)
+
+
+def test_releases_versions_and_activation(store):
+    store.create_app("shop", "a", "main")
+    r1 = store.add_release("shop", "img:v1", "abc", {"SECRET": "s3"}, {"web": "run"},
+                           "Deploy abc", "alice")
+    r2 = store.add_release("shop", "img:v2", "def", {}, {}, "Deploy def", "alice")
+    assert (r1.version, r2.version) == (1, 2)
+    assert store.get_app("shop").current_version is None
+    store.activate_release("shop", 1)
+    assert store.current_release("shop").config == {"SECRET": "s3"}
+    assert store.get_release("shop", 1).status == "succeeded"
+    store.set_release_status("shop", 2, "failed")
+    assert [r.version for r in store.list_releases("shop")] == [2, 1]
+    assert store.next_version("shop") == 3
+    with pytest.raises(NotFound):
+        store.get_release("shop", 9)
+
+
+def test_concurrent_release_numbers_are_unique(store):
+    store.create_app("shop", "a", "main")
+    errors = []
+
+    def add():
+        try:
+            for _ in range(5):
+                store.add_release("shop", "img", "c", {}, {}, "d", "a")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    versions = sorted(r.version for r in store.list_releases("shop"))
+    assert errors == []
+    assert versions == list(range(1, 21))
+
+
+def test_domains_and_delete_app(store):
+    store.create_app("shop", "a", "main")
+    store.create_app("blog", "a", "main")
+    store.add_domain("shop", "www.shop.example")
+    with pytest.raises(Conflict):
+        store.add_domain("blog", "www.shop.example")
+    assert store.domain_owner("www.shop.example") == "shop"
+    store.set_config("shop", {"A": "1"})
+    store.record_event("alice", "deploy", "shop", "v1")
+    assert store.events("shop")[0][1:4] == ("alice", "deploy", "shop")
+    store.delete_app("shop")
+    assert store.find_app("shop") is None and store.domains("shop") == []
+    assert store.get_config("shop") == {}
