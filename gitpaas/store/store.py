@@ -11,7 +11,7 @@ from .. import names
 from ..errors import Conflict, NotFound
 from ..secrets import Cipher
 from . import schema
-from .db import Database
+from .db import Cursor, Database
 from .models import App, Key, Release
 
 APP_COLUMNS = "name, owner, deploy_branch, buildpack, current_version, created_at"

@@ -52,7 +52,8 @@ def members(fileobj) -> dict[str, tarfile.TarInfo]:
 def test_good_tree_becomes_a_tar_with_modes_and_extra_files():
     repo = MemoryRepo()
     sha = commit_tree(repo, {b"index.html": (0o100644, b"hi"), b"bin/run": (0o100755, b"#!"),
-                             b"link": (0o120000, b"bin/run"), b"d/up": (0o120000, b"../index.html")})
+                             b"link": (0o120000, b"bin/run"),
+                             b"d/up": (0o120000, b"../index.html")})
     out = members(build_context(repo.object_store, sha, {"Dockerfile.x": b"FROM x\n"}))
     assert set(out) == {"index.html", "bin/run", "link", "d/up", "Dockerfile.x"}
     assert out["bin/run"].mode == 0o755 and out["index.html"].mode == 0o644
