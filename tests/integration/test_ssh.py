@@ -1,0 +1,124 @@
+"""The SSH server's policy, driven by a raw paramiko client (no OpenSSH niceties)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import paramiko
+import pytest
+
+from gitpaas import settings as settings_mod
+from gitpaas import sshkeys
+from gitpaas.platform import Platform
+from gitpaas.ssh.server import SSHServer
+
+
+@pytest.fixture
+def ssh_server(tmp_path, redis_url):
+    s = settings_mod.load({"data_dir": tmp_path / "data", "instance": "sshtest",
+                           "redis_url": redis_url}, environ={})
+    platform = Platform(s)
+    client_key = paramiko.ECDSAKey.generate(bits=256)
+    blob = client_key.asbytes()
+    platform.store.add_key("admin", sshkeys.fingerprint(blob),
+                           f"{client_key.get_name()} {client_key.get_base64()}")
+    server = SSHServer(platform, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, client_key, s
+    server.stop()
+
+
+def connect(port: int) -> paramiko.Transport:
+    transport = paramiko.Transport(("127.0.0.1", port))
+    transport.start_client(timeout=10)
+    return transport
+
+
+def test_host_key_is_created_0600_and_kept(ssh_server, tmp_path):
+    server, _, s = ssh_server
+    mode = stat.S_IMODE(os.stat(s.host_key_path).st_mode)
+    assert mode == 0o600
+    first = s.host_key_path.read_bytes()
+    again = SSHServer(server.platform, "127.0.0.1", 0)
+    again.stop()
+    assert s.host_key_path.read_bytes() == first
+    t = connect(server.port)
+    assert t.get_remote_server_key().asbytes() == server.host_key.asbytes()
+    t.close()
+
+
+def test_password_and_unknown_keys_are_refused(ssh_server):
+    server, _, _ = ssh_server
+    t = connect(server.port)
+    with pytest.raises(paramiko.BadAuthenticationType) as info:
+        t.auth_password("git", "secret")
+    assert info.value.allowed_types == ["publickey"]
+    with pytest.raises(paramiko.AuthenticationException):
+        t.auth_publickey("git", paramiko.ECDSAKey.generate(bits=256))
+    assert not t.is_authenticated()
+    with pytest.raises(paramiko.SSHException):
+        t.open_session(timeout=5)
+    t.close()
+
+
+def test_only_exec_is_allowed_after_auth(ssh_server):
+    server, key, _ = ssh_server
+    t = connect(server.port)
+    t.auth_publickey("git", key)
+    chan = t.open_session(timeout=5)
+    with pytest.raises(paramiko.SSHException):
+        chan.get_pty()
+    chan.close()
+    chan = t.open_session(timeout=5)
+    with pytest.raises(paramiko.SSHException):
+        chan.invoke_shell()
+    chan.close()
+    chan = t.open_session(timeout=5)
+    with pytest.raises(paramiko.SSHException):
+        chan.invoke_subsystem("sftp")
+    chan.close()
+    with pytest.raises(paramiko.ChannelException):
+        t.open_channel("direct-tcpip", ("127.0.0.1", 22), ("127.0.0.1", 5555), timeout=5)
+    with pytest.raises(paramiko.SSHException):
+        t.request_port_forward("127.0.0.1", 0)
+    t.close()
+
+
+def test_exec_runs_a_registered_command(ssh_server):
+    server, key, _ = ssh_server
+    t = connect(server.port)
+    t.auth_publickey("git", key)
+    chan = t.open_session(timeout=5)
+    chan.exec_command("version")
+    out = chan.makefile("rb").read().decode()
+    assert chan.recv_exit_status() == 0 and out.startswith("gitpaas ")
+    t.close()
+
+
+@pytest.mark.parametrize("command, message", [
+    ("nope", "unknown command 'nope'"),
+    ("version\x00x", "NUL or newline"),
+    ("version\nid", "NUL or newline"),
+    ("git-receive-pack '../x'", "invalid app name"),
+    ("git-receive-pack '/etc/passwd'", "invalid app name"),
+    ("git-receive-pack 'a/../../b'", "invalid app name"),
+    ("git-receive-pack 'x.git.git'", "invalid app name"),
+    ("git-upload-pack 'missing.git'", "no app named 'missing'"),
+    ("git-receive-pack", "usage"),
+])
+def test_bad_exec_requests_exit_non_zero_with_a_message(ssh_server, command, message):
+    server, key, s = ssh_server
+    t = connect(server.port)
+    t.auth_publickey("git", key)
+    chan = t.open_session(timeout=5)
+    chan.exec_command(command)
+    err = chan.makefile_stderr("rb").read().decode()
+    assert chan.recv_exit_status() != 0
+    assert message in err
+    t.close()
+    repos = s.repos_dir
+    assert not repos.exists() or [p.name for p in repos.iterdir()] == []
+    assert not (s.data_dir.parent / "b.git").exists()
