@@ -312,6 +312,7 @@ class ClientConn(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.backend: BackendConn | None = None
         self.head_bytes = 0
+        self.head_size = 0
         self.in_head = True
         self.deadline: float | None = None
         self.closed = False
@@ -407,6 +408,7 @@ class ClientConn(asyncio.Protocol):
             return
         ex.headers.append((name, value))
         size = len(name)
+        self.head_size += size + len(value)
         if size == 4 and name.lower() == b"host":
             ex.host_raw = value
         elif size == 17 and name.lower() == b"transfer-encoding":
@@ -420,10 +422,10 @@ class ClientConn(asyncio.Protocol):
             return
         parser = self.parser
         self.in_head = False
-        if self.head_bytes > self.router.config.max_header_bytes:
+        if self.head_size + len(ex.target) > self.router.config.max_header_bytes:
             self._reject(431)
             return
-        self.head_bytes = 0
+        self.head_bytes = self.head_size = 0
         ex.method = parser.get_method()
         ex.version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive()
