@@ -49,6 +49,24 @@ class Settings:
     max_push_bytes: int = 1024 * 1024 * 1024
     # Image name of each buildpack's base, by buildpack name (see images/).
     base_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Router (gitpaas.router, see docs/router.md). Durations in seconds.
+    router_workers: int = 1
+    # host:port of the Prometheus /metrics page; empty: none. Worker i serves port + i.
+    router_admin_listen: str = ""
+    # How long a failing backend stays in dead:<host> (Hipache's deadBackendTTL).
+    router_dead_ttl: float = 30.0
+    # Fallback expiry of cached routes; pub/sub invalidation is the main path.
+    router_cache_ttl: float = 10.0
+    router_retries: int = 3
+    router_connect_timeout: float = 5.0
+    router_header_timeout: float = 10.0
+    router_idle_timeout: float = 60.0
+    router_backend_timeout: float = 300.0
+    router_max_header_bytes: int = 65536
+    # TLS: <dir>/<domain>.crt and <domain>.key, chosen by SNI; empty https_listen: no TLS.
+    router_https_listen: str = ""
+    router_tls_dir: str = ""
+    router_https_redirect: bool = False
 
     @property
     def routes_prefix(self) -> str:

@@ -1,0 +1,232 @@
+"""Routes cached in the router, read from Hipache's keys, invalidated over pub/sub.
+
+A cached entry past its TTL is still served while one background refresh runs
+(stale-while-revalidate), so a lookup never waits on Redis once a host is known, and
+known hosts keep working while Redis is down. A message on ``<prefix>routes`` drops the
+named hosts at once (a wildcard name drops everything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .lookup import Address, candidate_keys, parse_backend
+
+log = logging.getLogger("gitpaas.router")
+
+# One round trip per lookup: the first non-empty frontend list among KEYS[1..n-1],
+# the position of the key that matched, and the dead set KEYS[n].
+LOOKUP_SCRIPT = """
+local found, list = 0, {}
+for i = 1, #KEYS - 1 do
+  list = redis.call('LRANGE', KEYS[i], 0, -1)
+  if #list > 0 then found = i break end
+end
+return {found, list, redis.call('SMEMBERS', KEYS[#KEYS])}
+"""
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be asked; the host is not cached."""
+
+
+class Route:
+    """A resolved frontend: the matched key, identifier, backends and dead marks."""
+
+    __slots__ = (
+        "host", "key", "identifier", "urls", "backends", "dead", "local_dead", "fresh_until",
+    )
+
+    def __init__(
+        self, host: str, key: str | None, identifier: str, urls: list[str], dead: set[int]
+    ) -> None:
+        self.host = host
+        self.key = key
+        self.identifier = identifier
+        self.urls = urls
+        self.backends: list[Address | None] = [parse_backend(u) for u in urls]
+        self.dead = dead
+        self.local_dead: dict[int, float] = {}
+        self.fresh_until = 0.0
+
+    def dead_now(self) -> set[int]:
+        """Indexes dead in Redis at the last read, plus this router's own unexpired marks."""
+        if not self.local_dead:
+            return self.dead
+        now = time.monotonic()
+        for idx, until in list(self.local_dead.items()):
+            if until <= now:
+                del self.local_dead[idx]
+        return self.dead | set(self.local_dead)
+
+
+class RouteCache:
+    """Host -> :class:`Route`, backed by Redis and kept fresh by pub/sub."""
+
+    def __init__(self, redis_url: str, prefix: str, ttl: float = 10.0, dead_ttl: float = 30.0):
+        self.prefix = prefix
+        self.ttl = ttl
+        self.dead_ttl = dead_ttl
+        self.entries: dict[str, Route] = {}
+        self._redis = aioredis.Redis.from_url(
+            redis_url, socket_connect_timeout=0.5, socket_timeout=2, decode_responses=True
+        )
+        self._script = self._redis.register_script(LOOKUP_SCRIPT)
+        self._inflight: dict[str, asyncio.Future[Route]] = {}
+        self._refreshing: set[str] = set()
+        self._generation = 0
+        self._down_until = 0.0
+        self._listener: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.subscribed = asyncio.Event()
+
+    # -- reading -------------------------------------------------------------------
+
+    def cached(self, host: str) -> Route | None:
+        """The cached route of ``host`` (maybe stale: then a refresh starts), or None."""
+        route = self.entries.get(host)
+        stale = route is not None and route.fresh_until < time.monotonic()
+        if stale and host not in self._refreshing:
+            self._refreshing.add(host)
+            self._spawn(self._refresh(host))
+        return route
+
+    async def fetch(self, host: str) -> Route:
+        """Read ``host`` from Redis (one request per host at a time) and cache it."""
+        pending = self._inflight.get(host)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if time.monotonic() < self._down_until:
+            raise RedisUnavailable("redis is down")
+        future: asyncio.Future[Route] = asyncio.get_running_loop().create_future()
+        self._inflight[host] = future
+        try:
+            route = await self._read(host)
+        except RedisUnavailable as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved
+            raise
+        finally:
+            self._inflight.pop(host, None)
+        future.set_result(route)
+        return route
+
+    async def _read(self, host: str) -> Route:
+        generation = self._generation
+        keys = [f"{self.prefix}frontend:{k}" for k in candidate_keys(host)]
+        keys.append(f"{self.prefix}dead:{host}")
+        try:
+            found, values, dead = await self._script(keys=keys)
+        except (RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + 0.5
+            raise RedisUnavailable(str(exc)) from exc
+        self._down_until = 0.0
+        key = candidate_keys(host)[found - 1] if found else None
+        identifier, urls = (values[0], list(values[1:])) if values else ("", [])
+        route = Route(host, key, identifier, urls, {int(d) for d in dead if d.isdigit()})
+        old = self.entries.get(host)
+        if old is not None:
+            route.local_dead = old.local_dead
+        if generation == self._generation:
+            route.fresh_until = time.monotonic() + self.ttl
+        self.entries[host] = route
+        return route
+
+    async def _refresh(self, host: str) -> None:
+        try:
+            await self._read(host)
+        except RedisUnavailable:
+            route = self.entries.get(host)
+            if route is not None:  # keep serving it; ask again in a second
+                route.fresh_until = time.monotonic() + 1.0
+        finally:
+            self._refreshing.discard(host)
+
+    # -- writing -------------------------------------------------------------------
+
+    def mark_dead(self, route: Route, index: int) -> None:
+        """Mark backend ``index`` of ``route`` dead for ``dead_ttl`` (only with 2+ backends)."""
+        if len(route.backends) < 2:
+            return
+        route.local_dead[index] = time.monotonic() + self.dead_ttl
+        self._spawn(self._mark(route.host, index))
+
+    async def _mark(self, host: str, index: int) -> None:
+        key = f"{self.prefix}dead:{host}"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, index)
+                pipe.expire(key, max(1, round(self.dead_ttl)))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("cannot mark backend %d of %s dead: %s", index, host, exc)
+
+    # -- invalidation ----------------------------------------------------------------
+
+    def invalidate(self, hosts: list[str]) -> None:
+        """Forget ``hosts``; a wildcard host (or an empty message) forgets everything."""
+        self._generation += 1
+        if not hosts or any(h.startswith("*") for h in hosts):
+            self.entries.clear()
+            return
+        for host in hosts:
+            self.entries.pop(host.lower(), None)
+
+    def mark_all_stale(self) -> None:
+        """Refresh every entry on its next use (pub/sub messages may have been missed)."""
+        self._generation += 1
+        for route in self.entries.values():
+            route.fresh_until = 0.0
+
+    def start(self) -> None:
+        """Start listening on ``<prefix>routes``."""
+        self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        delay = 0.05
+        channel = f"{self.prefix}routes"
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                self.mark_all_stale()
+                self.subscribed.set()
+                delay = 0.05
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self.invalidate(str(message["data"]).split())
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self.subscribed.is_set():
+                    log.warning("route invalidation channel lost: %s", exc)
+                self.subscribed.clear()
+                self.mark_all_stale()
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError):
+                    pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop listening and close the Redis connections."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        for task in list(self._tasks):
+            task.cancel()
+        await self._redis.aclose()

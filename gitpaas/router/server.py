@@ -1,0 +1,244 @@
+"""Serving: the :class:`Router` (one event loop), ``run`` (workers) and ``start_in_thread``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import uvloop
+
+from ..settings import Settings
+from .config import RouterConfig
+from .metrics import Metrics
+from .proxy import ClientConn, Pool
+from .routecache import RouteCache
+
+log = logging.getLogger("gitpaas.router")
+
+
+class Router:
+    """The proxy of one process: listening socket, route cache, backend pool, metrics."""
+
+    def __init__(self, config: RouterConfig, worker: int = 0) -> None:
+        self.config = config
+        self.worker = worker
+        self.proto = "http"
+        self.loop = asyncio.get_running_loop()
+        self.cache = RouteCache(config.redis_url, config.prefix, config.cache_ttl, config.dead_ttl)
+        self.pool = Pool(config.pool_size, config.pool_idle)
+        self.metrics = Metrics(worker)
+        self.clients: set[ClientConn] = set()
+        self.port = 0
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, reuse_port: bool = False) -> int:
+        """Listen on ``config.listen`` (and the admin port); return the bound HTTP port."""
+        self.cache.start()
+        host, port = self.config.listen
+        server = await self.loop.create_server(
+            lambda: ClientConn(self), host, port, reuse_port=reuse_port or None, backlog=2048
+        )
+        self._servers.append(server)
+        self.port = server.sockets[0].getsockname()[1]
+        if self.config.admin_listen is not None:
+            admin_host, admin_port = self.config.admin_listen
+            admin_port = admin_port + self.worker if admin_port else 0
+            admin = await asyncio.start_server(self._admin, admin_host, admin_port)
+            self._servers.append(admin)
+            self.admin_port = admin.sockets[0].getsockname()[1]
+        self._sweeper = self.loop.create_task(self._sweep())
+        return self.port
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task kept alive until it ends."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep(self) -> None:
+        """Once a second: enforce client deadlines and close long-idle backend connections."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.loop.time()
+            for client in [c for c in self.clients if c.deadline is not None and c.deadline < now]:
+                client.timeout()
+            self.pool.sweep(now)
+
+    async def _admin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A minimal HTTP/1.0 server for ``GET /metrics``."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            if line.split(b" ")[1:2] == [b"/metrics"]:
+                body = self.metrics.render(len(self.cache.entries)).encode()
+                status, ctype = "200 OK", "text/plain; version=0.0.4"
+            else:
+                body, status, ctype = b"not found\n", "404 Not Found", "text/plain"
+            writer.write(
+                f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+            await writer.drain()
+        except (TimeoutError, OSError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        """Stop listening, close every connection and the Redis clients."""
+        for server in self._servers:
+            server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for client in list(self.clients):
+            client.close()
+        self.pool.close_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.cache.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+
+
+async def _serve(config: RouterConfig, worker: int, stop: asyncio.Event, reuse_port: bool) -> None:
+    router = Router(config, worker)
+    await router.start(reuse_port=reuse_port)
+    log.info("router worker %d listening on %s:%d", worker, config.listen[0], router.port)
+    try:
+        await stop.wait()
+    finally:
+        await router.close()
+
+
+def _serve_process(config: RouterConfig, worker: int) -> None:
+    """The body of one worker process: serve until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await _serve(config, worker, stop, reuse_port=True)
+
+    uvloop.run(main())
+
+
+def run(settings: Settings, workers: int = 1) -> None:
+    """Serve on ``settings.http_listen`` until SIGTERM/SIGINT; ``workers`` > 1 forks
+    that many processes, each with its own SO_REUSEPORT socket on the same port."""
+    config = RouterConfig.from_settings(settings)
+    if workers <= 1:
+        _serve_process(config, 0)
+        return
+    host, port = config.listen
+    # Reserve the port (bound, never listening) so that port 0 resolves once for all.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    reserve = socket.socket(family, socket.SOCK_STREAM)
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    reserve.bind((host, port))
+    config = _with_port(config, reserve.getsockname()[1])
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_serve_process, args=(config, i), daemon=True) for i in range(workers)
+    ]
+    stopping = threading.Event()
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.set()
+        for proc in procs:
+            if proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for proc in procs:
+            proc.start()
+        while not stopping.is_set():
+            for i, proc in enumerate(procs):
+                if not proc.is_alive() and not stopping.is_set():
+                    log.warning("router worker %d exited (%s); restarting", i, proc.exitcode)
+                    procs[i] = ctx.Process(target=_serve_process, args=(config, i), daemon=True)
+                    procs[i].start()
+            stopping.wait(0.5)
+        for proc in procs:
+            proc.join(10)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        reserve.close()
+
+
+def _with_port(config: RouterConfig, port: int) -> RouterConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, listen=(config.listen[0], port))
+
+
+class RouterHandle:
+    """A router running on its own thread and event loop."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        self.port = 0
+        self.admin_port = 0
+        self.router: Router | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="gitpaas-router", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                router = Router(self.config)
+                self.port = await router.start()
+                self.admin_port = getattr(router, "admin_port", 0)
+                self.router = router
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await router.close()
+
+        uvloop.run(main())
+
+    def start(self) -> RouterHandle:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop the router and wait for its thread."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def start_in_thread(settings: Settings | RouterConfig) -> RouterHandle:
+    """Start a router on a background thread; ``handle.port`` is its bound port."""
+    if isinstance(settings, RouterConfig):
+        return RouterHandle(settings).start()
+    config = RouterConfig.from_settings(settings)
+    return RouterHandle(config).start()

@@ -1,0 +1,204 @@
+"""Helpers for the router conformance tests: real backends, a router, raw HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import redis
+
+from gitpaas.router import start_in_thread
+from gitpaas.router.config import RouterConfig
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Echoes the request as JSON; headers starting with X-Test- change its behaviour."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _any(self) -> None:
+        self.server.hits += 1  # type: ignore[attr-defined]
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self._tunnel()
+            return
+        body = self._body()
+        forced = self.server.force_status  # type: ignore[attr-defined]
+        status = forced or int(self.headers.get("X-Test-Status", "200"))
+        payload = json.dumps(
+            {
+                "backend": self.server.name,  # type: ignore[attr-defined]
+                "method": self.command,
+                "path": self.path,
+                "headers": [[k, v] for k, v in self.headers.items()],
+                "body": body.decode("latin-1"),
+            }
+        ).encode()
+        self.send_response(status)
+        if self.headers.get("X-Test-Retry-After"):
+            self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "application/json")
+        if self.path.startswith("/chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(payload), 7):
+                piece = payload[i : i + 7]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _tunnel(self) -> None:
+        self.wfile.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n"
+        )
+        self.wfile.flush()
+        while True:
+            data = self.connection.recv(65536)
+            if not data:
+                break
+            self.connection.sendall(data.upper())
+        self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+
+class Backend:
+    """A threaded HTTP/1.1 backend on 127.0.0.1 (keep-alive, Expect: 100-continue)."""
+
+    def __init__(self, name: str) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.name = name  # type: ignore[attr-defined]
+        self.server.hits = 0  # type: ignore[attr-defined]
+        self.server.force_status = 0  # type: ignore[attr-defined]
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def hits(self) -> int:
+        return self.server.hits  # type: ignore[attr-defined]
+
+    def force(self, status: int) -> None:
+        """Answer every request with ``status`` (0: normal)."""
+        self.server.force_status = status  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port() -> int:
+    """A port nobody listens on (closed at once: connecting to it is refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(redis_url: str, instance: str, **kw: object) -> RouterConfig:
+    base: dict[str, object] = {
+        "listen": ("127.0.0.1", 0),
+        "redis_url": redis_url,
+        "prefix": f"{instance}:",
+        "dead_ttl": 30.0,
+        "cache_ttl": 10.0,
+    }
+    base.update(kw)
+    return RouterConfig(**base)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def running_router(config: RouterConfig) -> Iterator[object]:
+    handle = start_in_thread(config)
+    try:
+        assert handle.router is not None
+        deadline = time.monotonic() + 5
+        while not handle.router.cache.subscribed.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield handle
+    finally:
+        handle.stop()
+
+
+@contextlib.contextmanager
+def backends(*names: str) -> Iterator[list[Backend]]:
+    started = [Backend(n) for n in names]
+    try:
+        yield started
+    finally:
+        for b in started:
+            b.close()
+
+
+def set_route(redis_url: str, instance: str, host: str, *urls: str, ident: str = "app") -> None:
+    """Write a frontend as Hipache wants it and announce it."""
+    client = redis.Redis.from_url(redis_url)
+    key = f"{instance}:frontend:{host}"
+    pipe = client.pipeline()
+    pipe.delete(key)
+    pipe.rpush(key, ident, *urls)
+    pipe.delete(f"{instance}:dead:{host}")
+    pipe.publish(f"{instance}:routes", host)
+    pipe.execute()
+    client.close()
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``data``, read until the router closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                piece = s.recv(65536)
+            except TimeoutError:
+                break
+            if not piece:
+                break
+            chunks.append(piece)
+        return b"".join(chunks)
+
+
+def get(port: int, host: str, path: str = "/", **headers: str) -> tuple[int, dict, bytes]:
+    """One GET through the router on a fresh connection: (status, headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host, **headers})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def backend_of(body: bytes) -> str:
+    return json.loads(body)["backend"]

@@ -1,0 +1,131 @@
+"""Router conformance: route invalidation over pub/sub, TTL fallback, Redis outages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+import redis
+
+from ..conftest import require
+from .routerkit import backend_of, backends, free_port, get, make_config, running_router, set_route
+
+HOST = "swap.example.com"
+
+
+def test_swap_is_seen_within_100ms(redis_url, instance):
+    with backends("old", "new") as (old, new), running_router(
+        make_config(redis_url, instance, cache_ttl=60.0)
+    ) as router:
+        set_route(redis_url, instance, HOST, old.url)
+        assert backend_of(get(router.port, HOST)[2]) == "old"
+        set_route(redis_url, instance, HOST, new.url)  # publishes the host name
+        swapped_at = time.monotonic()
+        while backend_of(get(router.port, HOST)[2]) != "new":
+            assert time.monotonic() - swapped_at < 0.1
+        assert time.monotonic() - swapped_at < 0.1
+
+
+def test_wildcard_change_invalidates_hosts_it_covers(redis_url, instance):
+    with backends("old", "new") as (old, new), running_router(
+        make_config(redis_url, instance, cache_ttl=60.0)
+    ) as router:
+        set_route(redis_url, instance, "*.wild.example.com", old.url)
+        assert backend_of(get(router.port, "a.wild.example.com")[2]) == "old"
+        set_route(redis_url, instance, "*.wild.example.com", new.url)
+        time.sleep(0.1)
+        assert backend_of(get(router.port, "a.wild.example.com")[2]) == "new"
+
+
+def test_unpublished_change_is_seen_after_the_ttl(redis_url, instance):
+    with backends("old", "new") as (old, new), running_router(
+        make_config(redis_url, instance, cache_ttl=0.3)
+    ) as router:
+        set_route(redis_url, instance, HOST, old.url)
+        assert backend_of(get(router.port, HOST)[2]) == "old"
+        client = redis.Redis.from_url(redis_url)
+        key = f"{instance}:frontend:{HOST}"
+        client.delete(key)
+        client.rpush(key, "app", new.url)
+        client.close()
+        time.sleep(0.5)
+        get(router.port, HOST)  # stale: served, and a refresh starts
+        time.sleep(0.1)
+        assert backend_of(get(router.port, HOST)[2]) == "new"
+
+
+@pytest.fixture
+def throwaway_redis():
+    """A private redis-server on a free port: (url, start, stop)."""
+    binary = shutil.which("redis-server")
+    require(binary is not None, "redis-server")
+    port = free_port()
+    procs: list[subprocess.Popen] = []
+
+    def start() -> None:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "throwaway redis did not start"
+                time.sleep(0.02)
+        client.close()
+
+    def stop() -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(5)
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", start, stop
+    stop()
+
+
+def test_redis_outage_and_return(throwaway_redis):
+    url, start, stop = throwaway_redis
+    instance = "outage"
+    with backends("a", "b") as (a, b), running_router(
+        make_config(url, instance, cache_ttl=0.2)
+    ) as router:
+        set_route(url, instance, "known.example.com", a.url)
+        assert get(router.port, "known.example.com")[0] == 200
+        stop()
+        time.sleep(0.3)  # past the TTL: the entry is stale, refreshes fail
+        for _ in range(5):
+            status, _, body = get(router.port, "known.example.com")
+            assert status == 200 and backend_of(body) == "a"
+        began = time.monotonic()
+        assert get(router.port, "unknown.example.com")[0] == 503
+        assert time.monotonic() - began < 1.0
+        start()  # empty again (--save ''): write the routes anew
+        set_route(url, instance, "known.example.com", b.url)
+        set_route(url, instance, "new.example.com", b.url)
+        deadline = time.monotonic() + 10
+        while get(router.port, "new.example.com")[0] != 200:
+            assert time.monotonic() < deadline, "router did not reconnect to Redis"
+            time.sleep(0.1)
+        while backend_of(get(router.port, "known.example.com")[2]) != "b":
+            assert time.monotonic() < deadline, "stale route not refreshed"
+            time.sleep(0.1)
+        # pub/sub is back too: a swap is seen at once even with a long TTL
+        router.router.cache.ttl = 60.0
+        deadline = time.monotonic() + 5
+        while not router.router.cache.subscribed.is_set():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        get(router.port, "new.example.com")
+        set_route(url, instance, "new.example.com", a.url)
+        time.sleep(0.1)
+        assert backend_of(get(router.port, "new.example.com")[2]) == "a"

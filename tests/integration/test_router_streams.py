@@ -1,0 +1,156 @@
+"""Router conformance: forwarded headers, chunked and streamed bodies, 100-continue, WebSocket."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+
+from .routerkit import backends, make_config, running_router, set_route
+
+HOST = "app.example.com"
+
+
+def _headers(body: bytes) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for name, value in json.loads(body)["headers"]:
+        result.setdefault(name.lower(), []).append(value)
+    return result
+
+
+def test_forwarded_headers(redis_url, instance):
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+        conn.request("GET", "/", headers={
+            "Host": HOST, "X-Forwarded-For": "203.0.113.9", "X-Real-IP": "6.6.6.6",
+            "X-Forwarded-Proto": "https", "Connection": "keep-alive, X-Secret",
+            "X-Secret": "hop", "Keep-Alive": "timeout=5",
+        })
+        seen = _headers(conn.getresponse().read())
+        conn.close()
+        assert seen["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
+        assert seen["x-real-ip"] == ["127.0.0.1"]
+        assert seen["x-forwarded-proto"] == ["http"]
+        assert seen["x-forwarded-port"] == [str(router.port)]
+        assert seen["host"] == [HOST]
+        for hop in ("x-secret", "keep-alive", "connection"):
+            assert hop not in seen
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+        conn.request("GET", "/", headers={"Host": HOST})
+        seen = _headers(conn.getresponse().read())
+        assert seen["x-forwarded-for"] == ["127.0.0.1"]
+        conn.close()
+
+
+def test_chunked_request_and_response(redis_url, instance):
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+        parts = [b"hello ", b"chunked ", b"world" * 1000]
+        conn.request("POST", "/chunked", body=iter(parts), encode_chunked=True,
+                     headers={"Host": HOST})
+        resp = conn.getresponse()
+        assert resp.getheader("Transfer-Encoding") == "chunked"
+        payload = json.loads(resp.read())
+        assert payload["body"] == b"".join(parts).decode()
+        # the same connection goes on working after a chunked exchange
+        conn.request("GET", "/again", headers={"Host": HOST})
+        assert json.loads(conn.getresponse().read())["path"] == "/again"
+        conn.close()
+
+
+def test_large_body_streams_both_ways(redis_url, instance):
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        body = bytes(range(256)) * 20000  # 5 MB
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
+        conn.request("PUT", "/big", body=body, headers={"Host": HOST})
+        resp = conn.getresponse()
+        payload = json.loads(resp.read())
+        assert payload["body"].encode("latin-1") == body
+        conn.close()
+
+
+def test_expect_100_continue(redis_url, instance):
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
+            s.sendall(
+                b"POST /upload HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+                b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            )
+            interim = s.recv(4096)
+            assert interim.startswith(b"HTTP/1.1 100 ")
+            s.sendall(b"12345")
+            reply = b""
+            while b'"body": "12345"' not in reply:
+                piece = s.recv(65536)
+                assert piece
+                reply += piece
+            assert b"HTTP/1.1 200 " in reply
+
+
+def test_streaming_response_arrives_before_it_ends(redis_url, instance):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"5\r\nfirst\r\n")
+            self.wfile.flush()
+            release.wait(5)
+            self.wfile.write(b"4\r\nlast\r\n0\r\n\r\n")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with running_router(make_config(redis_url, instance)) as router:
+            set_route(redis_url, instance, HOST, f"http://127.0.0.1:{server.server_address[1]}")
+            with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n")
+                got = b""
+                while b"first" not in got:
+                    got += s.recv(4096)
+                assert b"last" not in got
+                release.set()
+                while not got.endswith(b"0\r\n\r\n"):
+                    got += s.recv(4096)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_websocket_upgrade_is_tunnelled(redis_url, instance):
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
+            s.sendall(
+                b"GET /ws HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+                b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            for message in (b"ping", b"second frame", b"x" * 100000):
+                s.sendall(message)
+                got = b""
+                deadline = time.monotonic() + 5
+                while len(got) < len(message) and time.monotonic() < deadline:
+                    got += s.recv(65536)
+                assert got == message.upper()
