@@ -24,7 +24,8 @@ A recipe (``image.yaml``) holds:
 ``run``
     Commands (argument lists) run inside the new root file system, in order.
 ``files``
-    ``{src, dest, mode}``: files of the recipe directory added at ``dest`` (mode "0644").
+    ``{src, dest, mode}``: files of the recipe directory put at ``dest`` (mode "0644"),
+    before the ``run`` commands.
 ``env``, ``workdir``, ``cmd`` (argument list), ``user``
     The image's configuration.
 ``path_exclude``
@@ -39,7 +40,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -163,6 +163,8 @@ def _recipe_from_data(name: str, directory: Path, data: dict[str, Any]) -> Recip
             raise ValueError(f"file {spec.src!r} is not a file of the recipe directory")
         if not spec.dest.startswith("/"):
             raise ValueError(f"destination {spec.dest!r} must be absolute")
+        if any(c.isspace() for c in str(src) + spec.dest):
+            raise ValueError(f"file paths may not hold white space: {spec.src!r} {spec.dest!r}")
     return Recipe(
         name=name,
         directory=directory,
@@ -206,10 +208,26 @@ def mmdebstrap_command(recipe: Recipe, output: Path) -> list[str]:
     argv += [f"--hook-dir={HOOKS_DIR / hook}" for hook in recipe.hooks]
     if recipe.packages:
         argv.append(f"--include={','.join(recipe.packages)}")
-    # mmdebstrap runs hook strings with sh; each command is quoted with shlex.join.
-    argv += [f'--customize-hook=chroot "$1" {shlex.join(cmd)}' for cmd in recipe.run]
+    argv += _file_hooks(recipe)
+    argv += [_chroot_hook(cmd) for cmd in recipe.run]
     argv += [recipe.suite, str(output), *recipe.mirrors]
     return argv
+
+
+def _chroot_hook(cmd: Sequence[str]) -> str:
+    """A customize hook running ``cmd`` in the new root (mmdebstrap runs it with sh)."""
+    return f'--customize-hook=chroot "$1" {shlex.join(cmd)}'
+
+
+def _file_hooks(recipe: Recipe) -> list[str]:
+    """Hooks adding the recipe's files (mmdebstrap's ``upload``), then setting their mode."""
+    hooks = []
+    for spec in recipe.files:
+        source = (recipe.directory / spec.src).resolve()
+        hooks.append(_chroot_hook(["mkdir", "-p", str(Path(spec.dest).parent)]))
+        hooks.append(f"--customize-hook=upload {source} {spec.dest}")
+        hooks.append(_chroot_hook(["chmod", f"{spec.mode:04o}", spec.dest]))
+    return hooks
 
 
 def import_changes(recipe: Recipe, digest: str) -> list[str]:
@@ -243,17 +261,6 @@ def _run_mmdebstrap(argv: Sequence[str], progress: Progress) -> None:
                 progress(f"       {line}")
     if proc.returncode != 0:
         raise ServiceError(f"mmdebstrap failed ({proc.returncode}):\n" + "\n".join(tail))
-
-
-def _add_files(recipe: Recipe, rootfs: Path) -> None:
-    """Append the recipe's files to the root file system tar (later entries win)."""
-    with tarfile.open(rootfs, mode="a") as tar:
-        for spec in recipe.files:
-            source = recipe.directory / spec.src
-            info = tarfile.TarInfo("." + spec.dest)
-            info.size, info.mode = source.stat().st_size, spec.mode
-            with source.open("rb") as fileobj:
-                tar.addfile(info, fileobj)
 
 
 def _existing_hash(client: Any, name: str) -> str | None:
@@ -290,8 +297,6 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix="gitpaas-image-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         _run_mmdebstrap(mmdebstrap_command(recipe, rootfs), progress)
-        if recipe.files:
-            _add_files(recipe, rootfs)
         progress(f"       importing {rootfs.stat().st_size // 2**20} MB")
         client.api.import_image_from_file(
             str(rootfs), repository=repository, tag=tag, changes=import_changes(recipe, digest)
