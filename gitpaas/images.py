@@ -56,7 +56,7 @@ HASH_LABEL = "gitpaas.recipe-hash"
 RECIPE_FILE = "image.yaml"
 HOOKS_DIR = Path("/usr/share/mmdebstrap/hooks")
 # Bumped whenever the way a recipe is turned into an image changes: every image rebuilds.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 DEFAULT_PATH_EXCLUDE = (
     "/usr/share/doc/*",
     "/usr/share/man/*",
@@ -208,25 +208,31 @@ def mmdebstrap_command(recipe: Recipe, output: Path) -> list[str]:
     argv += [f"--hook-dir={HOOKS_DIR / hook}" for hook in recipe.hooks]
     if recipe.packages:
         argv.append(f"--include={','.join(recipe.packages)}")
-    argv += _file_hooks(recipe)
-    argv += [_chroot_hook(cmd) for cmd in recipe.run]
+    phase = _hook_phase(recipe)
+    argv += _file_hooks(recipe, phase)
+    argv += [_chroot_hook(cmd, phase) for cmd in recipe.run]
     argv += [recipe.suite, str(output), *recipe.mirrors]
     return argv
 
 
-def _chroot_hook(cmd: Sequence[str]) -> str:
-    """A customize hook running ``cmd`` in the new root (mmdebstrap runs it with sh)."""
-    return f'--customize-hook=chroot "$1" {shlex.join(cmd)}'
+def _hook_phase(recipe: Recipe) -> str:
+    """mmdebstrap skips customize hooks in the ``extract`` variant: use extract hooks there."""
+    return "extract" if recipe.variant == "extract" else "customize"
 
 
-def _file_hooks(recipe: Recipe) -> list[str]:
+def _chroot_hook(cmd: Sequence[str], phase: str = "customize") -> str:
+    """A hook running ``cmd`` in the new root (mmdebstrap runs the string with sh)."""
+    return f'--{phase}-hook=chroot "$1" {shlex.join(cmd)}'
+
+
+def _file_hooks(recipe: Recipe, phase: str = "customize") -> list[str]:
     """Hooks adding the recipe's files (mmdebstrap's ``upload``), then setting their mode."""
     hooks = []
     for spec in recipe.files:
         source = (recipe.directory / spec.src).resolve()
-        hooks.append(_chroot_hook(["mkdir", "-p", str(Path(spec.dest).parent)]))
-        hooks.append(f"--customize-hook=upload {source} {spec.dest}")
-        hooks.append(_chroot_hook(["chmod", f"{spec.mode:04o}", spec.dest]))
+        hooks.append(_chroot_hook(["mkdir", "-p", str(Path(spec.dest).parent)], phase))
+        hooks.append(f"--{phase}-hook=upload {source} {spec.dest}")
+        hooks.append(_chroot_hook(["chmod", f"{spec.mode:04o}", spec.dest], phase))
     return hooks
 
 
@@ -397,3 +403,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         return exc.exit_code
     print(f"-----> {len(built)} image(s) built")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
