@@ -1,23 +1,28 @@
-"""The release pipeline: build, record, start, check, swap routes, retire.
+"""The release pipeline: build, record, release phase, start, check, swap routes, retire.
 
 Any failure before the swap removes what it started and leaves the old release serving.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dulwich.repo import Repo
 
 from . import procfile
+from .appjson import AppSpec, parse_app_json, parse_checks
+from .build import buildpacks
 from .build.context import build_context, read_blob, tree_paths
 from .build.docker import DockerBuilder
 from .errors import DeployError, GitPaasError
-from .health import WebCheck, wait_healthy
+from .health import WebCheck, wait_healthy, wait_stable
+from .hooks import SHIPPED, run_hooks
 from .routes import Routes
 from .runtime import ContainerInfo, DockerRuntime
 from .settings import Settings
@@ -25,6 +30,7 @@ from .store import Release, Store
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
+RELEASE_PHASE = "release"
 
 
 @dataclass
@@ -41,6 +47,13 @@ class Timings:
 
 def image_name(settings: Settings, app: str, version: int) -> str:
     return f"{settings.instance}/{app}:v{version}"
+
+
+def spec_extra(spec: AppSpec) -> dict:
+    """What a release keeps of the app's spec (reused by config changes and rollbacks)."""
+    return {"healthchecks": {p: [dataclasses.asdict(c) for c in checks]
+                             for p, checks in spec.healthchecks.items()},
+            "postdeploy": spec.postdeploy}
 
 
 class Deployer:
@@ -65,6 +78,24 @@ class Deployer:
         port = self.settings.listen("http")[1]
         return f"http://{app}.{self.settings.domain}{'' if port == 80 else f':{port}'}/"
 
+    @property
+    def hook_dirs(self) -> list[Path]:
+        dirs = [SHIPPED]
+        if self.settings.hooks_dir:
+            dirs.append(Path(self.settings.hooks_dir))
+        return dirs
+
+    def _hooks(self, event: str, release: Release | dict, progress: ProgressFn) -> None:
+        if isinstance(release, Release):
+            payload = {"app": release.app, "release": release.version, "image": release.image,
+                       "commit": release.commit, "description": release.description,
+                       "actor": release.created_by, "url": self.url(release.app)}
+        else:
+            payload = release
+        env = {"GITPAAS_WEBHOOK_URL": self.settings.webhook_url} if self.settings.webhook_url \
+            else {}
+        run_hooks(self.hook_dirs, event, payload, progress, env)
+
     # -- from a push --------------------------------------------------------------------
 
     def deploy_commit(self, app: str, repo: Repo, commit: bytes, actor: str,
@@ -74,54 +105,67 @@ class Deployer:
         start = time.monotonic()
         version = self.store.next_version(app)
         short = commit.decode()[:7]
-        progress(f"-----> Building {app} (v{version}) from {short}")
-        files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
         tag = image_name(self.settings, app, version)
+        progress(f"-----> Building {app} (v{version}) from {short}")
+        spec = self._app_spec(repo, commit)
+        processes = self._processes(repo, commit)
+        self._hooks("pre-build", {"app": app, "release": version, "image": tag,
+                                  "commit": commit.decode(), "actor": actor}, progress)
+        files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
         context = build_context(repo.object_store, commit, files,
                                 self.settings.max_context_bytes, self.settings.max_context_files)
-        with context:
-            self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
-        start = timings.mark("build", start)
-        processes = self._processes(repo, commit)
-        release = self.store.add_release(
-            app, tag, commit.decode(), self.store.get_config(app), processes,
-            f"Deploy {short}", actor)
         try:
+            with context:
+                self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
+            start = timings.mark("build", start)
+            if spec.predeploy:
+                self._run_once(app, version, tag, "predeploy", spec.predeploy,
+                               self.store.get_config(app), progress, commit_to=tag)
+            release = self.store.add_release(
+                app, tag, commit.decode(), self.store.get_config(app), processes,
+                f"Deploy {short}", actor, extra=spec_extra(spec))
             self._roll_out(app, release, progress, timings)
         except BaseException:
             self.builder.remove(tag)
             raise
-        timings.mark("total", time.monotonic() - sum(timings.stages.values()))
         return release
+
+    def _app_spec(self, repo: Repo, commit: bytes) -> AppSpec:
+        store = repo.object_store
+        text = read_blob(store, commit, "app.json")
+        spec = parse_app_json(text.decode("utf-8", "replace")) if text else AppSpec()
+        checks = read_blob(store, commit, "CHECKS")
+        if checks and "web" not in spec.healthchecks:
+            spec = dataclasses.replace(spec, healthchecks={
+                **spec.healthchecks, "web": parse_checks(checks.decode("utf-8", "replace"))})
+        return spec
 
     def _context_files(self, app: str, repo: Repo, commit: bytes,
                        progress: ProgressFn) -> tuple[dict[str, bytes], str, dict[str, str]]:
         """Files to add to the context, the Dockerfile's name and the build args."""
         paths = tree_paths(repo.object_store, commit)
-        forced = self.store.get_app(app).buildpack
-        if "Dockerfile" in paths and not forced:
-            progress("-----> Using the repo's Dockerfile")
+        found = buildpacks.detect(paths, self.store.get_app(app).buildpack)
+        if found.name == buildpacks.DOCKERFILE:
+            progress(f"-----> Using the repo's Dockerfile ({found.reason})")
             return {}, "Dockerfile", {}
-        from .build import buildpacks  # the buildpack module is only needed here
-
-        found = buildpacks.detect(paths, forced)
         progress(f"-----> Buildpack: {found.name} ({found.reason})")
         name = ".gitpaas.Dockerfile"
-        dockerfile = buildpacks.dockerfile(found.name, buildpacks.BUILDPACKS_DIR)
-        return {name: dockerfile}, name, buildpacks.build_args(found.name, self.settings)
+        return ({name: buildpacks.dockerfile(found.name)}, name,
+                buildpacks.build_args(found.name, self.settings))
 
     @staticmethod
     def _processes(repo: Repo, commit: bytes) -> dict[str, str]:
         text = read_blob(repo.object_store, commit, "Procfile")
         return procfile.parse(text.decode("utf-8", "replace")) if text else {}
 
-    # -- from a config change or a rollback ---------------------------------------------
+    # -- from a config change, a scale or a rollback ------------------------------------
 
     def deploy_release(self, app: str, source: Release, config: dict[str, str],
                        description: str, actor: str, progress: ProgressFn) -> Release:
         """A new release with ``source``'s image and ``config``, rolled out like a push."""
         release = self.store.add_release(app, source.image, source.commit, config,
-                                         source.processes, description, actor)
+                                         source.processes, description, actor,
+                                         extra=source.extra)
         self._roll_out(app, release, progress, Timings())
         return release
 
@@ -133,37 +177,85 @@ class Deployer:
                     "GITPAAS_RELEASE": f"v{release.version}", "DYNO": f"{process}.{replica}"})
         return env
 
+    def _limits(self, app: str, process: str) -> tuple[str | None, int | None]:
+        resources = self.store.resources(app)
+        memory, cpus = resources.get(process) or resources.get("*") or (
+            self.settings.default_memory, self.settings.default_cpus)
+        return (memory or None), (int(cpus * 1e9) if cpus else None)
+
+    def _run_once(self, app: str, version: int, image: str, what: str, command: str,
+                  config: dict[str, str], progress: ProgressFn,
+                  commit_to: str | None = None) -> None:
+        progress(f"-----> Running {what}: {command}")
+        env = {**config, "PORT": "5000", "GITPAAS_APP": app, "GITPAAS_RELEASE": f"v{version}"}
+        code = self.runtime.run_once(app, version, image, what, env, command,
+                                     lambda line: progress(f"       {line}"),
+                                     commit_to=commit_to)
+        if code != 0:
+            raise DeployError(f"{what} failed (exit {code})")
+
+    def _checks(self, release: Release, process: str) -> list[WebCheck]:
+        raw = (release.extra.get("healthchecks") or {}).get(process)
+        if raw:
+            return [WebCheck(**c) for c in raw]
+        return [WebCheck(deadline=self.settings.health_timeout)]
+
+    def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
+        started: list[ContainerInfo] = []
+        formation = self.store.formation(app)
+        processes = {k: v for k, v in release.processes.items() if k != RELEASE_PHASE}
+        if not processes:
+            processes = {"web": ""}  # no Procfile: web runs the image's CMD
+        try:
+            for process, command in sorted(processes.items()):
+                count = formation.get(process, 1 if process == "web" else 0)
+                memory, nano_cpus = self._limits(app, process)
+                for replica in range(1, count + 1):
+                    started.append(self.runtime.start(
+                        app, release.version, release.image, process, replica,
+                        self._env(release, process, replica), command or None,
+                        web=process == "web", mem_limit=memory, nano_cpus=nano_cpus))
+        except BaseException:
+            self.runtime.remove(started, stop_timeout=2)
+            raise
+        return started
+
+    def _check_all(self, release: Release, started: list[ContainerInfo],
+                   progress: ProgressFn) -> None:
+        refresh = self.runtime.get
+        logs = self._tail_logs
+        for info in started:
+            if info.process == "web":
+                progress(f"-----> Checking {info.process}.{info.replica}")
+                for check in self._checks(release, "web"):
+                    wait_healthy(info, check, lambda i: refresh(i.id), logs)
+        others = [c for c in started if c.process != "web"]
+        for info in others:
+            wait_stable(info, self.settings.process_check_seconds / max(1, len(others)),
+                        lambda i: refresh(i.id), logs)
+
+    def _tail_logs(self, info: ContainerInfo) -> str:
+        return self.runtime.logs(info.id, 20)
+
     def _roll_out(self, app: str, release: Release, progress: ProgressFn,
                   timings: Timings) -> None:
         started: list[ContainerInfo] = []
         now = time.monotonic()
         try:
-            formation = self.store.formation(app)
-            processes = dict(release.processes) or {"web": ""}
-            if "web" not in processes and not release.processes:
-                processes["web"] = ""
+            self._hooks("pre-release", release, progress)
+            if RELEASE_PHASE in release.processes:
+                self._run_once(app, release.version, release.image, "release phase",
+                               release.processes[RELEASE_PHASE], release.config, progress)
             progress(f"-----> Releasing v{release.version}")
-            for process, command in sorted(processes.items()):
-                count = formation.get(process, 1 if process == "web" else 0)
-                for replica in range(1, count + 1):
-                    started.append(self.runtime.start(
-                        app, release.version, release.image, process, replica,
-                        self._env(release, process, replica), command or None,
-                        web=process == "web"))
+            started = self._start_all(app, release)
             now = timings.mark("start", now)
-            web = [c for c in started if c.process == "web"]
-            check = WebCheck(timeout=self.settings.health_timeout)
-            for info in web:
-                progress(f"-----> Checking {info.process}.{info.replica}")
-                wait_healthy(info, check, lambda i: self.runtime.get(i.id),
-                             lambda i: self.runtime.logs(i.id, 20))
-            for info in (c for c in started if c.process != "web"):
-                current = self.runtime.wait_running(info, 1.0)
-                if current.status in {"exited", "dead"}:
-                    raise DeployError(f"{info.process}.{info.replica} exited at start")
+            self._check_all(release, started, progress)
             now = timings.mark("check", now)
+            web = [c for c in started if c.process == "web"]
             if web:
                 self.routes.swap(app, self.hosts(app), [c.backend for c in web])
+            else:
+                self.routes.remove(self.hosts(app))
             self.store.activate_release(app, release.version)
             now = timings.mark("swap", now)
         except BaseException as exc:
@@ -173,23 +265,50 @@ class Deployer:
                 progress(f" !     {exc.message}")
             raise
         progress(f"-----> {app} v{release.version} is live at {self.url(app)}")
-        old = [c for c in self.runtime.list(app) if c.release < release.version]
-        if old:
-            thread = threading.Thread(target=self._retire, args=(old,), daemon=True,
-                                      name=f"retire-{app}")
-            self.retiring.append(thread)
-            thread.start()
+        self._after_live(app, release, progress)
 
-    def _retire(self, old: list[ContainerInfo]) -> None:
-        """Drain (routes already point elsewhere), SIGTERM, wait, SIGKILL, remove."""
+    def _after_live(self, app: str, release: Release, progress: ProgressFn) -> None:
+        """Postdeploy script and hooks (reported, not fatal), then retire and prune."""
+        postdeploy = release.extra.get("postdeploy")
+        if postdeploy:
+            try:
+                self._run_once(app, release.version, release.image, "postdeploy", postdeploy,
+                               release.config, progress)
+            except GitPaasError as exc:
+                progress(f" !     {exc.message} (the release is live)")
         try:
-            time.sleep(self.settings.drain_seconds)
-            log.info("retiring %s", ", ".join(c.name for c in old))
-            self.runtime.remove(old, stop_timeout=self.settings.stop_timeout)
+            self._hooks("post-deploy", release, progress)
+        except GitPaasError as exc:
+            progress(f" !     {exc.message}")
+        old = [c for c in self.runtime.list(app) if c.release < release.version]
+        thread = threading.Thread(target=self._retire, args=(app, old), daemon=True,
+                                  name=f"retire-{app}")
+        self.retiring.append(thread)
+        thread.start()
+
+    def _retire(self, app: str, old: list[ContainerInfo]) -> None:
+        """Drain (routes already point elsewhere), SIGTERM, wait, SIGKILL, remove; prune."""
+        try:
+            if old:
+                time.sleep(self.settings.drain_seconds)
+                log.info("retiring %s", ", ".join(c.name for c in old))
+                self.runtime.remove(old, stop_timeout=self.settings.stop_timeout)
+            self.prune_images(app)
         except Exception:  # noqa: BLE001 - the reconciler removes what is left
             log.exception("retiring %s failed", [c.name for c in old])
         finally:
             self.retiring[:] = [t for t in self.retiring if t.is_alive()]
+
+    def prune_images(self, app: str) -> None:
+        """Keep the images of the last ``keep_releases`` good releases; remove the rest."""
+        releases = self.store.list_releases(app, limit=10_000)
+        good = [r for r in releases if r.status == "succeeded"]
+        keep = {r.image for r in good[: self.settings.keep_releases]}
+        current = self.store.current_release(app)
+        if current:
+            keep.add(current.image)
+        for image in {r.image for r in releases} - keep:
+            self.builder.remove(image)
 
     def wait_retired(self, timeout: float = 60) -> None:
         """Wait for retirements under way (for tests and shutdown)."""

@@ -10,20 +10,28 @@ from dataclasses import dataclass
 from .errors import DeployError
 from .runtime import ContainerInfo
 
+POLL = 0.1
+
 
 @dataclass(frozen=True)
 class WebCheck:
-    """Dokku-style check: GET ``path`` until the status is below 500 (and ``content``)."""
+    """GET ``path`` until the status is below 500 (and the body holds ``content``).
+
+    With ``attempts`` (app.json / CHECKS), that many tries ``wait`` seconds apart; without,
+    tries every 100 ms until ``deadline`` seconds have passed (the default check).
+    """
 
     path: str = "/"
     content: str = ""
-    timeout: float = 30.0
+    attempts: int | None = None
     attempt_timeout: float = 5.0
+    wait: float = POLL
     initial_delay: float = 0.0
+    deadline: float = 30.0
 
 
 def probe(host: str, port: int, check: WebCheck) -> tuple[int, str]:
-    """One GET; returns (status, body prefix) or raises OSError."""
+    """One GET; returns (status, body prefix) or raises OSError / HTTPException."""
     conn = http.client.HTTPConnection(host, port, timeout=check.attempt_timeout)
     try:
         conn.request("GET", check.path, headers={"Host": "gitpaas-healthcheck",
@@ -34,23 +42,32 @@ def probe(host: str, port: int, check: WebCheck) -> tuple[int, str]:
         conn.close()
 
 
+def _exited(info: ContainerInfo, current: ContainerInfo | None,
+            last_logs: Callable[[ContainerInfo], str]) -> DeployError | None:
+    if current is None or current.status in {"exited", "dead"} or current.restart_count > 0:
+        tail = " | ".join(last_logs(info).strip().splitlines()[-3:])
+        return DeployError(f"health check of {info.process}.{info.replica}: the container "
+                           "exited" + (f" ({tail})" if tail else ""))
+    return None
+
+
 def wait_healthy(info: ContainerInfo, check: WebCheck,
                  refresh: Callable[[ContainerInfo], ContainerInfo | None],
                  last_logs: Callable[[ContainerInfo], str]) -> None:
-    """Wait until the container answers; raise ``DeployError`` saying why it did not."""
+    """Wait until the container passes ``check``; raise ``DeployError`` saying why not."""
     label = f"{info.process}.{info.replica}"
     if check.initial_delay:
         time.sleep(check.initial_delay)
-    deadline = time.monotonic() + check.timeout
+    deadline = time.monotonic() + check.deadline
+    tries = 0
     last = "no answer"
     while True:
+        tries += 1
         current = refresh(info)
-        if current is None or current.status in {"exited", "dead"} or (
-                current.restart_count > 0):
-            tail = " | ".join(last_logs(info).strip().splitlines()[-3:])
-            raise DeployError(f"health check of {label}: the container exited"
-                              + (f" ({tail})" if tail else ""))
-        if current.port:
+        failure = _exited(info, current, last_logs)
+        if failure:
+            raise failure
+        if current and current.port:
             try:
                 status, body = probe(current.host, current.port, check)
                 if status < 500 and (not check.content or check.content in body):
@@ -59,6 +76,22 @@ def wait_healthy(info: ContainerInfo, check: WebCheck,
                     f"GET {check.path} did not contain {check.content!r}")
             except (OSError, http.client.HTTPException) as exc:
                 last = f"GET {check.path} failed: {getattr(exc, 'strerror', None) or exc!r}"
-        if time.monotonic() >= deadline:
+        if check.attempts is not None:
+            if tries >= check.attempts:
+                raise DeployError(f"health check of {label}: {last}"
+                                  f" (after {tries} attempts)")
+        elif time.monotonic() >= deadline:
             raise DeployError(f"health check of {label}: {last}")
-        time.sleep(0.1)
+        time.sleep(check.wait if check.attempts is not None else POLL)
+
+
+def wait_stable(info: ContainerInfo, seconds: float,
+                refresh: Callable[[ContainerInfo], ContainerInfo | None],
+                last_logs: Callable[[ContainerInfo], str]) -> None:
+    """A process without a port must stay up ``seconds`` without restarting."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        failure = _exited(info, refresh(info), last_logs)
+        if failure:
+            raise DeployError(str(failure).replace("health check of", "start of"))
+        time.sleep(POLL)

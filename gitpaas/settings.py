@@ -47,6 +47,13 @@ class Settings:
     max_context_bytes: int = 512 * 1024 * 1024
     max_context_files: int = 50_000
     max_push_bytes: int = 1024 * 1024 * 1024
+    # Limits of every container unless resources:set says otherwise ("" = none).
+    default_memory: str = "512m"
+    default_cpus: float = 0.0
+    # Seconds a process without a port must stay up for its release to count as healthy.
+    process_check_seconds: float = 2.0
+    # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).
+    webhook_url: str = ""
     # Image name of each buildpack's base, by buildpack name (see images/).
     base_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Router (gitpaas.router, see docs/router.md). Durations in seconds.

@@ -7,7 +7,7 @@ dot, so names never collide). Labels carry the same facts; queries use the label
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import docker
@@ -103,6 +103,47 @@ class DockerRuntime:
             raise DeployError(f"cannot start {process}.{replica}: {reason}") from exc
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
+
+    def run_once(self, app: str, release: int, image: str, process: str,
+                 env: Mapping[str, str], command: str, output: Callable[[str], None],
+                 timeout: float = 3600, commit_to: str | None = None) -> int:
+        """Run ``command`` in a one-off container, stream its output, return its exit code.
+
+        With ``commit_to``, a successful run's file system becomes that image tag
+        (Dokku's predeploy). The container is removed in every case.
+        """
+        name = container_name(self.instance, app, release, process, 0)
+        labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
+                  f"{LABEL}.release": str(release), f"{LABEL}.process": process,
+                  f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "1"}
+        container = None
+        try:
+            self._remove_by_name(name)
+            container = self.client.containers.run(
+                image, command=["/bin/sh", "-c", command], name=name, detach=True,
+                environment=dict(env), labels=labels, init=True)
+            partial = ""
+            for chunk in container.logs(stream=True, follow=True):
+                *lines, partial = (partial + chunk.decode("utf-8", "replace")).split("\n")
+                for line in lines:
+                    output(line)
+            if partial:
+                output(partial)
+            code = int(container.wait(timeout=timeout).get("StatusCode", 1))
+            if code == 0 and commit_to:
+                repo, _, tag = commit_to.rpartition(":")
+                container.commit(repository=repo, tag=tag)
+            return code
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot run {process}: {exc.explanation or exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        finally:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
 
     def _remove_by_name(self, name: str) -> None:
         try:

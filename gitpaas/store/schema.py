@@ -55,6 +55,12 @@ TABLES = [
         action VARCHAR(64) NOT NULL,
         detail TEXT NOT NULL,
         created_at DOUBLE NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS gp_resources (
+        app VARCHAR(30) NOT NULL,
+        process VARCHAR(30) NOT NULL,
+        memory VARCHAR(16) NOT NULL,
+        cpus DOUBLE NOT NULL,
+        PRIMARY KEY (app, process))""",
     """CREATE TABLE IF NOT EXISTS gp_meta (
         name VARCHAR(64) NOT NULL PRIMARY KEY,
         value TEXT NOT NULL)""",

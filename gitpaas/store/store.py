@@ -131,7 +131,7 @@ class Store:
         """Remove every row about ``name``."""
         with self.db.transaction() as cur:
             for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
-                          "gp_shares"):
+                          "gp_shares", "gp_resources"):
                 cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             cur.execute("DELETE FROM gp_apps WHERE name = ?", (name,))
 
@@ -256,6 +256,21 @@ class Store:
                             (app, process))
                 cur.execute("INSERT INTO gp_formation (app, process, replicas) VALUES (?,?,?)",
                             (app, process, int(replicas)))
+
+    # -- resources ----------------------------------------------------------------------
+
+    def resources(self, app: str) -> dict[str, tuple[str, float]]:
+        """``{process or '*': (memory, cpus)}`` as set by resources:set."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT process, memory, cpus FROM gp_resources WHERE app = ?",
+                               (app,)).all()
+        return {r[0]: (r[1], float(r[2])) for r in rows}
+
+    def set_resources(self, app: str, process: str, memory: str, cpus: float) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM gp_resources WHERE app = ? AND process = ?", (app, process))
+            cur.execute("INSERT INTO gp_resources (app, process, memory, cpus) VALUES (?,?,?,?)",
+                        (app, process, memory, cpus))
 
     # -- domains ------------------------------------------------------------------------
 
