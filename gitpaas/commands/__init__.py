@@ -2,7 +2,7 @@
 
 import importlib
 
-MODULES = ("help", "keys", "apps")
+MODULES = ("help", "keys", "apps", "git")
 
 
 def load_all() -> None:

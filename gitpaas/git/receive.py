@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from typing import Any
 
 from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
@@ -53,20 +52,14 @@ class SingleRepoBackend(Backend):
 
 # on_update(ref, old, new, progress) -> None on success, or the reason the ref is refused.
 UpdateHook = Callable[[bytes, bytes, bytes, Progress], str | None]
-# lock(ref) -> a context manager held from the deploy through the ref update.
-LockFactory = Callable[[Progress], Any]
 
 
 class DeployingReceivePackHandler(ReceivePackHandler):
     """Receive-pack whose ``_on_update`` runs the deploy and streams its progress."""
 
-    def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook,
-                 lock: LockFactory) -> None:
+    def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)
         self._hook = on_update
-        self._lock_factory = lock
-        self._locks = ExitStack()
-        self._locked = False
 
     def progress(self) -> Progress:
         writer = None
@@ -75,20 +68,13 @@ class DeployingReceivePackHandler(ReceivePackHandler):
                 self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
         return Progress(writer)
 
-    def _apply_pack(self, refs: list) -> Iterator[tuple[bytes, bytes]]:
-        try:
-            yield from super()._apply_pack(refs)
-        finally:
-            self._locks.close()
-
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
         try:
             if not ref_name.startswith(ALLOWED_REF_PREFIXES) or b".." in ref_name:
                 return b"refused: only refs/heads/* and refs/tags/* may be pushed"
             progress = self.progress()
-            if not self._locked:
-                self._locks.enter_context(self._lock_factory(progress))
-                self._locked = True
+            # The caller holds the app's lock for the whole session; dulwich ignores a
+            # failed compare-and-swap, so check here that the ref still holds ``old``.
             try:
                 current = self.repo.refs[ref_name]
             except KeyError:
@@ -105,10 +91,11 @@ class DeployingReceivePackHandler(ReceivePackHandler):
 
 
 def serve_receive_pack(repo: Repo, recv: Callable[[int], bytes], send: Callable[[bytes], Any],
-                       on_update: UpdateHook, lock: LockFactory) -> None:
-    """Run one receive-pack session over ``recv``/``send``."""
+                       on_update: UpdateHook) -> None:
+    """Run one receive-pack session over ``recv``/``send`` (hold the app's lock around it:
+    refs are advertised only once earlier pushes have moved theirs)."""
     proto = ReceivableProtocol(recv, send)
-    DeployingReceivePackHandler(repo, proto, on_update, lock).handle()
+    DeployingReceivePackHandler(repo, proto, on_update).handle()
 
 
 def serve_upload_pack(repo: Repo, recv: Callable[[int], bytes],

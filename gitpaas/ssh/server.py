@@ -154,11 +154,14 @@ class Session:
             def on_update(ref, old, new, progress):
                 return platform.on_push(app.name, repo, self.key, ref, old, new, progress)
 
-            def lock(progress):
-                return platform.lock(app.name, f"push by {self.key.name}", progress)
-
-            serve_receive_pack(repo, self.channel.recv, self.channel.sendall, on_update, lock)
+            # Held from before the refs are advertised until they moved: a second push
+            # waits (and says so on stderr, which git shows), then sees the first's refs.
+            with platform.lock(app.name, f"push by {self.key.name}", self.err):
+                serve_receive_pack(repo, self.channel.recv, self.channel.sendall, on_update)
             return 0
+        except GitPaasError as exc:
+            self.err(f" !     {exc.message}")
+            return EXIT_USER
         except Exception as exc:  # noqa: BLE001 - a broken session must not kill the server
             if type(exc).__name__ == "HangupException":
                 return 0
