@@ -125,6 +125,14 @@ class Deployer:
         self._roll_out(app, release, progress, Timings())
         return release
 
+    def start_release(self, app: str, release: Release, progress: ProgressFn) -> None:
+        """Start ``release`` again as the formation says (after ``ps:stop``)."""
+        try:
+            self._roll_out(app, release, progress, Timings())
+        except BaseException:
+            self.store.set_release_status(app, release.version, release.status)
+            raise
+
     # -- the roll-out -------------------------------------------------------------------
 
     def _env(self, release: Release, process: str, replica: int) -> dict[str, str]:
@@ -162,8 +170,8 @@ class Deployer:
                 if current.status in {"exited", "dead"}:
                     raise DeployError(f"{info.process}.{info.replica} exited at start")
             now = timings.mark("check", now)
-            if web:
-                self.routes.swap(app, self.hosts(app), [c.backend for c in web])
+            # No web process (scaled to 0, worker-only): the frontends go away.
+            self.routes.swap(app, self.hosts(app), [c.backend for c in web])
             self.store.activate_release(app, release.version)
             now = timings.mark("swap", now)
         except BaseException as exc:

@@ -2,7 +2,8 @@
 
 import importlib
 
-MODULES = ("help", "keys", "apps")
+MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
+           "audit")
 
 
 def load_all() -> None:
