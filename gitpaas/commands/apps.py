@@ -44,7 +44,7 @@ def apps_create(ctx: Context, args: list[str]) -> None:
     ctx.out(f"Creating {name}... done, http://{name}.{ctx.platform.settings.domain}/")
 
 
-@command("apps:info", "apps:info APP [--json]")
+@command("apps:info", "apps:info [APP] [--json]")
 def apps_info(ctx: Context, args: list[str]) -> None:
     """Show an app's owner, release, hosts and processes."""
     as_json = pop_flag(args, "--json")
@@ -70,9 +70,9 @@ def apps_info(ctx: Context, args: list[str]) -> None:
         ctx.out(f"{k.replace('_', ' ').title() + ':':16}{v if v is not None else '-'}")
 
 
-@command("apps:destroy", "apps:destroy APP --confirm APP")
+@command("apps:destroy", "apps:destroy [APP] --confirm APP")
 def apps_destroy(ctx: Context, args: list[str]) -> None:
-    """Remove an app: containers, images, routes, repo, config and datastores."""
+    """Remove an app: containers, images, routes, repo, config (owner or admin only)."""
     confirm = pop_option(args, "--confirm")
     app = take_app(ctx, args, only_positional=True)
     no_more(args)

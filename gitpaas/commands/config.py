@@ -45,8 +45,8 @@ def encode_value(value: str) -> str:
 
 
 def key_list(keys: list[str]) -> str:
-    """``A``, ``A and B``, ``A, B and C``."""
-    return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    """``A`` or ``A, B`` (as Heroku prints them)."""
+    return ", ".join(keys)
 
 
 @command("config", "config [APP] [--json] [--encoded]")
