@@ -115,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     from .platform import Platform
 
-    ctx = Context(Platform(settings), LOCAL_ADMIN, sys.stdin.buffer,
+    platform = Platform(settings)
+    ctx = Context(platform, LOCAL_ADMIN, sys.stdin.buffer,
                   lambda s: (sys.stdout.write(s), sys.stdout.flush()),
                   lambda s: (sys.stderr.write(s), sys.stderr.flush()), is_local=True)
-    return run_command(ctx, opts.command)
+    code = run_command(ctx, opts.command)
+    if "deployer" in platform.__dict__:  # a release was rolled out: retire the old one
+        platform.deployer.wait_retired()
+    return code
 
 
 if __name__ == "__main__":

@@ -169,6 +169,14 @@ class Deployer:
         self._roll_out(app, release, progress, Timings())
         return release
 
+    def start_release(self, app: str, release: Release, progress: ProgressFn) -> None:
+        """Start ``release`` again as the formation says (after ``ps:stop``)."""
+        try:
+            self._roll_out(app, release, progress, Timings())
+        except BaseException:
+            self.store.set_release_status(app, release.version, release.status)
+            raise
+
     # -- the roll-out -------------------------------------------------------------------
 
     def _env(self, release: Release, process: str, replica: int) -> dict[str, str]:

@@ -9,6 +9,7 @@ from functools import cached_property
 from dulwich.repo import Repo
 
 from . import names
+from .applogs import LogArchive
 from .build.docker import DockerBuilder
 from .deploy import Deployer
 from .errors import Forbidden, GitPaasError, NotFound, ServiceError
@@ -43,8 +44,14 @@ class Platform:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     @cached_property
+    def log_archive(self) -> LogArchive:
+        """The kept log tails of removed containers (see ``applogs``)."""
+        return LogArchive(self.settings.data_dir / "logs")
+
+    @cached_property
     def runtime(self) -> DockerRuntime:
-        return DockerRuntime(self.docker, self.settings.instance, self.settings.container_host)
+        return DockerRuntime(self.docker, self.settings.instance, self.settings.container_host,
+                             on_remove=self.log_archive.keep)
 
     @cached_property
     def routes(self) -> Routes:

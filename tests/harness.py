@@ -16,9 +16,17 @@ from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
 GITPAAS = str(VENV_BIN / "gitpaas")
-HAS_ROUTER = importlib.util.find_spec("gitpaas.router.server") is not None or (
-    importlib.util.find_spec("gitpaas.router") is not None
-    and hasattr(importlib.import_module("gitpaas.router"), "start_in_thread"))
+
+
+def _has_router() -> bool:
+    """Whether this checkout has the HTTP router (else ``serve --no-router``)."""
+    if importlib.util.find_spec("gitpaas.router") is None:  # parent first: no exception
+        return False
+    return importlib.util.find_spec("gitpaas.router.server") is not None or hasattr(
+        importlib.import_module("gitpaas.router"), "start_in_thread")
+
+
+HAS_ROUTER = _has_router()
 
 
 def free_port() -> int:

@@ -2,7 +2,8 @@
 
 import importlib
 
-MODULES = ("help", "keys", "apps", "git")
+MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
+           "audit", "git")
 
 
 def load_all() -> None:

@@ -7,7 +7,7 @@ import time
 from .. import names
 from ..errors import InvalidInput
 from ..git import repos
-from .args import no_more, pop_flag, pop_option, reachable_apps, take_app
+from .args import no_more, pop_flag, pop_option, reachable_apps, require_owner, take_app
 from .registry import Context, command
 
 
@@ -44,7 +44,7 @@ def apps_create(ctx: Context, args: list[str]) -> None:
     ctx.out(f"Creating {name}... done, http://{name}.{ctx.platform.settings.domain}/")
 
 
-@command("apps:info", "apps:info APP [--json]")
+@command("apps:info", "apps:info [APP] [--json]")
 def apps_info(ctx: Context, args: list[str]) -> None:
     """Show an app's owner, release, hosts and processes."""
     as_json = pop_flag(args, "--json")
@@ -70,12 +70,13 @@ def apps_info(ctx: Context, args: list[str]) -> None:
         ctx.out(f"{k.replace('_', ' ').title() + ':':16}{v if v is not None else '-'}")
 
 
-@command("apps:destroy", "apps:destroy APP --confirm APP")
+@command("apps:destroy", "apps:destroy [APP] --confirm APP")
 def apps_destroy(ctx: Context, args: list[str]) -> None:
-    """Remove an app: containers, images, routes, repo, config and datastores."""
+    """Remove an app: containers, images, routes, repo, config (owner or admin only)."""
     confirm = pop_option(args, "--confirm")
     app = take_app(ctx, args, only_positional=True)
     no_more(args)
+    require_owner(ctx, app, "destroy it")
     if confirm != app.name:
         raise InvalidInput(f"this destroys {app.name} and its data: add --confirm {app.name}")
     platform = ctx.platform
@@ -90,6 +91,7 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
 
         destroy_for_app(platform, app.name)
         repos.remove_repo(platform.settings.repos_dir, app.name)
+        platform.log_archive.remove(app.name)
         platform.store.delete_app(app.name)
         platform.store.record_event(ctx.key.name, "apps:destroy", app.name)
     ctx.out(f"Destroying {app.name}... done")

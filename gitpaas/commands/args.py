@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import names
-from ..errors import InvalidInput, UserError
+from ..errors import Forbidden, InvalidInput, UserError
 from ..store import App
 from .registry import Context
 
@@ -40,30 +40,45 @@ def pop_option(args: list[str], *options: str) -> str | None:
 
 
 def no_more(args: list[str]) -> None:
+    """Refuse any argument left over."""
     if args:
         raise InvalidInput(f"unexpected argument {args[0]!r}")
 
 
 def reachable_apps(ctx: Context) -> list[App]:
+    """The apps the context's key may see and act on."""
     store = ctx.platform.store
     return [a for a in store.list_apps() if store.can_access(ctx.key, a)]
 
 
-def take_app(ctx: Context, args: list[str], only_positional: bool = False) -> App:
-    """The app: ``--app``/``-a``; else the first argument when it names a reachable app
-    (always, with ``only_positional``: the app is then the command's only positional);
-    else the only app this key can reach. Removes what it used from ``args``."""
+def positionals(args: list[str]) -> list[str]:
+    """The arguments that are not options."""
+    return [a for a in args if not a.startswith("-")]
+
+
+def take_app(ctx: Context, args: list[str], only_positional: bool = False,
+             rest: int | None = None) -> App:
+    """The app the command acts on; removes what it used from ``args``.
+
+    In order: ``--app``/``-a`` anywhere; the first argument when it is the app (always
+    with ``only_positional``; when there are ``rest + 1`` positionals with ``rest``; else
+    when it looks like an app name and more positionals follow, or it names an app);
+    else the only app this key can reach. Pop every other option before calling. An app
+    the key may not use is "not found", like a missing one.
+    """
     explicit = pop_option(args, "--app", "-a")
     if explicit is not None:
         return ctx.platform.app_for(ctx.key, explicit)
     if args and not args[0].startswith("-"):
-        if only_positional:
-            return ctx.platform.app_for(ctx.key, args.pop(0))
-        if names.APP_RE.fullmatch(args[0]):
-            app = ctx.platform.store.find_app(args[0])
-            if app is not None and ctx.platform.store.can_access(ctx.key, app):
-                args.pop(0)
-                return app
+        first = args[0]
+        count = len(positionals(args))
+        if only_positional or (rest is not None and count == rest + 1):
+            args.pop(0)
+            return ctx.platform.app_for(ctx.key, first)
+        if rest is None and names.APP_RE.fullmatch(first) and (
+                count > 1 or ctx.platform.store.find_app(first) is not None):
+            args.pop(0)
+            return ctx.platform.app_for(ctx.key, first)
     apps = reachable_apps(ctx)
     if len(apps) == 1:
         return apps[0]
@@ -71,3 +86,9 @@ def take_app(ctx: Context, args: list[str], only_positional: bool = False) -> Ap
         raise UserError("you have no apps yet: push one, or name it with --app APP")
     listed = ", ".join(a.name for a in apps[:10]) + (", ..." if len(apps) > 10 else "")
     raise UserError(f"which app? name it with --app APP (one of: {listed})")
+
+
+def require_owner(ctx: Context, app: App, what: str) -> None:
+    """Only the app's owner or an admin may do ``what``."""
+    if not (ctx.key.is_admin or app.owner == ctx.key.name):
+        raise Forbidden(f"only the owner of {app.name} or an admin may {what}")

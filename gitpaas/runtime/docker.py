@@ -6,6 +6,7 @@ dot, so names never collide). Labels carry the same facts; queries use the label
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from ..errors import DeployError, ServiceError
 
 PORT = 5000
 LABEL = "gitpaas"
+ARCHIVE_TAIL = 500  # log lines of a removed container handed to ``on_remove``
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,13 @@ def container_name(instance: str, app: str, release: int, process: str, replica:
 class DockerRuntime:
     """Starts, lists and retires app containers."""
 
-    def __init__(self, client: docker.DockerClient, instance: str, host: str = "127.0.0.1"):
+    def __init__(self, client: docker.DockerClient, instance: str, host: str = "127.0.0.1",
+                 on_remove: Callable[[ContainerInfo, str], None] | None = None):
         self.client = client
         self.instance = instance
         self.host = host
+        # Called with a container and its last log lines (timestamped) before removal.
+        self.on_remove = on_remove
 
     def _info(self, c) -> ContainerInfo:
         labels = c.labels
@@ -179,6 +185,26 @@ class DockerRuntime:
             return ""
         return raw.decode("utf-8", "replace")
 
+    def timed_logs(self, container_id: str, tail: int | None = None,
+                   since: int | None = None) -> str:
+        """Log lines prefixed by Docker's RFC 3339 timestamps ('' if the container is gone)."""
+        kwargs: dict = {"timestamps": True, "tail": tail if tail is not None else "all"}
+        if since:
+            kwargs["since"] = since
+        try:
+            raw = self.client.containers.get(container_id).logs(**kwargs)
+        except docker.errors.DockerException:
+            return ""
+        return raw.decode("utf-8", "replace")
+
+    def _archive(self, info: ContainerInfo) -> None:
+        if self.on_remove is None:
+            return
+        try:
+            self.on_remove(info, self.timed_logs(info.id, tail=ARCHIVE_TAIL))
+        except Exception:  # noqa: BLE001 - losing old log lines must not stop a removal
+            log.exception("cannot keep the logs of %s", info.name)
+
     def remove(self, containers: Iterable[ContainerInfo], stop_timeout: int = 10) -> None:
         """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove containers."""
         for info in containers:
@@ -186,6 +212,7 @@ class DockerRuntime:
                 c = self.client.containers.get(info.id)
                 if c.status == "running":
                     c.stop(timeout=stop_timeout)
+                self._archive(info)
                 c.remove(force=True)
             except docker.errors.NotFound:
                 continue

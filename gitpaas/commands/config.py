@@ -1,0 +1,138 @@
+"""config, config:get, config:set, config:unset.
+
+A change makes a new release (the current image, the new config) under the app's lock;
+the config is stored only once that release is live, so the store never disagrees with
+what runs. Without a release yet, or with ``--no-restart``, the config is only stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from .. import names
+from ..errors import InvalidInput, NotFound
+from ..store import App
+from .args import no_more, pop_flag, take_app
+from .registry import Context, command
+
+
+def parse_assignments(args: list[str], encoded: bool = False) -> dict[str, str]:
+    """``["K=V", ...]`` -> ``{K: V}``; only the first ``=`` splits; base64 values if
+    ``encoded``. Keys are validated; values are kept exactly."""
+    if not args:
+        raise InvalidInput("give at least one KEY=VALUE")
+    values: dict[str, str] = {}
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if not eq:
+            raise InvalidInput(f"expected KEY=VALUE, got {arg!r}")
+        names.config_key(key)
+        values[key] = decode_value(value) if encoded else value
+    return values
+
+
+def decode_value(value: str) -> str:
+    """A base64 value (``--encoded``) as text; may hold newlines."""
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError) as exc:
+        raise InvalidInput(f"not base64 of UTF-8 text: {value!r}") from exc
+
+
+def encode_value(value: str) -> str:
+    return base64.b64encode(value.encode("utf-8")).decode("ascii")
+
+
+def key_list(keys: list[str]) -> str:
+    """``A`` or ``A, B`` (as Heroku prints them)."""
+    return ", ".join(keys)
+
+
+@command("config", "config [APP] [--json] [--encoded]")
+def config_list(ctx: Context, args: list[str]) -> None:
+    """Show an app's config vars."""
+    as_json = pop_flag(args, "--json")
+    encoded = pop_flag(args, "--encoded")
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    config = ctx.platform.store.get_config(app.name)
+    if encoded:
+        config = {k: encode_value(v) for k, v in config.items()}
+    if as_json:
+        ctx.json(config)
+        return
+    ctx.out(f"=== {app.name} Config Vars")
+    width = max((len(k) for k in config), default=0) + 1
+    for key, value in config.items():
+        ctx.out(f"{(key + ':').ljust(width)} {value}")
+
+
+@command("config:get", "config:get [APP] KEY [--encoded]")
+def config_get(ctx: Context, args: list[str]) -> None:
+    """Print one config var's value exactly as set."""
+    encoded = pop_flag(args, "--encoded")
+    app = take_app(ctx, args, rest=1)
+    if len(args) != 1:
+        raise InvalidInput("usage: config:get [APP] KEY")
+    key = names.config_key(args[0])
+    config = ctx.platform.store.get_config(app.name)
+    if key not in config:
+        raise NotFound(f"{app.name} has no config var {key}")
+    ctx.out(encode_value(config[key]) if encoded else config[key])
+
+
+@command("config:set", "config:set [APP] KEY=VALUE ... [--no-restart] [--encoded]")
+def config_set(ctx: Context, args: list[str]) -> None:
+    """Set config vars and restart the app with them (a new release)."""
+    no_restart = pop_flag(args, "--no-restart")
+    encoded = pop_flag(args, "--encoded")
+    has_app = bool(args) and "=" not in args[0] and not args[0].startswith("-")
+    app = take_app(ctx, args, only_positional=has_app)
+    values = parse_assignments(args, encoded)
+    change(ctx, app, values, [], no_restart, f"Set {', '.join(values)}", "Setting")
+
+
+@command("config:unset", "config:unset [APP] KEY ... [--no-restart]")
+def config_unset(ctx: Context, args: list[str]) -> None:
+    """Remove config vars and restart the app without them (a new release)."""
+    no_restart = pop_flag(args, "--no-restart")
+    app = take_app(ctx, args)
+    if not args:
+        raise InvalidInput("usage: config:unset [APP] KEY ...")
+    keys = [names.config_key(k) for k in args]
+    change(ctx, app, {}, keys, no_restart, f"Unset {', '.join(keys)}", "Unsetting")
+
+
+def change(ctx: Context, app: App, values: dict[str, str], unset: list[str],
+           no_restart: bool, description: str, verb: str) -> None:
+    """Apply a config change: store it, and roll out a new release unless told not to."""
+    platform = ctx.platform
+    store = platform.store
+    changed = key_list(list(values) or unset)
+    with platform.lock(app.name, f"config change by {ctx.key.name}", ctx.err):
+        config = store.get_config(app.name)
+        missing = [k for k in unset if k not in config]
+        if missing:
+            raise NotFound(f"{app.name} has no config var {key_list(missing)}")
+        new = {k: v for k, v in config.items() if k not in unset}
+        new.update(values)
+        current = store.current_release(app.name)
+        if current is None or no_restart:
+            store.set_config(app.name, values, unset)
+            store.record_event(ctx.key.name, "config", app.name, description)
+            why = "no release yet" if current is None else "--no-restart"
+            ctx.out(f"{verb} {changed} on {app.name}... done"
+                    f" (stored; {why}: it applies at the next deploy or restart)")
+            return
+        ctx.write_out(f"{verb} {changed} and restarting {app.name}... ")
+        progress: list[str] = []
+        try:
+            release = platform.deployer.deploy_release(app.name, current, new, description,
+                                                       ctx.key.name, progress.append)
+        except BaseException:
+            ctx.out("failed")
+            raise
+        store.set_config(app.name, values, unset)
+        store.record_event(ctx.key.name, "config", app.name, description)
+    ctx.out(f"done, v{release.version}")

@@ -1,0 +1,78 @@
+"""domains, domains:add, domains:remove: extra host names beside ``<app>.<domain>``."""
+
+from __future__ import annotations
+
+from .. import names
+from ..errors import Conflict, InvalidInput
+from ..store import App
+from .args import no_more, pop_flag, take_app
+from .registry import Context, command
+
+
+def default_host(ctx: Context, app: str) -> str:
+    return f"{app}.{ctx.platform.settings.domain}"
+
+
+def check_free(ctx: Context, app: App, host: str) -> None:
+    """Refuse a host that is another app's: its default host or one of its domains."""
+    suffix = "." + ctx.platform.settings.domain
+    if host == default_host(ctx, app.name):
+        raise Conflict(f"{host} is {app.name}'s own default host already")
+    if host.endswith(suffix):
+        label = host[: -len(suffix)]
+        if "." not in label and ctx.platform.store.find_app(label) is not None:
+            raise Conflict(f"{host} is taken by another app")
+    owner = ctx.platform.store.domain_owner(host)
+    if owner is not None and owner != app.name:
+        raise Conflict(f"{host} is taken by another app")
+
+
+def take_host(args: list[str], usage: str) -> str:
+    if len(args) != 1:
+        raise InvalidInput(f"usage: {usage}")
+    return names.hostname(args[0])
+
+
+@command("domains", "domains [APP] [--json]")
+def domains_list(ctx: Context, args: list[str]) -> None:
+    """List the host names an app answers at."""
+    as_json = pop_flag(args, "--json")
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    extra = ctx.platform.store.domains(app.name)
+    if as_json:
+        ctx.json({"default": default_host(ctx, app.name), "domains": extra})
+        return
+    ctx.out(f"=== {app.name} Domains")
+    ctx.out(f"{default_host(ctx, app.name)}  (default)")
+    for host in extra:
+        ctx.out(host)
+
+
+@command("domains:add", "domains:add [APP] HOST")
+def domains_add(ctx: Context, args: list[str]) -> None:
+    """Make the app answer at HOST too (routes are updated at once)."""
+    app = take_app(ctx, args, rest=1)
+    host = take_host(args, "domains:add [APP] HOST")
+    platform = ctx.platform
+    with platform.lock(app.name, f"domains:add by {ctx.key.name}", ctx.err):
+        check_free(ctx, app, host)
+        platform.store.add_domain(app.name, host)
+        frontend = platform.routes.get(default_host(ctx, app.name))
+        if len(frontend) > 1:
+            platform.routes.swap(app.name, [host], frontend[1:])
+        platform.store.record_event(ctx.key.name, "domains:add", app.name, host)
+    ctx.out(f"Adding {host} to {app.name}... done")
+
+
+@command("domains:remove", "domains:remove [APP] HOST")
+def domains_remove(ctx: Context, args: list[str]) -> None:
+    """Stop answering at HOST (its route is removed at once)."""
+    app = take_app(ctx, args, rest=1)
+    host = take_host(args, "domains:remove [APP] HOST")
+    platform = ctx.platform
+    with platform.lock(app.name, f"domains:remove by {ctx.key.name}", ctx.err):
+        platform.store.remove_domain(app.name, host)
+        platform.routes.remove([host])
+        platform.store.record_event(ctx.key.name, "domains:remove", app.name, host)
+    ctx.out(f"Removing {host} from {app.name}... done")

@@ -1,0 +1,181 @@
+"""ps, ps:scale, ps:restart, ps:stop, ps:start.
+
+Scaling and restarting roll out a new release of the current one (same image and
+config, the new formation) through the deployer: health checks, one route swap, the old
+containers retired. So routes are always right and no request fails on the way.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import names
+from ..applogs import epoch_seconds, normalize_timestamp
+from ..errors import InvalidInput, NotFound
+from ..store import App, Release
+from .args import no_more, pop_flag, take_app
+from .registry import Context, command
+
+MAX_REPLICAS = 20
+
+
+def parse_scale(args: list[str]) -> dict[str, int]:
+    """``["web=3", "worker=1"]`` -> ``{"web": 3, "worker": 1}`` (0..MAX_REPLICAS)."""
+    if not args:
+        raise InvalidInput("give at least one PROCESS=COUNT, e.g. web=2")
+    counts: dict[str, int] = {}
+    for arg in args:
+        process, eq, count = arg.partition("=")
+        if not eq:
+            raise InvalidInput(f"expected PROCESS=COUNT, got {arg!r}")
+        names.process_type(process)
+        if not count.isdigit() or not 0 <= int(count) <= MAX_REPLICAS:
+            raise InvalidInput(f"{process}: the count must be 0 to {MAX_REPLICAS}")
+        counts[process] = int(count)
+    return counts
+
+
+def uptime(started_at: str, now: float | None = None) -> str:
+    """``3m12s`` since Docker's ``StartedAt``; ``-`` when unknown."""
+    stamp = normalize_timestamp(started_at) if started_at else None
+    if stamp is None:
+        return "-"
+    seconds = max(0, int((now or time.time()) - epoch_seconds(stamp)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def formation_text(formation: dict[str, int]) -> str:
+    return " ".join(f"{p}={n}" for p, n in sorted(formation.items())) or "-"
+
+
+@command("ps", "ps [APP] [--json]")
+def ps(ctx: Context, args: list[str]) -> None:
+    """Show an app's processes: type, replica, state, uptime, port, release."""
+    as_json = pop_flag(args, "--json")
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    platform = ctx.platform
+    formation = platform.store.formation(app.name)
+    containers = platform.runtime.list(app.name)
+    rows = [{"name": f"{c.process}.{c.replica}", "process": c.process, "replica": c.replica,
+             "release": c.release, "state": c.status,
+             "uptime": uptime(c.started_at) if c.status == "running" else "-",
+             "port": f"{c.host}:{c.port}" if c.port else None} for c in containers]
+    if as_json:
+        ctx.json({"app": app.name, "release": app.current_version, "formation": formation,
+                  "processes": rows})
+        return
+    release = f"v{app.current_version}" if app.current_version else "not deployed"
+    ctx.out(f"=== {app.name} ({release}): {formation_text(formation)}")
+    if not rows:
+        ctx.out("no processes running" + (" (ps:start starts them)"
+                                          if app.current_version else ""))
+    for r in rows:
+        ctx.out(f"{r['name']:12}  {r['state']:10}  up {r['uptime']:8}  "
+                f"{r['port'] or '-':21}  v{r['release']}")
+
+
+def known_processes(release: Release | None) -> set[str]:
+    if release is None:
+        return set()
+    return set(release.processes) or {"web"}
+
+
+def current_or_fail(ctx: Context, app: App) -> Release:
+    release = ctx.platform.store.current_release(app.name)
+    if release is None:
+        raise NotFound(f"{app.name} has no release yet: push it first")
+    return release
+
+
+def roll(ctx: Context, app: App, release: Release, description: str, headline: str) -> None:
+    """A new release of ``release`` (same image and config), printing ``headline``."""
+    ctx.write_out(f"{headline}... ")
+    try:
+        new = ctx.platform.deployer.deploy_release(app.name, release, release.config,
+                                                   description, ctx.key.name, lambda _: None)
+    except BaseException:
+        ctx.out("failed")
+        raise
+    ctx.out(f"done, v{new.version}")
+
+
+@command("ps:scale", "ps:scale [APP] PROCESS=COUNT ...")
+def ps_scale(ctx: Context, args: list[str]) -> None:
+    """Set how many containers of each process type run, and roll out."""
+    has_app = bool(args) and "=" not in args[0] and not args[0].startswith("-")
+    app = take_app(ctx, args, only_positional=has_app)
+    counts = parse_scale(args)
+    store = ctx.platform.store
+    with ctx.platform.lock(app.name, f"ps:scale by {ctx.key.name}", ctx.err):
+        current = store.current_release(app.name)
+        unknown = sorted(set(counts) - known_processes(current)) if current else []
+        if unknown:
+            raise InvalidInput(f"{app.name} has no process type {', '.join(unknown)}"
+                               f" (it has: {', '.join(sorted(known_processes(current)))})")
+        text = formation_text(counts)
+        previous = store.formation(app.name)
+        store.set_formation(app.name, counts)
+        store.record_event(ctx.key.name, "ps:scale", app.name, text)
+        if current is None:
+            ctx.out(f"Scaling {app.name} to {text}... done (no release yet)")
+            return
+        try:
+            roll(ctx, app, current, f"Scale {text}", f"Scaling {app.name} to {text}")
+        except BaseException:
+            store.set_formation(app.name, previous)
+            raise
+
+
+@command("ps:restart", "ps:restart [APP]")
+def ps_restart(ctx: Context, args: list[str]) -> None:
+    """Restart every process (a new release of the current one, without downtime)."""
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    with ctx.platform.lock(app.name, f"ps:restart by {ctx.key.name}", ctx.err):
+        current = current_or_fail(ctx, app)
+        ctx.platform.store.record_event(ctx.key.name, "ps:restart", app.name)
+        roll(ctx, app, current, "Restart", f"Restarting {app.name}")
+
+
+@command("ps:stop", "ps:stop [APP]")
+def ps_stop(ctx: Context, args: list[str]) -> None:
+    """Stop every container of the app and remove its routes."""
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    platform = ctx.platform
+    with platform.lock(app.name, f"ps:stop by {ctx.key.name}", ctx.err):
+        ctx.write_out(f"Stopping {app.name}... ")
+        platform.routes.remove(platform.deployer.hosts(app.name))
+        platform.runtime.remove(platform.runtime.list(app.name),
+                                stop_timeout=platform.settings.stop_timeout)
+        platform.store.record_event(ctx.key.name, "ps:stop", app.name)
+    ctx.out("done")
+
+
+@command("ps:start", "ps:start [APP]")
+def ps_start(ctx: Context, args: list[str]) -> None:
+    """Start the current release again after ps:stop."""
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    platform = ctx.platform
+    with platform.lock(app.name, f"ps:start by {ctx.key.name}", ctx.err):
+        current = current_or_fail(ctx, app)
+        running = [c for c in platform.runtime.list(app.name) if c.status == "running"]
+        if running:
+            ctx.out(f"{app.name} is running already (ps:restart restarts it)")
+            return
+        ctx.write_out(f"Starting {app.name}... ")
+        try:
+            platform.deployer.start_release(app.name, current, lambda _: None)
+        except BaseException:
+            ctx.out("failed")
+            raise
+        platform.store.record_event(ctx.key.name, "ps:start", app.name)
+    ctx.out(f"done, v{current.version}")

@@ -1,0 +1,58 @@
+"""sharing, sharing:add, sharing:remove: who besides the owner may use an app."""
+
+from __future__ import annotations
+
+from .. import names
+from ..errors import Conflict, InvalidInput, NotFound
+from .args import no_more, pop_flag, require_owner, take_app
+from .registry import Context, command
+
+
+def take_key_name(args: list[str], usage: str) -> str:
+    if len(args) != 1:
+        raise InvalidInput(f"usage: {usage}")
+    return names.key_name(args[0])
+
+
+@command("sharing", "sharing [APP] [--json]")
+def sharing_list(ctx: Context, args: list[str]) -> None:
+    """List the keys an app is shared with (owner or admin only)."""
+    as_json = pop_flag(args, "--json")
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    require_owner(ctx, app, "see who shares it")
+    shared = ctx.platform.store.shares(app.name)
+    if as_json:
+        ctx.json({"owner": app.owner, "shared_with": shared})
+        return
+    ctx.out(f"=== {app.name} Access")
+    ctx.out(f"{app.owner}  (owner)")
+    for name in shared:
+        ctx.out(name)
+
+
+@command("sharing:add", "sharing:add [APP] KEYNAME")
+def sharing_add(ctx: Context, args: list[str]) -> None:
+    """Let another key use the app (owner or admin only)."""
+    app = take_app(ctx, args, rest=1)
+    name = take_key_name(args, "sharing:add [APP] KEYNAME")
+    require_owner(ctx, app, "share it")
+    store = ctx.platform.store
+    store.get_key(name)  # NotFound when there is no such key
+    if name == app.owner:
+        raise Conflict(f"{name} owns {app.name} already")
+    store.add_share(app.name, name)
+    store.record_event(ctx.key.name, "sharing:add", app.name, name)
+    ctx.out(f"Sharing {app.name} with {name}... done")
+
+
+@command("sharing:remove", "sharing:remove [APP] KEYNAME")
+def sharing_remove(ctx: Context, args: list[str]) -> None:
+    """Stop sharing the app with a key (owner or admin only)."""
+    app = take_app(ctx, args, rest=1)
+    name = take_key_name(args, "sharing:remove [APP] KEYNAME")
+    require_owner(ctx, app, "change who shares it")
+    if not ctx.platform.store.remove_share(app.name, name):
+        raise NotFound(f"{app.name} is not shared with {name}")
+    ctx.platform.store.record_event(ctx.key.name, "sharing:remove", app.name, name)
+    ctx.out(f"Removing {name} from {app.name}... done")

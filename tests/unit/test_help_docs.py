@@ -1,0 +1,44 @@
+"""``help`` and docs/commands.md describe the same commands."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from gitpaas.commands import load_all
+from gitpaas.commands.registry import COMMANDS, Context, run_command
+from gitpaas.store import Key
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
+
+
+def run(argv, admin=True):
+    out, err = io.StringIO(), io.StringIO()
+    ctx = Context(None, Key("k", "", "", admin, 0.0), io.BytesIO(), out.write, err.write)
+    return run_command(ctx, argv), out.getvalue(), err.getvalue()
+
+
+def test_every_command_is_documented_with_its_usage_and_summary():
+    load_all()
+    docs = DOCS.read_text()
+    for cmd in COMMANDS.values():
+        assert f"### `{cmd.usage}`\n{cmd.summary}\n" in docs, cmd.name
+    documented = {line[5:-1].split()[0] for line in docs.splitlines()
+                  if line.startswith("### `")}
+    assert documented == set(COMMANDS)
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
+        assert code in docs
+
+
+def test_help_lists_usages_and_hides_admin_commands():
+    code, out, _ = run(["help"])
+    assert code == 0 and all(cmd.usage in out for cmd in COMMANDS.values())
+    code, out, _ = run(["help"], admin=False)
+    assert "keys:add" not in out and "config:set" in out
+
+
+def test_unknown_command_and_bad_characters():
+    assert run(["nope"])[0] == 1
+    assert run(["nope"])[2] == " !     unknown command 'nope', see 'help'\n"
+    code, _, err = run(["config:set", "A=b\nc"])
+    assert code == 1 and "NUL or newline" in err
