@@ -196,7 +196,8 @@ class Deployer:
                   commit_to: str | None = None) -> None:
         progress(f"-----> Running {what}: {command}")
         env = {**config, "PORT": "5000", "GITPAAS_APP": app, "GITPAAS_RELEASE": f"v{version}"}
-        code = self.runtime.run_once(app, version, image, what, env, command,
+        process = what.split()[0]  # "release phase" runs as process "release"
+        code = self.runtime.run_once(app, version, image, process, env, command,
                                      lambda line: progress(f"       {line}"),
                                      commit_to=commit_to)
         if code != 0:

@@ -13,19 +13,19 @@ from .registry import Context, command
 MEMORY_RE = re.compile(r"[1-9][0-9]{0,5}[kmg]")
 
 
-@command("git:set", "git:set APP deploy-branch PATTERN")
+@command("git:set", "git:set [APP] deploy-branch PATTERN")
 def git_set(ctx: Context, args: list[str]) -> None:
     """Set the branch (or glob, e.g. release/*) whose pushes deploy."""
     app = take_app(ctx, args)
     if len(args) != 2 or args[0] != "deploy-branch":
-        raise InvalidInput("usage: git:set APP deploy-branch PATTERN")
+        raise InvalidInput("usage: git:set [APP] deploy-branch PATTERN")
     pattern = names.branch_pattern(args[1])
     ctx.platform.store.update_app(app.name, deploy_branch=pattern)
     ctx.platform.store.record_event(ctx.key.name, "git:set", app.name, f"deploy-branch={pattern}")
     ctx.out(f"Setting deploy-branch of {app.name} to {pattern}... done")
 
 
-@command("buildpacks:set", "buildpacks:set APP NAME|--unset")
+@command("buildpacks:set", "buildpacks:set [APP] NAME|--unset")
 def buildpacks_set(ctx: Context, args: list[str]) -> None:
     """Force a buildpack (dockerfile, python, node, php, static) or go back to detection."""
     unset = pop_flag(args, "--unset")
@@ -36,7 +36,7 @@ def buildpacks_set(ctx: Context, args: list[str]) -> None:
         ctx.out(f"Buildpack of {app.name}: detected at each push")
         return
     if len(args) != 1:
-        raise InvalidInput("usage: buildpacks:set APP NAME|--unset")
+        raise InvalidInput("usage: buildpacks:set [APP] NAME|--unset")
     if args[0] not in buildpacks.KNOWN:
         raise InvalidInput(f"unknown buildpack {args[0]!r}: one of {', '.join(buildpacks.KNOWN)}")
     ctx.platform.store.update_app(app.name, buildpack=args[0])
@@ -55,10 +55,9 @@ def parse_cpus(value: str) -> float:
 
 
 @command("resources:set",
-         "resources:set APP [--process TYPE] [--memory 256m] [--cpus 0.5]")
+         "resources:set [APP] [--process TYPE] [--memory 256m] [--cpus 0.5]")
 def resources_set(ctx: Context, args: list[str]) -> None:
-    """Limit memory and CPUs of an app's containers (all processes, or one), from the next
-    release on."""
+    """Limit memory and CPUs of an app's containers, from its next release on."""
     process = pop_option(args, "--process", "-p") or "*"
     memory = pop_option(args, "--memory", "-m")
     cpus = pop_option(args, "--cpus")
@@ -82,7 +81,7 @@ def resources_set(ctx: Context, args: list[str]) -> None:
             " (from the next release)")
 
 
-@command("resources", "resources APP [--json]")
+@command("resources", "resources [APP] [--json]")
 def resources_show(ctx: Context, args: list[str]) -> None:
     """Show an app's resource limits."""
     as_json = pop_flag(args, "--json")
