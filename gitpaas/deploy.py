@@ -96,6 +96,13 @@ class Deployer:
             else {}
         run_hooks(self.hook_dirs, event, payload, progress, env)
 
+    def run_post_destroy(self, app: str, actor: str, progress: ProgressFn) -> None:
+        """The post-destroy hooks of a removed app (reported, never fatal)."""
+        try:
+            self._hooks("post-destroy", {"app": app, "actor": actor}, progress)
+        except GitPaasError as exc:
+            progress(f" !     {exc.message}")
+
     # -- from a push --------------------------------------------------------------------
 
     def deploy_commit(self, app: str, repo: Repo, commit: bytes, actor: str,

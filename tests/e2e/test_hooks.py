@@ -47,6 +47,10 @@ def server(tmp_path_factory, redis_url, docker_client, clients, webhook):
                     "case \"$event\" in *'\"app\": \"blocked\"'*) echo 'blocked by policy'; "
                     "exit 1;; esac\n")
     gate.chmod(0o755)
+    (hooks / "post-destroy").mkdir()
+    bye = hooks / "post-destroy" / "50-bye"
+    bye.write_text("#!/bin/sh\necho \"bye $APP\"\n")
+    bye.chmod(0o755)
     url, _ = webhook
     srv = Server(root=root, instance=unique("h"), redis_url=redis_url,
                  extra_env={"GITPAAS_HOOKS_DIR": str(hooks), "GITPAAS_WEBHOOK_URL": url})
@@ -83,3 +87,11 @@ def test_webhook_notifier_posts_each_deploy(server, busybox_image, tmp_path, web
                                                           ("post-deploy", 2)]
     assert events[1]["url"].startswith("http://notify.paas.localhost:")
     assert "config" not in events[1]
+
+
+def test_post_destroy_hook_runs(server, busybox_image, tmp_path):
+    repo = make_repo(tmp_path / "gone", httpd_app(busybox_image, "x\n"))
+    assert server.push(repo, "gone").returncode == 0
+    result = server.ssh("apps:destroy", "gone", "--confirm", "gone")
+    assert result.returncode == 0, result.stderr
+    assert "bye gone" in result.stdout
