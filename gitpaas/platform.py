@@ -31,7 +31,7 @@ class Platform:
 
     @cached_property
     def store(self) -> Store:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return open_store(self.settings.database, self.settings.secret_key_path)
 
     @cached_property
