@@ -41,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,12 +186,22 @@ def _recipe_from_data(name: str, directory: Path, data: dict[str, Any]) -> Recip
     )
 
 
+def _hashed(path: Path) -> bool:
+    """Recipe files that count: not hidden files, editor backups or byte code."""
+    name = path.name
+    return path.is_file() and not name.startswith(".") and not name.endswith(("~", ".pyc"))
+
+
 def recipe_hash(recipe: Recipe) -> str:
-    """SHA-256 of every file of the recipe directory and of the builder's version."""
+    """SHA-256 of the recipe directory's files (names and contents) and the builder's version.
+
+    File modes do not count (checkouts differ by umask): a file's mode in the image is the
+    recipe's ``mode``.
+    """
     digest = hashlib.sha256(f"gitpaas-images {BUILDER_VERSION}\n".encode())
-    for path in sorted(p for p in recipe.directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in recipe.directory.rglob("*") if _hashed(p)):
         rel = path.relative_to(recipe.directory).as_posix()
-        digest.update(f"{rel}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        digest.update(f"{rel}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
@@ -298,6 +309,7 @@ def build_image(
         progress(f"-----> {name} is up to date ({digest[:12]})")
         return False
     progress(f"-----> Building {name} from images/{recipe.name} ({recipe.suite})")
+    started = time.monotonic()
     old_id = _image_id(client, name)
     repository, tag = name.rsplit(":", 1)
     with tempfile.TemporaryDirectory(prefix="gitpaas-image-") as tmp:
@@ -312,7 +324,8 @@ def build_image(
         raise ServiceError(f"docker import of {name} did not produce the expected image")
     if old_id and old_id != new_id:
         _remove_quietly(client, old_id)
-    progress(f"       {name} built ({(new_id or '')[7:19]})")
+    seconds = time.monotonic() - started
+    progress(f"       {name} built in {seconds:.0f} s ({(new_id or '')[7:19]})")
     return True
 
 

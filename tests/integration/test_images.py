@@ -27,7 +27,10 @@ from gitpaas.build import buildpacks
 from gitpaas.settings import Settings
 from tests.conftest import require, unique
 
-pytestmark = pytest.mark.docker
+# Building every base image from zero takes 2-3 minutes on 2 cores, inside the setup of
+# whichever test first uses the session fixture: more than the default 300 s timeout allows
+# on a slow mirror.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
 

@@ -21,6 +21,8 @@ from gitpaas.settings import Settings
         (["composer.json"], Detection("php", "found composer.json")),
         (["b.php", "a.php"], Detection("php", "found a.php")),
         (["Dockerfile", "requirements.txt"], Detection("dockerfile", "found Dockerfile")),
+        (["public/index.html"], Detection("static", "found public/index.html")),
+        (["public/index.php", "src/a.php"], Detection("php", "found public/index.php")),
     ],
 )
 def test_detects_each_buildpack(paths, expected):
@@ -42,7 +44,8 @@ def test_priority_order(paths, name):
 
 
 def test_only_root_files_count():
-    paths = ["docs/Dockerfile", "vendor/lib/requirements.txt", "web/x.php", "index.html"]
+    paths = ["docs/Dockerfile", "vendor/lib/requirements.txt", "web/x.php", "a/index.html",
+             "index.html"]
     assert detect(paths) == Detection("static", "found index.html")
 
 
@@ -69,7 +72,7 @@ def test_forced_unknown_buildpack_is_rejected():
 
 def test_unknown_app_says_what_it_looks_for():
     with pytest.raises(UserError) as info:
-        detect(["README.md", "src/main.rs", "docs/index.html"])
+        detect(["README.md", "src/main.rs", "docs/index.html", "src/x.php", "lib/package.json"])
     message = str(info.value)
     assert "\n" not in message
     for marker in ("Dockerfile", "requirements.txt", "package.json", "composer.json", "index.html"):

@@ -140,3 +140,12 @@ def test_recipe_files_are_uploaded_before_the_run_commands(tmp_path):
     chmod = '--customize-hook=chroot "$1" chmod 0755 /usr/local/bin/s'
     run = '--customize-hook=chroot "$1" s --setup'
     assert argv.index(upload) < argv.index(chmod) < argv.index(run)
+
+
+def test_recipe_hash_ignores_modes_and_hidden_files(tmp_path):
+    directory = write_recipe(tmp_path, "x", "suite: bookworm\n", {"start": "#!/bin/sh\n"})
+    first = images.recipe_hash(images.load_recipe("x", tmp_path))
+    (directory / "start").chmod(0o700)
+    (directory / ".image.yaml.swp").write_text("editor state")
+    (directory / "image.yaml~").write_text("backup")
+    assert images.recipe_hash(images.load_recipe("x", tmp_path)) == first
