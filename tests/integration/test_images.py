@@ -24,6 +24,7 @@ import pytest
 
 from gitpaas import images
 from gitpaas.build import buildpacks
+from gitpaas.errors import ServiceError
 from gitpaas.settings import Settings
 from tests.conftest import require, unique
 
@@ -68,31 +69,26 @@ def test_a_recipe_builds_from_zero_skips_and_rebuilds_on_force(docker_client):
     """The small static recipe, under a throwaway repository name: a real build every run."""
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
     repository = f"gitpaas-test-{unique('r')}"
-    name = images.default_image_name("static", repository)
+    recipe = images.load_recipe("static")
+    name = images.recipe_image_name(recipe, repository)
     settings = Settings()
     container = None
-    try:
-        built = images.build_images(
-            settings, ["static"], progress=lambda _: None, repository=repository,
-            client=docker_client,
-        )
-        assert built == [name]
-        first = docker_client.images.get(name)
-        assert first.labels[images.HASH_LABEL] == images.recipe_hash(
-            images.load_recipe("static")
-        )
-        assert first.attrs["Config"]["WorkingDir"] == "/app"
-        again = images.build_images(
-            settings, ["static"], progress=lambda _: None, repository=repository,
-            client=docker_client,
-        )
-        assert again == []
-        forced = images.build_images(
-            settings, ["static"], force=True, progress=lambda _: None,
+
+    def build(force: bool = False) -> list[str]:
+        return images.build_images(
+            settings, ["static"], force=force, progress=lambda _: None,
             repository=repository, client=docker_client,
         )
-        assert forced == [name]
-        assert docker_client.images.get(name).id != first.id
+
+    try:
+        assert build() == [name]
+        first = docker_client.images.get(name)
+        assert first.labels[images.HASH_LABEL] == images.recipe_hash(recipe)
+        assert first.attrs["Config"]["WorkingDir"] == "/app"
+        assert build() == []
+        assert build(force=True) == [name]
+        second = docker_client.images.get(name)
+        assert second.id != first.id
         container = docker_client.containers.create(name, ["which", "httpd"])
         container.start()
         assert container.wait(timeout=30)["StatusCode"] == 0
@@ -100,10 +96,18 @@ def test_a_recipe_builds_from_zero_skips_and_rebuilds_on_force(docker_client):
     finally:
         if container is not None:
             container.remove(force=True)
-        try:
-            docker_client.images.remove(name, force=True)
-        except Exception:  # noqa: BLE001
-            pass
+        for image in docker_client.images.list(name=f"{repository}/static"):
+            docker_client.images.remove(image.id, force=True)
+
+
+def test_require_image_names_the_missing_image_and_the_fix(docker_client, base_images):
+    settings, _ = base_images
+    assert images.require_image(docker_client, settings, "static") == images.image_name(
+        settings, "static"
+    )
+    missing = Settings(base_images={"php": f"gitpaas-test-{unique('m')}/php:1"})
+    with pytest.raises(ServiceError, match=r"base image .*php:1 is missing: it is set in"):
+        images.require_image(docker_client, missing, "php")
 
 
 def make_wheel(name: str, version: str, module: str, source: str) -> tuple[str, bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gitpaas import images
 from gitpaas.build import buildpacks
 from gitpaas.build.buildpacks import Detection, build_args, detect, dockerfile
 from gitpaas.errors import InvalidInput, NotFound, UserError
@@ -103,8 +104,10 @@ def test_dockerfile_of_unknown_or_dockerfile_buildpack():
 
 
 def test_build_args_use_the_base_image_and_its_override():
-    assert build_args("python", Settings()) == {"BASE_IMAGE": "gitpaas-base/python:latest"}
+    python = images.image_name(Settings(), "python")
+    assert python.startswith("gitpaas-base/python:")
+    assert build_args("python", Settings()) == {"BASE_IMAGE": python}
     settings = Settings(base_images={"python": "acme/python:3.12"})
     assert build_args("python", settings) == {"BASE_IMAGE": "acme/python:3.12"}
-    assert build_args("node", settings) == {"BASE_IMAGE": "gitpaas-base/node:latest"}
+    assert build_args("node", settings) == {"BASE_IMAGE": images.image_name(settings, "node")}
     assert build_args("dockerfile", settings) == {}

@@ -30,11 +30,14 @@ def test_shipped_recipes_parse():
         assert recipe.workdir == "/app"
 
 
-def test_image_name_defaults_and_overrides():
-    assert images.image_name(Settings(), "python") == "gitpaas-base/python:latest"
+def test_image_name_is_content_addressed_unless_overridden():
+    digest = images.recipe_hash(images.load_recipe("python"))
+    assert images.image_name(Settings(), "python") == f"gitpaas-base/python:{digest[:12]}"
     settings = Settings(base_images={"python": "acme/py:1"})
     assert images.image_name(settings, "python") == "acme/py:1"
-    assert images.image_name(settings, "php") == "gitpaas-base/php:latest"
+    assert images.image_name(settings, "php").startswith("gitpaas-base/php:")
+    with pytest.raises(NotFound):
+        images.image_name(Settings(), "cobol")
 
 
 def test_unknown_recipe_lists_the_known_ones(tmp_path):
