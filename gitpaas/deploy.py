@@ -156,6 +156,9 @@ class Deployer:
             progress(f"-----> Using the repo's Dockerfile ({found.reason})")
             return {}, "Dockerfile", {}
         progress(f"-----> Buildpack: {found.name} ({found.reason})")
+        from .images import require_image  # a clear error when the base image is missing
+
+        require_image(self.builder.client, self.settings, found.name)
         name = ".gitpaas.Dockerfile"
         return ({name: buildpacks.dockerfile(found.name)}, name,
                 buildpacks.build_args(found.name, self.settings))

@@ -6,18 +6,14 @@ skipped by their recipe hash); everything else a test creates is removed.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import io
 import shutil
 import tarfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,22 +23,12 @@ from gitpaas.build import buildpacks
 from gitpaas.errors import ServiceError
 from gitpaas.settings import Settings
 from tests.conftest import require, unique
+from tests.samples import EXPECTED, sample_app
 
 # Building every base image from zero takes 2-3 minutes on 2 cores, inside the setup of
 # whichever test first uses the session fixture: more than the default 300 s timeout allows
 # on a slow mirror.
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
-APPS = Path(__file__).resolve().parent.parent / "apps"
-
-
-@pytest.fixture(scope="session")
-def base_images(docker_client):
-    """Build (or find up to date) every base image; return the settings and the log."""
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
-    settings = Settings(instance=unique("t"))
-    log: list[str] = []
-    images.build_images(settings, progress=log.append, client=docker_client)
-    return settings, log
 
 
 def _ids(client, names):
@@ -108,47 +94,6 @@ def test_require_image_names_the_missing_image_and_the_fix(docker_client, base_i
     missing = Settings(base_images={"php": f"gitpaas-test-{unique('m')}/php:1"})
     with pytest.raises(ServiceError, match=r"base image .*php:1 is missing: it is set in"):
         images.require_image(docker_client, missing, "php")
-
-
-def make_wheel(name: str, version: str, module: str, source: str) -> tuple[str, bytes]:
-    """A minimal pure-python wheel (PEP 427) holding one module, made without pip."""
-    dist = f"{name.replace('-', '_')}-{version}"
-    files = {
-        f"{module}.py": source.encode(),
-        f"{dist}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        ).encode(),
-        f"{dist}.dist-info/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: gitpaas-tests\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"
-        ),
-    }
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{dist}.dist-info/RECORD,,")
-    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path, data in files.items():
-            zf.writestr(path, data)
-    return f"{dist}-py3-none-any.whl", buf.getvalue()
-
-
-HELLO_WHEEL = make_wheel(
-    "gitpaas-hello", "1.0", "gitpaas_hello",
-    'def greet(who):\n    return f"hello from {who} via gitpaas_hello"\n',
-)
-
-
-def app_files(app_dir: Path) -> dict[str, bytes]:
-    """The files of a sample app, by repo-relative path."""
-    return {
-        p.relative_to(app_dir).as_posix(): p.read_bytes()
-        for p in sorted(app_dir.rglob("*"))
-        if p.is_file()
-    }
 
 
 def context_tar(files: dict[str, bytes], dockerfile: bytes) -> io.BytesIO:
@@ -222,21 +167,12 @@ def running_app(client, settings: Settings, files: dict[str, bytes]) -> Iterator
             pass
 
 
-EXPECTED = {
-    "static": "hello from static",
-    "python": "hello from python via gitpaas_hello",
-    "node": "hello from node v",
-    "php": "hello from php 42",
-}
 
 
 @pytest.mark.parametrize("name", buildpacks.BUILDPACKS)
 def test_buildpack_serves_its_sample_app(docker_client, base_images, name):
     settings, _ = base_images
-    files = app_files(APPS / name)
-    if name == "python":
-        wheel_name, wheel = HELLO_WHEEL
-        files[f"wheels/{wheel_name}"] = wheel
+    files = sample_app(name)
     assert buildpacks.detect(files).name == name
     with running_app(docker_client, settings, files) as fetch:
         status, body = fetch()
