@@ -5,7 +5,7 @@
 GITPAAS_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
-DEB_PACKAGES=(docker.io redis-server mariadb-server git openssh-client busybox-static
+DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
               mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2)
 
 log() { printf '=====> %s\n' "$*" >&2; }
