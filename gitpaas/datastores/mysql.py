@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, unquote, urlparse
@@ -120,7 +120,7 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
 class Server:
     """Where the MySQL server is, as seen by gitpaas (admin) and by app containers."""
 
-    admin_url: str
+    admin_url: str = field(repr=False)
     app_host: str = "172.17.0.1"
     app_port: int = 0
     user_host: str = "%"

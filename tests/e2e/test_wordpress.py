@@ -304,3 +304,23 @@ def _url_args(url: str) -> dict:
     p = urllib.parse.urlparse(url)
     return {"host": p.hostname, "port": p.port or 3306, "user": p.username,
             "password": urllib.parse.unquote(p.password or ""), "database": p.path[1:]}
+
+
+def test_mysql_create_is_undone_when_the_roll_out_fails(wp_server, busybox_image, tmp_path,
+                                                        mysql_admin_url):
+    from tests.e2e.test_push import httpd_app
+
+    srv = wp_server
+    files = {**httpd_app(busybox_image, "ok\n"),
+             "Procfile": 'web: test -z "$DATABASE_URL" && httpd -f -p $PORT -h /www\n'}
+    assert srv.push(make_repo(tmp_path / "picky", files), "picky").returncode == 0
+    failed = srv.ssh("mysql:create", "picky")
+    assert failed.returncode == 1 and "failed" in failed.stdout, failed.stderr
+    ds = MySQLDatastores(MySQLServer(mysql_admin_url), srv.instance)
+    assert not ds.database_exists(f"{srv.instance}_picky")
+    assert not ds.user_exists(f"{srv.instance}_picky")
+    assert "DATABASE_URL" not in ok(srv.ssh("config", "picky"))
+    assert srv.get(srv.host("picky")) == (200, "ok\n")
+    ok(srv.ssh("mysql:create", "picky", "--no-restart"), "--no-restart")
+    ok(srv.ssh("apps:destroy", "picky", "--confirm", "picky"))
+    assert not ds.database_exists(f"{srv.instance}_picky")

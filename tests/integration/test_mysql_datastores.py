@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -118,3 +119,16 @@ def test_import_cannot_touch_another_database(datastores):
     assert datastores.stats(victim.database)["tables"] == 1
     with pytest.raises(InvalidInput, match="nothing to import"):
         datastores.import_(local(attacker), io.BytesIO(b""))
+
+
+def test_mariadb_listens_on_loopback_and_the_docker_gateway_only():
+    """App databases are reachable from containers, not from beyond the machine."""
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port = local.split(":")
+        if state == "0A" and int(port, 16) == 3306:
+            listening.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    v6 = [line for line in Path("/proc/net/tcp6").read_text().splitlines()[1:]
+          if line.split()[3] == "0A" and line.split()[1].endswith(":0CEA")]
+    assert listening and listening <= {"127.0.0.1", "172.17.0.1"} and not v6, listening
