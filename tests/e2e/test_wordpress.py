@@ -324,3 +324,28 @@ def test_mysql_create_is_undone_when_the_roll_out_fails(wp_server, busybox_image
     ok(srv.ssh("mysql:create", "picky", "--no-restart"), "--no-restart")
     ok(srv.ssh("apps:destroy", "picky", "--confirm", "picky"))
     assert not ds.database_exists(f"{srv.instance}_picky")
+
+
+def test_who_may_use_databases_and_storage(wp_server):
+    srv = wp_server
+    keys = {role: srv.add_key(f"wp{role}") for role in ("owner", "collab", "stranger")}
+    ok(srv.ssh("apps:create", "acldb", key=keys["owner"]))
+    ok(srv.ssh("sharing:add", "acldb", "wpcollab", key=keys["owner"]))
+    ok(srv.ssh("mysql:create", "acldb", key=keys["collab"]))
+    not_found = " !     no app named 'acldb', or you may not use it\n"
+    for argv in (["mysql:info", "acldb"], ["mysql:export", "acldb"],
+                 ["mysql:import", "acldb"], ["mysql:create", "acldb"],
+                 ["mysql:destroy", "acldb", "--confirm", "acldb"], ["storage", "acldb"],
+                 ["storage:mount", "acldb", "x:/x"], ["config:get", "acldb", "DB_PASSWORD"]):
+        result = srv.ssh(*argv, key=keys["stranger"], input="SELECT 1;\n")
+        assert (result.returncode, result.stderr) == (1, not_found), argv
+    ok(srv.ssh("mysql:info", "acldb", key=keys["collab"]))
+    ok(srv.ssh("storage:mount", "acldb", "x:/x", key=keys["collab"]))
+    ok(srv.ssh("mysql:import", "acldb", key=keys["collab"], input="CREATE TABLE t (i INT);\n"))
+    assert "CREATE TABLE `t`" in ok(srv.ssh("mysql:export", "acldb", key=keys["collab"]))
+    denied = srv.ssh("mysql:destroy", "acldb", "--confirm", "acldb", key=keys["collab"])
+    assert denied.returncode == 1 and "only the owner of acldb or an admin" in denied.stderr
+    outside = srv.ssh("storage:mount", "acldb", f"{srv.root}:/y", key=keys["collab"])
+    assert outside.returncode == 1 and "outside" in outside.stderr
+    ok(srv.ssh("mysql:destroy", "acldb", "--confirm", "acldb", key=keys["owner"]))
+    ok(srv.ssh("apps:destroy", "acldb", "--confirm", "acldb", key=keys["owner"]))
