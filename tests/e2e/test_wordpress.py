@@ -212,6 +212,11 @@ def test_wordpress_site_in_one_push(wp_server, wordpress_image, tmp_path, mysql_
     with connect(user3, password3, f"{srv.instance}_copy") as conn, conn.cursor() as cur:
         cur.execute("SELECT post_title, post_status FROM wp_posts WHERE ID = %s", (post_id,))
         assert cur.fetchone() == ("Hello from gitpaas", "publish")
+    copy_url = f"http://{srv.host('copy')}"
+    ok(srv.ssh("config:set", "copy", f"WP_HOME={copy_url}", f"WP_SITEURL={copy_url}"))
+    assert srv.push(repo, "copy").returncode == 0
+    status, _, page = request(srv, "GET", srv.host("copy"), f"/?p={post_id}")
+    assert status == 200 and b"Hello from gitpaas" in page and b"theme v2" in page
 
     assert password not in srv.log() and password2 not in srv.log()
 
