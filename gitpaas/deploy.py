@@ -195,6 +195,10 @@ class Deployer:
                     "GITPAAS_RELEASE": f"v{release.version}", "DYNO": f"{process}.{replica}"})
         return env
 
+    def _mounts(self, app: str) -> dict[str, str]:
+        """The app's persistent directories, host -> container (see ``storage:mount``)."""
+        return {m.host_path: m.container_path for m in self.store.mounts(app)}
+
     def _limits(self, app: str, process: str) -> tuple[str | None, int | None]:
         resources = self.store.resources(app)
         memory, cpus = resources.get(process) or resources.get("*") or (
@@ -209,7 +213,7 @@ class Deployer:
         process = what.split()[0]  # "release phase" runs as process "release"
         code = self.runtime.run_once(app, version, image, process, env, command,
                                      lambda line: progress(f"       {line}"),
-                                     commit_to=commit_to)
+                                     commit_to=commit_to, mounts=self._mounts(app))
         if code != 0:
             raise DeployError(f"{what} failed (exit {code})")
 
@@ -233,7 +237,8 @@ class Deployer:
                     started.append(self.runtime.start(
                         app, release.version, release.image, process, replica,
                         self._env(release, process, replica), command or None,
-                        web=process == "web", mem_limit=memory, nano_cpus=nano_cpus))
+                        web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
+                        mounts=self._mounts(app)))
         except BaseException:
             self.runtime.remove(started, stop_timeout=2)
             raise

@@ -3,8 +3,10 @@
 Each recipe becomes a root file system tar (made by ``mmdebstrap`` from the host's Debian
 mirrors, in a temporary directory removed afterwards) that is ``docker import``-ed as
 ``gitpaas-base/<name>:<hash>``, where ``<hash>`` is the first 12 digits of the recipe's
-hash (also in the label ``gitpaas.recipe-hash``). There is deliberately no ``latest`` tag:
-another checkout's build would move it under this one's feet.
+hash (also in the label ``gitpaas.recipe-hash``). Buildpacks use that exact tag, so
+another checkout's build cannot move it under this one's feet; ``:latest`` also points at
+the image last built or found up to date, for apps' own Dockerfiles
+(``FROM gitpaas-base/wordpress``).
 No Docker registry is involved at any point.
 
 Base images are shared by every gitpaas instance on the Docker engine (they hold no app
@@ -324,6 +326,7 @@ def build_image(
     name = recipe_image_name(recipe, repository)
     if not force and _existing_hash(client, name) == digest:
         progress(f"-----> {name} is up to date")
+        _tag_latest(client, name)
         return None
     progress(f"-----> Building {name} from images/{recipe.name} ({recipe.suite})")
     started = time.monotonic()
@@ -341,9 +344,17 @@ def build_image(
         raise ServiceError(f"docker import of {name} did not produce the expected image")
     if old_id and old_id != new_id:
         _remove_quietly(client, old_id)  # a forced rebuild replaced it
+    _tag_latest(client, name)
     seconds = time.monotonic() - started
     progress(f"       {name} built in {seconds:.0f} s ({new_id[7:19]})")
     return name
+
+
+def _tag_latest(client: Any, name: str) -> None:
+    """Also tag ``<repository>/<name>:latest``: the name an app's own Dockerfile uses
+    (``FROM gitpaas-base/wordpress``). Buildpacks use the exact hash tag."""
+    repository, _, _ = name.rpartition(":")
+    client.images.get(name).tag(repository, "latest")
 
 
 def _remove_quietly(client: Any, image_id: str) -> None:

@@ -62,6 +62,15 @@ class Platform:
         return Deployer(self.settings, self.store, DockerBuilder(self.docker), self.runtime,
                         self.routes)
 
+    @cached_property
+    def mysql(self):
+        """App databases on the MySQL server of ``mysql_admin_url`` (see ``datastores``)."""
+        from .datastores.mysql import MySQLDatastores, Server
+
+        s = self.settings
+        return MySQLDatastores(Server(s.mysql_admin_url, s.mysql_app_host, s.mysql_app_port,
+                                      s.mysql_user_host), s.instance)
+
     def lock(self, app: str, what: str, notify=None):
         """The per-app lock (see ``locks.app_lock``)."""
         return app_lock(self.settings.data_dir / "locks", app, what,
