@@ -44,6 +44,10 @@ class Timings:
         self.stages[stage] = self.stages.get(stage, 0.0) + now - since
         return now
 
+    def text(self) -> str:
+        """``prepare=0.012 build=0.410 ...`` (the log line the benchmarks read)."""
+        return " ".join(f"{k}={v:.3f}" for k, v in self.stages.items())
+
 
 def image_name(settings: Settings, app: str, version: int) -> str:
     return f"{settings.instance}/{app}:v{version}"
@@ -114,6 +118,7 @@ class Deployer:
         files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
         context = build_context(repo.object_store, commit, files,
                                 self.settings.max_context_bytes, self.settings.max_context_files)
+        start = timings.mark("prepare", start)
         try:
             with context:
                 self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
@@ -275,6 +280,8 @@ class Deployer:
             raise
         progress(f"-----> {app} v{release.version} is live at {self.url(app)}")
         self._after_live(app, release, progress)
+        timings.mark("after", now)
+        log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
 
     def _after_live(self, app: str, release: Release, progress: ProgressFn) -> None:
         """Postdeploy script and hooks (reported, not fatal), then retire and prune."""
