@@ -88,14 +88,22 @@ class DockerRuntime:
             kwargs["mem_limit"] = mem_limit
         if nano_cpus:
             kwargs["nano_cpus"] = nano_cpus
+        kwargs.update(
+            command=["/bin/sh", "-c", command] if command else None, name=name, detach=True,
+            environment=dict(env), labels=labels, init=True,
+            restart_policy={"Name": "unless-stopped"},
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            hostname=f"{app}-{process}-{replica}")
         try:
-            self._remove_by_name(name)
-            c = self.client.containers.run(
-                image, command=["/bin/sh", "-c", command] if command else None, name=name,
-                detach=True, environment=dict(env), labels=labels, init=True,
-                restart_policy={"Name": "unless-stopped"},
-                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-                hostname=f"{app}-{process}-{replica}", **kwargs)
+            try:
+                c = self.client.containers.run(image, **kwargs)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # not "the name is in use": a real failure
+                    raise
+                # A leftover of a failed deploy holds the name: remove it and try again
+                # (cheaper than looking the name up before every start).
+                self._remove_by_name(name)
+                c = self.client.containers.run(image, **kwargs)
             c.reload()
             info = self._info(c)
             if web and info.port is None:
