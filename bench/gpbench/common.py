@@ -141,8 +141,25 @@ def platform(tmp: Path, client, **env: str) -> Iterator[Server]:  # noqa: ANN001
         srv.start()
         yield srv
     finally:
-        srv.cleanup(client)
-        drop_redis_keys(f"{srv.instance}:")
+        try:
+            cleanup(srv, client)
+        finally:
+            drop_redis_keys(f"{srv.instance}:")
+
+
+def cleanup(srv: Server, client, attempts: int = 3) -> None:  # noqa: ANN001
+    """``Server.cleanup``, tried again when another process removed an image while it
+    listed them (Docker answers 404 for an image that vanished under the listing)."""
+    import docker
+
+    for attempt in range(attempts):
+        try:
+            srv.cleanup(client)
+            return
+        except docker.errors.NotFound:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
 
 
 TIMINGS_RE = re.compile(r"deploy timings (\S+) v(\d+): (.*)$")

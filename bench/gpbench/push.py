@@ -111,12 +111,12 @@ def gitpaas_once(srv, repo: Path, app: str, n: int) -> tuple[float, int, dict[st
 def run(args: argparse.Namespace, table: Table) -> None:
     client = docker_client()
     image = busybox_image(client)
+    base_tag = f"{image.split('/')[0]}-hand/app:latest"
     try:
         with tempfile.TemporaryDirectory(prefix="gitpaas-bench-push-") as tmpdir:
             tmp = Path(tmpdir)
             base_dir = tmp / "hand"
             write_app(base_dir, image)
-            base_tag = f"{image.split('/')[0]}-hand/app:latest"
             with platform(tmp / "srv", client) as srv:
                 from tests.harness import git
 
@@ -143,8 +143,8 @@ def run(args: argparse.Namespace, table: Table) -> None:
                 receives = receive_times(srv.log(), "shop")[-args.reps:]
                 for timing, received in zip(stages, receives, strict=False):
                     timing["receive"] = received
-            remove_image(client, base_tag)
     finally:
+        subprocess.run(["docker", "rmi", "-f", base_tag], capture_output=True, timeout=120)
         remove_image(client, image)
     report(table, totals, base, stages, args.reps)
 
