@@ -7,7 +7,9 @@ what it returns becomes ``ng <ref> <reason>``. See docs/architecture.md for the 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +62,8 @@ class DeployingReceivePackHandler(ReceivePackHandler):
     def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)
         self._hook = on_update
+        self._started = time.monotonic()
+        self._received = False
 
     def progress(self) -> Progress:
         writer = None
@@ -69,6 +73,10 @@ class DeployingReceivePackHandler(ReceivePackHandler):
         return Progress(writer)
 
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
+        if not self._received:  # refs advertised, commands and pack read, pack stored
+            self._received = True
+            log.info("receive %s: %.3f s", os.path.basename(self.repo.path.rstrip("/")),
+                     time.monotonic() - self._started)
         try:
             if not ref_name.startswith(ALLOWED_REF_PREFIXES) or b".." in ref_name:
                 return b"refused: only refs/heads/* and refs/tags/* may be pushed"

@@ -99,14 +99,24 @@ class DockerRuntime:
             kwargs["nano_cpus"] = nano_cpus
         if mounts:
             kwargs["volumes"] = binds(mounts)
+        kwargs.update(
+            command=["/bin/sh", "-c", command] if command else None, name=name,
+            environment=dict(env), labels=labels, init=True,
+            restart_policy={"Name": "unless-stopped"},
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            hostname=f"{app}-{process}-{replica}")
         try:
-            self._remove_by_name(name)
-            c = self.client.containers.run(
-                image, command=["/bin/sh", "-c", command] if command else None, name=name,
-                detach=True, environment=dict(env), labels=labels, init=True,
-                restart_policy={"Name": "unless-stopped"},
-                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-                hostname=f"{app}-{process}-{replica}", **kwargs)
+            # create + start, not run: run would try to pull a missing image from a registry.
+            try:
+                c = self.client.containers.create(image, **kwargs)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # not "the name is in use": a real failure
+                    raise
+                # A leftover of a failed deploy holds the name: remove it and try again
+                # (cheaper than looking the name up before every start).
+                self._remove_by_name(name)
+                c = self.client.containers.create(image, **kwargs)
+            c.start()
             c.reload()
             info = self._info(c)
             if web and info.port is None:
@@ -137,10 +147,11 @@ class DockerRuntime:
         container = None
         try:
             self._remove_by_name(name)
-            container = self.client.containers.run(
-                image, command=["/bin/sh", "-c", command], name=name, detach=True,
+            container = self.client.containers.create(
+                image, command=["/bin/sh", "-c", command], name=name,
                 environment=dict(env), labels=labels, init=True,
                 volumes=binds(mounts) if mounts else None)
+            container.start()
             partial = ""
             for chunk in container.logs(stream=True, follow=True):
                 *lines, partial = (partial + chunk.decode("utf-8", "replace")).split("\n")
