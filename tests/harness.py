@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib
 import importlib.util
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,3 +198,26 @@ class Server:
                     except Exception:  # noqa: BLE001
                         pass
         shutil.rmtree(self.root / "data", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving(root: Path, redis_url: str, docker_client, prefix: str = "e",
+            extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A started server with an admin key; afterwards its containers, images, data dir
+    and Redis keys are removed."""
+    import redis
+
+    from tests.conftest import unique
+
+    srv = Server(root=root, instance=unique(prefix), redis_url=redis_url,
+                 extra_env=dict(extra_env or {}))
+    try:
+        srv.admin_key = srv.add_key("admin")
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup(docker_client)
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=f"{srv.instance}:*", count=1000):
+            client.delete(key)
+        client.close()

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import require, unique
-from tests.harness import Server
+from tests.conftest import require
+from tests.harness import serving
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +19,5 @@ def clients():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, redis_url, docker_client, clients):
     """A running server with an admin key registered (``server.admin_key``)."""
-    import redis
-
-    root = tmp_path_factory.mktemp("server")
-    srv = Server(root=root, instance=unique("e"), redis_url=redis_url)
-    srv.admin_key = srv.add_key("admin")
-    srv.start()
-    yield srv
-    srv.cleanup(docker_client)
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{srv.instance}:*", count=1000):
-        client.delete(key)
-    client.close()
+    with serving(tmp_path_factory.mktemp("server"), redis_url, docker_client) as srv:
+        yield srv

@@ -8,9 +8,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.conftest import unique
 from tests.e2e.test_push import httpd_app
-from tests.harness import Server, commit_files, make_repo
+from tests.harness import commit_files, make_repo, serving
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -37,8 +36,6 @@ def webhook():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, redis_url, docker_client, clients, webhook):
-    import redis
-
     root = tmp_path_factory.mktemp("hooks")
     hooks = root / "hooks"
     (hooks / "pre-build").mkdir(parents=True)
@@ -52,16 +49,9 @@ def server(tmp_path_factory, redis_url, docker_client, clients, webhook):
     bye.write_text("#!/bin/sh\necho \"bye $APP\"\n")
     bye.chmod(0o755)
     url, _ = webhook
-    srv = Server(root=root, instance=unique("h"), redis_url=redis_url,
-                 extra_env={"GITPAAS_HOOKS_DIR": str(hooks), "GITPAAS_WEBHOOK_URL": url})
-    srv.admin_key = srv.add_key("admin")
-    srv.start()
-    yield srv
-    srv.cleanup(docker_client)
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{srv.instance}:*", count=1000):
-        client.delete(key)
-    client.close()
+    env = {"GITPAAS_HOOKS_DIR": str(hooks), "GITPAAS_WEBHOOK_URL": url}
+    with serving(root, redis_url, docker_client, "h", env) as srv:
+        yield srv
 
 
 def test_pre_build_hook_output_streams_and_a_failure_aborts(server, busybox_image, tmp_path):

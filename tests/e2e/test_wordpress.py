@@ -20,7 +20,7 @@ from gitpaas.datastores.mysql import MySQLDatastores
 from gitpaas.datastores.mysql import Server as MySQLServer
 from gitpaas.settings import Settings
 from tests.conftest import require, unique
-from tests.harness import HAS_ROUTER, Server, commit_files, make_repo
+from tests.harness import HAS_ROUTER, Server, commit_files, make_repo, serving
 
 pytestmark = pytest.mark.timeout(900)
 ADMIN_PASSWORD = "correct-horse-battery-staple-42"
@@ -33,27 +33,19 @@ def wordpress_image(docker_client):
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
     images.build_images(Settings(), ["wordpress"], progress=lambda _: None,
                         client=docker_client)
-    return images.default_image_name("wordpress")
+    return images.recipe_image_name(images.load_recipe("wordpress"))
 
 
 @pytest.fixture(scope="module")
 def wp_server(tmp_path_factory, redis_url, docker_client, mysql_admin_url, clients):
     """A server with MySQL datastores configured; its databases dropped afterwards."""
-    import redis
-
     require(HAS_ROUTER, "the router")
-    srv = Server(root=tmp_path_factory.mktemp("wp"), instance=unique("w"), redis_url=redis_url,
-                 extra_env={"GITPAAS_MYSQL_ADMIN_URL": mysql_admin_url,
-                            "GITPAAS_HEALTH_TIMEOUT": "60"})
-    srv.admin_key = srv.add_key("admin")
-    srv.start()
-    yield srv
-    srv.cleanup(docker_client)
-    drop_instance_databases(mysql_admin_url, srv.instance)
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{srv.instance}:*", count=1000):
-        client.delete(key)
-    client.close()
+    env = {"GITPAAS_MYSQL_ADMIN_URL": mysql_admin_url, "GITPAAS_HEALTH_TIMEOUT": "60"}
+    with serving(tmp_path_factory.mktemp("wp"), redis_url, docker_client, "w", env) as srv:
+        try:
+            yield srv
+        finally:
+            drop_instance_databases(mysql_admin_url, srv.instance)
 
 
 def drop_instance_databases(admin_url: str, instance: str) -> None:

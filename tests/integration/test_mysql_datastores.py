@@ -71,7 +71,8 @@ def test_containers_reach_the_server_on_the_docker_gateway(datastores, docker_cl
                                                           busybox_image):
     creds = datastores.create("reach")
     out = docker_client.containers.run(
-        busybox_image, ["sh", "-c", f"nc -w 3 {creds.host} {creds.port} </dev/null | head -c 200"],
+        # stdin stays open a moment: busybox nc stops reading at stdin's EOF otherwise
+        busybox_image, ["sh", "-c", f"sleep 2 | nc -w 3 {creds.host} {creds.port} | head -c 200"],
         remove=True)
     assert b"mysql_native_password" in out or b"MariaDB" in out
 

@@ -21,7 +21,7 @@ def wordpress_image(docker_client):
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
     images.build_images(Settings(), ["wordpress"], progress=lambda _: None,
                         client=docker_client)
-    return images.default_image_name("wordpress")
+    return images.recipe_image_name(images.load_recipe("wordpress"))
 
 
 def run(docker_client, image: str, env: dict[str, str], script: str) -> tuple[int, str]:
