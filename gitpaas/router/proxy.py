@@ -49,14 +49,14 @@ class Exchange:
         self.keep_alive = True
         self.chunked = False
         self.upgrade: bytes | None = None
-        self.body: list[bytes] = []
+        self.body: list[bytes] | None = None
         self.body_size = 0
         self.body_seen = False
         self.complete = False
         self.head: bytes | None = None
         self.route: Route | None = None
         self.index = -1
-        self.tried: list[int] = []
+        self.tried: list[int] | None = None
         self.started = 0.0
         self.status = 0
         self.nbytes = 0
@@ -212,7 +212,7 @@ class BackendConn(asyncio.Protocol):
             ex.status = self.status
         ex.nbytes += len(data)
         client.transport.write(data)
-        client.deadline = client.loop_time() + self.router.config.backend_timeout
+        client.deadline = self.router.clock + self.router.config.backend_timeout
         if upgraded:
             self.tunnel = True
             ex.status = 101
@@ -264,16 +264,17 @@ class BackendConn(asyncio.Protocol):
             ex.head = h.request_head(
                 ex.method, ex.target, ex.version, ex.headers, client.peer_ip,
                 self.router.proto, client.local_port, chunked=ex.chunked, upgrade=ex.upgrade,
+                suffix=client.fwd,
             )
         if not ex.body and not (ex.complete and ex.chunked):
             self.transport.write(ex.head)
             return
         parts = [ex.head]
-        for piece in ex.body:
+        for piece in ex.body or ():
             parts.append(h.chunk(piece) if ex.chunked else piece)
         if ex.complete and ex.chunked:
             parts.append(h.LAST_CHUNK)
-        ex.body = []
+        ex.body = None
         ex.body_size = 0
         self.transport.write(b"".join(parts))
         client.resume("body")
@@ -321,6 +322,9 @@ class ClientConn(asyncio.Protocol):
         self.tunnel = False
         self.pending = bytearray()
         self.close_after = False
+        self._last_raw: bytes | None = None
+        self._last_host: str | None = None
+        self.fwd: bytes = b""
 
     # -- asyncio callbacks ------------------------------------------------------------
 
@@ -330,7 +334,8 @@ class ClientConn(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.peer_ip = peer[0] if peer else ""
         self.local_port = sock[1] if sock else 0
-        self.deadline = self.loop_time() + self.router.config.header_timeout
+        self.fwd = h.forwarded_suffix(self.peer_ip, self.router.proto, self.local_port, None)
+        self.deadline = self.router.clock + self.router.config.header_timeout
         self.router.clients.add(self)
         self.router.metrics.connections += 1
 
@@ -395,7 +400,7 @@ class ClientConn(asyncio.Protocol):
         self.parsing = Exchange()
         self.in_head = True
         if self.current is None and self.deadline is not None:
-            self.deadline = self.loop_time() + self.router.config.header_timeout
+            self.deadline = self.router.clock + self.router.config.header_timeout
 
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
@@ -446,9 +451,12 @@ class ClientConn(asyncio.Protocol):
         backend = self.backend
         if backend is not None and backend.exchange is ex:
             backend.transport.write(h.chunk(body) if ex.chunked else body)
-            self.deadline = self.loop_time() + self.router.config.backend_timeout
+            self.deadline = self.router.clock + self.router.config.backend_timeout
             return
-        ex.body.append(body)
+        if ex.body is None:
+            ex.body = [body]
+        else:
+            ex.body.append(body)
         ex.body_size += len(body)
         if ex.body_size > MAX_BUFFER:
             self.pause("body")
@@ -471,8 +479,13 @@ class ClientConn(asyncio.Protocol):
 
     def _start(self, ex: Exchange) -> None:
         self.current = ex
-        self.deadline = self.loop_time() + self.router.config.backend_timeout
-        host = normalize_host(ex.host_raw)
+        self.deadline = self.router.clock + self.router.config.backend_timeout
+        raw = ex.host_raw
+        if raw is self._last_raw or raw == self._last_raw:
+            host = self._last_host
+        else:
+            host = normalize_host(raw)
+            self._last_raw, self._last_host = raw, host
         if host is None:
             self.respond(ex, 400, keep=False)
             return
@@ -506,13 +519,21 @@ class ClientConn(asyncio.Protocol):
             self.router.metrics.error("unknown_host")
             self.respond(ex, 404)
             return
-        index = pick_backend(route.backends, route.dead_now(), ex.tried)
-        if index is None:
-            self.router.metrics.error("no_live_backend")
-            self.respond(ex, 502)
-            return
+        if ex.tried is None and route.single:
+            index = 0
+            ex.tried = [0]
+        else:
+            picked = pick_backend(route.backends, route.dead_now(), ex.tried or ())
+            if picked is None:
+                self.router.metrics.error("no_live_backend")
+                self.respond(ex, 502)
+                return
+            index = picked
+            if ex.tried is None:
+                ex.tried = [index]
+            else:
+                ex.tried.append(index)
         ex.index = index
-        ex.tried.append(index)
         ex.backend = route.urls[index]
         addr = route.backends[index]
         assert addr is not None
@@ -546,7 +567,7 @@ class ClientConn(asyncio.Protocol):
         route = ex.route
         if route is None or ex.response_started or ex.body_seen or self.closed:
             return False
-        if len(ex.tried) > self.router.config.retries:
+        if ex.tried is None or len(ex.tried) > self.router.config.retries:
             return False
         return pick_backend(route.backends, route.dead_now(), ex.tried) is not None
 
@@ -613,7 +634,7 @@ class ClientConn(asyncio.Protocol):
         if ex.complete:
             self._next()
         else:  # drain the rest of its body first
-            self.deadline = self.loop_time() + self.router.config.header_timeout
+            self.deadline = self.router.clock + self.router.config.header_timeout
 
     def _next(self) -> None:
         if self.queue:
@@ -622,7 +643,7 @@ class ClientConn(asyncio.Protocol):
                 self.resume("queue")
             self._start(ex)
         elif self.parsing is None:
-            self.deadline = self.loop_time() + self.router.config.idle_timeout
+            self.deadline = self.router.clock + self.router.config.idle_timeout
 
     def tunnel_open(self, ex: Exchange) -> None:
         """The backend switched protocols: relay bytes both ways from now on."""
@@ -637,8 +658,7 @@ class ClientConn(asyncio.Protocol):
         self._log(ex)
 
     def _log(self, ex: Exchange) -> None:
-        now = self.loop_time()
-        seconds = now - ex.started if ex.started else 0.0
+        seconds = self.loop_time() - ex.started if ex.started else 0.0
         status = ex.status
         self.router.metrics.observe(status, seconds, ex.nbytes)
         if access_log.isEnabledFor(INFO):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 
 import redis.asyncio as aioredis
@@ -41,6 +42,7 @@ class Route:
 
     __slots__ = (
         "host", "key", "identifier", "urls", "backends", "dead", "local_dead", "fresh_until",
+        "single",
     )
 
     def __init__(
@@ -54,6 +56,8 @@ class Route:
         self.dead = dead
         self.local_dead: dict[int, float] = {}
         self.fresh_until = 0.0
+        # one usable backend and no dead marks: the common case, picked without work
+        self.single = len(self.backends) == 1 and self.backends[0] is not None and not dead
 
     def dead_now(self) -> set[int]:
         """Indexes dead in Redis at the last read, plus this router's own unexpired marks."""
@@ -80,6 +84,8 @@ class RouteCache:
         self._script = self._redis.register_script(LOOKUP_SCRIPT)
         self._inflight: dict[str, asyncio.Future[Route]] = {}
         self._refreshing: set[str] = set()
+        self._stale: list[str] = []
+        self._flush_scheduled = False
         self._generation = 0
         self._down_until = 0.0
         self._listener: asyncio.Task[None] | None = None
@@ -91,11 +97,19 @@ class RouteCache:
     def cached(self, host: str) -> Route | None:
         """The cached route of ``host`` (maybe stale: then a refresh starts), or None."""
         route = self.entries.get(host)
-        stale = route is not None and route.fresh_until < time.monotonic()
-        if stale and host not in self._refreshing:
-            self._refreshing.add(host)
-            self._spawn(self._refresh(host))
+        if route is not None and route.fresh_until < time.monotonic():
+            self._schedule_refresh(host)
         return route
+
+    def _schedule_refresh(self, host: str) -> None:
+        """Queue ``host`` for the next batched refresh (one pipeline for many hosts)."""
+        if host in self._refreshing:
+            return
+        self._refreshing.add(host)
+        self._stale.append(host)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._spawn(self._refresh_batch())
 
     async def fetch(self, host: str) -> Route:
         """Read ``host`` from Redis (one request per host at a time) and cache it."""
@@ -117,36 +131,60 @@ class RouteCache:
         future.set_result(route)
         return route
 
-    async def _read(self, host: str) -> Route:
-        generation = self._generation
+    def _keys(self, host: str) -> list[str]:
         keys = [f"{self.prefix}frontend:{k}" for k in candidate_keys(host)]
         keys.append(f"{self.prefix}dead:{host}")
+        return keys
+
+    async def _read(self, host: str) -> Route:
+        generation = self._generation
         try:
-            found, values, dead = await self._script(keys=keys)
+            result = await self._script(keys=self._keys(host))
         except (RedisError, OSError) as exc:
             self._down_until = time.monotonic() + 0.5
             raise RedisUnavailable(str(exc)) from exc
         self._down_until = 0.0
+        return self._store(host, result, generation)
+
+    def _store(self, host: str, result: list, generation: int) -> Route:
+        found, values, dead = result
         key = candidate_keys(host)[found - 1] if found else None
         identifier, urls = (values[0], list(values[1:])) if values else ("", [])
         route = Route(host, key, identifier, urls, {int(d) for d in dead if d.isdigit()})
         old = self.entries.get(host)
         if old is not None:
             route.local_dead = old.local_dead
+            route.single = route.single and not old.local_dead
         if generation == self._generation:
-            route.fresh_until = time.monotonic() + self.ttl
+            # jittered, so that entries read together do not all expire together
+            route.fresh_until = time.monotonic() + self.ttl * (0.75 + random.random() / 2)
         self.entries[host] = route
         return route
 
-    async def _refresh(self, host: str) -> None:
+    async def _refresh_batch(self) -> None:
+        """Re-read every queued stale host in one pipeline; on failure keep serving them."""
+        await asyncio.sleep(0)  # let this loop iteration queue more hosts
+        hosts, self._stale = self._stale[:1000], self._stale[1000:]
+        self._flush_scheduled = False
+        if self._stale:
+            self._flush_scheduled = True
+            self._spawn(self._refresh_batch())
+        generation = self._generation
         try:
-            await self._read(host)
-        except RedisUnavailable:
-            route = self.entries.get(host)
-            if route is not None:  # keep serving it; ask again in a second
-                route.fresh_until = time.monotonic() + 1.0
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for host in hosts:
+                    await self._script(keys=self._keys(host), client=pipe)
+                results = await pipe.execute()
+            for host, result in zip(hosts, results, strict=True):
+                self._store(host, result, generation)
+        except (RedisError, OSError):
+            retry = time.monotonic() + 1.0
+            for host in hosts:
+                route = self.entries.get(host)
+                if route is not None:  # keep serving it; ask again in a second
+                    route.fresh_until = retry
         finally:
-            self._refreshing.discard(host)
+            self._refreshing.difference_update(hosts)
 
     # -- writing -------------------------------------------------------------------
 
@@ -155,6 +193,7 @@ class RouteCache:
         if len(route.backends) < 2:
             return
         route.local_dead[index] = time.monotonic() + self.dead_ttl
+        route.single = False
         self._spawn(self._mark(route.host, index))
 
     async def _mark(self, host: str, index: int) -> None:

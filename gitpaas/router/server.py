@@ -37,6 +37,8 @@ class Router:
         self.metrics = Metrics(worker)
         self.clients: set[ClientConn] = set()
         self.port = 0
+        # Coarse time for deadlines, refreshed by the sweeper (cheaper than a clock read).
+        self.clock = self.loop.time()
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -66,10 +68,10 @@ class Router:
         task.add_done_callback(self._tasks.discard)
 
     async def _sweep(self) -> None:
-        """Once a second: enforce client deadlines and close long-idle backend connections."""
+        """Enforce client deadlines and close long-idle backend connections (4 times a second)."""
         while True:
-            await asyncio.sleep(1.0)
-            now = self.loop.time()
+            await asyncio.sleep(0.25)
+            now = self.clock = self.loop.time()
             for client in [c for c in self.clients if c.deadline is not None and c.deadline < now]:
                 client.timeout()
             self.pool.sweep(now)
@@ -139,6 +141,8 @@ def run(settings: Settings, workers: int = 1) -> None:
     """Serve on ``settings.http_listen`` until SIGTERM/SIGINT; ``workers`` > 1 forks
     that many processes, each with its own SO_REUSEPORT socket on the same port."""
     config = RouterConfig.from_settings(settings)
+    if not settings.router_access_log:
+        logging.getLogger("gitpaas.router.access").setLevel(logging.WARNING)
     if workers <= 1:
         _serve_process(config, 0)
         return
