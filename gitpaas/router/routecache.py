@@ -33,6 +33,10 @@ return {found, list, redis.call('SMEMBERS', KEYS[#KEYS])}
 """
 
 
+# Hosts re-read per pipeline: bounds how long one batch holds the event loop (~10 ms).
+BATCH = 200
+
+
 class RedisUnavailable(Exception):
     """Redis could not be asked; the host is not cached."""
 
@@ -150,9 +154,13 @@ class RouteCache:
         found, values, dead = result
         key = candidate_keys(host)[found - 1] if found else None
         identifier, urls = (values[0], list(values[1:])) if values else ("", [])
-        route = Route(host, key, identifier, urls, {int(d) for d in dead if d.isdigit()})
+        dead_set = {int(d) for d in dead if d.isdigit()}
         old = self.entries.get(host)
-        if old is not None:
+        if old is not None and old.key == key and old.urls == urls and old.dead == dead_set:
+            route = old  # unchanged: only its freshness moves
+        else:
+            route = Route(host, key, identifier, urls, dead_set)
+        if old is not None and old is not route:
             route.local_dead = old.local_dead
             route.single = route.single and not old.local_dead
         if generation == self._generation:
@@ -164,7 +172,7 @@ class RouteCache:
     async def _refresh_batch(self) -> None:
         """Re-read every queued stale host in one pipeline; on failure keep serving them."""
         await asyncio.sleep(0)  # let this loop iteration queue more hosts
-        hosts, self._stale = self._stale[:1000], self._stale[1000:]
+        hosts, self._stale = self._stale[:BATCH], self._stale[BATCH:]
         self._flush_scheduled = False
         if self._stale:
             self._flush_scheduled = True
