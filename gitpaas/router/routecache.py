@@ -35,6 +35,8 @@ return {found, list, redis.call('SMEMBERS', KEYS[#KEYS])}
 
 # Hosts re-read per pipeline: bounds how long one batch holds the event loop (~10 ms).
 BATCH = 200
+# Seconds a stale host waits (still served) before its batched refresh.
+REFRESH_DELAY = 0.05
 
 
 class RedisUnavailable(Exception):
@@ -171,7 +173,7 @@ class RouteCache:
 
     async def _refresh_batch(self) -> None:
         """Re-read every queued stale host in one pipeline; on failure keep serving them."""
-        await asyncio.sleep(0)  # let this loop iteration queue more hosts
+        await asyncio.sleep(REFRESH_DELAY)  # gather more stale hosts into this batch
         hosts, self._stale = self._stale[:BATCH], self._stale[BATCH:]
         self._flush_scheduled = False
         if self._stale:
