@@ -37,6 +37,8 @@ return {found, list, redis.call('SMEMBERS', KEYS[#KEYS])}
 BATCH = 200
 # Seconds a stale host waits (still served) before its batched refresh.
 REFRESH_DELAY = 0.05
+# Exact frontends read at start (wildcards are resolved per request host, on demand).
+PRELOAD_MAX = 100_000
 
 
 class RedisUnavailable(Exception):
@@ -89,6 +91,8 @@ class RouteCache:
         )
         self._script = self._redis.register_script(LOOKUP_SCRIPT)
         self._inflight: dict[str, asyncio.Future[Route]] = {}
+        self._misses: list[str] = []
+        self._miss_flush = False
         self._refreshing: set[str] = set()
         self._stale: list[str] = []
         self._flush_scheduled = False
@@ -118,39 +122,82 @@ class RouteCache:
             self._spawn(self._refresh_batch())
 
     async def fetch(self, host: str) -> Route:
-        """Read ``host`` from Redis (one request per host at a time) and cache it."""
+        """Read ``host`` from Redis and cache it; misses of one loop turn share a pipeline."""
         pending = self._inflight.get(host)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        if time.monotonic() < self._down_until:
-            raise RedisUnavailable("redis is down")
-        future: asyncio.Future[Route] = asyncio.get_running_loop().create_future()
-        self._inflight[host] = future
+        if pending is None:
+            if time.monotonic() < self._down_until:
+                raise RedisUnavailable("redis is down")
+            pending = asyncio.get_running_loop().create_future()
+            self._inflight[host] = pending
+            self._misses.append(host)
+            if not self._miss_flush:
+                self._miss_flush = True
+                self._spawn(self._read_misses())
+        return await asyncio.shield(pending)
+
+    async def _read_misses(self) -> None:
+        await asyncio.sleep(0)  # let this loop turn queue its misses
+        hosts, self._misses = self._misses[:BATCH], self._misses[BATCH:]
+        self._miss_flush = bool(self._misses)
+        if self._misses:
+            self._spawn(self._read_misses())
+        generation = self._generation
         try:
-            route = await self._read(host)
+            results = await self._read_many(hosts)
         except RedisUnavailable as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved
-            raise
-        finally:
-            self._inflight.pop(host, None)
-        future.set_result(route)
-        return route
+            for host in hosts:
+                future = self._inflight.pop(host)
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "never retrieved" warning
+            return
+        for host, result in zip(hosts, results, strict=True):
+            self._inflight.pop(host).set_result(self._store(host, result, generation))
 
     def _keys(self, host: str) -> list[str]:
         keys = [f"{self.prefix}frontend:{k}" for k in candidate_keys(host)]
         keys.append(f"{self.prefix}dead:{host}")
         return keys
 
-    async def _read(self, host: str) -> Route:
-        generation = self._generation
+    async def _read_many(self, hosts: list[str]) -> list[list]:
+        """The lookup script's answer for each host, in one pipeline."""
         try:
-            result = await self._script(keys=self._keys(host))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for host in hosts:
+                    await self._script(keys=self._keys(host), client=pipe)
+                results = await pipe.execute()
         except (RedisError, OSError) as exc:
             self._down_until = time.monotonic() + 0.5
             raise RedisUnavailable(str(exc)) from exc
         self._down_until = 0.0
-        return self._store(host, result, generation)
+        return results
+
+    async def preload(self, limit: int = PRELOAD_MAX) -> int:
+        """Cache every exact frontend (up to ``limit``) so that a restart starts warm."""
+        start = len(f"{self.prefix}frontend:")
+        hosts: list[str] = []
+        try:
+            async for key in self._redis.scan_iter(match=f"{self.prefix}frontend:*", count=1000):
+                host = key[start:]
+                if not host.startswith("*"):
+                    hosts.append(host)
+                if len(hosts) >= limit:
+                    break
+        except (RedisError, OSError) as exc:
+            log.warning("cannot preload routes: %s", exc)
+            return 0
+        loaded = 0
+        for i in range(0, len(hosts), BATCH):
+            chunk = [h for h in hosts[i : i + BATCH] if h not in self.entries]
+            generation = self._generation
+            try:
+                results = await self._read_many(chunk)
+            except RedisUnavailable:
+                break
+            for host, result in zip(chunk, results, strict=True):
+                if host not in self.entries:
+                    self._store(host, result, generation)
+                    loaded += 1
+        return loaded
 
     def _store(self, host: str, result: list, generation: int) -> Route:
         found, values, dead = result
@@ -181,13 +228,10 @@ class RouteCache:
             self._spawn(self._refresh_batch())
         generation = self._generation
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for host in hosts:
-                    await self._script(keys=self._keys(host), client=pipe)
-                results = await pipe.execute()
+            results = await self._read_many(hosts)
             for host, result in zip(hosts, results, strict=True):
                 self._store(host, result, generation)
-        except (RedisError, OSError):
+        except RedisUnavailable:
             retry = time.monotonic() + 1.0
             for host in hosts:
                 route = self.entries.get(host)
@@ -233,9 +277,11 @@ class RouteCache:
         for route in self.entries.values():
             route.fresh_until = 0.0
 
-    def start(self) -> None:
-        """Start listening on ``<prefix>routes``."""
+    def start(self, preload: bool = True) -> None:
+        """Start listening on ``<prefix>routes`` (and preload the exact frontends)."""
         self._listener = asyncio.get_running_loop().create_task(self._listen())
+        if preload:
+            self._spawn(self.preload())
 
     async def _listen(self) -> None:
         delay = 0.05

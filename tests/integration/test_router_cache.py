@@ -129,3 +129,19 @@ def test_redis_outage_and_return(throwaway_redis):
         set_route(url, instance, "new.example.com", a.url)
         time.sleep(0.1)
         assert backend_of(get(router.port, "new.example.com")[2]) == "a"
+
+
+def test_exact_frontends_are_preloaded_at_start(redis_url, instance):
+    with backends("a") as (a,):
+        for i in range(300):
+            set_route(redis_url, instance, f"pre{i}.example.com", a.url)
+        set_route(redis_url, instance, "*.wild.example.com", a.url)
+        with running_router(make_config(redis_url, instance)) as router:
+            cache = router.router.cache
+            deadline = time.monotonic() + 5
+            while len(cache.entries) < 300:
+                assert time.monotonic() < deadline, len(cache.entries)
+                time.sleep(0.02)
+            assert "pre7.example.com" in cache.entries
+            assert not any(h.startswith("*") for h in cache.entries)
+            assert backend_of(get(router.port, "pre7.example.com")[2]) == "a"
