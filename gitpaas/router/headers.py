@@ -34,6 +34,7 @@ REASONS = {
 }
 
 PAGES = {
+    301: "Moved to HTTPS.",
     400: "Bad request.",
     404: "No application is configured at this address.",
     405: "Method not allowed.",

@@ -263,7 +263,7 @@ class BackendConn(asyncio.Protocol):
         if ex.head is None:
             ex.head = h.request_head(
                 ex.method, ex.target, ex.version, ex.headers, client.peer_ip,
-                self.router.proto, client.local_port, chunked=ex.chunked, upgrade=ex.upgrade,
+                client.proto, client.local_port, chunked=ex.chunked, upgrade=ex.upgrade,
                 suffix=client.fwd,
             )
         if not ex.body and not (ex.complete and ex.chunked):
@@ -301,8 +301,9 @@ class BackendConn(asyncio.Protocol):
 class ClientConn(asyncio.Protocol):
     """One client connection: parses requests, routes each by its own Host header."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, proto: str = "http") -> None:
         self.router = router
+        self.proto = proto
         self.loop_time = router.loop.time
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -334,7 +335,7 @@ class ClientConn(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.peer_ip = peer[0] if peer else ""
         self.local_port = sock[1] if sock else 0
-        self.fwd = h.forwarded_suffix(self.peer_ip, self.router.proto, self.local_port, None)
+        self.fwd = h.forwarded_suffix(self.peer_ip, self.proto, self.local_port, None)
         self.deadline = self.router.clock + self.router.config.header_timeout
         self.router.clients.add(self)
         self.router.metrics.connections += 1
@@ -496,6 +497,9 @@ class ClientConn(asyncio.Protocol):
         if host == "__ping__":
             self.respond(ex, 200)
             return
+        if self.proto == "http" and self.router.https_port:
+            self._redirect(ex, host)
+            return
         route = self.router.cache.cached(host)
         if route is None:
             self.router.spawn(self._resolve(ex))
@@ -656,6 +660,18 @@ class ClientConn(asyncio.Protocol):
         self.resume("upgrade")
         ex.done = True
         self._log(ex)
+
+    def _redirect(self, ex: Exchange, host: str) -> None:
+        """Send ``ex`` to the same URL over HTTPS (``router_https_redirect``)."""
+        port = self.router.https_port
+        authority = host if port == 443 else f"{host}:{port}"
+        location = f"https://{authority}{ex.target.decode('latin-1')}"
+        data = h.simple_response(301, keep_alive=ex.keep_alive, extra=[("Location", location)])
+        ex.status = 301
+        ex.nbytes = len(data)
+        ex.response_started = True
+        self.transport.write(data)
+        self.response_done(ex, True)
 
     def _log(self, ex: Exchange) -> None:
         seconds = self.loop_time() - ex.started if ex.started else 0.0

@@ -16,6 +16,7 @@ from typing import Any
 import uvloop
 
 from ..settings import Settings
+from . import tls
 from .config import RouterConfig
 from .metrics import Metrics
 from .proxy import ClientConn, Pool
@@ -30,7 +31,9 @@ class Router:
     def __init__(self, config: RouterConfig, worker: int = 0) -> None:
         self.config = config
         self.worker = worker
-        self.proto = "http"
+        # The port HTTP requests are redirected to (router_https_redirect), 0: none.
+        self.https_port = 0
+        self.tls_port = 0
         self.loop = asyncio.get_running_loop()
         self.cache = RouteCache(config.redis_url, config.prefix, config.cache_ttl, config.dead_ttl)
         self.pool = Pool(config.pool_size, config.pool_idle)
@@ -52,6 +55,8 @@ class Router:
         )
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
+        if self.config.https_listen is not None:
+            await self._start_tls(reuse_port)
         if self.config.admin_listen is not None:
             admin_host, admin_port = self.config.admin_listen
             admin_port = admin_port + self.worker if admin_port else 0
@@ -60,6 +65,19 @@ class Router:
             self.admin_port = admin.sockets[0].getsockname()[1]
         self._sweeper = self.loop.create_task(self._sweep())
         return self.port
+
+    async def _start_tls(self, reuse_port: bool) -> None:
+        """Listen for HTTPS with the certificates of ``tls_dir`` (chosen by SNI)."""
+        context = tls.server_context(self.config.tls_dir)
+        host, port = self.config.https_listen  # type: ignore[misc]
+        server = await self.loop.create_server(
+            lambda: ClientConn(self, "https"), host, port, ssl=context,
+            reuse_port=reuse_port or None, backlog=2048,
+        )
+        self._servers.append(server)
+        self.tls_port = server.sockets[0].getsockname()[1]
+        if self.config.https_redirect:
+            self.https_port = self.tls_port
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task kept alive until it ends."""
@@ -198,6 +216,7 @@ class RouterHandle:
         self.config = config
         self.port = 0
         self.admin_port = 0
+        self.tls_port = 0
         self.router: Router | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -213,6 +232,7 @@ class RouterHandle:
                 router = Router(self.config)
                 self.port = await router.start()
                 self.admin_port = getattr(router, "admin_port", 0)
+                self.tls_port = router.tls_port
                 self.router = router
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 self._error = exc
