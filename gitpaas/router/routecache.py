@@ -17,19 +17,36 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .lookup import Address, candidate_keys, parse_backend
+from .lookup import Address, parse_backend
 
 log = logging.getLogger("gitpaas.router")
 
-# One round trip per lookup: the first non-empty frontend list among KEYS[1..n-1],
-# the position of the key that matched, and the dead set KEYS[n].
+# One round trip for many hosts: ARGV[1] is the key prefix, ARGV[2..] the hosts. Each
+# host's candidates follow lookup.candidate_keys (the host, "*." + each parent suffix,
+# longest first, then "*"); the answer per host is {the frontend name that matched ("":
+# none), its list, the host's dead set}. The keys are built here, not passed as KEYS, to
+# keep the call small: this suits one Redis server, not Redis Cluster.
 LOOKUP_SCRIPT = """
-local found, list = 0, {}
-for i = 1, #KEYS - 1 do
-  list = redis.call('LRANGE', KEYS[i], 0, -1)
-  if #list > 0 then found = i break end
+local prefix, out = ARGV[1], {}
+for h = 2, #ARGV do
+  local host = ARGV[h]
+  local names, rest = {host}, host
+  while true do
+    local dot = string.find(rest, '.', 1, true)
+    if not dot then break end
+    rest = string.sub(rest, dot + 1)
+    if rest == '' then break end
+    names[#names + 1] = '*.' .. rest
+  end
+  if host ~= '*' then names[#names + 1] = '*' end
+  local found, list = '', {}
+  for _, name in ipairs(names) do
+    list = redis.call('LRANGE', prefix .. 'frontend:' .. name, 0, -1)
+    if #list > 0 then found = name break end
+  end
+  out[h - 1] = {found, list, redis.call('SMEMBERS', prefix .. 'dead:' .. host)}
 end
-return {found, list, redis.call('SMEMBERS', KEYS[#KEYS])}
+return out
 """
 
 
@@ -153,18 +170,12 @@ class RouteCache:
         for host, result in zip(hosts, results, strict=True):
             self._inflight.pop(host).set_result(self._store(host, result, generation))
 
-    def _keys(self, host: str) -> list[str]:
-        keys = [f"{self.prefix}frontend:{k}" for k in candidate_keys(host)]
-        keys.append(f"{self.prefix}dead:{host}")
-        return keys
-
     async def _read_many(self, hosts: list[str]) -> list[list]:
-        """The lookup script's answer for each host, in one pipeline."""
+        """The lookup script's answer for each host, in one script call."""
+        if not hosts:
+            return []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for host in hosts:
-                    await self._script(keys=self._keys(host), client=pipe)
-                results = await pipe.execute()
+            results = await self._script(args=[self.prefix, *hosts])
         except (RedisError, OSError) as exc:
             self._down_until = time.monotonic() + 0.5
             raise RedisUnavailable(str(exc)) from exc
@@ -201,7 +212,7 @@ class RouteCache:
 
     def _store(self, host: str, result: list, generation: int) -> Route:
         found, values, dead = result
-        key = candidate_keys(host)[found - 1] if found else None
+        key = found or None
         identifier, urls = (values[0], list(values[1:])) if values else ("", [])
         dead_set = {int(d) for d in dead if d.isdigit()}
         old = self.entries.get(host)
