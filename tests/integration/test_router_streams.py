@@ -154,3 +154,35 @@ def test_websocket_upgrade_is_tunnelled(redis_url, instance):
                 while len(got) < len(message) and time.monotonic() < deadline:
                     got += s.recv(65536)
                 assert got == message.upper()
+
+
+def test_http10_backend_read_until_close(redis_url, instance):
+    """A backend that answers HTTP/1.0 without Content-Length and closes (body ends at EOF)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Old(BaseHTTPRequestHandler):  # protocol_version stays HTTP/1.0
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"no length here " * 1000)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Old)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with running_router(make_config(redis_url, instance)) as router:
+            set_route(redis_url, instance, HOST, f"http://127.0.0.1:{server.server_address[1]}")
+            for _ in range(3):  # each on a new connection: the router must close after it
+                conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+                conn.request("GET", "/", headers={"Host": HOST})
+                resp = conn.getresponse()
+                assert resp.status == 200
+                assert resp.read() == b"no length here " * 1000
+                conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
