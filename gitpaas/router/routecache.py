@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -56,6 +57,8 @@ BATCH = 200
 REFRESH_DELAY = 0.05
 # Exact frontends read at start (wildcards are resolved per request host, on demand).
 PRELOAD_MAX = 100_000
+# Cached hosts at most (unknown hosts are cached too, as "no frontend").
+MAX_ENTRIES = 200_000
 
 
 class RedisUnavailable(Exception):
@@ -98,8 +101,16 @@ class Route:
 class RouteCache:
     """Host -> :class:`Route`, backed by Redis and kept fresh by pub/sub."""
 
-    def __init__(self, redis_url: str, prefix: str, ttl: float = 10.0, dead_ttl: float = 30.0):
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        ttl: float = 10.0,
+        dead_ttl: float = 30.0,
+        max_entries: int = MAX_ENTRIES,
+    ) -> None:
         self.prefix = prefix
+        self.max_entries = max_entries
         self.ttl = ttl
         self.dead_ttl = dead_ttl
         self.entries: dict[str, Route] = {}
@@ -226,8 +237,15 @@ class RouteCache:
         if generation == self._generation:
             # jittered, so that entries read together do not all expire together
             route.fresh_until = time.monotonic() + self.ttl * (0.75 + random.random() / 2)
+        if host not in self.entries and len(self.entries) >= self.max_entries:
+            self._evict()
         self.entries[host] = route
         return route
+
+    def _evict(self) -> None:
+        """Drop the oldest tenth of the entries (random Host headers must not fill memory)."""
+        for host in list(itertools.islice(self.entries, max(1, self.max_entries // 10))):
+            del self.entries[host]
 
     async def _refresh_batch(self) -> None:
         """Re-read every queued stale host in one pipeline; on failure keep serving them."""

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import threading
@@ -142,8 +143,17 @@ async def _serve(config: RouterConfig, worker: int, stop: asyncio.Event, reuse_p
         await router.close()
 
 
+def _raise_fd_limit() -> None:
+    """Allow as many open files as the hard limit does (one per connection, both sides)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _serve_process(config: RouterConfig, worker: int) -> None:
     """The body of one worker process: serve until SIGTERM or SIGINT."""
+    _raise_fd_limit()
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -145,3 +145,20 @@ def test_exact_frontends_are_preloaded_at_start(redis_url, instance):
             assert "pre7.example.com" in cache.entries
             assert not any(h.startswith("*") for h in cache.entries)
             assert backend_of(get(router.port, "pre7.example.com")[2]) == "a"
+
+
+def test_cache_size_is_bounded(redis_url, instance):
+    import asyncio
+
+    from gitpaas.router.routecache import RouteCache
+
+    async def scenario() -> int:
+        cache = RouteCache(redis_url, f"{instance}:", max_entries=50)
+        try:
+            for i in range(300):  # e.g. a scan with random Host headers
+                await cache.fetch(f"random{i}.example.com")
+            return len(cache.entries)
+        finally:
+            await cache.close()
+
+    assert asyncio.run(scenario()) <= 50
