@@ -17,6 +17,18 @@ from .routerkit import backend_of, backends, free_port, get, set_route
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _metrics(port: int) -> str:
+    """The /metrics page on ``port``, waiting up to 30 s for the worker to be up."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return resp.read().decode()
+        except OSError:
+            assert time.monotonic() < deadline, f"no metrics on port {port}"
+            time.sleep(0.05)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_run_serves_and_stops_on_sigterm(redis_url, instance, tmp_path, workers):
     port, admin = free_port(), free_port()
@@ -30,7 +42,7 @@ def test_run_serves_and_stops_on_sigterm(redis_url, instance, tmp_path, workers)
         proc = subprocess.Popen([sys.executable, "-m", "gitpaas.router"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while True:
                 try:
                     status, _, body = get(port, "run.example.com")
@@ -42,10 +54,9 @@ def test_run_serves_and_stops_on_sigterm(redis_url, instance, tmp_path, workers)
             for _ in range(20):
                 assert get(port, "run.example.com")[0] == 200
             for i in range(workers):  # worker i serves /metrics on admin + i
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin + i}/metrics") as resp:
-                    assert f'worker="{i}"' in resp.read().decode()
+                assert f'worker="{i}"' in _metrics(admin + i)
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(10) == 0
+            assert proc.wait(20) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
