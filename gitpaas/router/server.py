@@ -151,8 +151,11 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _serve_process(config: RouterConfig, worker: int) -> None:
-    """The body of one worker process: serve until SIGTERM or SIGINT."""
+def _serve_process(config: RouterConfig, worker: int, parent: int | None = None) -> None:
+    """The body of one worker process: serve until SIGTERM or SIGINT (or, for a forked
+    worker, until its parent ``parent`` is gone)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):  # not the parent's handler, inherited
+        signal.signal(sig, signal.SIG_DFL)
     _raise_fd_limit()
 
     async def main() -> None:
@@ -160,9 +163,19 @@ def _serve_process(config: RouterConfig, worker: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if parent is not None:
+            loop.create_task(_watch_parent(parent, stop))
         await _serve(config, worker, stop, reuse_port=True)
 
     uvloop.run(main())
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Stop when the parent process is gone (killed without passing SIGTERM on)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("router parent %d is gone; worker stopping", parent)
+    stop.set()
 
 
 def run(settings: Settings, workers: int = 1) -> None:
@@ -182,9 +195,8 @@ def run(settings: Settings, workers: int = 1) -> None:
     reserve.bind((host, port))
     config = _with_port(config, reserve.getsockname()[1])
     ctx = multiprocessing.get_context("fork")
-    procs = [
-        ctx.Process(target=_serve_process, args=(config, i), daemon=True) for i in range(workers)
-    ]
+    args = [(config, i, os.getpid()) for i in range(workers)]
+    procs = [ctx.Process(target=_serve_process, args=args[i], daemon=True) for i in range(workers)]
     stopping = threading.Event()
 
     def forward(signum: int, _frame: object) -> None:
@@ -202,7 +214,7 @@ def run(settings: Settings, workers: int = 1) -> None:
             for i, proc in enumerate(procs):
                 if not proc.is_alive() and not stopping.is_set():
                     log.warning("router worker %d exited (%s); restarting", i, proc.exitcode)
-                    procs[i] = ctx.Process(target=_serve_process, args=(config, i), daemon=True)
+                    procs[i] = ctx.Process(target=_serve_process, args=args[i], daemon=True)
                     procs[i].start()
             stopping.wait(0.5)
         for proc in procs:
