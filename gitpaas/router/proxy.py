@@ -284,9 +284,11 @@ class BackendConn(asyncio.Protocol):
         if client.backend is self:
             client.backend = None
         ex.status = self.status
+        client.resume("backend")  # its write buffer no longer matters to this client
         keep = self.keep_alive
         if keep and not self.closed:
             self.reused = True
+            self.transport.resume_reading()  # the client may have paused it
             self.router.pool.release(self, client.loop_time())
         else:
             self.transport.close()

@@ -186,3 +186,28 @@ def test_http10_backend_read_until_close(redis_url, instance):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_slow_reader_then_reuse_of_the_pooled_connection(redis_url, instance):
+    """A client that reads a big response late makes the router pause the backend; the
+    pooled connection must work again for the next request. (The case where the response
+    ends while the backend is paused depends on timing; this test does not force it.)"""
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        body = b"z" * 8_000_000
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connecting
+            s.settimeout(10)
+            s.connect(("127.0.0.1", router.port))
+            s.sendall(b"PUT /big HTTP/1.1\r\nHost: " + HOST.encode() +
+                      b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            time.sleep(0.5)  # let the router's buffers fill up: back-pressure
+            got = b""
+            while not got.endswith(b"}"):
+                got += s.recv(65536)
+            assert b"HTTP/1.1 200 " in got
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+            conn.request("GET", "/after", headers={"Host": HOST})
+            assert conn.getresponse().status == 200
+            conn.close()
