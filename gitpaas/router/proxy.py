@@ -260,6 +260,8 @@ class BackendConn(asyncio.Protocol):
         self.exchange = ex
         self._reset()
         client.backend = self
+        if client.write_paused:  # still behind on an earlier answer
+            self.transport.pause_reading()
         if ex.head is None:
             ex.head = h.request_head(
                 ex.method, ex.target, ex.version, ex.headers, client.peer_ip,
@@ -325,6 +327,7 @@ class ClientConn(asyncio.Protocol):
         self.tunnel = False
         self.pending = bytearray()
         self.close_after = False
+        self.write_paused = False
         self._last_raw: bytes | None = None
         self._last_host: str | None = None
         self.fwd: bytes = b""
@@ -361,10 +364,12 @@ class ClientConn(asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.backend is not None:
             self.backend.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.backend is not None:
             self.backend.transport.resume_reading()
 
