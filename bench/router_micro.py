@@ -9,6 +9,7 @@ Run: ``/opt/gitpaas-dev/bin/python bench/router_micro.py``.
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from gitpaas.router.proxy import BackendConn, ClientConn  # noqa: E402
 from gitpaas.router.routecache import Route  # noqa: E402
 from gitpaas.router.server import Router  # noqa: E402
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: app.test\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+REQUEST = b"GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 6\r\n\r\nhello\n"
@@ -52,12 +53,16 @@ class MemoryTransport:
         pass
 
 
-async def main(count: int = 200_000) -> None:
+async def main(hosts: int, count: int = 200_000) -> None:
     router = Router(RouterConfig(listen=("127.0.0.1", 0), redis_url="redis://127.0.0.1:6379/15",
                                  prefix="micro:"))
-    route = Route("app.test", "app.test", "app", ["http://127.0.0.1:9"], set())
-    route.fresh_until = float("inf")
-    router.cache.entries["app.test"] = route
+    names = [f"app{i}.bench.test" for i in range(hosts)]
+    for name in names:
+        route = Route(name, name, "app", ["http://127.0.0.1:9"], set())
+        route.fresh_until = float("inf")
+        router.cache.entries[name] = route
+    rng = random.Random(1)
+    requests = [REQUEST % rng.choice(names).encode() for _ in range(count)]
     client = ClientConn(router)
     client.connection_made(MemoryTransport({"peername": ("127.0.0.1", 5555),  # type: ignore[arg-type]
                                             "sockname": ("127.0.0.1", 80)}))
@@ -66,12 +71,13 @@ async def main(count: int = 200_000) -> None:
     router.pool.release(backend, 0.0)
     for _ in range(3):
         began = time.process_time()
-        for _ in range(count):
-            client.data_received(REQUEST)
+        for request in requests:
+            client.data_received(request)
             backend.data_received(RESPONSE)
         spent = time.process_time() - began
-        print(f"{spent / count * 1e6:.2f} us of Python per proxied request")
+        print(f"{hosts} frontends: {spent / count * 1e6:.2f} us of Python per proxied request")
 
 
 if __name__ == "__main__":
-    uvloop.run(main())
+    for n in (1, 10_000):
+        uvloop.run(main(n))
