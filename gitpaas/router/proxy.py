@@ -28,6 +28,8 @@ log = logging.getLogger("gitpaas.router")
 INFO = logging.INFO
 MAX_BUFFER = 256 * 1024
 RETRY_STATUSES = (502, 503, 504)
+# Host header values remembered with their normalised form (shared by a router's clients).
+HOSTS_MAX = 50_000
 
 
 class Exchange:
@@ -328,8 +330,6 @@ class ClientConn(asyncio.Protocol):
         self.pending = bytearray()
         self.close_after = False
         self.write_paused = False
-        self._last_raw: bytes | None = None
-        self._last_host: str | None = None
         self.fwd: bytes = b""
 
     # -- asyncio callbacks ------------------------------------------------------------
@@ -489,11 +489,14 @@ class ClientConn(asyncio.Protocol):
         self.current = ex
         self.deadline = self.router.clock + self.router.config.backend_timeout
         raw = ex.host_raw
-        if raw is self._last_raw or raw == self._last_raw:
-            host = self._last_host
-        else:
+        hosts = self.router.hosts
+        host = hosts.get(raw) if raw is not None else None
+        if host is None:
             host = normalize_host(raw)
-            self._last_raw, self._last_host = raw, host
+            if host is not None:
+                if len(hosts) >= HOSTS_MAX:
+                    hosts.clear()
+                hosts[raw] = host  # type: ignore[index]
         if host is None:
             self.respond(ex, 400, keep=False)
             return

@@ -40,6 +40,7 @@ class Router:
         self.pool = Pool(config.pool_size, config.pool_idle)
         self.metrics = Metrics(worker)
         self.clients: set[ClientConn] = set()
+        self.hosts: dict[bytes, str] = {}  # Host header -> normalised host
         self.port = 0
         # Coarse time for deadlines, refreshed by the sweeper (cheaper than a clock read).
         self.clock = self.loop.time()
