@@ -79,6 +79,8 @@ class Settings:
     router_idle_timeout: float = 60.0
     router_backend_timeout: float = 300.0
     router_max_header_bytes: int = 65536
+    # One line per request on logger gitpaas.router.access (at INFO).
+    router_access_log: bool = True
     # TLS: <dir>/<domain>.crt and <domain>.key, chosen by SNI; empty https_listen: no TLS.
     router_https_listen: str = ""
     router_tls_dir: str = ""

@@ -34,6 +34,7 @@ REASONS = {
 }
 
 PAGES = {
+    301: "Moved to HTTPS.",
     400: "Bad request.",
     404: "No application is configured at this address.",
     405: "Method not allowed.",
@@ -45,13 +46,14 @@ PAGES = {
 }
 
 
-def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
-    """Header names listed in the Connection header(s), lower-cased."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    return tokens
+def forwarded_suffix(client_ip: str, proto: str, port: int, forwarded_for: bytes | None) -> bytes:
+    """The X-Forwarded-* and X-Real-IP lines for a client (``forwarded_for``: its own XFF)."""
+    ip = client_ip.encode()
+    chain = ip if forwarded_for is None else forwarded_for + b", " + ip
+    return (
+        b"X-Forwarded-For: %s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\n"
+        b"X-Forwarded-Port: %d\r\n" % (chain, ip, proto.encode(), port)
+    )
 
 
 def request_head(
@@ -64,31 +66,35 @@ def request_head(
     port: int,
     chunked: bool = False,
     upgrade: bytes | None = None,
+    suffix: bytes = b"",
 ) -> bytes:
     """The request head sent to a backend: hop-by-hop headers dropped, X-Forwarded-* set.
 
     ``X-Forwarded-For`` gets the client appended to any value it sent; ``X-Real-IP``,
     ``X-Forwarded-Proto`` and ``X-Forwarded-Port`` are the router's, never the client's.
+    ``suffix`` may hold :func:`forwarded_suffix` for a client that sent no XFF (a cache).
     """
-    drop = DROPPED
-    if any(name.lower() == b"connection" for name, _ in headers):
-        drop = DROPPED | connection_tokens(headers)
-    ip = client_ip.encode()
     lines = [b"%s %s HTTP/%s\r\n" % (method, target, version.encode())]
     forwarded_for = None
+    connection = None
     for name, value in headers:
         lower = name.lower()
-        if lower in drop:
+        if lower in DROPPED:
+            if lower == b"connection":
+                connection = value if connection is None else connection + b"," + value
             continue
         if lower == b"x-forwarded-for":
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         lines.append(b"%s: %s\r\n" % (name, value))
-    forwarded_for = ip if forwarded_for is None else forwarded_for + b", " + ip
-    lines.append(
-        b"X-Forwarded-For: %s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\n"
-        b"X-Forwarded-Port: %d\r\n" % (forwarded_for, ip, proto.encode(), port)
-    )
+    if connection is not None:
+        named = {t.strip().lower() for t in connection.split(b",")} - DROPPED
+        named.discard(b"close")
+        if named:
+            lines[1:] = [x for x in lines[1:] if x.split(b":", 1)[0].lower() not in named]
+    if forwarded_for is not None or not suffix:
+        suffix = forwarded_suffix(client_ip, proto, port, forwarded_for)
+    lines.append(suffix)
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
     if upgrade is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Collection, Sequence
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ def candidate_keys(host: str) -> list[str]:
     return keys
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_backend(url: str) -> Address | None:
     """``http://127.0.0.1:8000`` -> ("127.0.0.1", 8000); None when unusable."""
     if "://" not in url:

@@ -28,6 +28,8 @@ log = logging.getLogger("gitpaas.router")
 INFO = logging.INFO
 MAX_BUFFER = 256 * 1024
 RETRY_STATUSES = (502, 503, 504)
+# Host header values remembered with their normalised form (shared by a router's clients).
+HOSTS_MAX = 50_000
 
 
 class Exchange:
@@ -49,14 +51,14 @@ class Exchange:
         self.keep_alive = True
         self.chunked = False
         self.upgrade: bytes | None = None
-        self.body: list[bytes] = []
+        self.body: list[bytes] | None = None
         self.body_size = 0
         self.body_seen = False
         self.complete = False
         self.head: bytes | None = None
         self.route: Route | None = None
         self.index = -1
-        self.tried: list[int] = []
+        self.tried: list[int] | None = None
         self.started = 0.0
         self.status = 0
         self.nbytes = 0
@@ -212,7 +214,7 @@ class BackendConn(asyncio.Protocol):
             ex.status = self.status
         ex.nbytes += len(data)
         client.transport.write(data)
-        client.deadline = client.loop_time() + self.router.config.backend_timeout
+        client.deadline = self.router.clock + self.router.config.backend_timeout
         if upgraded:
             self.tunnel = True
             ex.status = 101
@@ -260,20 +262,23 @@ class BackendConn(asyncio.Protocol):
         self.exchange = ex
         self._reset()
         client.backend = self
+        if client.write_paused:  # still behind on an earlier answer
+            self.transport.pause_reading()
         if ex.head is None:
             ex.head = h.request_head(
                 ex.method, ex.target, ex.version, ex.headers, client.peer_ip,
-                self.router.proto, client.local_port, chunked=ex.chunked, upgrade=ex.upgrade,
+                client.proto, client.local_port, chunked=ex.chunked, upgrade=ex.upgrade,
+                suffix=client.fwd,
             )
         if not ex.body and not (ex.complete and ex.chunked):
             self.transport.write(ex.head)
             return
         parts = [ex.head]
-        for piece in ex.body:
+        for piece in ex.body or ():
             parts.append(h.chunk(piece) if ex.chunked else piece)
         if ex.complete and ex.chunked:
             parts.append(h.LAST_CHUNK)
-        ex.body = []
+        ex.body = None
         ex.body_size = 0
         self.transport.write(b"".join(parts))
         client.resume("body")
@@ -283,9 +288,11 @@ class BackendConn(asyncio.Protocol):
         if client.backend is self:
             client.backend = None
         ex.status = self.status
+        client.resume("backend")  # its write buffer no longer matters to this client
         keep = self.keep_alive
         if keep and not self.closed:
             self.reused = True
+            self.transport.resume_reading()  # the client may have paused it
             self.router.pool.release(self, client.loop_time())
         else:
             self.transport.close()
@@ -300,8 +307,9 @@ class BackendConn(asyncio.Protocol):
 class ClientConn(asyncio.Protocol):
     """One client connection: parses requests, routes each by its own Host header."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, proto: str = "http") -> None:
         self.router = router
+        self.proto = proto
         self.loop_time = router.loop.time
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -321,6 +329,8 @@ class ClientConn(asyncio.Protocol):
         self.tunnel = False
         self.pending = bytearray()
         self.close_after = False
+        self.write_paused = False
+        self.fwd: bytes = b""
 
     # -- asyncio callbacks ------------------------------------------------------------
 
@@ -330,7 +340,8 @@ class ClientConn(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.peer_ip = peer[0] if peer else ""
         self.local_port = sock[1] if sock else 0
-        self.deadline = self.loop_time() + self.router.config.header_timeout
+        self.fwd = h.forwarded_suffix(self.peer_ip, self.proto, self.local_port, None)
+        self.deadline = self.router.clock + self.router.config.header_timeout
         self.router.clients.add(self)
         self.router.metrics.connections += 1
 
@@ -353,10 +364,12 @@ class ClientConn(asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.backend is not None:
             self.backend.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.backend is not None:
             self.backend.transport.resume_reading()
 
@@ -395,7 +408,7 @@ class ClientConn(asyncio.Protocol):
         self.parsing = Exchange()
         self.in_head = True
         if self.current is None and self.deadline is not None:
-            self.deadline = self.loop_time() + self.router.config.header_timeout
+            self.deadline = self.router.clock + self.router.config.header_timeout
 
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
@@ -446,9 +459,12 @@ class ClientConn(asyncio.Protocol):
         backend = self.backend
         if backend is not None and backend.exchange is ex:
             backend.transport.write(h.chunk(body) if ex.chunked else body)
-            self.deadline = self.loop_time() + self.router.config.backend_timeout
+            self.deadline = self.router.clock + self.router.config.backend_timeout
             return
-        ex.body.append(body)
+        if ex.body is None:
+            ex.body = [body]
+        else:
+            ex.body.append(body)
         ex.body_size += len(body)
         if ex.body_size > MAX_BUFFER:
             self.pause("body")
@@ -471,8 +487,16 @@ class ClientConn(asyncio.Protocol):
 
     def _start(self, ex: Exchange) -> None:
         self.current = ex
-        self.deadline = self.loop_time() + self.router.config.backend_timeout
-        host = normalize_host(ex.host_raw)
+        self.deadline = self.router.clock + self.router.config.backend_timeout
+        raw = ex.host_raw
+        hosts = self.router.hosts
+        host = hosts.get(raw) if raw is not None else None
+        if host is None:
+            host = normalize_host(raw)
+            if host is not None:
+                if len(hosts) >= HOSTS_MAX:
+                    hosts.clear()
+                hosts[raw] = host  # type: ignore[index]
         if host is None:
             self.respond(ex, 400, keep=False)
             return
@@ -482,6 +506,9 @@ class ClientConn(asyncio.Protocol):
             return
         if host == "__ping__":
             self.respond(ex, 200)
+            return
+        if self.proto == "http" and self.router.https_port:
+            self._redirect(ex, host)
             return
         route = self.router.cache.cached(host)
         if route is None:
@@ -506,13 +533,21 @@ class ClientConn(asyncio.Protocol):
             self.router.metrics.error("unknown_host")
             self.respond(ex, 404)
             return
-        index = pick_backend(route.backends, route.dead_now(), ex.tried)
-        if index is None:
-            self.router.metrics.error("no_live_backend")
-            self.respond(ex, 502)
-            return
+        if ex.tried is None and route.single:
+            index = 0
+            ex.tried = [0]
+        else:
+            picked = pick_backend(route.backends, route.dead_now(), ex.tried or ())
+            if picked is None:
+                self.router.metrics.error("no_live_backend")
+                self.respond(ex, 502)
+                return
+            index = picked
+            if ex.tried is None:
+                ex.tried = [index]
+            else:
+                ex.tried.append(index)
         ex.index = index
-        ex.tried.append(index)
         ex.backend = route.urls[index]
         addr = route.backends[index]
         assert addr is not None
@@ -546,7 +581,7 @@ class ClientConn(asyncio.Protocol):
         route = ex.route
         if route is None or ex.response_started or ex.body_seen or self.closed:
             return False
-        if len(ex.tried) > self.router.config.retries:
+        if ex.tried is None or len(ex.tried) > self.router.config.retries:
             return False
         return pick_backend(route.backends, route.dead_now(), ex.tried) is not None
 
@@ -613,7 +648,7 @@ class ClientConn(asyncio.Protocol):
         if ex.complete:
             self._next()
         else:  # drain the rest of its body first
-            self.deadline = self.loop_time() + self.router.config.header_timeout
+            self.deadline = self.router.clock + self.router.config.header_timeout
 
     def _next(self) -> None:
         if self.queue:
@@ -622,7 +657,7 @@ class ClientConn(asyncio.Protocol):
                 self.resume("queue")
             self._start(ex)
         elif self.parsing is None:
-            self.deadline = self.loop_time() + self.router.config.idle_timeout
+            self.deadline = self.router.clock + self.router.config.idle_timeout
 
     def tunnel_open(self, ex: Exchange) -> None:
         """The backend switched protocols: relay bytes both ways from now on."""
@@ -636,9 +671,20 @@ class ClientConn(asyncio.Protocol):
         ex.done = True
         self._log(ex)
 
+    def _redirect(self, ex: Exchange, host: str) -> None:
+        """Send ``ex`` to the same URL over HTTPS (``router_https_redirect``)."""
+        port = self.router.https_port
+        authority = host if port == 443 else f"{host}:{port}"
+        location = f"https://{authority}{ex.target.decode('latin-1')}"
+        data = h.simple_response(301, keep_alive=ex.keep_alive, extra=[("Location", location)])
+        ex.status = 301
+        ex.nbytes = len(data)
+        ex.response_started = True
+        self.transport.write(data)
+        self.response_done(ex, True)
+
     def _log(self, ex: Exchange) -> None:
-        now = self.loop_time()
-        seconds = now - ex.started if ex.started else 0.0
+        seconds = self.loop_time() - ex.started if ex.started else 0.0
         status = ex.status
         self.router.metrics.observe(status, seconds, ex.nbytes)
         if access_log.isEnabledFor(INFO):

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 import uvloop
 
 from ..settings import Settings
+from . import tls
 from .config import RouterConfig
 from .metrics import Metrics
 from .proxy import ClientConn, Pool
@@ -30,13 +32,18 @@ class Router:
     def __init__(self, config: RouterConfig, worker: int = 0) -> None:
         self.config = config
         self.worker = worker
-        self.proto = "http"
+        # The port HTTP requests are redirected to (router_https_redirect), 0: none.
+        self.https_port = 0
+        self.tls_port = 0
         self.loop = asyncio.get_running_loop()
         self.cache = RouteCache(config.redis_url, config.prefix, config.cache_ttl, config.dead_ttl)
         self.pool = Pool(config.pool_size, config.pool_idle)
         self.metrics = Metrics(worker)
         self.clients: set[ClientConn] = set()
+        self.hosts: dict[bytes, str] = {}  # Host header -> normalised host
         self.port = 0
+        # Coarse time for deadlines, refreshed by the sweeper (cheaper than a clock read).
+        self.clock = self.loop.time()
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -50,6 +57,8 @@ class Router:
         )
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
+        if self.config.https_listen is not None:
+            await self._start_tls(reuse_port)
         if self.config.admin_listen is not None:
             admin_host, admin_port = self.config.admin_listen
             admin_port = admin_port + self.worker if admin_port else 0
@@ -59,6 +68,19 @@ class Router:
         self._sweeper = self.loop.create_task(self._sweep())
         return self.port
 
+    async def _start_tls(self, reuse_port: bool) -> None:
+        """Listen for HTTPS with the certificates of ``tls_dir`` (chosen by SNI)."""
+        context = tls.server_context(self.config.tls_dir)
+        host, port = self.config.https_listen  # type: ignore[misc]
+        server = await self.loop.create_server(
+            lambda: ClientConn(self, "https"), host, port, ssl=context,
+            reuse_port=reuse_port or None, backlog=2048,
+        )
+        self._servers.append(server)
+        self.tls_port = server.sockets[0].getsockname()[1]
+        if self.config.https_redirect:
+            self.https_port = self.tls_port
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task kept alive until it ends."""
         task = self.loop.create_task(coro)
@@ -66,10 +88,10 @@ class Router:
         task.add_done_callback(self._tasks.discard)
 
     async def _sweep(self) -> None:
-        """Once a second: enforce client deadlines and close long-idle backend connections."""
+        """Enforce client deadlines and close long-idle backend connections (4 times a second)."""
         while True:
-            await asyncio.sleep(1.0)
-            now = self.loop.time()
+            await asyncio.sleep(0.25)
+            now = self.clock = self.loop.time()
             for client in [c for c in self.clients if c.deadline is not None and c.deadline < now]:
                 client.timeout()
             self.pool.sweep(now)
@@ -122,23 +144,47 @@ async def _serve(config: RouterConfig, worker: int, stop: asyncio.Event, reuse_p
         await router.close()
 
 
-def _serve_process(config: RouterConfig, worker: int) -> None:
-    """The body of one worker process: serve until SIGTERM or SIGINT."""
+def _raise_fd_limit() -> None:
+    """Allow as many open files as the hard limit does (one per connection, both sides)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _serve_process(config: RouterConfig, worker: int, parent: int | None = None) -> None:
+    """The body of one worker process: serve until SIGTERM or SIGINT (or, for a forked
+    worker, until its parent ``parent`` is gone)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):  # not the parent's handler, inherited
+        signal.signal(sig, signal.SIG_DFL)
+    _raise_fd_limit()
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if parent is not None:
+            loop.create_task(_watch_parent(parent, stop))
         await _serve(config, worker, stop, reuse_port=True)
 
     uvloop.run(main())
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Stop when the parent process is gone (killed without passing SIGTERM on)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("router parent %d is gone; worker stopping", parent)
+    stop.set()
 
 
 def run(settings: Settings, workers: int = 1) -> None:
     """Serve on ``settings.http_listen`` until SIGTERM/SIGINT; ``workers`` > 1 forks
     that many processes, each with its own SO_REUSEPORT socket on the same port."""
     config = RouterConfig.from_settings(settings)
+    if not settings.router_access_log:
+        logging.getLogger("gitpaas.router.access").setLevel(logging.WARNING)
     if workers <= 1:
         _serve_process(config, 0)
         return
@@ -150,9 +196,8 @@ def run(settings: Settings, workers: int = 1) -> None:
     reserve.bind((host, port))
     config = _with_port(config, reserve.getsockname()[1])
     ctx = multiprocessing.get_context("fork")
-    procs = [
-        ctx.Process(target=_serve_process, args=(config, i), daemon=True) for i in range(workers)
-    ]
+    args = [(config, i, os.getpid()) for i in range(workers)]
+    procs = [ctx.Process(target=_serve_process, args=args[i], daemon=True) for i in range(workers)]
     stopping = threading.Event()
 
     def forward(signum: int, _frame: object) -> None:
@@ -170,7 +215,7 @@ def run(settings: Settings, workers: int = 1) -> None:
             for i, proc in enumerate(procs):
                 if not proc.is_alive() and not stopping.is_set():
                     log.warning("router worker %d exited (%s); restarting", i, proc.exitcode)
-                    procs[i] = ctx.Process(target=_serve_process, args=(config, i), daemon=True)
+                    procs[i] = ctx.Process(target=_serve_process, args=args[i], daemon=True)
                     procs[i].start()
             stopping.wait(0.5)
         for proc in procs:
@@ -194,6 +239,7 @@ class RouterHandle:
         self.config = config
         self.port = 0
         self.admin_port = 0
+        self.tls_port = 0
         self.router: Router | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -209,6 +255,7 @@ class RouterHandle:
                 router = Router(self.config)
                 self.port = await router.start()
                 self.admin_port = getattr(router, "admin_port", 0)
+                self.tls_port = router.tls_port
                 self.router = router
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 self._error = exc

@@ -129,3 +129,36 @@ def test_redis_outage_and_return(throwaway_redis):
         set_route(url, instance, "new.example.com", a.url)
         time.sleep(0.1)
         assert backend_of(get(router.port, "new.example.com")[2]) == "a"
+
+
+def test_exact_frontends_are_preloaded_at_start(redis_url, instance):
+    with backends("a") as (a,):
+        for i in range(300):
+            set_route(redis_url, instance, f"pre{i}.example.com", a.url)
+        set_route(redis_url, instance, "*.wild.example.com", a.url)
+        with running_router(make_config(redis_url, instance)) as router:
+            cache = router.router.cache
+            deadline = time.monotonic() + 5
+            while len(cache.entries) < 300:
+                assert time.monotonic() < deadline, len(cache.entries)
+                time.sleep(0.02)
+            assert "pre7.example.com" in cache.entries
+            assert not any(h.startswith("*") for h in cache.entries)
+            assert backend_of(get(router.port, "pre7.example.com")[2]) == "a"
+
+
+def test_cache_size_is_bounded(redis_url, instance):
+    import asyncio
+
+    from gitpaas.router.routecache import RouteCache
+
+    async def scenario() -> int:
+        cache = RouteCache(redis_url, f"{instance}:", max_entries=50)
+        try:
+            for i in range(300):  # e.g. a scan with random Host headers
+                await cache.fetch(f"random{i}.example.com")
+            return len(cache.entries)
+        finally:
+            await cache.close()
+
+    assert asyncio.run(scenario()) <= 50
