@@ -78,13 +78,14 @@ def router_main(argv: list[str]) -> int:
     """Run the router alone (several routers may share one Redis)."""
     parser = common_parser("gitpaas router")
     parser.add_argument("--http-listen")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, help="worker processes (router_workers)")
     parser.add_argument("--log-level", default="INFO")
     opts = parser.parse_args(argv)
     configure_logging(opts.log_level)
     from . import router as router_mod
 
-    router_mod.run(load_settings(opts, http_listen=opts.http_listen), workers=opts.workers)
+    settings = load_settings(opts, http_listen=opts.http_listen, router_workers=opts.workers)
+    router_mod.run(settings, workers=settings.router_workers)
     return 0
 
 
