@@ -209,21 +209,30 @@ class Deployer:
             return [WebCheck(**c) for c in raw]
         return [WebCheck(deadline=self.settings.health_timeout)]
 
-    def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
-        started: list[ContainerInfo] = []
+    def desired(self, app: str, release: Release) -> dict[tuple[str, int], str]:
+        """``{(process, replica): command}`` the formation asks of ``release``."""
         formation = self.store.formation(app)
         processes = {k: v for k, v in release.processes.items() if k != RELEASE_PHASE}
         if not processes:
             processes = {"web": ""}  # no Procfile: web runs the image's CMD
+        return {(process, replica): command
+                for process, command in sorted(processes.items())
+                for replica in range(1, formation.get(process, 1 if process == "web" else 0)
+                                     + 1)}
+
+    def start_container(self, app: str, release: Release, process: str, replica: int,
+                        command: str) -> ContainerInfo:
+        """Start one container of ``release`` (used by the roll-out and the reconciler)."""
+        memory, nano_cpus = self._limits(app, process)
+        return self.runtime.start(app, release.version, release.image, process, replica,
+                                  self._env(release, process, replica), command or None,
+                                  web=process == "web", mem_limit=memory, nano_cpus=nano_cpus)
+
+    def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
+        started: list[ContainerInfo] = []
         try:
-            for process, command in sorted(processes.items()):
-                count = formation.get(process, 1 if process == "web" else 0)
-                memory, nano_cpus = self._limits(app, process)
-                for replica in range(1, count + 1):
-                    started.append(self.runtime.start(
-                        app, release.version, release.image, process, replica,
-                        self._env(release, process, replica), command or None,
-                        web=process == "web", mem_limit=memory, nano_cpus=nano_cpus))
+            for (process, replica), command in self.desired(app, release).items():
+                started.append(self.start_container(app, release, process, replica, command))
         except BaseException:
             self.runtime.remove(started, stop_timeout=2)
             raise

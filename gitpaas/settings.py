@@ -43,6 +43,8 @@ class Settings:
     deploy_branch: str = "main"
     hooks_dir: str = ""
     lock_timeout: float = 300.0
+    # Seconds between passes of the reconciler in ``gitpaas serve`` (0: only at start-up).
+    reconcile_interval: float = 5.0
     keep_releases: int = 5
     max_context_bytes: int = 512 * 1024 * 1024
     max_context_files: int = 50_000
