@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from . import procfile
+from . import faults, procfile
 from .appjson import AppSpec, parse_app_json, parse_checks
 from .build import buildpacks
 from .build.context import build_context, read_blob, tree_paths
@@ -116,6 +116,7 @@ class Deployer:
                                 self.settings.max_context_bytes, self.settings.max_context_files)
         try:
             with context:
+                faults.point("build")
                 self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
             start = timings.mark("build", start)
             if spec.predeploy:
@@ -265,8 +266,10 @@ class Deployer:
                 self._run_once(app, release.version, release.image, "release phase",
                                release.processes[RELEASE_PHASE], release.config, progress)
             progress(f"-----> Releasing v{release.version}")
+            faults.point("start")
             started = self._start_all(app, release)
             now = timings.mark("start", now)
+            faults.point("check")
             self._check_all(release, started, progress)
             now = timings.mark("check", now)
             web = [c for c in started if c.process == "web"]
@@ -274,6 +277,7 @@ class Deployer:
                 self.routes.swap(app, self.hosts(app), [c.backend for c in web])
             else:
                 self.routes.remove(self.hosts(app))
+            faults.point("swap")
             self.store.activate_release(app, release.version)
             now = timings.mark("swap", now)
         except BaseException as exc:
@@ -309,6 +313,7 @@ class Deployer:
         try:
             if old:
                 time.sleep(self.settings.drain_seconds)
+                faults.point("retire")
                 log.info("retiring %s", ", ".join(c.name for c in old))
                 self.runtime.remove(old, stop_timeout=self.settings.stop_timeout)
             self.prune_images(app)

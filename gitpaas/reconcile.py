@@ -141,7 +141,6 @@ class Reconciler:
                 orphans.append(info)
         current_orphans = [c for c in orphans if c.release == current.version]
         self._remove(current_orphans, 0.0, report)  # broken or surplus replicas: at once
-        self._remove([c for c in orphans if c.release != current.version], grace, report)
         for slot, command in desired.items():
             if slot not in keep:
                 started = self._start(app, current, slot, command, report)
@@ -149,7 +148,10 @@ class Reconciler:
                     keep[slot] = started
         web = [keep[s] for s in sorted(keep)
                if s[0] == "web" and keep[s].port and keep[s].status == "running"]
-        self._route(app, [c.backend for c in web], report)
+        rerouted = self._route(app, [c.backend for c in web], report)
+        if rerouted and orphans:  # let requests under way on the old backends finish
+            time.sleep(self.platform.settings.drain_seconds)
+        self._remove([c for c in orphans if c.release != current.version], grace, report)
 
     def _start(self, app: str, release: Release, slot: tuple[str, int], command: str,
                report: Report) -> ContainerInfo | None:
@@ -182,8 +184,10 @@ class Reconciler:
             for info in due:
                 self._orphan_seen.pop(info.id, None)
 
-    def _route(self, app: str, backends: list[str], report: Report) -> None:
+    def _route(self, app: str, backends: list[str], report: Report) -> bool:
+        """Point the app's hosts at ``backends`` where they differ; True if any did."""
         routes = self.platform.routes
+        changed = False
         for host in self.platform.deployer.hosts(app):
             have = routes.get(host)
             if backends:
@@ -195,6 +199,8 @@ class Reconciler:
             else:
                 continue
             report.routed.append(host)
+            changed = True
+        return changed
 
     def _remove_unowned_routes(self, owners: dict[str, str], report: Report) -> None:
         """Frontends of hosts that no app owns (a removed domain, a destroyed app)."""

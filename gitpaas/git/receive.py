@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from dulwich.errors import GitProtocolError, HangupException
 from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
 from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
+from .. import faults
+from ..errors import InvalidInput
 from .limits import object_size_cap
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
             for _, _, ref in refs:
                 yield (ref, REF_REFUSED)
             return
+        faults.point("receive")
         yield from super()._apply_pack(refs)
 
     def _exists(self, sha: bytes) -> bool:
@@ -129,7 +134,7 @@ def serve_receive_pack(repo: Repo, recv: Callable[[int], bytes], send: Callable[
     refs are advertised only once earlier pushes have moved theirs). Objects larger than
     ``max_object_bytes`` are refused before they are inflated."""
     proto = ReceivableProtocol(recv, send)
-    with object_size_cap(max_object_bytes):
+    with object_size_cap(max_object_bytes), malformed_input():
         DeployingReceivePackHandler(repo, proto, on_update).handle()
 
 
@@ -137,4 +142,18 @@ def serve_upload_pack(repo: Repo, recv: Callable[[int], bytes],
                       send: Callable[[bytes], Any]) -> None:
     """Run one upload-pack session (git fetch / clone) over ``recv``/``send``."""
     proto = ReceivableProtocol(recv, send)
-    UploadPackHandler(SingleRepoBackend(repo), ["."], proto).handle()
+    with malformed_input():
+        UploadPackHandler(SingleRepoBackend(repo), ["."], proto).handle()
+
+
+@contextmanager
+def malformed_input() -> Iterator[None]:
+    """A client's malformed pkt-lines become ``InvalidInput`` (exit 1, one line), not an
+    internal error; a hang-up stays a ``HangupException`` (a normal end)."""
+    try:
+        yield
+    except HangupException:
+        raise
+    except (GitProtocolError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise InvalidInput(f"malformed git protocol data: {reason}") from exc
