@@ -327,6 +327,9 @@ class Deployer:
         releases = self.store.list_releases(app, limit=10_000)
         good = [r for r in releases if r.status == "succeeded"]
         keep = {r.image for r in good[: self.settings.keep_releases]}
+        # A deploy under way (its release is pending) needs its image: a retirement that
+        # finishes during the next deploy must not remove it (found by tests/load).
+        keep |= {r.image for r in releases if r.status == "pending"}
         current = self.store.current_release(app)
         if current:
             keep.add(current.image)
