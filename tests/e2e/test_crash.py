@@ -9,6 +9,7 @@ marked failed.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import subprocess
 import threading
@@ -86,8 +87,8 @@ def crash_server(tmp_path, redis_url, docker_client, clients):
     client.close()
 
 
-def restart(srv: Server, fault: str | None) -> None:
-    srv.stop() if fault is not None else srv.kill()
+def start_with_fault(srv: Server, fault: str | None) -> None:
+    """Start the (stopped) server, pausing deploys at ``fault`` if given."""
     if fault:
         srv.extra_env["GITPAAS_FAULT_PAUSE"] = f"{fault}:120"
     else:
@@ -119,7 +120,8 @@ def test_sigkill_at_each_stage(crash_server, busybox_image, tmp_path, docker_cli
     load = Load(srv.http_port, srv.host(app))
     load.start()
     wait_for(lambda: load.total > 5, 10, "the router does not serve v1")
-    restart(srv, stage)
+    srv.stop()
+    start_with_fault(srv, stage)
     commit_files(repo, {"index.html": "v2\n"}, "v2")
     pusher = threading.Thread(target=srv.push, args=(repo, app))
     pusher.start()
@@ -127,7 +129,7 @@ def test_sigkill_at_each_stage(crash_server, busybox_image, tmp_path, docker_cli
              f"the deploy never reached {stage}")
     srv.kill()
     pusher.join(60)
-    restart(srv, None)  # SIGKILL'd already: start again without the fault
+    start_with_fault(srv, None)  # the start-up reconcile repairs what the kill left
     live = "v2\n" if stage == "retire" else "v1\n"
     version = 2 if stage == "retire" else 1
     want = [f"{srv.instance}.{app}.v{version}.web.1"]
@@ -140,8 +142,6 @@ def test_sigkill_at_each_stage(crash_server, busybox_image, tmp_path, docker_cli
     assert srv.get(srv.host(app)) == (200, live)
     releases = srv.gitpaas("releases", app, "--json")
     assert releases.returncode == 0, releases.stderr
-    import json
-
     statuses = {r["version"]: r["status"] for r in json.loads(releases.stdout)}
     if stage in ("start", "check", "swap"):
         assert statuses[2] == "failed", statuses
