@@ -2,12 +2,17 @@
 
 Each recipe becomes a root file system tar (made by ``mmdebstrap`` from the host's Debian
 mirrors, in a temporary directory removed afterwards) that is ``docker import``-ed as
-``gitpaas-base/<name>:latest``. No Docker registry is involved at any point.
+``gitpaas-base/<name>:<hash>``, where ``<hash>`` is the first 12 digits of the recipe's
+hash (also in the label ``gitpaas.recipe-hash``). Buildpacks use that exact tag, so
+another checkout's build cannot move it under this one's feet; ``:latest`` also points at
+the image last built or found up to date, for apps' own Dockerfiles
+(``FROM gitpaas-base/wordpress``).
+No Docker registry is involved at any point.
 
 Base images are shared by every gitpaas instance on the Docker engine (they hold no app
-data), so their names carry no instance prefix. An image is labelled with the hash of its
-recipe (``gitpaas.recipe-hash``); building an unchanged recipe again is skipped unless
-``force`` is given (use ``--force`` to pick up Debian security updates).
+data), so their names carry no instance prefix; being content-addressed, installs with
+different recipes never fight over a name. Building an existing image again is skipped
+unless ``force`` is given (use ``--force`` to pick up Debian security updates).
 
 A recipe (``image.yaml``) holds:
 
@@ -41,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +60,7 @@ from .settings import Settings
 BASE_REPOSITORY = "gitpaas-base"
 HASH_LABEL = "gitpaas.recipe-hash"
 RECIPE_FILE = "image.yaml"
+TAG_DIGITS = 12
 HOOKS_DIR = Path("/usr/share/mmdebstrap/hooks")
 # Bumped whenever the way a recipe is turned into an image changes: every image rebuilds.
 BUILDER_VERSION = "2"
@@ -73,15 +80,20 @@ def default_images_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "images"
 
 
-def image_name(settings: Settings, buildpack: str) -> str:
-    """The base image of ``buildpack``: ``settings.base_images`` or ``gitpaas-base/<name>``."""
+def image_name(settings: Settings, buildpack: str, images_dir: Path | None = None) -> str:
+    """The base image of ``buildpack``: its ``settings.base_images`` override, else the
+    image of its recipe as it is now, ``gitpaas-base/<name>:<recipe hash>``."""
     override = settings.base_images.get(buildpack)
-    return override or default_image_name(buildpack)
+    return override or recipe_image_name(load_recipe(buildpack, images_dir))
 
 
-def default_image_name(name: str, repository: str = BASE_REPOSITORY) -> str:
-    """The name a recipe's image is imported as: ``<repository>/<name>:latest``."""
-    return f"{repository}/{name}:latest"
+def recipe_image_name(recipe: Recipe, repository: str = BASE_REPOSITORY) -> str:
+    """The exact image of a recipe: ``<repository>/<name>:<first 12 digits of its hash>``.
+
+    Content-addressed, so checkouts with different recipes can share one Docker engine
+    without rebuilding each other's images.
+    """
+    return f"{repository}/{recipe.name}:{recipe_hash(recipe)[:TAG_DIGITS]}"
 
 
 @dataclass(frozen=True)
@@ -185,12 +197,22 @@ def _recipe_from_data(name: str, directory: Path, data: dict[str, Any]) -> Recip
     )
 
 
+def _hashed(path: Path) -> bool:
+    """Recipe files that count: not hidden files, editor backups or byte code."""
+    name = path.name
+    return path.is_file() and not name.startswith(".") and not name.endswith(("~", ".pyc"))
+
+
 def recipe_hash(recipe: Recipe) -> str:
-    """SHA-256 of every file of the recipe directory and of the builder's version."""
+    """SHA-256 of the recipe directory's files (names and contents) and the builder's version.
+
+    File modes do not count (checkouts differ by umask): a file's mode in the image is the
+    recipe's ``mode``.
+    """
     digest = hashlib.sha256(f"gitpaas-images {BUILDER_VERSION}\n".encode())
-    for path in sorted(p for p in recipe.directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in recipe.directory.rglob("*") if _hashed(p)):
         rel = path.relative_to(recipe.directory).as_posix()
-        digest.update(f"{rel}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        digest.update(f"{rel}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
@@ -290,30 +312,49 @@ def _image_id(client: Any, name: str) -> str | None:
 
 
 def build_image(
-    client: Any, recipe: Recipe, name: str, force: bool = False, progress: Progress = print
-) -> bool:
-    """Build one recipe into image ``name``; return False when it was up to date."""
+    client: Any,
+    recipe: Recipe,
+    repository: str = BASE_REPOSITORY,
+    force: bool = False,
+    progress: Progress = print,
+) -> str | None:
+    """Build one recipe as ``recipe_image_name``.
+
+    Return the image built, or None when that image already existed (and not ``force``).
+    """
     digest = recipe_hash(recipe)
+    name = recipe_image_name(recipe, repository)
     if not force and _existing_hash(client, name) == digest:
-        progress(f"-----> {name} is up to date ({digest[:12]})")
-        return False
+        progress(f"-----> {name} is up to date")
+        _tag_latest(client, name)
+        return None
     progress(f"-----> Building {name} from images/{recipe.name} ({recipe.suite})")
+    started = time.monotonic()
     old_id = _image_id(client, name)
-    repository, tag = name.rsplit(":", 1)
     with tempfile.TemporaryDirectory(prefix="gitpaas-image-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         _run_mmdebstrap(mmdebstrap_command(recipe, rootfs), progress)
         progress(f"       importing {rootfs.stat().st_size // 2**20} MB")
         client.api.import_image_from_file(
-            str(rootfs), repository=repository, tag=tag, changes=import_changes(recipe, digest)
+            str(rootfs), repository=repository + "/" + recipe.name, tag=digest[:TAG_DIGITS],
+            changes=import_changes(recipe, digest),
         )
     new_id = _image_id(client, name)
-    if _existing_hash(client, name) != digest:
+    if new_id is None or _existing_hash(client, name) != digest:
         raise ServiceError(f"docker import of {name} did not produce the expected image")
     if old_id and old_id != new_id:
-        _remove_quietly(client, old_id)
-    progress(f"       {name} built ({(new_id or '')[7:19]})")
-    return True
+        _remove_quietly(client, old_id)  # a forced rebuild replaced it
+    _tag_latest(client, name)
+    seconds = time.monotonic() - started
+    progress(f"       {name} built in {seconds:.0f} s ({new_id[7:19]})")
+    return name
+
+
+def _tag_latest(client: Any, name: str) -> None:
+    """Also tag ``<repository>/<name>:latest``: the name an app's own Dockerfile uses
+    (``FROM gitpaas-base/wordpress``). Buildpacks use the exact hash tag."""
+    repository, _, _ = name.rpartition(":")
+    client.images.get(name).tag(repository, "latest")
 
 
 def _remove_quietly(client: Any, image_id: str) -> None:
@@ -324,6 +365,25 @@ def _remove_quietly(client: Any, image_id: str) -> None:
         client.images.remove(image_id, noprune=False)
     except docker.errors.APIError:
         pass
+
+
+def require_image(client: Any, settings: Settings, buildpack: str) -> str:
+    """Return ``image_name(settings, buildpack)`` if the engine has it, else raise a
+    ``ServiceError`` telling the operator what to run (for the deploy's build step)."""
+    import docker.errors
+
+    name = image_name(settings, buildpack)
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        if buildpack in settings.base_images:
+            hint = f"it is set in base_images[{buildpack!r}]: load or build it on this host"
+        else:
+            hint = f"run `gitpaas images:build {buildpack}` on the gitpaas host"
+        raise ServiceError(f"base image {name} is missing: {hint}") from None
+    except docker.errors.DockerException as exc:
+        raise ServiceError(f"Docker failed while looking for {name}: {exc}") from exc
+    return name
 
 
 def build_images(
@@ -338,10 +398,12 @@ def build_images(
 ) -> list[str]:
     """Build the base images ``names`` (default: every recipe); return those (re)built.
 
-    Images are named ``<repository>/<name>:latest``; an image whose recipe hash label
-    matches is skipped unless ``force``. ``settings.base_images`` overrides are not built:
-    they name images the operator provides. Raises ``NotFound`` for an unknown name and
-    ``ServiceError`` when mmdebstrap or Docker fails.
+    Images are named ``<repository>/<name>:<recipe hash>`` (see ``recipe_image_name``); an
+    image that exists already is skipped unless ``force``.
+    Images of older recipes are left alone: another checkout may still use them.
+    ``settings.base_images`` overrides are not built: they name images the operator
+    provides. Raises ``NotFound`` for an unknown name and ``ServiceError`` when mmdebstrap
+    or Docker fails.
     """
     del settings  # base images are shared by every instance: no namespace to apply
     root = images_dir or default_images_dir()
@@ -353,8 +415,8 @@ def build_images(
     built: list[str] = []
     try:
         for recipe in recipes:
-            name = default_image_name(recipe.name, repository)
-            if build_image(client, recipe, name, force=force, progress=progress):
+            name = build_image(client, recipe, repository, force=force, progress=progress)
+            if name:
                 built.append(name)
     except GitPaasError:
         raise

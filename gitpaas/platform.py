@@ -31,7 +31,7 @@ class Platform:
 
     @cached_property
     def store(self) -> Store:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return open_store(self.settings.database, self.settings.secret_key_path)
 
     @cached_property
@@ -61,6 +61,15 @@ class Platform:
     def deployer(self) -> Deployer:
         return Deployer(self.settings, self.store, DockerBuilder(self.docker), self.runtime,
                         self.routes)
+
+    @cached_property
+    def mysql(self):
+        """App databases on the MySQL server of ``mysql_admin_url`` (see ``datastores``)."""
+        from .datastores.mysql import MySQLDatastores, Server
+
+        s = self.settings
+        return MySQLDatastores(Server(s.mysql_admin_url, s.mysql_app_host, s.mysql_app_port,
+                                      s.mysql_user_host), s.instance)
 
     def lock(self, app: str, what: str, notify=None):
         """The per-app lock (see ``locks.app_lock``)."""

@@ -66,12 +66,14 @@ class Routes:
     def all(self) -> dict[str, list[str]]:
         """Every frontend of this instance, by host."""
         try:
-            result = {}
             pattern = frontend_key(self.prefix, "*")
-            for key in self._redis.scan_iter(match=pattern, count=500):
-                host = key[len(frontend_key(self.prefix, "")):]
-                result[host] = list(self._redis.lrange(key, 0, -1))
-            return result
+            keys = list(self._redis.scan_iter(match=pattern, count=1000))
+            pipe = self._redis.pipeline(transaction=False)  # one round trip, not one per key
+            for key in keys:
+                pipe.lrange(key, 0, -1)
+            skip = len(frontend_key(self.prefix, ""))
+            return {key[skip:]: list(value) for key, value in zip(keys, pipe.execute(),
+                                                                  strict=True)}
         except redis.RedisError as exc:
             raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
 

@@ -32,6 +32,15 @@ class Settings:
     database_url: str = ""
     instance: str = "gitpaas"
     mysql_admin_url: str = ""
+    # How app containers reach MariaDB (the docker0 gateway; MariaDB listens there and on
+    # loopback only). Port 0: the port of mysql_admin_url.
+    mysql_app_host: str = "172.17.0.1"
+    mysql_app_port: int = 0
+    # The host part of app database users ('%': any address that reaches the server).
+    mysql_user_host: str = "%"
+    # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
+    # storage:mount may bind into containers (comma-separated; admins only).
+    storage_roots: str = ""
     # Address published container ports bind to and the router connects to.
     container_host: str = "127.0.0.1"
     # Seconds: the web check of a new release, draining and stopping the old one.
@@ -96,6 +105,11 @@ class Settings:
     @property
     def host_key_path(self) -> Path:
         return self.data_dir / "ssh_host_ecdsa_key"
+
+    @property
+    def storage_dir(self) -> Path:
+        """Where apps' persistent directories live: ``<data_dir>/storage/<app>/``."""
+        return self.data_dir / "storage"
 
     @property
     def secret_key_path(self) -> Path:

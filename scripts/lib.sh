@@ -5,8 +5,9 @@
 GITPAAS_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
-DEB_PACKAGES=(docker.io redis-server mariadb-server git openssh-client busybox-static
-              mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2)
+DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
+              mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2
+              openssh-server)  # openssh-server: bench/run receive starts a throwaway sshd
 
 log() { printf '=====> %s\n' "$*" >&2; }
 die() { printf ' !     %s\n' "$*" >&2; exit 1; }
@@ -64,12 +65,29 @@ start_redis() {
     wait_for 20 redis-cli -h 127.0.0.1 -p 6379 ping || die "redis-server did not start"
 }
 
+# The Docker bridge's gateway: the address app containers reach the host (MariaDB) at.
+docker_gateway() {
+    ip -4 -o addr show dev docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1
+}
+
 # Loopback for gitpaas, plus the Docker bridge's gateway so app containers reach their
 # databases; nothing else.
 mysql_bind() {
     local gw
-    gw=$(ip -4 -o addr show dev docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+    gw=$(docker_gateway)
     printf '127.0.0.1%s' "${gw:+,$gw}"
+}
+
+# A host firewall whose INPUT policy is not ACCEPT would drop containers' connections to
+# MariaDB on the docker0 gateway: let the bridge in, on port 3306 only (idempotent).
+allow_containers_to_mariadb() {
+    command -v iptables >/dev/null 2>&1 || return 0
+    local policy
+    policy=$(iptables -S INPUT 2>/dev/null | awk '$1 == "-P" {print $3}')
+    if [ -z "$policy" ] || [ "$policy" = "ACCEPT" ]; then return 0; fi
+    iptables -C INPUT -i docker0 -p tcp --dport 3306 -j ACCEPT 2>/dev/null \
+        || { log "allowing docker0 -> MariaDB (tcp 3306) in the INPUT chain"
+             iptables -I INPUT -i docker0 -p tcp --dport 3306 -j ACCEPT; }
 }
 
 mariadb_ping() { mysqladmin --protocol=socket ping >/dev/null 2>&1; }
@@ -111,4 +129,5 @@ start_services() {
     start_docker
     start_redis
     start_mariadb
+    allow_containers_to_mariadb
 }

@@ -154,3 +154,16 @@ def mysql_database(mysql_admin_url):
     with admin.transaction() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def base_images(docker_client):
+    """Build (or find up to date) every base image; return the settings and the log."""
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
+    from gitpaas import images
+    from gitpaas.settings import Settings
+
+    settings = Settings(instance=unique("t"))
+    log: list[str] = []
+    images.build_images(settings, progress=log.append, client=docker_client)
+    return settings, log

@@ -3,13 +3,15 @@
 A buildpack is a Dockerfile in ``buildpacks/<name>/Dockerfile`` that starts with
 ``ARG BASE_IMAGE`` / ``FROM ${BASE_IMAGE}`` and copies the app into ``/app``; the base
 image comes from ``images/`` (see ``gitpaas.images``). Detection looks only at the files in
-the repository's root, in this priority order (the first match wins):
+the repository's root (plus ``public/index.php`` and ``public/index.html``), in this
+priority order (the first match wins):
 
 1. ``dockerfile``: a ``Dockerfile`` (the app's own build; no buildpack is added)
 2. ``python``: ``requirements.txt``, ``pyproject.toml`` or ``setup.py``
 3. ``node``: ``package.json``
-4. ``php``: ``composer.json`` or any ``*.php`` file
-5. ``static``: ``index.html`` (last: many apps carry an index.html that is not the app)
+4. ``php``: ``composer.json``, any ``*.php`` file, or ``public/index.php``
+5. ``static``: ``index.html`` or ``public/index.html`` (last: many apps carry an
+   index.html that is not the app)
 
 A forced buildpack (e.g. from the app's ``BUILDPACK`` setting) skips detection.
 """
@@ -42,14 +44,13 @@ def default_buildpacks_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "buildpacks"
 
 
-def _root_files(paths: Iterable[str]) -> set[str]:
-    """Names of the files at the repository's root (``./`` prefixes ignored)."""
+def _normalized(paths: Iterable[str]) -> set[str]:
+    """Repo-relative POSIX paths without ``./`` or leading ``/``."""
     names = set()
     for path in paths:
-        parts = PurePosixPath(path.lstrip("/")).parts
-        parts = tuple(p for p in parts if p != ".")
-        if len(parts) == 1:
-            names.add(parts[0])
+        parts = tuple(p for p in PurePosixPath(path.lstrip("/")).parts if p != ".")
+        if parts:
+            names.add("/".join(parts))
     return names
 
 
@@ -58,8 +59,9 @@ def _first(names: set[str], candidates: Iterable[str]) -> str | None:
 
 
 def _php_file(names: set[str]) -> str | None:
-    return _first(names, ["composer.json"]) or min(
-        (n for n in names if n.endswith(".php")), default=None
+    root_php = (n for n in names if n.endswith(".php") and "/" not in n)
+    return _first(names, ["composer.json"]) or min(root_php, default=None) or _first(
+        names, ["public/index.php"]
     )
 
 
@@ -68,10 +70,12 @@ RULES: tuple[tuple[str, Callable[[set[str]], str | None]], ...] = (
     ("python", lambda names: _first(names, ["requirements.txt", "pyproject.toml", "setup.py"])),
     ("node", lambda names: _first(names, ["package.json"])),
     ("php", _php_file),
-    ("static", lambda names: _first(names, ["index.html"])),
+    ("static", lambda names: _first(names, ["index.html", "public/index.html"])),
 )
-LOOKS_FOR = "Dockerfile, requirements.txt/pyproject.toml/setup.py, package.json, " \
+LOOKS_FOR = (
+    "Dockerfile, requirements.txt/pyproject.toml/setup.py, package.json, "
     "composer.json/*.php or index.html"
+)
 
 
 def detect(paths: Iterable[str], forced: str | None = None) -> Detection:
@@ -80,7 +84,7 @@ def detect(paths: Iterable[str], forced: str | None = None) -> Detection:
     ``forced`` names a buildpack to use without detection (``dockerfile`` still needs a
     Dockerfile). Raises ``UserError`` when nothing matches or ``forced`` is unknown.
     """
-    names = _root_files(paths)
+    names = _normalized(paths)
     if forced:
         if forced not in KNOWN:
             raise InvalidInput(f"unknown buildpack {forced!r}: choose one of {', '.join(KNOWN)}")

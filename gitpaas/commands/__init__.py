@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git")
+           "audit", "git", "mysql", "storage")
 
 
 def load_all() -> None:

@@ -94,4 +94,5 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         platform.log_archive.remove(app.name)
         platform.store.delete_app(app.name)
         platform.store.record_event(ctx.key.name, "apps:destroy", app.name)
+        platform.deployer.run_post_destroy(app.name, ctx.key.name, ctx.progress)
     ctx.out(f"Destroying {app.name}... done")

@@ -106,33 +106,43 @@ def config_unset(ctx: Context, args: list[str]) -> None:
 
 def change(ctx: Context, app: App, values: dict[str, str], unset: list[str],
            no_restart: bool, description: str, verb: str) -> None:
-    """Apply a config change: store it, and roll out a new release unless told not to."""
+    """Apply a config change under the app's lock (see ``apply_change``)."""
+    with ctx.platform.lock(app.name, f"config change by {ctx.key.name}", ctx.err):
+        apply_change(ctx, app, values, unset, no_restart, description, verb)
+
+
+def apply_change(ctx: Context, app: App, values: dict[str, str], unset: list[str],
+                 no_restart: bool, description: str, verb: str) -> None:
+    """Store a config change, and roll out a new release unless told not to.
+
+    The caller holds the app's lock. The config is stored only once the new release is
+    live; a failed roll-out raises and changes nothing.
+    """
     platform = ctx.platform
     store = platform.store
     changed = key_list(list(values) or unset)
-    with platform.lock(app.name, f"config change by {ctx.key.name}", ctx.err):
-        config = store.get_config(app.name)
-        missing = [k for k in unset if k not in config]
-        if missing:
-            raise NotFound(f"{app.name} has no config var {key_list(missing)}")
-        new = {k: v for k, v in config.items() if k not in unset}
-        new.update(values)
-        current = store.current_release(app.name)
-        if current is None or no_restart:
-            store.set_config(app.name, values, unset)
-            store.record_event(ctx.key.name, "config", app.name, description)
-            why = "no release yet" if current is None else "--no-restart"
-            ctx.out(f"{verb} {changed} on {app.name}... done"
-                    f" (stored; {why}: it applies at the next deploy or restart)")
-            return
-        ctx.write_out(f"{verb} {changed} and restarting {app.name}... ")
-        progress: list[str] = []
-        try:
-            release = platform.deployer.deploy_release(app.name, current, new, description,
-                                                       ctx.key.name, progress.append)
-        except BaseException:
-            ctx.out("failed")
-            raise
+    config = store.get_config(app.name)
+    missing = [k for k in unset if k not in config]
+    if missing:
+        raise NotFound(f"{app.name} has no config var {key_list(missing)}")
+    new = {k: v for k, v in config.items() if k not in unset}
+    new.update(values)
+    current = store.current_release(app.name)
+    if current is None or no_restart:
         store.set_config(app.name, values, unset)
         store.record_event(ctx.key.name, "config", app.name, description)
+        why = "no release yet" if current is None else "--no-restart"
+        ctx.out(f"{verb} {changed} on {app.name}... done"
+                f" (stored; {why}: it applies at the next deploy or restart)")
+        return
+    ctx.write_out(f"{verb} {changed} and restarting {app.name}... ")
+    progress: list[str] = []
+    try:
+        release = platform.deployer.deploy_release(app.name, current, new, description,
+                                                   ctx.key.name, progress.append)
+    except BaseException:
+        ctx.out("failed")
+        raise
+    store.set_config(app.name, values, unset)
+    store.record_event(ctx.key.name, "config", app.name, description)
     ctx.out(f"done, v{release.version}")

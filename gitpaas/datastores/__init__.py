@@ -1,10 +1,19 @@
-"""Datastores attached to apps (MySQL). See ``mysql.py``."""
+"""Datastores attached to apps: MySQL databases (``mysql.py``) and persistent storage."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 
 def destroy_for_app(platform: Any, app: str) -> None:
-    """Remove every datastore of ``app`` (called by ``apps:destroy``)."""
-    return None
+    """Remove every datastore of ``app`` (called by ``apps:destroy``): its databases and
+    users, its mount records and its storage directory ``<data_dir>/storage/<app>/``."""
+    store = platform.store
+    for datastore in store.datastores(app):
+        if datastore.kind == "mysql":
+            platform.mysql.destroy(datastore.name, datastore.user)
+        store.remove_datastore(app, datastore.kind)
+    for mount in store.mounts(app):
+        store.remove_mount(app, mount.host_path, mount.container_path)
+    shutil.rmtree(platform.settings.storage_dir / app, ignore_errors=True)

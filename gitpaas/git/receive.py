@@ -7,7 +7,9 @@ what it returns becomes ``ng <ref> <reason>``. See docs/architecture.md for the 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -76,6 +78,8 @@ class DeployingReceivePackHandler(ReceivePackHandler):
     def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)
         self._hook = on_update
+        self._started = time.monotonic()
+        self._received = False
 
     def progress(self) -> Progress:
         writer = None
@@ -105,6 +109,10 @@ class DeployingReceivePackHandler(ReceivePackHandler):
             return False
 
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
+        if not self._received:  # refs advertised, commands and pack read, pack stored
+            self._received = True
+            log.info("receive %s: %.3f s", os.path.basename(self.repo.path.rstrip("/")),
+                     time.monotonic() - self._started)
         try:
             if not ref_allowed(ref_name):
                 return REF_REFUSED

@@ -47,6 +47,11 @@ def container_name(instance: str, app: str, release: int, process: str, replica:
     return f"{instance}.{app}.v{release}.{process}.{replica}"
 
 
+def binds(mounts: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """docker-py ``volumes`` for ``{host_dir: container_dir}`` (read-write binds)."""
+    return {host: {"bind": container, "mode": "rw"} for host, container in mounts.items()}
+
+
 class DockerRuntime:
     """Starts, lists and retires app containers."""
 
@@ -75,8 +80,12 @@ class DockerRuntime:
 
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
-              mem_limit: str | None = None, nano_cpus: int | None = None) -> ContainerInfo:
-        """Create and start one container; web containers publish $PORT on the host."""
+              mem_limit: str | None = None, nano_cpus: int | None = None,
+              mounts: Mapping[str, str] | None = None) -> ContainerInfo:
+        """Create and start one container; web containers publish $PORT on the host.
+
+        ``mounts`` maps host directories to container directories (read-write binds).
+        """
         name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
@@ -88,14 +97,26 @@ class DockerRuntime:
             kwargs["mem_limit"] = mem_limit
         if nano_cpus:
             kwargs["nano_cpus"] = nano_cpus
+        if mounts:
+            kwargs["volumes"] = binds(mounts)
+        kwargs.update(
+            command=["/bin/sh", "-c", command] if command else None, name=name,
+            environment=dict(env), labels=labels, init=True,
+            restart_policy={"Name": "unless-stopped"},
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            hostname=f"{app}-{process}-{replica}")
         try:
-            self._remove_by_name(name)
-            c = self.client.containers.run(
-                image, command=["/bin/sh", "-c", command] if command else None, name=name,
-                detach=True, environment=dict(env), labels=labels, init=True,
-                restart_policy={"Name": "unless-stopped"},
-                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-                hostname=f"{app}-{process}-{replica}", **kwargs)
+            # create + start, not run: run would try to pull a missing image from a registry.
+            try:
+                c = self.client.containers.create(image, **kwargs)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # not "the name is in use": a real failure
+                    raise
+                # A leftover of a failed deploy holds the name: remove it and try again
+                # (cheaper than looking the name up before every start).
+                self._remove_by_name(name)
+                c = self.client.containers.create(image, **kwargs)
+            c.start()
             c.reload()
             info = self._info(c)
             if web and info.port is None:
@@ -112,7 +133,8 @@ class DockerRuntime:
 
     def run_once(self, app: str, release: int, image: str, process: str,
                  env: Mapping[str, str], command: str, output: Callable[[str], None],
-                 timeout: float = 3600, commit_to: str | None = None) -> int:
+                 timeout: float = 3600, commit_to: str | None = None,
+                 mounts: Mapping[str, str] | None = None) -> int:
         """Run ``command`` in a one-off container, stream its output, return its exit code.
 
         With ``commit_to``, a successful run's file system becomes that image tag
@@ -125,9 +147,11 @@ class DockerRuntime:
         container = None
         try:
             self._remove_by_name(name)
-            container = self.client.containers.run(
-                image, command=["/bin/sh", "-c", command], name=name, detach=True,
-                environment=dict(env), labels=labels, init=True)
+            container = self.client.containers.create(
+                image, command=["/bin/sh", "-c", command], name=name,
+                environment=dict(env), labels=labels, init=True,
+                volumes=binds(mounts) if mounts else None)
+            container.start()
             partial = ""
             for chunk in container.logs(stream=True, follow=True):
                 *lines, partial = (partial + chunk.decode("utf-8", "replace")).split("\n")

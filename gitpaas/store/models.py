@@ -43,3 +43,23 @@ class Release:
     created_at: float
     status: str
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Datastore:
+    """A database attached to an app (its password lives only in the app's config)."""
+
+    app: str
+    kind: str
+    name: str
+    user: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A persistent host directory bound into an app's containers."""
+
+    app: str
+    host_path: str
+    container_path: str

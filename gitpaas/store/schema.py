@@ -61,6 +61,18 @@ TABLES = [
         memory VARCHAR(16) NOT NULL,
         cpus DOUBLE NOT NULL,
         PRIMARY KEY (app, process))""",
+    """CREATE TABLE IF NOT EXISTS gp_datastores (
+        app VARCHAR(30) NOT NULL,
+        kind VARCHAR(16) NOT NULL,
+        name VARCHAR(64) NOT NULL,
+        db_user VARCHAR(80) NOT NULL,
+        created_at DOUBLE NOT NULL,
+        PRIMARY KEY (app, kind))""",
+    """CREATE TABLE IF NOT EXISTS gp_mounts (
+        app VARCHAR(30) NOT NULL,
+        container_path VARCHAR(255) NOT NULL,
+        host_path VARCHAR(1024) NOT NULL,
+        PRIMARY KEY (app, container_path))""",
     """CREATE TABLE IF NOT EXISTS gp_meta (
         name VARCHAR(64) NOT NULL PRIMARY KEY,
         value TEXT NOT NULL)""",

@@ -12,7 +12,7 @@ from ..errors import Conflict, NotFound
 from ..secrets import Cipher
 from . import schema
 from .db import Cursor, Database
-from .models import App, Key, Release
+from .models import App, Datastore, Key, Mount, Release
 
 APP_COLUMNS = "name, owner, deploy_branch, buildpack, current_version, created_at"
 RELEASE_COLUMNS = (
@@ -131,7 +131,7 @@ class Store:
         """Remove every row about ``name``."""
         with self.db.transaction() as cur:
             for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
-                          "gp_shares", "gp_resources"):
+                          "gp_shares", "gp_resources", "gp_datastores", "gp_mounts"):
                 cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             cur.execute("DELETE FROM gp_apps WHERE name = ?", (name,))
 
@@ -298,6 +298,57 @@ class Store:
             if cur.execute("DELETE FROM gp_domains WHERE app = ? AND host = ?",
                            (app, host)).rowcount == 0:
                 raise NotFound(f"{app} has no domain {host}")
+
+    # -- datastores ---------------------------------------------------------------------
+
+    def datastores(self, app: str) -> list[Datastore]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT app, kind, name, db_user, created_at FROM gp_datastores"
+                               " WHERE app = ? ORDER BY kind", (app,)).all()
+        return [Datastore(*r) for r in rows]
+
+    def find_datastore(self, app: str, kind: str) -> Datastore | None:
+        return next((d for d in self.datastores(app) if d.kind == kind), None)
+
+    def add_datastore(self, app: str, kind: str, name: str, user: str) -> Datastore:
+        """Record a datastore; one of each kind per app."""
+        now = time.time()
+        with self.db.transaction() as cur:
+            self._lock_app_row(cur, app)
+            if cur.execute("SELECT 1 FROM gp_datastores WHERE app = ? AND kind = ?",
+                           (app, kind)).one():
+                raise Conflict(f"{app} has a {kind} database already")
+            cur.execute("INSERT INTO gp_datastores (app, kind, name, db_user, created_at)"
+                        " VALUES (?, ?, ?, ?, ?)", (app, kind, name, user, now))
+        return Datastore(app, kind, name, user, now)
+
+    def remove_datastore(self, app: str, kind: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM gp_datastores WHERE app = ? AND kind = ?", (app, kind))
+
+    # -- storage mounts -----------------------------------------------------------------
+
+    def mounts(self, app: str) -> list[Mount]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT app, host_path, container_path FROM gp_mounts"
+                               " WHERE app = ? ORDER BY container_path", (app,)).all()
+        return [Mount(*r) for r in rows]
+
+    def add_mount(self, app: str, host_path: str, container_path: str) -> None:
+        """Bind ``host_path`` at ``container_path``; one mount per container path."""
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT host_path FROM gp_mounts WHERE app = ? AND"
+                              " container_path = ?", (app, container_path)).one()
+            if row:
+                raise Conflict(f"{container_path} of {app} is mounted already ({row[0]})")
+            cur.execute("INSERT INTO gp_mounts (app, container_path, host_path)"
+                        " VALUES (?, ?, ?)", (app, container_path, host_path))
+
+    def remove_mount(self, app: str, host_path: str, container_path: str) -> None:
+        with self.db.transaction() as cur:
+            if cur.execute("DELETE FROM gp_mounts WHERE app = ? AND container_path = ? AND"
+                           " host_path = ?", (app, container_path, host_path)).rowcount == 0:
+                raise NotFound(f"{app} has no mount {host_path}:{container_path}")
 
     # -- events -------------------------------------------------------------------------
 

@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from gitpaas import images
 from gitpaas.build import buildpacks
-from gitpaas.settings import Settings
-from tests.conftest import require, unique
 from tests.e2e.test_push import httpd_app
 from tests.harness import commit_files, git, make_repo
+from tests.samples import EXPECTED, sample_app
 
 pytestmark = pytest.mark.timeout(900)
-APPS = Path(__file__).resolve().parent.parent / "apps"
-
-
-@pytest.fixture(scope="session")
-def base_images_e2e(docker_client):
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
-    images.build_images(Settings(instance=unique("t")), progress=lambda _: None,
-                        client=docker_client)
-
-
-def sample_files(name: str) -> dict[str, bytes]:
-    from tests.integration.test_images import HELLO_WHEEL
-
-    files = {p.relative_to(APPS / name).as_posix(): p.read_bytes()
-             for p in (APPS / name).rglob("*") if p.is_file()}
-    if name == "python":
-        wheel_name, wheel = HELLO_WHEEL
-        files[f"wheels/{wheel_name}"] = wheel
-    return files
 
 
 @pytest.mark.parametrize("name", buildpacks.BUILDPACKS)
-def test_each_buildpack_sample_is_served_through_the_router(server, base_images_e2e, tmp_path,
+def test_each_buildpack_sample_is_served_through_the_router(server, base_images, tmp_path,
                                                            name):
-    from tests.integration.test_images import EXPECTED
-
     app = f"bp-{name}"
-    repo = make_repo(tmp_path / app, sample_files(name))
+    repo = make_repo(tmp_path / app, sample_app(name))
     result = server.push(repo, app)
     assert result.returncode == 0, result.stderr
     assert f"-----> Buildpack: {name} (found " in result.stderr

@@ -121,3 +121,25 @@ def test_domains_and_delete_app(store):
     store.delete_app("shop")
     assert store.find_app("shop") is None and store.domains("shop") == []
     assert store.get_config("shop") == {}
+
+
+def test_datastores_and_mounts(store):
+    store.create_app("blog", "a", "main")
+    found = store.add_datastore("blog", "mysql", "gitpaas_blog", "gitpaas_blog")
+    assert store.datastores("blog") == [found]
+    assert store.find_datastore("blog", "mysql") == found
+    assert store.find_datastore("blog", "redis") is None
+    with pytest.raises(Conflict):
+        store.add_datastore("blog", "mysql", "other", "other")
+    store.add_mount("blog", "/data/storage/blog/uploads", "/var/www/uploads")
+    with pytest.raises(Conflict):
+        store.add_mount("blog", "/data/storage/blog/other", "/var/www/uploads")
+    assert [(m.host_path, m.container_path) for m in store.mounts("blog")] == [
+        ("/data/storage/blog/uploads", "/var/www/uploads")]
+    with pytest.raises(NotFound):
+        store.remove_mount("blog", "/data/storage/blog/other", "/var/www/uploads")
+    store.remove_datastore("blog", "mysql")
+    assert store.datastores("blog") == []
+    store.add_datastore("blog", "mysql", "gitpaas_blog", "gitpaas_blog")
+    store.delete_app("blog")
+    assert store.datastores("blog") == [] and store.mounts("blog") == []

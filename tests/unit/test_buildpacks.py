@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gitpaas import images
 from gitpaas.build import buildpacks
 from gitpaas.build.buildpacks import Detection, build_args, detect, dockerfile
 from gitpaas.errors import InvalidInput, NotFound, UserError
@@ -21,6 +22,8 @@ from gitpaas.settings import Settings
         (["composer.json"], Detection("php", "found composer.json")),
         (["b.php", "a.php"], Detection("php", "found a.php")),
         (["Dockerfile", "requirements.txt"], Detection("dockerfile", "found Dockerfile")),
+        (["public/index.html"], Detection("static", "found public/index.html")),
+        (["public/index.php", "src/a.php"], Detection("php", "found public/index.php")),
     ],
 )
 def test_detects_each_buildpack(paths, expected):
@@ -42,7 +45,8 @@ def test_priority_order(paths, name):
 
 
 def test_only_root_files_count():
-    paths = ["docs/Dockerfile", "vendor/lib/requirements.txt", "web/x.php", "index.html"]
+    paths = ["docs/Dockerfile", "vendor/lib/requirements.txt", "web/x.php", "a/index.html",
+             "index.html"]
     assert detect(paths) == Detection("static", "found index.html")
 
 
@@ -69,7 +73,7 @@ def test_forced_unknown_buildpack_is_rejected():
 
 def test_unknown_app_says_what_it_looks_for():
     with pytest.raises(UserError) as info:
-        detect(["README.md", "src/main.rs", "docs/index.html"])
+        detect(["README.md", "src/main.rs", "docs/index.html", "src/x.php", "lib/package.json"])
     message = str(info.value)
     assert "\n" not in message
     for marker in ("Dockerfile", "requirements.txt", "package.json", "composer.json", "index.html"):
@@ -100,8 +104,10 @@ def test_dockerfile_of_unknown_or_dockerfile_buildpack():
 
 
 def test_build_args_use_the_base_image_and_its_override():
-    assert build_args("python", Settings()) == {"BASE_IMAGE": "gitpaas-base/python:latest"}
+    python = images.image_name(Settings(), "python")
+    assert python.startswith("gitpaas-base/python:")
+    assert build_args("python", Settings()) == {"BASE_IMAGE": python}
     settings = Settings(base_images={"python": "acme/python:3.12"})
     assert build_args("python", settings) == {"BASE_IMAGE": "acme/python:3.12"}
-    assert build_args("node", settings) == {"BASE_IMAGE": "gitpaas-base/node:latest"}
+    assert build_args("node", settings) == {"BASE_IMAGE": images.image_name(settings, "node")}
     assert build_args("dockerfile", settings) == {}

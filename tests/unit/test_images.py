@@ -30,11 +30,14 @@ def test_shipped_recipes_parse():
         assert recipe.workdir == "/app"
 
 
-def test_image_name_defaults_and_overrides():
-    assert images.image_name(Settings(), "python") == "gitpaas-base/python:latest"
+def test_image_name_is_content_addressed_unless_overridden():
+    digest = images.recipe_hash(images.load_recipe("python"))
+    assert images.image_name(Settings(), "python") == f"gitpaas-base/python:{digest[:12]}"
     settings = Settings(base_images={"python": "acme/py:1"})
     assert images.image_name(settings, "python") == "acme/py:1"
-    assert images.image_name(settings, "php") == "gitpaas-base/php:latest"
+    assert images.image_name(settings, "php").startswith("gitpaas-base/php:")
+    with pytest.raises(NotFound):
+        images.image_name(Settings(), "cobol")
 
 
 def test_unknown_recipe_lists_the_known_ones(tmp_path):
@@ -140,3 +143,12 @@ def test_recipe_files_are_uploaded_before_the_run_commands(tmp_path):
     chmod = '--customize-hook=chroot "$1" chmod 0755 /usr/local/bin/s'
     run = '--customize-hook=chroot "$1" s --setup'
     assert argv.index(upload) < argv.index(chmod) < argv.index(run)
+
+
+def test_recipe_hash_ignores_modes_and_hidden_files(tmp_path):
+    directory = write_recipe(tmp_path, "x", "suite: bookworm\n", {"start": "#!/bin/sh\n"})
+    first = images.recipe_hash(images.load_recipe("x", tmp_path))
+    (directory / "start").chmod(0o700)
+    (directory / ".image.yaml.swp").write_text("editor state")
+    (directory / "image.yaml~").write_text("backup")
+    assert images.recipe_hash(images.load_recipe("x", tmp_path)) == first

@@ -1,0 +1,1 @@
+"""The parts of ``bench/run``: push, receive, scale, router."""

@@ -1,0 +1,168 @@
+"""Push-to-live: ``git push`` of a cached build with two web replicas, until the new
+release answers through the router; against ``docker build`` + ``docker run`` by hand."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .common import (
+    Table,
+    busybox_image,
+    deploy_timings,
+    docker_client,
+    median,
+    pct,
+    platform,
+    receive_times,
+    remove_image,
+    secs,
+    wait_until,
+)
+
+STAGES = ("receive", "prepare", "build", "start", "check", "swap", "after")
+CGI = '#!/bin/sh\nprintf \'Content-Type: text/plain\\r\\n\\r\\n%s\\n\' "$GITPAAS_RELEASE"\n'
+
+
+def app_files(image: str) -> dict[str, str]:
+    """busybox httpd; /cgi-bin/release tells which release answers. NOTES is not in the
+    image, so a push that changes only NOTES is a fully cached build."""
+    return {
+        "Dockerfile": f"FROM {image}\nCOPY www /www\n"
+                      'CMD ["/bin/httpd", "-f", "-p", "5000", "-h", "/www"]\n',
+        "www/index.html": "ok\n",
+        "www/cgi-bin/release": CGI,
+        "NOTES": "0\n",
+    }
+
+
+def write_app(directory: Path, image: str) -> None:
+    for name, text in app_files(image).items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (directory / "www/cgi-bin/release").chmod(0o755)
+
+
+def http_get(port: int, path: str, host: str = "localhost", timeout: float = 2) -> str | None:
+    """The body of a 200 answer, or None."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+            return body if resp.status == 200 else None
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def docker_cli(*args: str, timeout: float = 120) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True,
+                          timeout=timeout).stdout.strip()
+
+
+def baseline_once(context: Path, tag: str, replicas: int, version: int) -> float:
+    """``docker build`` (cached) + ``docker run`` per replica, until each one answers."""
+    from tests.harness import free_port
+
+    ports = [free_port() for _ in range(replicas)]
+    names = [f"{tag.replace('/', '-').replace(':', '-')}-{version}-{i}" for i in range(replicas)]
+    t0 = time.monotonic()
+    try:
+        docker_cli("build", "-q", "-t", tag, str(context))
+        for name, port in zip(names, ports, strict=True):
+            docker_cli("run", "-d", "--init", "--name", name, "-p", f"127.0.0.1:{port}:5000",
+                       "-e", f"GITPAAS_RELEASE=v{version}", tag)
+        for port in ports:
+            if not wait_until(lambda p=port: http_get(p, "/cgi-bin/release") == f"v{version}\n",
+                              30):
+                raise RuntimeError("the hand-started container did not answer")
+        return time.monotonic() - t0
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=60)
+
+
+def gitpaas_once(srv, repo: Path, app: str, n: int) -> tuple[float, int, dict[str, float]]:  # noqa: ANN001
+    """One push of a NOTES change; seconds until the new release answers via the router."""
+    from tests.harness import commit_files
+
+    commit_files(repo, {"NOTES": f"push {n}\n"}, f"change {n}")
+    t0 = time.monotonic()
+    result = srv.push(repo, app)
+    if result.returncode != 0:
+        raise RuntimeError(f"push failed: {result.stderr[-2000:]}")
+    version = int(re.search(r"Building \S+ \(v(\d+)\)", result.stderr).group(1))  # type: ignore[union-attr]
+    want = f"v{version}\n"
+    if not wait_until(lambda: http_get(srv.http_port, "/cgi-bin/release", srv.host(app))
+                      == want, 30, 0.002):
+        raise RuntimeError(f"v{version} never answered through the router")
+    total = time.monotonic() - t0
+    return total, version, deploy_timings(srv.log(), app, version)
+
+
+def run(args: argparse.Namespace, table: Table) -> None:
+    client = docker_client()
+    image = busybox_image(client)
+    base_tag = f"{image.split('/')[0]}-hand/app:latest"
+    try:
+        with tempfile.TemporaryDirectory(prefix="gitpaas-bench-push-") as tmpdir:
+            tmp = Path(tmpdir)
+            base_dir = tmp / "hand"
+            write_app(base_dir, image)
+            with platform(tmp / "srv", client) as srv:
+                from tests.harness import git
+
+                repo = tmp / "app"
+                write_app(repo, image)
+                git(repo, "init", "-q", "-b", "main")
+                git(repo, "add", "-A")
+                git(repo, "commit", "-q", "-m", "app")
+                first = srv.push(repo, "shop")
+                if first.returncode != 0:
+                    raise RuntimeError(f"first push failed: {first.stderr[-2000:]}")
+                scale = srv.ssh("ps:scale", "shop", "web=2")
+                if scale.returncode != 0:
+                    raise RuntimeError(f"ps:scale failed: {scale.stderr}")
+                baseline_once(base_dir, base_tag, 2, 0)  # warm the build cache
+                gitpaas_once(srv, repo, "shop", 0)      # warm the platform
+                totals, base, stages = [], [], []
+                for i in range(1, args.reps + 1):
+                    # interleaved, so both see the same noise
+                    base.append(baseline_once(base_dir, base_tag, 2, i))
+                    total, _, timing = gitpaas_once(srv, repo, "shop", i)
+                    totals.append(total)
+                    stages.append(timing)
+                receives = receive_times(srv.log(), "shop")[-args.reps:]
+                for timing, received in zip(stages, receives, strict=False):
+                    timing["receive"] = received
+    finally:
+        subprocess.run(["docker", "rmi", "-f", base_tag], capture_output=True, timeout=120)
+        remove_image(client, image)
+    report(table, totals, base, stages, args.reps)
+
+
+def report(table: Table, totals: list[float], base: list[float],
+           stages: list[dict[str, float]], reps: int) -> None:
+    p50, b50 = median(totals), median(base)
+    table.add("push", f"push to live, p50 of {reps} (p90 {pct(totals, 0.9):.3f})", secs(p50),
+              f"{secs(b50)} by hand", p50 / b50, "< 1.5 s", p50 < 1.5)
+    for stage in STAGES:
+        values = [s.get(stage, 0.0) for s in stages]
+        table.add("push", f"  stage {stage}, p50", secs(median(values)))
+    own = [t - s.get("build", 0.0) - s.get("start", 0.0) for t, s in zip(totals, stages,
+                                                                          strict=True)]
+    table.add("push", "platform's own share (total-build-start), p50", secs(median(own)),
+              "", None, "< 0.3 s", median(own) < 0.3)
+
+
+def budget(args: argparse.Namespace) -> int:
+    """Seconds this part may take."""
+    return 120 + 25 * args.reps

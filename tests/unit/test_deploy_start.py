@@ -1,0 +1,87 @@
+"""The deployer's replica start (in parallel, all-or-nothing), its timing line, its hooks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from gitpaas.deploy import Deployer, Timings
+from gitpaas.errors import DeployError
+from gitpaas.hooks import SHIPPED
+from gitpaas.runtime import ContainerInfo
+from gitpaas.settings import Settings
+from gitpaas.store.models import Release
+
+
+class FakeStore:
+    def formation(self, app: str) -> dict[str, int]:
+        return {"web": 3, "worker": 1}
+
+    def resources(self, app: str) -> dict:
+        return {}
+
+    def mounts(self, app: str) -> list:
+        return []
+
+
+class FakeRuntime:
+    def __init__(self, fail_replica: int | None = None) -> None:
+        self.fail_replica = fail_replica
+        self.removed: list[ContainerInfo] = []
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+
+    def start(self, app, release, image, process, replica, env, command=None, web=False,
+              mem_limit=None, nano_cpus=None, mounts=None) -> ContainerInfo:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(0.05)
+        with self.lock:
+            self.active -= 1
+        if process == "web" and replica == self.fail_replica:
+            raise DeployError(f"cannot start web.{replica}")
+        return ContainerInfo(f"id-{process}-{replica}", f"{process}.{replica}", app, release,
+                             process, replica, "running", "127.0.0.1",
+                             5000 + replica if web else None, "")
+
+    def remove(self, containers, stop_timeout: int = 10) -> None:
+        self.removed.extend(containers)
+
+
+def release() -> Release:
+    return Release("shop", 3, "i/shop:v3", "abc", {}, {"web": "httpd", "worker": "w"},
+                   "d", "alice", 0.0, "pending", {})
+
+
+def deployer(runtime: FakeRuntime, **settings: object) -> Deployer:
+    return Deployer(Settings(**settings), FakeStore(), None, runtime, None)  # type: ignore[arg-type]
+
+
+def test_replicas_start_side_by_side_in_order():
+    runtime = FakeRuntime()
+    started = deployer(runtime)._start_all("shop", release())
+    assert [(c.process, c.replica) for c in started] == [
+        ("web", 1), ("web", 2), ("web", 3), ("worker", 1)]
+    assert runtime.peak > 1
+    assert runtime.removed == []
+
+
+def test_one_failed_start_removes_the_others_and_raises():
+    runtime = FakeRuntime(fail_replica=2)
+    with pytest.raises(DeployError, match="web.2"):
+        deployer(runtime)._start_all("shop", release())
+    assert sorted((c.process, c.replica) for c in runtime.removed) == [
+        ("web", 1), ("web", 3), ("worker", 1)]
+
+
+def test_timings_line():
+    timings = Timings({"build": 0.4123, "start": 0.2})
+    assert timings.text() == "build=0.412 start=0.200"
+
+
+def test_shipped_webhook_hook_runs_only_with_a_url():
+    assert SHIPPED not in deployer(FakeRuntime()).hook_dirs
+    assert SHIPPED in deployer(FakeRuntime(), webhook_url="http://127.0.0.1:9/").hook_dirs
