@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -162,6 +163,7 @@ def malformed_input() -> Iterator[None]:
         yield
     except HangupException:
         raise
-    except (GitProtocolError, ValueError, IndexError, UnicodeDecodeError) as exc:
+    except (GitProtocolError, ValueError, IndexError, TypeError, EOFError,
+            struct.error) as exc:  # what dulwich raises on truncated or garbled input
         reason = " ".join(str(exc).split())[:200]
         raise InvalidInput(f"malformed git protocol data: {reason}") from exc
