@@ -51,6 +51,11 @@ def serve(argv: list[str]) -> int:
 
     platform = Platform(settings)
     platform.store  # noqa: B018 - open and migrate the store before accepting connections
+    from .reconcile import start_in_thread as start_reconciler
+
+    # Before accepting connections: interrupted deploys marked failed, Docker and Redis
+    # brought back to the recorded state; then a pass every reconcile_interval seconds.
+    _, stop_reconciler = start_reconciler(platform, settings.reconcile_interval)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -68,6 +73,7 @@ def serve(argv: list[str]) -> int:
     print(f"gitpaas: ssh port {ssh.port}" + (f", http port {router.port}" if router else ""),
           flush=True)
     stop.wait()
+    stop_reconciler.set()
     ssh.stop()
     if router is not None:
         router.stop()

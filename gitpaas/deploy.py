@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from . import procfile
+from . import faults, procfile
 from .appjson import AppSpec, parse_app_json, parse_checks
 from .build import buildpacks
 from .build.context import build_context, read_blob, tree_paths
@@ -133,6 +133,7 @@ class Deployer:
         start = timings.mark("prepare", start)
         try:
             with context:
+                faults.point("build")
                 self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
             start = timings.mark("build", start)
             if spec.predeploy:
@@ -233,23 +234,32 @@ class Deployer:
             return [WebCheck(**c) for c in raw]
         return [WebCheck(deadline=self.settings.health_timeout)]
 
-    def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
-        started: list[ContainerInfo] = []
+    def desired(self, app: str, release: Release) -> dict[tuple[str, int], str]:
+        """``{(process, replica): command}`` the formation asks of ``release``."""
         formation = self.store.formation(app)
         processes = {k: v for k, v in release.processes.items() if k != RELEASE_PHASE}
         if not processes:
             processes = {"web": ""}  # no Procfile: web runs the image's CMD
-        jobs = []
+        return {(process, replica): command
+                for process, command in sorted(processes.items())
+                for replica in range(1, formation.get(process, 1 if process == "web" else 0)
+                                     + 1)}
+
+    def start_container(self, app: str, release: Release, process: str, replica: int,
+                        command: str, mounts: dict[str, str] | None = None) -> ContainerInfo:
+        """Start one container of ``release`` (used by the roll-out and the reconciler)."""
+        memory, nano_cpus = self._limits(app, process)
+        return self.runtime.start(app, release.version, release.image, process, replica,
+                                  self._env(release, process, replica), command or None,
+                                  web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
+                                  mounts=self._mounts(app) if mounts is None else mounts)
+
+    def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
+        started: list[ContainerInfo] = []
         mounts = self._mounts(app)
-        for process, command in sorted(processes.items()):
-            count = formation.get(process, 1 if process == "web" else 0)
-            memory, nano_cpus = self._limits(app, process)
-            for replica in range(1, count + 1):
-                jobs.append(functools.partial(
-                    self.runtime.start, app, release.version, release.image, process, replica,
-                    self._env(release, process, replica), command or None,
-                    web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
-                    mounts=mounts))
+        jobs = [functools.partial(self.start_container, app, release, process, replica,
+                                  command, mounts)
+                for (process, replica), command in self.desired(app, release).items()]
         # Docker starts containers concurrently: the replicas start side by side.
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(jobs) or 1),
                                 thread_name_prefix=f"start-{app}") as pool:
@@ -292,8 +302,10 @@ class Deployer:
                 self._run_once(app, release.version, release.image, "release phase",
                                release.processes[RELEASE_PHASE], release.config, progress)
             progress(f"-----> Releasing v{release.version}")
+            faults.point("start")
             started = self._start_all(app, release)
             now = timings.mark("start", now)
+            faults.point("check")
             self._check_all(release, started, progress)
             now = timings.mark("check", now)
             web = [c for c in started if c.process == "web"]
@@ -301,6 +313,7 @@ class Deployer:
                 self.routes.swap(app, self.hosts(app), [c.backend for c in web])
             else:
                 self.routes.remove(self.hosts(app))
+            faults.point("swap")
             self.store.activate_release(app, release.version)
             now = timings.mark("swap", now)
         except BaseException as exc:
@@ -342,6 +355,7 @@ class Deployer:
             old = [c for c in self.runtime.list(app) if c.release < version]
             if old:
                 time.sleep(self.settings.drain_seconds)
+                faults.point("retire")
                 log.info("retiring %s", ", ".join(c.name for c in old))
                 self.runtime.remove(old, stop_timeout=self.settings.stop_timeout)
             self.prune_images(app)

@@ -76,6 +76,10 @@ class Platform:
         return app_lock(self.settings.data_dir / "locks", app, what,
                         self.settings.lock_timeout, notify)
 
+    def lock_now(self, app: str, what: str):
+        """The per-app lock if it is free now, else ``Conflict`` at once."""
+        return app_lock(self.settings.data_dir / "locks", app, what, 0.0)
+
     # -- access -------------------------------------------------------------------------
 
     def app_for(self, key: Key, name: str) -> App:

@@ -52,10 +52,14 @@ class Settings:
     deploy_branch: str = "main"
     hooks_dir: str = ""
     lock_timeout: float = 300.0
+    # Seconds between passes of the reconciler in ``gitpaas serve`` (0: only at start-up).
+    reconcile_interval: float = 5.0
     keep_releases: int = 5
     max_context_bytes: int = 512 * 1024 * 1024
     max_context_files: int = 50_000
     max_push_bytes: int = 1024 * 1024 * 1024
+    # Largest object (file, or delta result) a push may hold: each is inflated in memory.
+    max_object_bytes: int = 100 * 1024 * 1024
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0

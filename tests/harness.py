@@ -85,6 +85,8 @@ class Server:
     http_port: int = 0
     proc: subprocess.Popen | None = None
     admin_key: Path | None = None
+    # False: ``serve --no-router`` (run a separate ``gitpaas router`` on http_port).
+    router: bool = True
 
     @property
     def data_dir(self) -> Path:
@@ -103,7 +105,8 @@ class Server:
         self.ssh_port, self.http_port = self.ssh_port or free_port(), self.http_port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "serve.log", "ab")  # noqa: SIM115 - closed with the process
-        args = [GITPAAS, "serve"] + ([] if HAS_ROUTER else ["--no-router"])
+        with_router = HAS_ROUTER and self.router
+        args = [GITPAAS, "serve"] + ([] if with_router else ["--no-router"])
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -111,7 +114,7 @@ class Server:
                 raise RuntimeError(f"gitpaas serve exited: {self.log()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", self.ssh_port), 0.2).close()
-                if HAS_ROUTER:
+                if with_router:
                     socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
                 return self
             except OSError:
@@ -126,6 +129,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the server (no clean-up of any kind), and reap it."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def log(self) -> str:
         path = self.root / "serve.log"

@@ -56,11 +56,35 @@ def check_symlink(path: str, target: str) -> None:
         raise UnsafeTree(f"symlink {path!r} points outside the tree")
 
 
+def raw_tree_names(raw: bytes) -> list[bytes]:
+    """Entry names of a raw tree object, duplicates included (dulwich's ``Tree`` keeps
+    one entry per name, so a crafted tree's duplicates would be silently dropped)."""
+    found, pos = [], 0
+    while pos < len(raw):
+        space = raw.index(b" ", pos)
+        nul = raw.index(b"\0", space)
+        found.append(raw[space + 1:nul])
+        pos = nul + 21
+    return found
+
+
+def check_unique_names(store: BaseObjectStore, tree_id: bytes, prefix: str) -> None:
+    """Refuse a tree holding one name twice (e.g. a symlink and a directory ``link``)."""
+    try:
+        names = raw_tree_names(store.get_raw(tree_id)[1])
+    except ValueError:
+        raise UnsafeTree(f"a malformed tree in the push at {prefix or '/'}") from None
+    if len(names) != len(set(names)):
+        dup = next(n for n in names if names.count(n) > 1).decode("utf-8", "replace")
+        raise UnsafeTree(f"unsafe path in the pushed tree: {prefix}{dup!r} appears twice")
+
+
 def walk_tree(store: BaseObjectStore, tree_id: bytes, prefix: str = "") -> Iterator[Entry]:
     """Every blob and symlink of a tree, depth first, with paths checked."""
     tree = store[tree_id]
     if not isinstance(tree, Tree):
         raise UnsafeTree("the pushed commit has no valid tree")
+    check_unique_names(store, tree_id, prefix)
     for item in tree.iteritems():
         name = item.path.decode("utf-8", "surrogateescape")
         path = check_path(f"{prefix}{name}")

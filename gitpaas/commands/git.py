@@ -33,6 +33,7 @@ def buildpacks_set(ctx: Context, args: list[str]) -> None:
     if unset:
         no_more(args)
         ctx.platform.store.update_app(app.name, buildpack=None)
+        ctx.platform.store.record_event(ctx.key.name, "buildpacks:set", app.name, "--unset")
         ctx.out(f"Buildpack of {app.name}: detected at each push")
         return
     if len(args) != 1:

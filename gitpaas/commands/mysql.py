@@ -55,6 +55,7 @@ def mysql_create(ctx: Context, args: list[str]) -> None:
             store.remove_datastore(app.name, KIND)
             platform.mysql.destroy(creds.database, creds.user)
             raise
+        store.record_event(ctx.key.name, "mysql:create", app.name, creds.database)
 
 
 @command("mysql:info", "mysql:info [APP] [--reveal] [--json]")

@@ -153,6 +153,9 @@ def ps_stop(ctx: Context, args: list[str]) -> None:
     with platform.lock(app.name, f"ps:stop by {ctx.key.name}", ctx.err):
         ctx.write_out(f"Stopping {app.name}... ")
         platform.routes.remove(platform.deployer.hosts(app.name))
+        current = platform.store.current_release(app.name)
+        if current is not None:  # the reconciler leaves a stopped app stopped
+            platform.store.set_release_status(app.name, current.version, "stopped")
         platform.runtime.remove(platform.runtime.list(app.name),
                                 stop_timeout=platform.settings.stop_timeout)
         platform.store.record_event(ctx.key.name, "ps:stop", app.name)

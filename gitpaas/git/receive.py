@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from dulwich.errors import GitProtocolError, HangupException
 from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
+from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
+
+from .. import faults
+from ..errors import InvalidInput
+from .limits import object_size_cap
 
 log = logging.getLogger(__name__)
 ZERO = b"0" * 40
 ALLOWED_REF_PREFIXES = (b"refs/heads/", b"refs/tags/")
+
+
+REF_REFUSED = b"refused: only refs/heads/* and refs/tags/* may be pushed"
+
+
+def ref_allowed(ref: bytes) -> bool:
+    """Only well-formed branch and tag names: no ``..``, no control characters."""
+    return (ref.startswith(ALLOWED_REF_PREFIXES) and check_ref_format(ref)
+            and b".." not in ref and len(ref) <= 1024)
 
 
 class Progress:
@@ -72,14 +89,36 @@ class DeployingReceivePackHandler(ReceivePackHandler):
                 self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
         return Progress(writer)
 
+    def _apply_pack(self, refs: list[tuple[bytes, bytes, bytes]]):
+        """Refuse the whole push before reading the pack when a ref name is not allowed:
+        nothing is written to the repository (not even the objects)."""
+        bad = [ref for _, _, ref in refs if not ref_allowed(ref)]
+        if bad:
+            log.warning("push refused before the pack was read: ref names %r", bad[:5])
+            yield (b"unpack", b"refused: bad ref name")
+            for _, _, ref in refs:
+                yield (ref, REF_REFUSED)
+            return
+        faults.point("receive")
+        yield from super()._apply_pack(refs)
+
+    def _exists(self, sha: bytes) -> bool:
+        """dulwich does no connectivity check: a ref may only name a stored object."""
+        try:
+            return sha in self.repo.object_store
+        except (ValueError, KeyError):
+            return False
+
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
         if not self._received:  # refs advertised, commands and pack read, pack stored
             self._received = True
             log.info("receive %s: %.3f s", os.path.basename(self.repo.path.rstrip("/")),
                      time.monotonic() - self._started)
         try:
-            if not ref_name.startswith(ALLOWED_REF_PREFIXES) or b".." in ref_name:
-                return b"refused: only refs/heads/* and refs/tags/* may be pushed"
+            if not ref_allowed(ref_name):
+                return REF_REFUSED
+            if new_sha != ZERO and not self._exists(new_sha):
+                return b"refused: the pushed object " + new_sha[:12] + b" is missing"
             progress = self.progress()
             # The caller holds the app's lock for the whole session; dulwich ignores a
             # failed compare-and-swap, so check here that the ref still holds ``old``.
@@ -99,15 +138,32 @@ class DeployingReceivePackHandler(ReceivePackHandler):
 
 
 def serve_receive_pack(repo: Repo, recv: Callable[[int], bytes], send: Callable[[bytes], Any],
-                       on_update: UpdateHook) -> None:
+                       on_update: UpdateHook, max_object_bytes: int | None = None) -> None:
     """Run one receive-pack session over ``recv``/``send`` (hold the app's lock around it:
-    refs are advertised only once earlier pushes have moved theirs)."""
+    refs are advertised only once earlier pushes have moved theirs). Objects larger than
+    ``max_object_bytes`` are refused before they are inflated."""
     proto = ReceivableProtocol(recv, send)
-    DeployingReceivePackHandler(repo, proto, on_update).handle()
+    with object_size_cap(max_object_bytes), malformed_input():
+        DeployingReceivePackHandler(repo, proto, on_update).handle()
 
 
 def serve_upload_pack(repo: Repo, recv: Callable[[int], bytes],
                       send: Callable[[bytes], Any]) -> None:
     """Run one upload-pack session (git fetch / clone) over ``recv``/``send``."""
     proto = ReceivableProtocol(recv, send)
-    UploadPackHandler(SingleRepoBackend(repo), ["."], proto).handle()
+    with malformed_input():
+        UploadPackHandler(SingleRepoBackend(repo), ["."], proto).handle()
+
+
+@contextmanager
+def malformed_input() -> Iterator[None]:
+    """A client's malformed pkt-lines become ``InvalidInput`` (exit 1, one line), not an
+    internal error; a hang-up stays a ``HangupException`` (a normal end)."""
+    try:
+        yield
+    except HangupException:
+        raise
+    except (GitProtocolError, ValueError, IndexError, TypeError, EOFError,
+            struct.error) as exc:  # what dulwich raises on truncated or garbled input
+        reason = " ".join(str(exc).split())[:200]
+        raise InvalidInput(f"malformed git protocol data: {reason}") from exc

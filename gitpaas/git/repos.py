@@ -20,16 +20,27 @@ def ensure_repo(repos_dir: Path, app: str, branch: str, max_push_bytes: int) -> 
     """Open the app's bare repo, creating it with HEAD on ``branch`` if needed."""
     path = repo_path(repos_dir, app)
     try:
-        return Repo(str(path))
+        repo = Repo(str(path))
     except NotGitRepository:
-        pass
-    path.mkdir(parents=True, exist_ok=True)
-    repo = Repo.init_bare(str(path))
-    repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
-    config = repo.get_config()
-    config.set((b"receive",), b"maxInputSize", str(max_push_bytes).encode())
-    config.write_to_path()
+        path.mkdir(parents=True, exist_ok=True)
+        repo = Repo.init_bare(str(path))
+        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
+    set_max_input_size(repo, max_push_bytes)
     return repo
+
+
+def set_max_input_size(repo: Repo, max_push_bytes: int) -> None:
+    """``receive.maxInputSize``, which dulwich enforces on the incoming pack (kept in step
+    with the setting when it changes)."""
+    config = repo.get_config()
+    wanted = str(max_push_bytes).encode()
+    try:
+        if config.get((b"receive",), b"maxInputSize") == wanted:
+            return
+    except KeyError:
+        pass
+    config.set((b"receive",), b"maxInputSize", wanted)
+    config.write_to_path()
 
 
 def remove_repo(repos_dir: Path, app: str) -> None:

@@ -190,10 +190,15 @@ class DockerRuntime:
         if release is not None:
             filters.append(f"{LABEL}.release={release}")
         try:
-            found = self.client.containers.list(all=all_states, filters={"label": filters})
+            found = self.client.api.containers(all=all_states, filters={"label": filters})
+            infos = []
+            for summary in found:
+                try:
+                    infos.append(self._info(self.client.containers.get(summary["Id"])))
+                except docker.errors.NotFound:
+                    continue  # removed between the listing and now (a retirement)
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
-        infos = [self._info(c) for c in found]
         return sorted(infos, key=lambda i: (i.app, i.release, i.process, i.replica))
 
     def get(self, container_id: str) -> ContainerInfo | None:

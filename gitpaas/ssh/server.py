@@ -157,7 +157,8 @@ class Session:
             # Held from before the refs are advertised until they moved: a second push
             # waits (and says so on stderr, which git shows), then sees the first's refs.
             with platform.lock(app.name, f"push by {self.key.name}", self.err):
-                serve_receive_pack(repo, self.channel.recv, self.channel.sendall, on_update)
+                serve_receive_pack(repo, self.channel.recv, self.channel.sendall, on_update,
+                                   platform.settings.max_object_bytes)
             return 0
         except GitPaasError as exc:
             self.err(f" !     {exc.message}")

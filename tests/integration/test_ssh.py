@@ -122,3 +122,58 @@ def test_bad_exec_requests_exit_non_zero_with_a_message(ssh_server, command, mes
     repos = s.repos_dir
     assert not repos.exists() or [p.name for p in repos.iterdir()] == []
     assert not (s.data_dir.parent / "b.git").exists()
+
+
+# -- issue 7, point 6: nothing before public-key auth; strict key exchange ----------------
+
+
+def test_paramiko_is_a_release_with_strict_kex():
+    major, minor = (int(x) for x in paramiko.__version__.split(".")[:2])
+    assert (major, minor) >= (3, 4), paramiko.__version__  # Terrapin (CVE-2023-48795) fix
+
+
+def test_server_advertises_and_agrees_on_strict_kex(ssh_server):
+    server, _, _ = ssh_server
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    seen: list[str] = []
+    original = t._parse_kex_init
+
+    def spy(m):  # record the server's KEXINIT algorithm list before paramiko strips it
+        pos = m.get_so_far()
+        m.rewind()
+        m.get_bytes(16)  # the cookie (the message type is read already)
+        seen.extend(m.get_list())
+        m.rewind()
+        m.get_bytes(len(pos))
+        return original(m)
+
+    t._parse_kex_init = spy
+    t._handler_table[paramiko.common.MSG_KEXINIT] = spy
+    t.start_client(timeout=10)
+    assert "kex-strict-s-v00@openssh.com" in seen
+    assert t.agreed_on_strict_kex
+    t.close()
+
+
+def test_no_channel_exec_or_global_request_before_auth(ssh_server):
+    server, _, s = ssh_server
+    t = connect(server.port)
+    assert not t.is_authenticated()
+    with pytest.raises(paramiko.SSHException):
+        t.open_session(timeout=5)
+    with pytest.raises(paramiko.SSHException):
+        t.open_channel("direct-tcpip", ("127.0.0.1", 22), ("127.0.0.1", 5555), timeout=5)
+    assert t.global_request("tcpip-forward", wait=True) is None
+    t.close()
+    # A client that only does the handshake leaves nothing behind.
+    assert not s.repos_dir.exists()
+    assert server.platform.store.list_apps() == []
+
+
+def test_none_auth_is_refused(ssh_server):
+    server, _, _ = ssh_server
+    t = connect(server.port)
+    with pytest.raises(paramiko.BadAuthenticationType):
+        t.auth_none("git")
+    assert not t.is_authenticated()
+    t.close()

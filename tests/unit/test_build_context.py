@@ -98,3 +98,32 @@ def test_caps_on_size_and_count():
     with pytest.raises(UnsafeTree, match="larger than"):
         build_context(repo.object_store, sha, max_bytes=300)
     assert len(members(build_context(repo.object_store, sha))) == 5
+
+
+def test_a_name_twice_in_one_tree_is_refused():
+    """A symlink ``link`` and a directory ``link`` in one crafted tree (dulwich's Tree
+    object would keep only one of them)."""
+    from dulwich.objects import Tree
+
+    repo = MemoryRepo()
+    store = repo.object_store
+    blob = Blob.from_string(b"/etc")
+    store.add_object(blob)
+    inner = Tree()
+    inner.add(b"passwd", 0o100644, blob.id)
+    store.add_object(inner)
+    raw = (b"120000 link\0" + bytes.fromhex(blob.id.decode())
+           + b"40000 link\0" + bytes.fromhex(inner.id.decode()))
+    tree = Tree.from_raw_string(Tree.type_num, raw)
+    store.add_object(tree)
+    commit = Commit()
+    commit.tree = tree.id
+    commit.author = commit.committer = b"T <t@example.com>"
+    commit.author_time = commit.commit_time = 1700000000
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.message = b"dup"
+    store.add_object(commit)
+    if len(store.get_raw(tree.id)[1]) != len(raw):
+        pytest.skip("this object store re-serialises trees; covered end to end")
+    with pytest.raises(UnsafeTree, match="appears twice"):
+        build_context(store, commit.id)

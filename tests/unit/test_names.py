@@ -57,3 +57,27 @@ def test_branch_patterns(value):
 def test_bad_branch_patterns(value):
     with pytest.raises(InvalidInput):
         names.branch_pattern(value)
+
+
+def test_any_accepted_app_name_is_a_safe_path_component():
+    """Property: whatever text comes in, an accepted name is returned unchanged and can only
+    name one directory under repos/ (no separator, no dot, no leading dash)."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=500, deadline=None, derandomize=True)
+    @given(st.one_of(st.text(max_size=40), st.from_regex(r"[a-z][a-z0-9-]{0,35}", fullmatch=True)))
+    def check(value):
+        try:
+            accepted = names.app_name(value)
+        except InvalidInput as exc:
+            assert "invalid app name" in str(exc)
+            return
+        assert accepted == value
+        assert re.fullmatch(r"[a-z][a-z0-9-]{0,29}", value)
+        assert "/" not in value and "." not in value and "\x00" not in value
+        assert not value.endswith("-") and "--" not in value
+
+    check()

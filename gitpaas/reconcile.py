@@ -1,0 +1,244 @@
+"""Bring Docker and Redis back to the state the store records.
+
+``gitpaas serve`` runs a ``Reconciler`` at start-up and every few seconds. For each app
+whose lock it can take without waiting (a deploy, a config change or a scale in progress
+is never fought: that app is skipped until the next pass), it
+
+- starts missing containers of the current release, as the formation says (after a
+  Docker daemon restart, a ``docker rm``, a container that exited);
+- removes this instance's orphans: containers of other releases, left-over one-off
+  containers, replicas beyond the formation, containers of apps that no longer exist;
+- rewrites the app's routes when its backends changed (a restarted container gets a new
+  host port), and removes frontends of hosts no app owns.
+
+Backends written for an app only ever come from containers labelled with that app and its
+current release, so a host is never routed to another app's container.
+
+At start-up, before anything else, releases still ``pending`` belong to deploys that died
+with a previous process: they are marked ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import names
+from .errors import Conflict, GitPaasError, InvalidInput
+from .health import WebCheck, wait_healthy
+from .runtime import ContainerInfo
+from .store import Release
+
+log = logging.getLogger(__name__)
+STOPPED = "stopped"  # release status set by ps:stop: the app is meant to run nothing
+LIVE = {"running", "restarting"}  # Docker restarts these itself (restart policy)
+ORPHAN_GRACE = 60.0  # seconds an orphan may live (the deploy that made it may be retiring it)
+
+
+@dataclass
+class Report:
+    """What one pass did."""
+
+    started: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    routed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed_releases: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.started or self.removed or self.routed or self.failed_releases)
+
+
+class Reconciler:
+    """Compares the store with Docker and Redis and repairs the difference."""
+
+    def __init__(self, platform: Any, orphan_grace: float = ORPHAN_GRACE) -> None:
+        self.platform = platform
+        self.orphan_grace = orphan_grace
+        self._orphan_seen: dict[str, float] = {}
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def mark_interrupted(self, report: Report | None = None) -> Report:
+        """Mark ``pending`` releases of idle apps ``failed`` (their deploy died)."""
+        report = report or Report()
+        store = self.platform.store
+        for app in store.list_apps():
+            try:
+                with self._try_lock(app.name, "start-up recovery"):
+                    for release in store.list_releases(app.name, limit=20):
+                        if release.status == "pending":
+                            store.set_release_status(app.name, release.version, "failed")
+                            report.failed_releases.append(f"{app.name} v{release.version}")
+                            log.warning("release v%d of %s was interrupted: marked failed",
+                                        release.version, app.name)
+            except Conflict:
+                report.skipped.append(app.name)
+        return report
+
+    # -- one pass -----------------------------------------------------------------------
+
+    def run_once(self, grace: float | None = None) -> Report:
+        """One reconciliation of every app; ``grace`` overrides the orphan grace."""
+        report = Report()
+        grace = self.orphan_grace if grace is None else grace
+        store = self.platform.store
+        apps = {a.name for a in store.list_apps()}
+        containers = self.platform.runtime.list()
+        by_app: dict[str, list[ContainerInfo]] = {}
+        for info in containers:
+            by_app.setdefault(info.app, []).append(info)
+        owners = {h: app for app in apps for h in self.platform.deployer.hosts(app)}
+        for app in sorted(apps | set(by_app)):
+            try:
+                with self._try_lock(app, "reconcile"):
+                    if app in apps:
+                        self._reconcile_app(app, by_app.get(app, []), grace, report)
+                    else:
+                        self._remove(by_app.get(app, []), grace, report)
+            except Conflict:
+                report.skipped.append(app)
+            except GitPaasError as exc:
+                report.errors.append(f"{app}: {exc.message}")
+                log.warning("reconciling %s: %s", app, exc.message)
+        self._remove_unowned_routes(owners, report)
+        live = {c.id for c in containers}
+        self._orphan_seen = {k: v for k, v in self._orphan_seen.items() if k in live}
+        if report.changed:
+            log.info("reconciled: started %s, removed %s, routed %s", report.started,
+                     report.removed, report.routed)
+        return report
+
+    def _try_lock(self, app: str, what: str):
+        try:
+            names.app_name(app)
+        except InvalidInput:
+            raise Conflict(f"not an app name: {app!r}") from None
+        return self.platform.lock_now(app, what)
+
+    def _reconcile_app(self, app: str, containers: list[ContainerInfo], grace: float,
+                       report: Report) -> None:
+        store = self.platform.store
+        current = store.current_release(app)
+        if current is None or current.status == STOPPED:
+            self._remove(containers, grace, report)
+            self._route(app, [], report)
+            return
+        desired = self.platform.deployer.desired(app, current)
+        keep: dict[tuple[str, int], ContainerInfo] = {}
+        orphans = []
+        for info in containers:
+            slot = (info.process, info.replica)
+            if (info.release == current.version and slot in desired and slot not in keep
+                    and info.status in LIVE):
+                keep[slot] = info
+            else:
+                orphans.append(info)
+        current_orphans = [c for c in orphans if c.release == current.version]
+        self._remove(current_orphans, 0.0, report)  # broken or surplus replicas: at once
+        for slot, command in desired.items():
+            if slot not in keep:
+                started = self._start(app, current, slot, command, report)
+                if started is not None:
+                    keep[slot] = started
+        web = [keep[s] for s in sorted(keep)
+               if s[0] == "web" and keep[s].port and keep[s].status == "running"]
+        rerouted = self._route(app, [c.backend for c in web], report)
+        if rerouted and orphans:  # let requests under way on the old backends finish
+            time.sleep(self.platform.settings.drain_seconds)
+        self._remove([c for c in orphans if c.release != current.version], grace, report)
+
+    def _start(self, app: str, release: Release, slot: tuple[str, int], command: str,
+               report: Report) -> ContainerInfo | None:
+        process, replica = slot
+        deployer = self.platform.deployer
+        info = deployer.start_container(app, release, process, replica, command)
+        report.started.append(info.name)
+        if process != "web":
+            return info
+        check = WebCheck(deadline=self.platform.settings.health_timeout)
+        try:
+            wait_healthy(info, check, lambda i: self.platform.runtime.get(i.id),
+                         lambda i: self.platform.runtime.logs(i.id, 20))
+        except GitPaasError as exc:
+            report.errors.append(f"{info.name}: {exc.message}")
+            self.platform.runtime.remove([info], stop_timeout=2)
+            return None
+        return info
+
+    def _remove(self, containers: list[ContainerInfo], grace: float, report: Report) -> None:
+        now = time.monotonic()
+        due = []
+        for info in containers:
+            first = self._orphan_seen.setdefault(info.id, now)
+            if now - first >= grace:
+                due.append(info)
+        if due:
+            self.platform.runtime.remove(due, stop_timeout=self.platform.settings.stop_timeout)
+            report.removed.extend(c.name for c in due)
+            for info in due:
+                self._orphan_seen.pop(info.id, None)
+
+    def _route(self, app: str, backends: list[str], report: Report) -> bool:
+        """Point the app's hosts at ``backends`` where they differ; True if any did."""
+        routes = self.platform.routes
+        changed = False
+        for host in self.platform.deployer.hosts(app):
+            have = routes.get(host)
+            if backends:
+                if have[:1] == [app] and sorted(have[1:]) == sorted(backends):
+                    continue
+                routes.swap(app, [host], backends)
+            elif have:
+                routes.remove([host])
+            else:
+                continue
+            report.routed.append(host)
+            changed = True
+        return changed
+
+    def _remove_unowned_routes(self, owners: dict[str, str], report: Report) -> None:
+        """Frontends of hosts that no app owns (a removed domain, a destroyed app)."""
+        routes = self.platform.routes
+        for host, frontend in routes.all().items():
+            if host not in owners and frontend:
+                routes.remove([host])
+                report.routed.append(host)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def start_up(self) -> Report:
+        """At start-up: mark interrupted deploys failed, then reconcile without grace."""
+        report = self.mark_interrupted()
+        again = self.run_once(grace=0.0)
+        again.failed_releases = report.failed_releases
+        return again
+
+    def loop(self, stop: threading.Event, interval: float) -> None:
+        """Reconcile every ``interval`` seconds until ``stop`` is set."""
+        while not stop.wait(interval):
+            try:
+                self.run_once()
+            except GitPaasError as exc:
+                log.warning("reconcile pass failed: %s", exc.message)
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad pass
+                log.exception("reconcile pass failed")
+
+
+def start_in_thread(platform: Any, interval: float) -> tuple[Reconciler, threading.Event]:
+    """Run the start-up pass now, then the loop on a daemon thread."""
+    reconciler = Reconciler(platform)
+    try:
+        reconciler.start_up()
+    except GitPaasError as exc:
+        log.warning("start-up reconcile failed: %s", exc.message)
+    stop = threading.Event()
+    if interval > 0:
+        threading.Thread(target=reconciler.loop, args=(stop, interval), daemon=True,
+                         name="reconcile").start()
+    return reconciler, stop

@@ -1,0 +1,169 @@
+"""Issue 7, point 11: the reconciler brings Docker and Redis back to the recorded state."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from gitpaas import settings as settings_mod
+from gitpaas.platform import Platform
+from gitpaas.reconcile import Reconciler
+
+pytestmark = pytest.mark.timeout(300)
+WEB = "httpd -f -p 5000 -h /tmp"
+
+
+@pytest.fixture
+def platform(tmp_path, instance, docker_client, busybox_image):
+    p = Platform(settings_mod.load({
+        "data_dir": tmp_path / "data", "instance": instance, "redis_url":
+        "redis://127.0.0.1:6379/15", "stop_timeout": 1, "health_timeout": 20,
+        "default_memory": ""}, environ={}))
+    p.__dict__["docker"] = docker_client
+    yield p
+    for c in docker_client.containers.list(all=True,
+                                           filters={"label": f"gitpaas.instance={instance}"}):
+        c.remove(force=True)
+    p.routes.close()
+
+
+def deploy(platform, busybox_image, app: str, web: int = 1):
+    store = platform.store
+    if store.find_app(app) is None:
+        store.create_app(app, "admin", "main")
+    store.set_formation(app, {"web": web})
+    release = store.add_release(app, busybox_image, "c" * 40, {"WHO": app}, {"web": WEB},
+                                "test", "admin")
+    platform.deployer.start_release(app, release, lambda _: None)
+    platform.deployer.wait_retired()
+    return store.current_release(app)
+
+
+def backends(platform, app: str) -> list[str]:
+    return platform.routes.get(f"{app}.{platform.settings.domain}")
+
+
+def ports(platform, app: str) -> list[str]:
+    return sorted(c.backend for c in platform.runtime.list(app) if c.status == "running")
+
+
+def answers(backend: str) -> bool:
+    host, port = backend.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().status < 500
+    finally:
+        conn.close()
+
+
+def test_missing_container_is_restarted_and_routed(platform, busybox_image, docker_client):
+    deploy(platform, busybox_image, "shop", web=2)
+    gone = platform.runtime.list("shop")[0]
+    docker_client.containers.get(gone.id).remove(force=True)
+    report = Reconciler(platform).run_once()
+    assert report.started == [gone.name]
+    assert sorted(backends(platform, "shop")[1:]) == ports(platform, "shop")
+    assert len(ports(platform, "shop")) == 2
+    assert all(answers(b) for b in backends(platform, "shop")[1:])
+    assert not Reconciler(platform).run_once().changed  # converged
+
+
+def test_port_change_after_restart_rewrites_routes(platform, busybox_image, docker_client):
+    deploy(platform, busybox_image, "shop")
+    before = backends(platform, "shop")
+    info = platform.runtime.list("shop")[0]
+    container = docker_client.containers.get(info.id)
+    container.stop(timeout=1)
+    container.start()
+    container.reload()
+    after = ports(platform, "shop")
+    assert after != before[1:]  # Docker picked a new host port
+    report = Reconciler(platform).run_once()
+    assert report.routed == ["shop.paas.localhost"] and report.started == []
+    assert backends(platform, "shop") == ["shop", *after]
+
+
+def test_stopped_container_is_replaced(platform, busybox_image, docker_client):
+    deploy(platform, busybox_image, "shop")
+    info = platform.runtime.list("shop")[0]
+    docker_client.containers.get(info.id).stop(timeout=1)
+    report = Reconciler(platform).run_once()
+    assert report.removed == [info.name] and report.started == [info.name]
+    assert backends(platform, "shop") == ["shop", *ports(platform, "shop")]
+
+
+def test_orphans_are_removed_after_the_grace(platform, busybox_image):
+    current = deploy(platform, busybox_image, "shop")
+    runtime = platform.runtime
+    old = runtime.start("shop", 99, busybox_image, "web", 1, {},
+                        WEB, web=True)
+    ghost = runtime.start("ghost", 1, busybox_image, "web", 1, {}, WEB, web=True)
+    extra = runtime.start("shop", current.version, busybox_image, "web", 7, {}, WEB, web=True)
+    reconciler = Reconciler(platform, orphan_grace=3600)
+    first = reconciler.run_once()
+    assert first.removed == [extra.name]  # a surplus replica of the current release: at once
+    assert {c.name for c in runtime.list()} >= {old.name, ghost.name}  # maybe still retiring
+    second = reconciler.run_once(grace=0)
+    assert sorted(second.removed) == sorted([old.name, ghost.name])
+    assert [c.name for c in runtime.list()] == [f"{platform.settings.instance}.shop.v1.web.1"]
+
+
+def test_one_off_leftovers_are_removed(platform, busybox_image, docker_client):
+    current = deploy(platform, busybox_image, "shop")
+    name = f"{platform.settings.instance}.shop.v{current.version}.release.0"
+    docker_client.containers.run(busybox_image, ["sleep", "60"], name=name, detach=True,
+                                 labels={"gitpaas.instance": platform.settings.instance,
+                                         "gitpaas.app": "shop", "gitpaas.oneoff": "1",
+                                         "gitpaas.release": str(current.version),
+                                         "gitpaas.process": "release",
+                                         "gitpaas.replica": "0"})
+    assert Reconciler(platform).run_once().removed == [name]
+
+
+def test_a_host_is_never_routed_to_another_app(platform, busybox_image):
+    deploy(platform, busybox_image, "shop")
+    deploy(platform, busybox_image, "blog")
+    blog = backends(platform, "blog")[1:]
+    platform.routes.swap("shop", ["shop.paas.localhost"], blog)  # corrupted by hand
+    platform.routes.swap("gone", ["gone.paas.localhost"], blog)  # a destroyed app's host
+    report = Reconciler(platform).run_once()
+    assert sorted(report.routed) == ["gone.paas.localhost", "shop.paas.localhost"]
+    assert backends(platform, "shop") == ["shop", *ports(platform, "shop")]
+    assert set(backends(platform, "shop")[1:]).isdisjoint(blog)
+    assert backends(platform, "gone") == []
+
+
+def test_a_busy_app_is_skipped_then_repaired(platform, busybox_image, docker_client):
+    deploy(platform, busybox_image, "shop")
+    info = platform.runtime.list("shop")[0]
+    docker_client.containers.get(info.id).remove(force=True)
+    with platform.lock("shop", "a deploy in progress"):
+        report = Reconciler(platform).run_once()
+        assert report.skipped == ["shop"] and report.started == []
+    assert Reconciler(platform).run_once().started == [info.name]
+
+
+def test_stopped_apps_stay_stopped(platform, busybox_image):
+    current = deploy(platform, busybox_image, "shop")
+    platform.store.set_release_status("shop", current.version, "stopped")
+    platform.runtime.remove(platform.runtime.list("shop"), stop_timeout=1)
+    platform.routes.remove(["shop.paas.localhost"])
+    assert not Reconciler(platform).run_once().changed
+    assert platform.runtime.list("shop") == []
+
+
+def test_start_up_marks_interrupted_releases_failed(platform, busybox_image):
+    current = deploy(platform, busybox_image, "shop")
+    pending = platform.store.add_release("shop", busybox_image, "d" * 40, {}, {"web": WEB},
+                                         "killed mid-deploy", "admin")
+    orphan = platform.runtime.start("shop", pending.version, busybox_image, "web", 1, {}, WEB,
+                                    web=True)
+    platform.routes.swap("shop", ["shop.paas.localhost"], [orphan.backend])  # swapped, then died
+    report = Reconciler(platform).start_up()
+    assert report.failed_releases == [f"shop v{pending.version}"]
+    assert platform.store.get_release("shop", pending.version).status == "failed"
+    assert platform.store.current_release("shop").version == current.version
+    assert report.removed == [orphan.name]
+    assert backends(platform, "shop") == ["shop", *ports(platform, "shop")]
