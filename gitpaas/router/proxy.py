@@ -358,7 +358,17 @@ class ClientConn(asyncio.Protocol):
             self._log(ex)
 
     def eof_received(self) -> bool | None:
-        if self.current is not None and not self.tunnel:
+        ex = self.current
+        if ex is not None and not self.tunnel:
+            if not ex.complete and not ex.response_started:
+                # Half-closed before its request body ended: the request can never
+                # complete, so answer now instead of waiting for the backend's timeout.
+                backend, self.backend = self.backend, None
+                if backend is not None:
+                    backend.abandon()
+                self.router.metrics.error("bad_request")
+                self.respond(ex, 400, keep=False)
+                return True
             self.close_after = True
             return True  # keep the write side open for the response
         return None

@@ -211,3 +211,20 @@ def test_slow_reader_then_reuse_of_the_pooled_connection(redis_url, instance):
             conn.request("GET", "/after", headers={"Host": HOST})
             assert conn.getresponse().status == 200
             conn.close()
+
+
+def test_half_close_before_the_body_ends_gets_400_at_once(redis_url, instance):
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        sock = socket.create_connection(("127.0.0.1", router.port), timeout=5)
+        sock.sendall(f"POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100\r\n"
+                     "\r\nonly part".encode())
+        time.sleep(0.2)
+        started = time.monotonic()
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert time.monotonic() - started < 3
