@@ -107,10 +107,16 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
     url = config.get("DATABASE_URL", "")
     if url.startswith("mysql://"):
         p = urlparse(url)
-        return Credentials(p.hostname or "", p.port or 3306, p.path.lstrip("/"),
+        try:
+            port = p.port or 3306
+        except ValueError:  # a hand-set URL with a bad port: not ours to use
+            return None
+        return Credentials(p.hostname or "", port, p.path.lstrip("/"),
                            unquote(p.username or ""), unquote(p.password or ""))
     if all(config.get(k) for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD")):
         host, _, port = config["DB_HOST"].partition(":")
+        if port and not port.isdigit():
+            return None
         return Credentials(host, int(port or 3306), config["DB_NAME"], config["DB_USER"],
                            config["DB_PASSWORD"])
     return None
@@ -245,13 +251,16 @@ class MySQLDatastores:
     def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
         """Load SQL from ``stdin`` into the app's database as the app's own user.
 
-        Running as the app's user means a dump can change nothing but that database.
+        Running as the app's user means a dump can change nothing but that database;
+        ``--sandbox`` makes the client refuse its own commands (``\\! cmd``, ``source
+        FILE``), which would otherwise run on this host as gitpaas's user.
         """
         admin = self.server.admin
         with _defaults_file(creds.user, creds.password, admin["host"],
                             admin["port"]) as defaults:
             argv = [_program("mysql", "mariadb"), f"--defaults-extra-file={defaults}",
-                    "--batch", "--default-character-set=utf8mb4", "--", creds.database]
+                    "--batch", "--sandbox", "--local-infile=0",
+                    "--default-character-set=utf8mb4", "--", creds.database]
             return _stream_in(argv, stdin)
 
 

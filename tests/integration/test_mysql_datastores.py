@@ -123,6 +123,19 @@ def test_import_cannot_touch_another_database(datastores):
         datastores.import_(local(attacker), io.BytesIO(b""))
 
 
+@pytest.mark.parametrize("line", ["\\! touch {marker}\n", "system touch {marker}\n",
+                                  "source /etc/hostname\n"])
+def test_import_runs_no_client_commands_on_the_host(datastores, tmp_path, line):
+    """The mysql client's own commands (shell escapes, source FILE) are refused."""
+    marker = tmp_path / "pwned"
+    app = datastores.create("sandboxed")
+    dump = f"CREATE TABLE t (id INT);\n{line.format(marker=marker)}".encode()
+    with pytest.raises(InvalidInput) as info:
+        datastores.import_(local(app), io.BytesIO(dump))
+    assert not marker.exists()
+    assert Path("/etc/hostname").read_text().strip() not in str(info.value)
+
+
 def test_mariadb_listens_on_loopback_and_the_docker_gateway_only():
     """App databases are reachable from containers, not from beyond the machine."""
     listening = set()
