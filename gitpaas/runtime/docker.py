@@ -7,6 +7,11 @@ dot, so names never collide). Labels carry the same facts; queries use the label
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +22,7 @@ import docker.errors
 from ..errors import DeployError, ServiceError
 
 PORT = 5000
+ENV_DIR = "/run/gitpaas-oneoff"
 LABEL = "gitpaas"
 ARCHIVE_TAIL = 500  # log lines of a removed container handed to ``on_remove``
 log = logging.getLogger(__name__)
@@ -145,35 +151,60 @@ class DockerRuntime:
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
                   f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "1"}
         container = None
+        env_dir = tempfile.mkdtemp(prefix="gitpaas-env-")
         try:
             self._remove_by_name(name)
+            # The environment comes from a bind-mounted file, not the container's config:
+            # a commit (predeploy) would otherwise bake every config var into the image.
+            env_file = os.path.join(env_dir, "env")
+            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+            volumes = {**binds(mounts or {}), env_dir: {"bind": ENV_DIR, "mode": "ro"}}
             container = self.client.containers.create(
-                image, command=["/bin/sh", "-c", command], name=name,
-                environment=dict(env), labels=labels, init=True,
-                volumes=binds(mounts) if mounts else None)
+                image, command=["/bin/sh", "-c", f". {ENV_DIR}/env && {command}"], name=name,
+                labels=labels, init=True, volumes=volumes)
             container.start()
-            partial = ""
-            for chunk in container.logs(stream=True, follow=True):
-                *lines, partial = (partial + chunk.decode("utf-8", "replace")).split("\n")
-                for line in lines:
-                    output(line)
-            if partial:
-                output(partial)
-            code = int(container.wait(timeout=timeout).get("StatusCode", 1))
+            # A command that never ends must not hold the app's lock for ever.
+            watchdog = threading.Timer(timeout, self._kill_quietly, args=(container,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                partial = ""
+                for chunk in container.logs(stream=True, follow=True):
+                    *lines, partial = (partial + chunk.decode("utf-8", "replace")).split("\n")
+                    for line in lines:
+                        output(line)
+                if partial:
+                    output(partial)
+                code = int(container.wait(timeout=timeout + 10).get("StatusCode", 1))
+            finally:
+                watchdog.cancel()
             if code == 0 and commit_to:
+                # Keep the image's own config (CMD, ENV, labels): the one-off container's
+                # command and environment (config vars!) must not become the image's.
                 repo, _, tag = commit_to.rpartition(":")
-                container.commit(repository=repo, tag=tag)
+                original = self.client.images.get(image).attrs.get("Config") or {}
+                container.commit(repository=repo, tag=tag, conf=original)
             return code
         except docker.errors.APIError as exc:
             raise DeployError(f"cannot run {process}: {exc.explanation or exc}") from exc
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
         finally:
+            shutil.rmtree(env_dir, ignore_errors=True)
             if container is not None:
                 try:
                     container.remove(force=True)
                 except docker.errors.DockerException:
                     pass
+
+    @staticmethod
+    def _kill_quietly(container) -> None:
+        try:
+            container.kill()
+        except docker.errors.DockerException:
+            pass
 
     def _remove_by_name(self, name: str) -> None:
         try:

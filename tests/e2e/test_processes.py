@@ -93,3 +93,21 @@ def test_rollback_brings_back_image_and_config(server, busybox_image, tmp_path):
     assert config.stdout.strip() == "one"
     releases = json.loads(server.ssh("releases", "rb", "--json").stdout)
     assert releases[0]["description"] == "Rollback to v2"
+
+
+def test_predeploy_changes_are_baked_in_but_config_and_command_are_not(
+        server, busybox_image, tmp_path, docker_client):
+    assert server.ssh("apps:create", "pre").returncode == 0
+    assert server.ssh("config:set", "pre", "CANARY=pre-secret-91").returncode == 0
+    files = httpd_app(busybox_image, "home\n")
+    files["app.json"] = json.dumps(
+        {"scripts": {"dokku": {"predeploy": "echo baked-$CANARY > /www/baked.txt"}}})
+    repo = make_repo(tmp_path / "pre", files)
+    pushed = server.push(repo, "pre")
+    assert pushed.returncode == 0, pushed.stderr
+    assert server.get(server.host("pre"), "/baked.txt") == (200, "baked-pre-secret-91\n")
+    image = docker_client.images.get(f"{server.instance}/pre:v1")
+    config = image.attrs["Config"]
+    assert not any("pre-secret-91" in e for e in config.get("Env") or [])
+    assert config["Cmd"] == ["/bin/httpd", "-f", "-p", "5000", "-h", "/www"]
+    assert not config.get("Volumes")
