@@ -6,11 +6,10 @@ dot, so names never collide). Labels carry the same facts; queries use the label
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import shlex
-import shutil
-import tempfile
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +21,7 @@ import docker.errors
 from ..errors import DeployError, ServiceError
 
 PORT = 5000
-ENV_DIR = "/run/gitpaas-oneoff"
+ENV_FILE = ".gitpaas-env"
 LABEL = "gitpaas"
 ARCHIVE_TAIL = 500  # log lines of a removed container handed to ``on_remove``
 log = logging.getLogger(__name__)
@@ -51,6 +50,17 @@ class ContainerInfo:
 
 def container_name(instance: str, app: str, release: int, process: str, replica: int) -> str:
     return f"{instance}.{app}.v{release}.{process}.{replica}"
+
+
+def env_tar(env: Mapping[str, str]) -> bytes:
+    """A tar holding ``ENV_FILE`` (mode 0600): ``export K='v'`` lines for ``sh``."""
+    data = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(ENV_FILE)
+        info.size, info.mode = len(data), 0o600
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def binds(mounts: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -151,19 +161,16 @@ class DockerRuntime:
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
                   f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "1"}
         container = None
-        env_dir = tempfile.mkdtemp(prefix="gitpaas-env-")
         try:
             self._remove_by_name(name)
-            # The environment comes from a bind-mounted file, not the container's config:
-            # a commit (predeploy) would otherwise bake every config var into the image.
-            env_file = os.path.join(env_dir, "env")
-            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-            volumes = {**binds(mounts or {}), env_dir: {"bind": ENV_DIR, "mode": "ro"}}
+            # The environment comes from a file the command reads then deletes, not from
+            # the container's config: a commit (predeploy) would bake config vars into the
+            # image. Created and deleted in the container's own layer, it leaves no trace.
             container = self.client.containers.create(
-                image, command=["/bin/sh", "-c", f". {ENV_DIR}/env && {command}"], name=name,
-                labels=labels, init=True, volumes=volumes)
+                image, command=["/bin/sh", "-c", f". /{ENV_FILE} && rm -f /{ENV_FILE} && "
+                                f"{command}"], name=name, labels=labels, init=True,
+                volumes=binds(mounts) if mounts else None)
+            container.put_archive("/", env_tar(env))
             container.start()
             # A command that never ends must not hold the app's lock for ever.
             watchdog = threading.Timer(timeout, self._kill_quietly, args=(container,))
@@ -192,7 +199,6 @@ class DockerRuntime:
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
         finally:
-            shutil.rmtree(env_dir, ignore_errors=True)
             if container is not None:
                 try:
                     container.remove(force=True)
