@@ -111,3 +111,7 @@ def test_predeploy_changes_are_baked_in_but_config_and_command_are_not(
     assert not any("pre-secret-91" in e for e in config.get("Env") or [])
     assert config["Cmd"] == ["/bin/httpd", "-f", "-p", "5000", "-h", "/www"]
     assert not config.get("Volumes")
+    probe = docker_client.containers.run(
+        image.id, ["sh", "-c", "test -e /.gitpaas-env && echo left || echo clean"],
+        remove=True)
+    assert probe.strip() == b"clean"
