@@ -95,7 +95,8 @@ class Platform:
         if app is None:
             if not self.settings.create_on_push:
                 raise Forbidden(f"no app named {name!r}; create it first with apps:create")
-            app = self.store.create_app(name, key.name, self.settings.deploy_branch)
+            app = self.store.create_app(name, key.name, self.settings.deploy_branch,
+                                        f"{name}.{self.settings.domain}")
             self.store.record_event(key.name, "apps:create", name, "created by push")
             return app
         if not self.store.can_access(key, app):

@@ -39,7 +39,8 @@ def apps_create(ctx: Context, args: list[str]) -> None:
     if len(args) != 1:
         raise InvalidInput("usage: apps:create APP")
     name = names.app_name(args[0])
-    ctx.platform.store.create_app(name, ctx.key.name, ctx.platform.settings.deploy_branch)
+    ctx.platform.store.create_app(name, ctx.key.name, ctx.platform.settings.deploy_branch,
+                                  f"{name}.{ctx.platform.settings.domain}")
     ctx.platform.store.record_event(ctx.key.name, "apps:create", name)
     ctx.out(f"Creating {name}... done, http://{name}.{ctx.platform.settings.domain}/")
 

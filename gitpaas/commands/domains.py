@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import names
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict, Forbidden, InvalidInput
 from ..store import App
 from .args import no_more, pop_flag, take_app
 from .registry import Context, command
@@ -14,10 +14,21 @@ def default_host(ctx: Context, app: str) -> str:
 
 
 def check_free(ctx: Context, app: App, host: str) -> None:
-    """Refuse a host that is another app's: its default host or one of its domains."""
-    suffix = "." + ctx.platform.settings.domain
+    """Refuse a host that is another app's: its default host or one of its domains.
+
+    Wildcards and names under the platform's own domain are for admins only: they would
+    catch the traffic of apps that are stopped or not created yet.
+    """
+    domain = ctx.platform.settings.domain
+    suffix = "." + domain
     if host == default_host(ctx, app.name):
         raise Conflict(f"{host} is {app.name}'s own default host already")
+    if host.startswith("*.") and host.count(".") < 2:
+        raise InvalidInput(f"{host} is too wide: a wildcard needs at least two labels")
+    if not ctx.key.is_admin and (host.startswith("*.") or host == domain
+                                 or host.endswith(suffix)):
+        raise Forbidden(f"only admins may add {host}: wildcards and names under {domain}"
+                        " are reserved")
     if host.endswith(suffix):
         label = host[: -len(suffix)]
         if "." not in label and ctx.platform.store.find_app(label) is not None:

@@ -92,12 +92,18 @@ class Store:
     def _app(row: tuple) -> App:
         return App(row[0], row[1], row[2], row[3], row[4], row[5])
 
-    def create_app(self, name: str, owner: str, deploy_branch: str) -> App:
+    def create_app(self, name: str, owner: str, deploy_branch: str,
+                   default_host: str = "") -> App:
+        """Create ``name``; refused when it exists or its default host is another app's
+        domain."""
         names.app_name(name)
         now = time.time()
         with self.db.transaction() as cur:
             if cur.execute("SELECT 1 FROM gp_apps WHERE name = ?", (name,)).one():
                 raise Conflict(f"app {name!r} exists already")
+            if default_host and cur.execute("SELECT 1 FROM gp_domains WHERE host = ?",
+                                            (default_host,)).one():
+                raise Conflict(f"{default_host} is taken by another app's domain")
             cur.execute(f"INSERT INTO gp_apps ({APP_COLUMNS}) VALUES (?, ?, ?, NULL, NULL, ?)",
                         (name, owner, deploy_branch, now))
             cur.execute("INSERT INTO gp_formation (app, process, replicas) VALUES (?, 'web', 1)",
