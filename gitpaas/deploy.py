@@ -207,8 +207,18 @@ class Deployer:
         return env
 
     def _mounts(self, app: str) -> dict[str, str]:
-        """The app's persistent directories, host -> container (see ``storage:mount``)."""
-        return {m.host_path: m.container_path for m in self.store.mounts(app)}
+        """The app's persistent directories, host -> container (see ``storage:mount``).
+
+        A host directory that became a symlink (a container can do that to a directory
+        it sees) is refused: Docker would follow it anywhere on the host.
+        """
+        mounts = {}
+        for m in self.store.mounts(app):
+            if Path(m.host_path).resolve() != Path(m.host_path):
+                raise DeployError(f"storage {m.host_path} is no longer a plain directory"
+                                  " (a symlink?): fix or unmount it")
+            mounts[m.host_path] = m.container_path
+        return mounts
 
     def _limits(self, app: str, process: str) -> tuple[str | None, int | None]:
         resources = self.store.resources(app)

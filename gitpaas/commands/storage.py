@@ -18,7 +18,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from ..errors import Forbidden, InvalidInput
+from ..errors import Conflict, Forbidden, InvalidInput
 from ..store import App
 from .args import no_more, pop_flag, take_app
 from .registry import Context, command
@@ -101,6 +101,13 @@ def storage_mount(ctx: Context, args: list[str]) -> None:
     """Bind a persistent directory into the app's containers (from the next release)."""
     app, spec = _one_spec(ctx, args, "mount")
     path, target, own = parse_mount(ctx, app, spec)
+    for m in ctx.platform.store.mounts(app.name):
+        other = Path(m.host_path)
+        if other == path or other in path.parents or path in other.parents:
+            # Nested binds let a container swap the inner directory for a symlink that
+            # Docker would follow at the next start (anywhere on the host).
+            raise Conflict(f"{path} overlaps {other}, mounted already: mount neither inside"
+                           " the other")
     if own:
         path.mkdir(parents=True, exist_ok=True)
     else:
