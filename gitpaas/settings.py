@@ -52,6 +52,8 @@ class Settings:
     deploy_branch: str = "main"
     hooks_dir: str = ""
     lock_timeout: float = 300.0
+    # Seconds a git client may send nothing while the server waits for its data.
+    git_idle_timeout: float = 300.0
     # Seconds between passes of the reconciler in ``gitpaas serve`` (0: only at start-up).
     reconcile_interval: float = 5.0
     keep_releases: int = 5

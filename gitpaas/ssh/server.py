@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 AUTH_TIMEOUT = 30
 EXEC_TIMEOUT = 30
 CLOSE_GRACE = 5
+KEEPALIVE = 30
 GIT_COMMANDS = {"git-receive-pack", "git-upload-pack"}
 
 
@@ -146,6 +147,8 @@ class Session:
         except GitPaasError as exc:
             self.err(f" !     {exc.message}")
             return EXIT_USER
+        # A client that goes silent mid-transfer must not hold the app's lock for ever.
+        self.channel.settimeout(platform.settings.git_idle_timeout)
         try:
             if argv[0] == "git-upload-pack":
                 serve_upload_pack(repo, self.channel.recv, self.channel.sendall)
@@ -163,6 +166,10 @@ class Session:
         except GitPaasError as exc:
             self.err(f" !     {exc.message}")
             return EXIT_USER
+        except TimeoutError:
+            log.info("git session for %s: the client was idle for %ss", argv[1],
+                     platform.settings.git_idle_timeout)
+            return EXIT_USER
         except Exception as exc:  # noqa: BLE001 - a broken session must not kill the server
             if type(exc).__name__ == "HangupException":
                 return 0
@@ -179,6 +186,7 @@ def handle_connection(platform: Any, host_key: paramiko.PKey, sock: socket.socke
         transport.add_server_key(host_key)
         policy = Policy(platform)
         transport.start_server(server=policy)
+        transport.set_keepalive(KEEPALIVE)
         channel = transport.accept(AUTH_TIMEOUT)
         if channel is None:
             return

@@ -18,7 +18,8 @@ from gitpaas.ssh.server import SSHServer
 @pytest.fixture
 def ssh_server(tmp_path, redis_url):
     s = settings_mod.load({"data_dir": tmp_path / "data", "instance": "sshtest",
-                           "redis_url": redis_url}, environ={})
+                           "redis_url": redis_url, "git_idle_timeout": 1.5,
+                           "lock_timeout": 10}, environ={})
     platform = Platform(s)
     client_key = paramiko.ECDSAKey.generate(bits=256)
     blob = client_key.asbytes()
@@ -177,3 +178,26 @@ def test_none_auth_is_refused(ssh_server):
         t.auth_none("git")
     assert not t.is_authenticated()
     t.close()
+
+
+def test_a_silent_git_client_does_not_hold_the_app_lock(ssh_server):
+    """A push that stops sending is cut off after git_idle_timeout; the next one runs."""
+    import time
+
+    server, key, _ = ssh_server
+    t = connect(server.port)
+    t.auth_publickey("git", key)
+    silent = t.open_session(timeout=5)
+    silent.exec_command("git-receive-pack 'quiet.git'")
+    assert silent.recv(65536)  # the ref advertisement; then we send nothing
+    started = time.monotonic()
+    assert silent.recv_exit_status() != 0 or silent.exit_status_ready()
+    assert time.monotonic() - started < 8
+    t2 = connect(server.port)
+    t2.auth_publickey("git", key)
+    second = t2.open_session(timeout=5)
+    second.exec_command("git-receive-pack 'quiet.git'")
+    second.settimeout(5)
+    assert second.recv(65536).endswith(b"0000")  # advertised at once: the lock is free
+    t.close()
+    t2.close()
