@@ -93,20 +93,22 @@ class Reconciler:
         by_app: dict[str, list[ContainerInfo]] = {}
         for info in containers:
             by_app.setdefault(info.app, []).append(info)
-        owners = {h: app for app in apps for h in self.platform.deployer.hosts(app)}
         for app in sorted(apps | set(by_app)):
             try:
                 with self._try_lock(app, "reconcile"):
+                    # Listed again under the lock: a deploy that finished since the first
+                    # listing has containers the reconciler must not start twice.
+                    mine = self.platform.runtime.list(app)
                     if app in apps:
-                        self._reconcile_app(app, by_app.get(app, []), grace, report)
+                        self._reconcile_app(app, mine, grace, report)
                     else:
-                        self._remove(by_app.get(app, []), grace, report)
+                        self._remove(mine, grace, report)
             except Conflict:
                 report.skipped.append(app)
             except GitPaasError as exc:
                 report.errors.append(f"{app}: {exc.message}")
                 log.warning("reconciling %s: %s", app, exc.message)
-        self._remove_unowned_routes(owners, report)
+        self._remove_unowned_routes(report)
         live = {c.id for c in containers}
         self._orphan_seen = {k: v for k, v in self._orphan_seen.items() if k in live}
         if report.changed:
@@ -202,10 +204,19 @@ class Reconciler:
             changed = True
         return changed
 
-    def _remove_unowned_routes(self, owners: dict[str, str], report: Report) -> None:
-        """Frontends of hosts that no app owns (a removed domain, a destroyed app)."""
+    def _owners(self) -> dict[str, str]:
+        store, deployer = self.platform.store, self.platform.deployer
+        return {h: a.name for a in store.list_apps() for h in deployer.hosts(a.name)}
+
+    def _remove_unowned_routes(self, report: Report) -> None:
+        """Frontends of hosts that no app owns (a removed domain, a destroyed app).
+
+        Owners are read after the routes, so a domain or app added meanwhile keeps its
+        route."""
         routes = self.platform.routes
-        for host, frontend in routes.all().items():
+        frontends = routes.all()
+        owners = self._owners()
+        for host, frontend in frontends.items():
             if host not in owners and frontend:
                 routes.remove([host])
                 report.routed.append(host)
