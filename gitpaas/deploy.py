@@ -305,6 +305,7 @@ class Deployer:
     def _roll_out(self, app: str, release: Release, progress: ProgressFn,
                   timings: Timings) -> None:
         started: list[ContainerInfo] = []
+        previous: dict[str, list[str]] | None = None
         now = time.monotonic()
         try:
             self._hooks("pre-release", release, progress)
@@ -319,14 +320,18 @@ class Deployer:
             self._check_all(release, started, progress)
             now = timings.mark("check", now)
             web = [c for c in started if c.process == "web"]
+            hosts = self.hosts(app)
+            previous = {h: self.routes.get(h) for h in hosts}
             if web:
-                self.routes.swap(app, self.hosts(app), [c.backend for c in web])
+                self.routes.swap(app, hosts, [c.backend for c in web])
             else:
-                self.routes.remove(self.hosts(app))
+                self.routes.remove(hosts)
             faults.point("swap")
             self.store.activate_release(app, release.version)
             now = timings.mark("swap", now)
         except BaseException as exc:
+            if previous is not None:
+                self._restore_routes(app, previous)
             self.runtime.remove(started, stop_timeout=2)
             self.store.set_release_status(app, release.version, "failed")
             if isinstance(exc, GitPaasError):
@@ -336,6 +341,14 @@ class Deployer:
         self._after_live(app, release, progress)
         timings.mark("after", now)
         log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
+
+    def _restore_routes(self, app: str, previous: dict[str, list[str]]) -> None:
+        """Point the hosts back at the old release (a failure after the swap)."""
+        for host, frontend in previous.items():
+            try:
+                self.routes.swap(frontend[0] if frontend else app, [host], frontend[1:])
+            except GitPaasError:
+                log.exception("cannot restore the route of %s (the reconciler will)", host)
 
     def _after_live(self, app: str, release: Release, progress: ProgressFn) -> None:
         """Postdeploy script and hooks (reported, not fatal), then retire and prune."""

@@ -85,3 +85,51 @@ def test_timings_line():
 def test_shipped_webhook_hook_runs_only_with_a_url():
     assert SHIPPED not in deployer(FakeRuntime()).hook_dirs
     assert SHIPPED in deployer(FakeRuntime(), webhook_url="http://127.0.0.1:9/").hook_dirs
+
+
+class FakeRoutes:
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    def get(self, host: str) -> list[str]:
+        return list(self.table.get(host, []))
+
+    def swap(self, app: str, hosts, backends) -> None:
+        for host in hosts:
+            self.table[host] = [app, *backends] if backends else []
+
+    def remove(self, hosts) -> None:
+        self.swap("", hosts, [])
+
+
+class FailingActivationStore(FakeStore):
+    def __init__(self) -> None:
+        self.statuses: dict[int, str] = {}
+
+    def domains(self, app: str) -> list[str]:
+        return ["www.shop.example"]
+
+    def activate_release(self, app: str, version: int) -> None:
+        from gitpaas.errors import ServiceError
+
+        raise ServiceError("state store unavailable")
+
+    def set_release_status(self, app: str, version: int, status: str) -> None:
+        self.statuses[version] = status
+
+
+def test_a_failure_after_the_swap_puts_the_old_routes_back(monkeypatch):
+    from gitpaas.errors import ServiceError
+
+    old = {"shop.paas.localhost": ["shop", "http://127.0.0.1:1111"],
+           "www.shop.example": ["shop", "http://127.0.0.1:1111"]}
+    routes = FakeRoutes(dict(old))
+    store = FailingActivationStore()
+    runtime = FakeRuntime()
+    d = Deployer(Settings(), store, None, runtime, routes)  # type: ignore[arg-type]
+    monkeypatch.setattr(d, "_check_all", lambda *a: None)
+    monkeypatch.setattr(d, "_hooks", lambda *a: None)
+    with pytest.raises(ServiceError):
+        d._roll_out("shop", release(), lambda line: None, Timings())
+    assert routes.table == old
+    assert len(runtime.removed) == 4 and store.statuses == {3: "failed"}
