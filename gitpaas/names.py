@@ -38,9 +38,15 @@ def instance_name(value: str) -> str:
     return _check(value, INSTANCE_RE, "instance name", "1-20 characters, a-z then a-z0-9")
 
 
+RESERVED_KEYS = frozenset({"local"})  # the local admin CLI acts as "local"
+
+
 def key_name(value: str) -> str:
     """A registered key's name (shown in releases and events)."""
-    return _check(value, KEY_NAME_RE, "key name", "1-64 characters of A-Z a-z 0-9 . _ @ -")
+    _check(value, KEY_NAME_RE, "key name", "1-64 characters of A-Z a-z 0-9 . _ @ -")
+    if value in RESERVED_KEYS:
+        raise InvalidInput(f"invalid key name {value!r}: it is reserved")
+    return value
 
 
 def config_key(value: str) -> str:

@@ -6,6 +6,7 @@ import fnmatch
 import threading
 from functools import cached_property
 
+from dulwich.objects import Commit
 from dulwich.repo import Repo
 
 from . import names
@@ -128,6 +129,8 @@ class Platform:
         deploys = self.is_deploy_branch(app, branch)
         if new == ZERO:
             return "refusing to delete the deploy branch" if deploys else None
+        if not isinstance(repo[new], Commit):
+            return f"{branch} must point at a commit"
         if not deploys:
             progress(f"-----> Stored {branch}; not deployed (the deploy branch is"
                      f" {app.deploy_branch})")

@@ -54,9 +54,13 @@ def keys_add(ctx: Context, args: list[str]) -> None:
 
 @command("keys:remove", "keys:remove NAME", admin_only=True)
 def keys_remove(ctx: Context, args: list[str]) -> None:
-    """Remove a registered key."""
+    """Remove a registered key (the apps it owned pass to you)."""
     if len(args) != 1:
         raise InvalidInput("usage: keys:remove NAME")
-    ctx.platform.store.remove_key(args[0])
+    if args[0] == ctx.key.name:
+        raise InvalidInput("you cannot remove the key you are using")
+    owned = ctx.platform.store.remove_key(args[0], ctx.key.name)
     ctx.platform.store.record_event(ctx.key.name, "keys:remove", None, args[0])
     ctx.out(f"Removed key {args[0]}")
+    if owned:
+        ctx.out(f"Apps it owned now belong to {ctx.key.name}: {', '.join(owned)}")

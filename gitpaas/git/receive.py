@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from dulwich.errors import GitProtocolError, HangupException
-from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
+from dulwich.protocol import CAPABILITY_ATOMIC, SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
 from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
@@ -75,6 +75,11 @@ UpdateHook = Callable[[bytes, bytes, bytes, Progress], str | None]
 
 class DeployingReceivePackHandler(ReceivePackHandler):
     """Receive-pack whose ``_on_update`` runs the deploy and streams its progress."""
+
+    def capabilities(self) -> list[bytes]:
+        # No ``atomic``: dulwich runs _on_update while still validating the other refs,
+        # so a deploy could go live while the push as a whole is refused.
+        return [c for c in super().capabilities() if c != CAPABILITY_ATOMIC]
 
     def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)

@@ -80,11 +80,17 @@ class Store:
                 " ORDER BY created_at, name").all()
         return [Key(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
-    def remove_key(self, name: str) -> None:
+    def remove_key(self, name: str, new_owner: str) -> list[str]:
+        """Remove a key; the apps it owned go to ``new_owner`` (returned), so a later
+        key of the same name inherits nothing."""
         with self.db.transaction() as cur:
             if cur.execute("DELETE FROM gp_keys WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"no key named {name!r}")
             cur.execute("DELETE FROM gp_shares WHERE key_name = ?", (name,))
+            owned = [r[0] for r in cur.execute("SELECT name FROM gp_apps WHERE owner = ?"
+                                               " ORDER BY name", (name,)).all()]
+            cur.execute("UPDATE gp_apps SET owner = ? WHERE owner = ?", (new_owner, name))
+        return owned
 
     # -- apps ---------------------------------------------------------------------------
 

@@ -99,3 +99,11 @@ def test_unregistered_key_cannot_push(server, busybox_image, tmp_path):
     result = server.push(repo, "nope", key=stranger)
     assert result.returncode != 0
     assert "Permission denied" in result.stderr
+
+
+def test_atomic_pushes_are_not_offered(server, busybox_image, tmp_path):
+    """dulwich would deploy one ref while refusing the push as a whole: no --atomic."""
+    repo = make_repo(tmp_path / "atom", httpd_app(busybox_image, "a\n"))
+    result = server.push(repo, "atom", "main", None, "--atomic")
+    assert result.returncode != 0
+    assert "does not support --atomic" in result.stderr

@@ -31,10 +31,14 @@ def test_keys_first_is_admin_and_duplicates_refused(store):
         store.add_key("carol", "SHA256:a", "x")
     assert store.key_by_fingerprint("SHA256:b").name == "bob"
     assert [k.name for k in store.list_keys()] == ["alice", "bob"]
-    store.remove_key("bob")
+    store.create_app("bobs", "bob", "main")
+    assert store.remove_key("bob", "alice") == ["bobs"]
     assert store.key_by_fingerprint("SHA256:b") is None
+    assert store.get_app("bobs").owner == "alice"
     with pytest.raises(NotFound):
-        store.remove_key("bob")
+        store.remove_key("bob", "alice")
+    with pytest.raises(InvalidInput, match="reserved"):
+        store.add_key("local", "SHA256:l", "x")
     with pytest.raises(InvalidInput):
         store.add_key("bad name", "SHA256:z", "x")
 
