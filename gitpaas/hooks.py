@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -20,6 +22,14 @@ from .errors import DeployError
 EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy")
 HOOK_TIMEOUT = 300
 SHIPPED = Path(__file__).resolve().parent.parent / "hooks"
+
+
+def _kill_group(pid: int) -> None:
+    """Kill a hook and whatever it started (they share its session)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def hook_files(dirs: Iterable[Path], event: str) -> list[Path]:
@@ -35,7 +45,8 @@ def hook_files(dirs: Iterable[Path], event: str) -> list[Path]:
 
 
 def run_hooks(dirs: Iterable[Path], event: str, payload: Mapping[str, object],
-              output: Callable[[str], None], extra_env: Mapping[str, str] | None = None) -> None:
+              output: Callable[[str], None], extra_env: Mapping[str, str] | None = None,
+              timeout: float = HOOK_TIMEOUT) -> None:
     """Run every hook of ``event``; raise ``DeployError`` when a ``pre-*`` hook fails."""
     assert event in EVENTS, event
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EVENT": event,
@@ -45,26 +56,32 @@ def run_hooks(dirs: Iterable[Path], event: str, payload: Mapping[str, object],
     for path in hook_files(dirs, event):
         try:
             proc = subprocess.Popen([str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=env, cwd=path.parent)
+                                    stderr=subprocess.STDOUT, env=env, cwd=path.parent,
+                                    start_new_session=True)
         except OSError as exc:
             raise DeployError(f"{event} hook {path.name} cannot run: {exc.strerror}") from exc
         assert proc.stdin and proc.stdout
+        # A hook that hangs (even one holding its output open) is killed at the deadline.
+        watchdog = threading.Timer(timeout, _kill_group, args=(proc.pid,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            proc.stdin.write(data)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        last = ""
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                last = line
-                output(f"       {line}")
-        try:
-            code = proc.wait(HOOK_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = -9
+            try:
+                proc.stdin.write(data)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            last = ""
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    last = line
+                    output(f"       {line}")
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
+        if code == -signal.SIGKILL:
+            last = f"timed out after {timeout:.0f}s"
         if code != 0 and event.startswith("pre-"):
             raise DeployError(f"{event} hook {path.name} failed" + (f": {last}" if last else ""))
         if code != 0:
