@@ -92,7 +92,34 @@ allow_containers_to_mariadb() {
 
 mariadb_ping() { mysqladmin --protocol=socket ping >/dev/null 2>&1; }
 
+# The bind addresses live in a config file too, so a MariaDB started by the system (the
+# Debian package starts it on loopback only) listens where app containers can reach it.
+configure_mariadb_bind() {
+    local bind; bind=${GITPAAS_MYSQL_BIND:-$(mysql_bind)}
+    local conf=/etc/mysql/mariadb.conf.d/99-gitpaas.cnf
+    local want; want=$(printf '[mysqld]\nbind-address = %s\n' "$bind")
+    if [ -d /etc/mysql/mariadb.conf.d ] && [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
+        printf '%s\n' "$want" >"$conf"
+    fi
+    if mariadb_ping; then
+        local addr
+        for addr in ${bind//,/ }; do
+            if ! ss -ltnH "sport = :3306" | grep -q " $addr:3306 "; then
+                log "restarting mariadb to listen on $bind"
+                if [ -d /run/systemd/system ]; then
+                    systemctl restart mariadb
+                else
+                    mysqladmin --protocol=socket shutdown
+                    wait_for 30 bash -c '! mysqladmin --protocol=socket ping' || true
+                fi
+                break
+            fi
+        done
+    fi
+}
+
 start_mariadb() {
+    configure_mariadb_bind
     if ! mariadb_ping; then
         log "starting mariadb"
         mkdir -p /run/mysqld "$RUN_DIR" && chown mysql:mysql /run/mysqld
@@ -116,12 +143,15 @@ mysql_admin_url() {
         (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$pwfile")
     fi
     local pw; pw=$(cat "$pwfile")
-    mysql --protocol=socket -e "CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$pw';
-        CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
-        ALTER USER '$user'@'localhost' IDENTIFIED BY '$pw';
-        ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
-        GRANT ALL PRIVILEGES ON *.* TO '$user'@'localhost' WITH GRANT OPTION;
-        GRANT ALL PRIVILEGES ON *.* TO '$user'@'127.0.0.1' WITH GRANT OPTION;" >&2
+    # On stdin, not in the argument list: `ps` would show the password.
+    mysql --protocol=socket >&2 <<SQL
+CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
+ALTER USER '$user'@'localhost' IDENTIFIED BY '$pw';
+ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
+GRANT ALL PRIVILEGES ON *.* TO '$user'@'localhost' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO '$user'@'127.0.0.1' WITH GRANT OPTION;
+SQL
     printf 'mysql://%s:%s@127.0.0.1:3306/' "$user" "$pw"
 }
 
