@@ -7,7 +7,7 @@ import time
 from .. import names
 from ..errors import InvalidInput
 from ..git import repos
-from .args import no_more, pop_flag, pop_option, reachable_apps, require_owner, take_app
+from .args import no_more, pop_flag, reachable_apps, take_app, take_destroy_target
 from .registry import Context, command
 
 
@@ -74,12 +74,7 @@ def apps_info(ctx: Context, args: list[str]) -> None:
 @command("apps:destroy", "apps:destroy [APP] --confirm APP")
 def apps_destroy(ctx: Context, args: list[str]) -> None:
     """Remove an app: containers, images, routes, repo, config (owner or admin only)."""
-    confirm = pop_option(args, "--confirm")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
-    require_owner(ctx, app, "destroy it")
-    if confirm != app.name:
-        raise InvalidInput(f"this destroys {app.name} and its data: add --confirm {app.name}")
+    app = take_destroy_target(ctx, args, "destroy it", "destroys {app} and its data")
     platform = ctx.platform
     with platform.lock(app.name, f"apps:destroy by {ctx.key.name}"):
         ctx.out(f"-----> Destroying {app.name}")

@@ -92,3 +92,17 @@ def require_owner(ctx: Context, app: App, what: str) -> None:
     """Only the app's owner or an admin may do ``what``."""
     if not (ctx.key.is_admin or app.owner == ctx.key.name):
         raise Forbidden(f"only the owner of {app.name} or an admin may {what}")
+
+
+def take_destroy_target(ctx: Context, args: list[str], what: str, loses: str) -> App:
+    """The app of a destructive command: owner or admin only, ``--confirm APP`` required.
+
+    ``what`` completes "only the owner ... may ..."; ``loses`` says what goes, for the
+    refusal ("this destroys shop and its data")."""
+    confirm = pop_option(args, "--confirm")
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    require_owner(ctx, app, what)
+    if confirm != app.name:
+        raise InvalidInput(f"this {loses.format(app=app.name)}: add --confirm {app.name}")
+    return app

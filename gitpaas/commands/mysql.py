@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 
 from ..datastores.mysql import CONFIG_KEYS, Credentials, credentials_from_config
-from ..errors import InvalidInput, NotFound, UserError
+from ..errors import NotFound, UserError
 from ..store import App, Datastore
-from .args import no_more, pop_flag, pop_option, require_owner, take_app
+from .args import no_more, pop_flag, take_app, take_destroy_target
 from .config import apply_change
 from .registry import Context, command
 
@@ -87,13 +87,8 @@ def mysql_info(ctx: Context, args: list[str]) -> None:
 @command("mysql:destroy", "mysql:destroy [APP] --confirm APP")
 def mysql_destroy(ctx: Context, args: list[str]) -> None:
     """Drop the app's database and user and unset its DB config vars (owner or admin)."""
-    confirm = pop_option(args, "--confirm")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
-    require_owner(ctx, app, "destroy its database")
-    if confirm != app.name:
-        raise InvalidInput(f"this drops the database of {app.name} and all its data:"
-                           f" add --confirm {app.name}")
+    app = take_destroy_target(ctx, args, "destroy its database",
+                              "drops the database of {app} and all its data")
     platform = ctx.platform
     with platform.lock(app.name, f"mysql:destroy by {ctx.key.name}", ctx.err):
         found = _datastore(ctx, app)

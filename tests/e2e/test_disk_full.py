@@ -12,9 +12,9 @@ import subprocess
 
 import pytest
 
-from tests.conftest import require, unique
+from tests.conftest import require
 from tests.e2e.test_push import httpd_app
-from tests.harness import Server, commit_files, make_repo
+from tests.harness import commit_files, make_repo, serving
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -26,19 +26,10 @@ def small_disk_server(tmp_path, redis_url, docker_client, clients):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs",
                               str(root)], capture_output=True, text=True)
     require(mounted.returncode == 0, f"a tmpfs mount (root): {mounted.stderr.strip()}")
-    srv = Server(root=root, instance=unique("d"), redis_url=redis_url)
     try:
-        srv.admin_key = srv.add_key("admin")
-        srv.start()
-        yield srv
+        with serving(root, redis_url, docker_client, "d") as srv:
+            yield srv
     finally:
-        srv.cleanup(docker_client)
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=f"{srv.instance}:*", count=1000):
-            client.delete(key)
-        client.close()
         subprocess.run(["umount", "-l", str(root)], check=False)
 
 
