@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .. import names
 from ..errors import Forbidden, InvalidInput, UserError
 from ..store import App
@@ -106,3 +108,10 @@ def take_destroy_target(ctx: Context, args: list[str], what: str, loses: str) ->
     if confirm != app.name:
         raise InvalidInput(f"this {loses.format(app=app.name)}: add --confirm {app.name}")
     return app
+
+
+def take_one(args: list[str], usage: str, validate: Callable[[str], str]) -> str:
+    """The single remaining argument, validated (``names.hostname``, ``names.key_name``)."""
+    if len(args) != 1:
+        raise InvalidInput(f"usage: {usage}")
+    return validate(args[0])

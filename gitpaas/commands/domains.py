@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import names
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..store import App
-from .args import no_more, pop_flag, take_app
+from .args import no_more, pop_flag, take_app, take_one
 from .registry import Context, command
 
 
@@ -38,11 +38,6 @@ def check_free(ctx: Context, app: App, host: str) -> None:
         raise Conflict(f"{host} is taken by another app")
 
 
-def take_host(args: list[str], usage: str) -> str:
-    if len(args) != 1:
-        raise InvalidInput(f"usage: {usage}")
-    return names.hostname(args[0])
-
 
 @command("domains", "domains [APP] [--json]")
 def domains_list(ctx: Context, args: list[str]) -> None:
@@ -64,7 +59,7 @@ def domains_list(ctx: Context, args: list[str]) -> None:
 def domains_add(ctx: Context, args: list[str]) -> None:
     """Make the app answer at HOST too (routes are updated at once)."""
     app = take_app(ctx, args, rest=1)
-    host = take_host(args, "domains:add [APP] HOST")
+    host = take_one(args, "domains:add [APP] HOST", names.hostname)
     platform = ctx.platform
     with platform.lock(app.name, f"domains:add by {ctx.key.name}", ctx.err):
         check_free(ctx, app, host)
@@ -80,7 +75,7 @@ def domains_add(ctx: Context, args: list[str]) -> None:
 def domains_remove(ctx: Context, args: list[str]) -> None:
     """Stop answering at HOST (its route is removed at once)."""
     app = take_app(ctx, args, rest=1)
-    host = take_host(args, "domains:remove [APP] HOST")
+    host = take_one(args, "domains:remove [APP] HOST", names.hostname)
     platform = ctx.platform
     with platform.lock(app.name, f"domains:remove by {ctx.key.name}", ctx.err):
         platform.store.remove_domain(app.name, host)

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from .. import names
-from ..errors import Conflict, InvalidInput, NotFound
-from .args import no_more, pop_flag, require_owner, take_app
+from ..errors import Conflict, NotFound
+from .args import no_more, pop_flag, require_owner, take_app, take_one
 from .registry import Context, command
-
-
-def take_key_name(args: list[str], usage: str) -> str:
-    if len(args) != 1:
-        raise InvalidInput(f"usage: {usage}")
-    return names.key_name(args[0])
 
 
 @command("sharing", "sharing [APP] [--json]")
@@ -35,7 +29,7 @@ def sharing_list(ctx: Context, args: list[str]) -> None:
 def sharing_add(ctx: Context, args: list[str]) -> None:
     """Let another key use the app (owner or admin only)."""
     app = take_app(ctx, args, rest=1)
-    name = take_key_name(args, "sharing:add [APP] KEYNAME")
+    name = take_one(args, "sharing:add [APP] KEYNAME", names.key_name)
     require_owner(ctx, app, "share it")
     store = ctx.platform.store
     store.get_key(name)  # NotFound when there is no such key
@@ -50,7 +44,7 @@ def sharing_add(ctx: Context, args: list[str]) -> None:
 def sharing_remove(ctx: Context, args: list[str]) -> None:
     """Stop sharing the app with a key (owner or admin only)."""
     app = take_app(ctx, args, rest=1)
-    name = take_key_name(args, "sharing:remove [APP] KEYNAME")
+    name = take_one(args, "sharing:remove [APP] KEYNAME", names.key_name)
     require_owner(ctx, app, "change who shares it")
     if not ctx.platform.store.remove_share(app.name, name):
         raise NotFound(f"{app.name} is not shared with {name}")
