@@ -78,7 +78,7 @@ class Settings:
     # How long a failing backend stays in dead:<host> (Hipache's deadBackendTTL).
     router_dead_ttl: float = 30.0
     # Fallback expiry of cached routes; pub/sub invalidation is the main path.
-    router_cache_ttl: float = 10.0
+    router_cache_ttl: float = 60.0
     router_retries: int = 3
     router_connect_timeout: float = 5.0
     router_header_timeout: float = 10.0

@@ -16,7 +16,7 @@ class RouterConfig:
     prefix: str
     admin_listen: tuple[str, int] | None = None
     dead_ttl: float = 30.0
-    cache_ttl: float = 10.0
+    cache_ttl: float = 60.0
     retries: int = 3
     connect_timeout: float = 5.0
     header_timeout: float = 10.0
