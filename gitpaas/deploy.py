@@ -73,7 +73,6 @@ class Deployer:
         self.builder = builder
         self.runtime = runtime
         self.routes = routes
-        self.last_timings = Timings()
         self.retiring: list[threading.Thread] = []
 
     def hosts(self, app: str) -> list[str]:
@@ -117,7 +116,7 @@ class Deployer:
     def deploy_commit(self, app: str, repo: Repo, commit: bytes, actor: str,
                       progress: ProgressFn) -> Release:
         """Build ``commit`` and roll it out as the app's next release."""
-        timings = self.last_timings = Timings()
+        timings = Timings()
         start = time.monotonic()
         version = self.store.next_version(app)
         short = commit.decode()[:7]
@@ -321,7 +320,7 @@ class Deployer:
             now = timings.mark("check", now)
             web = [c for c in started if c.process == "web"]
             hosts = self.hosts(app)
-            previous = {h: self.routes.get(h) for h in hosts}
+            previous = self.routes.get_many(hosts)
             if web:
                 self.routes.swap(app, hosts, [c.backend for c in web])
             else:

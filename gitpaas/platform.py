@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import threading
 from functools import cached_property
 
 from dulwich.objects import Commit
@@ -28,7 +27,6 @@ class Platform:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
 
     @cached_property
     def store(self) -> Store:

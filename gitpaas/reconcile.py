@@ -190,8 +190,7 @@ class Reconciler:
         """Point the app's hosts at ``backends`` where they differ; True if any did."""
         routes = self.platform.routes
         changed = False
-        for host in self.platform.deployer.hosts(app):
-            have = routes.get(host)
+        for host, have in routes.get_many(self.platform.deployer.hosts(app)).items():
             if backends:
                 if have[:1] == [app] and sorted(have[1:]) == sorted(backends):
                     continue

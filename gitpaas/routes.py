@@ -58,22 +58,30 @@ class Routes:
 
     def get(self, host: str) -> list[str]:
         """The frontend list of ``host`` (identifier first), empty when none."""
-        try:
-            return list(self._redis.lrange(frontend_key(self.prefix, host), 0, -1))
-        except redis.RedisError as exc:
-            raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
+        return self.get_many([host])[host]
+
+    def get_many(self, hosts: Iterable[str]) -> dict[str, list[str]]:
+        """The frontend lists of ``hosts`` in one round trip."""
+        hosts = list(hosts)
+        return dict(zip(hosts, self._read([frontend_key(self.prefix, h) for h in hosts]),
+                        strict=True))
 
     def all(self) -> dict[str, list[str]]:
         """Every frontend of this instance, by host."""
         try:
-            pattern = frontend_key(self.prefix, "*")
-            keys = list(self._redis.scan_iter(match=pattern, count=1000))
-            pipe = self._redis.pipeline(transaction=False)  # one round trip, not one per key
+            keys = list(self._redis.scan_iter(match=frontend_key(self.prefix, "*"), count=1000))
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
+        skip = len(frontend_key(self.prefix, ""))
+        return {key[skip:]: value for key, value in zip(keys, self._read(keys), strict=True)}
+
+    def _read(self, keys: list[str]) -> list[list[str]]:
+        """LRANGE of every key, pipelined: one round trip, not one per key."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
             for key in keys:
                 pipe.lrange(key, 0, -1)
-            skip = len(frontend_key(self.prefix, ""))
-            return {key[skip:]: list(value) for key, value in zip(keys, pipe.execute(),
-                                                                  strict=True)}
+            return [list(value) for value in pipe.execute()]
         except redis.RedisError as exc:
             raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
 

@@ -21,12 +21,12 @@ def routes(ctx: Context, args: list[str]) -> None:
     if wants_app(args):
         app = take_app(ctx, args, only_positional=True)
         no_more(args)
-        table = {h: platform.routes.get(h) for h in platform.deployer.hosts(app.name)}
+        table = platform.routes.get_many(platform.deployer.hosts(app.name))
     elif ctx.key.is_admin:
         table = platform.routes.all()
     else:
         hosts = [h for a in reachable_apps(ctx) for h in platform.deployer.hosts(a.name)]
-        table = {h: platform.routes.get(h) for h in hosts}
+        table = platform.routes.get_many(hosts)
     table = {h: v for h, v in sorted(table.items()) if v}
     if as_json:
         ctx.json({f"{platform.settings.routes_prefix}frontend:{h}": v for h, v in table.items()})

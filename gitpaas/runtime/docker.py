@@ -11,7 +11,6 @@ import logging
 import shlex
 import tarfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -288,13 +287,3 @@ class DockerRuntime:
                 except docker.errors.DockerException:
                     pass
 
-    def wait_running(self, info: ContainerInfo, seconds: float = 2.0) -> ContainerInfo:
-        """Return the container's state after up to ``seconds`` (early if it exited)."""
-        deadline = time.monotonic() + seconds
-        current = info
-        while time.monotonic() < deadline:
-            current = self.get(info.id) or current
-            if current.status in {"exited", "dead"}:
-                break
-            time.sleep(0.1)
-        return current

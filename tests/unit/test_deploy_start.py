@@ -91,8 +91,8 @@ class FakeRoutes:
     def __init__(self, table: dict[str, list[str]]) -> None:
         self.table = table
 
-    def get(self, host: str) -> list[str]:
-        return list(self.table.get(host, []))
+    def get_many(self, hosts) -> dict[str, list[str]]:
+        return {host: list(self.table.get(host, [])) for host in hosts}
 
     def swap(self, app: str, hosts, backends) -> None:
         for host in hosts:
