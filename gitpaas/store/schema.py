@@ -1,8 +1,10 @@
-"""The schema, written once for SQLite and MySQL. ``{blob}`` and ``{autoinc}`` differ."""
+"""The schema, written once for SQLite and MySQL. ``{blob}`` and ``{autoinc}`` differ.
+
+``TABLES`` is schema version 1. Every later change is one numbered step in ``MIGRATIONS``
+(never edit a step that has shipped: add the next one). ``VERSION`` is the newest step.
+"""
 
 from __future__ import annotations
-
-VERSION = 1
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS gp_keys (
@@ -78,6 +80,14 @@ TABLES = [
         value TEXT NOT NULL)""",
 ]
 
+# (version, statements): applied in order, each step in one transaction with its version.
+# On MySQL, DDL commits implicitly: write each step so that running it again after a
+# partial failure is harmless (IF NOT EXISTS, or a check in Store.migrate).
+MIGRATIONS: list[tuple[int, list[str]]] = [
+]
+
+VERSION = max([1, *(version for version, _ in MIGRATIONS)])
+
 DIALECTS = {
     "sqlite": {"blob": "BLOB", "autoinc": "INTEGER PRIMARY KEY AUTOINCREMENT"},
     "mysql": {"blob": "LONGBLOB", "autoinc": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"},
@@ -85,5 +95,11 @@ DIALECTS = {
 
 
 def statements(dialect: str) -> list[str]:
-    """The CREATE statements for ``dialect``."""
+    """The CREATE statements of version 1 for ``dialect``."""
     return [sql.format(**DIALECTS[dialect]) for sql in TABLES]
+
+
+def steps(dialect: str, after: int) -> list[tuple[int, list[str]]]:
+    """The migration steps newer than version ``after``, in order, for ``dialect``."""
+    return [(version, [sql.format(**DIALECTS[dialect]) for sql in sqls])
+            for version, sqls in sorted(MIGRATIONS) if version > after]

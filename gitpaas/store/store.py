@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .. import names
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, ServiceError
 from ..secrets import Cipher
 from . import schema
 from .db import Cursor, Database
@@ -29,14 +29,33 @@ class Store:
         self.cipher = cipher
 
     def migrate(self) -> None:
-        """Create the tables (idempotent)."""
+        """Bring the schema to ``schema.VERSION``, one numbered step per transaction.
+
+        A schema newer than this code knows is refused: the code would misread it.
+        """
         with self.db.transaction() as cur:
             for sql in schema.statements(self.db.dialect):
                 cur.execute(sql)
             row = cur.execute("SELECT value FROM gp_meta WHERE name = 'schema'").one()
             if row is None:
-                cur.execute("INSERT INTO gp_meta (name, value) VALUES ('schema', ?)",
-                            (str(schema.VERSION),))
+                cur.execute("INSERT INTO gp_meta (name, value) VALUES ('schema', '1')")
+            current = int(row[0]) if row else 1
+        if current > schema.VERSION:
+            raise ServiceError(
+                f"the state store has schema version {current}, newer than this gitpaas"
+                f" knows ({schema.VERSION}): upgrade gitpaas, or restore a backup")
+        for version, sqls in schema.steps(self.db.dialect, current):
+            with self.db.transaction() as cur:
+                for sql in sqls:
+                    cur.execute(sql)
+                cur.execute("UPDATE gp_meta SET value = ? WHERE name = 'schema'",
+                            (str(version),))
+
+    def schema_version(self) -> int:
+        """The schema version the state store holds."""
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT value FROM gp_meta WHERE name = 'schema'").one()
+        return int(row[0]) if row else 0
 
     # -- keys ---------------------------------------------------------------------------
 
