@@ -102,6 +102,10 @@ class Settings:
     edge_limit_rate: int = 200
     edge_limit_burst: int = 400
     edge_limit_exempt: str = "127.0.0.0/8 ::1"
+    # The user nginx's workers run as ("": gitpaas' own user). Its workers read the
+    # certificate keys and write temp files under <data_dir>/edge, which must be
+    # reachable by that user (the data dir is 0700).
+    edge_user: str = ""
 
     @property
     def routes_prefix(self) -> str:
