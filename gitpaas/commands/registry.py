@@ -56,17 +56,25 @@ class Command:
     summary: str
     usage: str
     admin_only: bool = False
+    # Whether a deploy key (keys:add --deploy-only APP) may run it, on its own app.
+    deploy_key: bool = False
 
+
+DEPLOY_KEY_REFUSAL = ("a deploy key may only push to {app} and read its releases and logs"
+                      " (releases, logs)")
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, usage: str = "", admin_only: bool = False):
-    """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary."""
+def command(name: str, usage: str = "", admin_only: bool = False, deploy_key: bool = False):
+    """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary.
+
+    ``deploy_key``: a deploy key may run it (on its one app; access checks still apply).
+    """
 
     def register(func):
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        COMMANDS[name] = Command(name, func, summary, usage or name, admin_only)
+        COMMANDS[name] = Command(name, func, summary, usage or name, admin_only, deploy_key)
         return func
 
     return register
@@ -95,6 +103,8 @@ def run_command(ctx: Context, argv: list[str]) -> int:
             raise UserError(f"unknown command {name!r}, see 'help'")
         if "-h" in args or "--help" in args:
             return COMMANDS["help"].func(ctx, [name]) or 0
+        if ctx.key.deploy_app is not None and not cmd.deploy_key:
+            raise Forbidden(DEPLOY_KEY_REFUSAL.format(app=ctx.key.deploy_app))
         if cmd.admin_only:
             ctx.require_admin()
         return cmd.func(ctx, args) or EXIT_OK
