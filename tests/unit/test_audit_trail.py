@@ -21,7 +21,7 @@ from gitpaas.platform import Platform
 
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
-             "keys", "mysql:info", "mysql:export", "storage"}
+             "keys", "mysql:info", "mysql:export", "storage", "cron"}
 
 # Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
 AUDITED_IN_E2E = {"run", "enter"}
