@@ -66,6 +66,8 @@ class EdgeConfig:
     # The user nginx's workers run as ("": the user gitpaas runs as). They read the
     # certificates and write request-body temp files under ``directory``.
     user: str = ""
+    # nice value of the workers (root only): below gitpaas' own 0.
+    worker_priority: int = -5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeConfig:
@@ -229,9 +231,13 @@ def render_nginx(config: EdgeConfig) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_-]*", user):
         raise InvalidInput(f"invalid edge_user {user!r}")
     user_line = f"user {user};" if os.geteuid() == 0 else "# workers run as the invoking user"
+    # The data plane before the control plane: under an SSH key-exchange flood (Python in
+    # gitpaas serve) the workers keep their CPU share. Only root may raise a priority.
+    priority = f"worker_priority {config.worker_priority};" if os.geteuid() == 0 else ""
     return f"""# Rendered by gitpaas (gitpaas/edge/config.py): edits are overwritten.
 {modules}
 {user_line}
+{priority}
 worker_processes {config.workers};
 pid {config.pid_path};
 error_log {config.error_log_path} warn;
