@@ -17,7 +17,7 @@ from .git import repos
 from .git.receive import ZERO, Progress
 from .locks import app_lock
 from .routes import Routes
-from .runtime import DockerRuntime
+from .runtime import AppNetworks, DockerRuntime, Sandbox
 from .settings import Settings
 from .store import App, Key, Store, open_store
 
@@ -49,8 +49,12 @@ class Platform:
 
     @cached_property
     def runtime(self) -> DockerRuntime:
-        return DockerRuntime(self.docker, self.settings.instance, self.settings.container_host,
-                             on_remove=self.log_archive.keep)
+        settings = self.settings
+        networks = AppNetworks(self.docker, settings.instance, settings.app_network_pool,
+                               settings.app_network_prefix)
+        return DockerRuntime(self.docker, settings.instance, settings.container_host,
+                             on_remove=self.log_archive.keep,
+                             sandbox=Sandbox(networks, settings.pids_limit))
 
     @cached_property
     def routes(self) -> Routes:

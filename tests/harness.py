@@ -99,6 +99,8 @@ class Server:
                 "GITPAAS_SSH_LISTEN": f"127.0.0.1:{self.ssh_port}",
                 "GITPAAS_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "GITPAAS_DRAIN_SECONDS": "0.2", "GITPAAS_STOP_TIMEOUT": "2",
+                # the tests' local busybox images (conftest.busybox_image) as FROM
+                "GITPAAS_BUILD_ALLOWED_IMAGES": "gitpaas-test-*",
                 **self.extra_env}
 
     def start(self) -> Server:

@@ -10,8 +10,10 @@ import docker
 import docker.errors
 
 from ..errors import DeployError, ServiceError
+from . import policy
 
 BUILD_TIMEOUT = 1800
+BASE_LABELS = ("gitpaas.recipe-hash", "gitpaas.recipe")  # set by images.py on base images
 # Build chatter that says nothing to the person pushing.
 NOISE = re.compile(r"\s*(---> [0-9a-f]{12}$|---> Running in |Removing intermediate container|"
                    r"---> Using cache$)")
@@ -51,9 +53,20 @@ class DockerBuilder:
             raise DeployError(f"build failed: {exc.explanation or exc}") from exc
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
-        if image_id is None:
-            image_id = self.client.images.get(tag).id
-        return image_id
+        return self._refuse_reserved_labels(tag, image_id)
+
+    def _refuse_reserved_labels(self, tag: str, image_id: str | None) -> str:
+        """The image id; a build whose image claims gitpaas's labels is removed, refused."""
+        try:
+            image = self.client.images.get(image_id or tag)
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        forged = policy.reserved_labels(image.labels, BASE_LABELS)
+        if forged:
+            self.remove(tag)
+            raise DeployError(f"build failed: the image sets reserved label(s) "
+                              f"{', '.join(forged)} (gitpaas.* labels are gitpaas's own)")
+        return image.id
 
     def remove(self, tag: str) -> None:
         """Remove an image tag, ignoring one that is gone or still in use."""

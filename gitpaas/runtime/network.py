@@ -1,0 +1,144 @@
+"""One user-defined bridge per app, with a subnet gitpaas picks itself (issue 11, 4).
+
+Docker isolates user-defined bridges from each other (its DOCKER-ISOLATION chains), so an
+app's containers reach no other app's. Docker's default address pools hold about 30
+networks: a host with hundreds of apps would run out, so subnets come from the
+``app_network_pool`` setting (a /16 carved into ``/app_network_prefix`` subnets), skipping
+every subnet an existing Docker network or a host route already uses. dockerd's own
+configuration is never touched.
+
+Bridges are named ``gpa<hash>`` (Linux allows 15 characters), so a host firewall can
+recognise app bridges (``-i gpa+``), e.g. to let them reach MariaDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import docker
+import docker.errors
+import docker.types
+
+from ..errors import DeployError, ServiceError
+
+LABEL = "gitpaas"
+BRIDGE_PREFIX = "gpa"
+ROUTES = Path("/proc/net/route")
+ATTEMPTS = 5  # another install may take the same subnet at the same moment
+log = logging.getLogger(__name__)
+Net = ipaddress.IPv4Network
+
+
+def bridge_name(network: str, prefix: str = BRIDGE_PREFIX) -> str:
+    """The Linux bridge of ``network``: ``<prefix>`` + 11 hex digits of its hash."""
+    return prefix + hashlib.sha256(network.encode()).hexdigest()[:15 - len(prefix)]
+
+
+def host_routes(path: Path = ROUTES) -> list[Net]:
+    """The host's IPv4 routes except the default one (subnets a network must not cover)."""
+    try:
+        lines = path.read_text().splitlines()[1:]
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        dest = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+        mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
+        net = Net(f"{dest}/{mask}", strict=False)
+        if net.prefixlen:
+            found.append(net)
+    return found
+
+
+def free_subnet(pool: Net, prefix: int, used: Iterable[Net]) -> Net | None:
+    """The first ``/prefix`` subnet of ``pool`` that overlaps nothing in ``used``."""
+    taken = [u for u in used if u.overlaps(pool)]
+    for candidate in pool.subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(u) for u in taken):
+            return candidate
+    return None
+
+
+class AppNetworks:
+    """Creates and removes the per-app networks of one instance."""
+
+    def __init__(self, client: docker.DockerClient, instance: str, pool: str,
+                 prefix: int) -> None:
+        self.client = client
+        self.instance = instance
+        self.pool = Net(pool)
+        self.prefix = prefix
+        self._lock = threading.Lock()
+
+    def name(self, app: str) -> str:
+        return f"{self.instance}.{app}"
+
+    def _used(self) -> list[Net]:
+        used = host_routes()
+        for net in self.client.api.networks():
+            for config in (net.get("IPAM") or {}).get("Config") or []:
+                try:
+                    subnet = ipaddress.ip_network(config.get("Subnet", ""), strict=False)
+                except ValueError:
+                    continue
+                if subnet.version == 4:
+                    used.append(subnet)
+        return used
+
+    def ensure(self, app: str) -> str:
+        """The app's network, created on first use; returns its name."""
+        name = self.name(app)
+        with self._lock:  # parallel starts of one deploy: one creation
+            try:
+                if not self._find(name):
+                    self._create(app, name)
+            except docker.errors.DockerException as exc:
+                raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        return name
+
+    def _find(self, name: str) -> list[dict]:
+        # Docker's name filter matches substrings: "t1.shop" finds "t1.shop2" too.
+        return [n for n in self.client.api.networks(names=[name]) if n.get("Name") == name]
+
+    def _create(self, app: str, name: str) -> None:
+        for _ in range(ATTEMPTS):
+            subnet = free_subnet(self.pool, self.prefix, self._used())
+            if subnet is None:
+                raise DeployError(f"no free /{self.prefix} subnet left in app_network_pool "
+                                  f"{self.pool}: widen it in the settings")
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+                subnet=str(subnet), gateway=str(next(subnet.hosts())))])
+            try:
+                self.client.api.create_network(
+                    name, driver="bridge", ipam=ipam, check_duplicate=True,
+                    options={"com.docker.network.bridge.name": bridge_name(name)},
+                    labels={f"{LABEL}.instance": self.instance, f"{LABEL}.app": app})
+                log.info("network %s: %s", name, subnet)
+                return
+            except docker.errors.APIError as exc:
+                text = str(exc.explanation or exc).lower()
+                if "already exists" in text:
+                    return  # made meanwhile by another process
+                if "overlap" not in text:
+                    raise DeployError(f"cannot create network {name}: "
+                                      f"{exc.explanation or exc}") from exc
+        raise DeployError(f"cannot create network {name}: its subnets kept being taken")
+
+    def remove(self, app: str) -> None:
+        """Remove the app's network (its containers must be gone); absent is fine."""
+        name = self.name(app)
+        try:
+            for net in self._find(name):
+                self.client.api.remove_network(net["Id"])
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"cannot remove network {name}: {exc}") from exc
