@@ -100,3 +100,67 @@ def test_forged_labels_on_a_build_container_touch_no_app(platform, busybox_image
     # the image carries the reserved labels: the builder refuses and removes it
     assert errors and "reserved label" in errors[0].message
     assert not docker_client.images.list(name=f"{instance}/mal")
+
+
+def container_ip(docker_client, info) -> str:
+    networks = docker_client.api.inspect_container(info.id)["NetworkSettings"]["Networks"]
+    return next(iter(networks.values()))["IPAddress"]
+
+
+def exec_sh(docker_client, info, script: str) -> tuple[int, str]:
+    code, out = docker_client.containers.get(info.id).exec_run(["sh", "-c", script])
+    return code, out.decode("utf-8", "replace")
+
+
+def test_apps_live_on_networks_of_their_own(platform, busybox_image, docker_client):
+    """Finding 4: from app A's container, app B's container IP:5000 does not answer."""
+    deploy(platform, busybox_image, "victim")
+    deploy(platform, busybox_image, "mal")
+    victim, mal = platform.runtime.list("victim")[0], platform.runtime.list("mal")[0]
+    nets = {name: docker_client.api.inspect_network(f"{platform.settings.instance}.{name}")
+            for name in ("victim", "mal")}
+    subnets = {n["IPAM"]["Config"][0]["Subnet"] for n in nets.values()}
+    assert len(subnets) == 2 and all(s.startswith("10.213.") for s in subnets)
+    target = container_ip(docker_client, victim)
+    own = container_ip(docker_client, mal)
+    code, _ = exec_sh(docker_client, mal, f"nc -w 3 {own} 5000 </dev/null")
+    assert code == 0  # the probe works: its own web answers
+    code, _ = exec_sh(docker_client, mal, f"echo 'GET / HTTP/1.0' | nc -w 3 {target} 5000")
+    assert code != 0
+    # the edge still reaches both through the published loopback ports
+    assert victim.port and mal.port
+
+
+def test_containers_are_confined(platform, busybox_image, docker_client):
+    """Finding 4: no-new-privileges, a pids limit, no NET_RAW."""
+    deploy(platform, busybox_image, "victim")
+    info = platform.runtime.list("victim")[0]
+    host = docker_client.api.inspect_container(info.id)["HostConfig"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == platform.settings.pids_limit
+    assert "NET_RAW" not in (host["CapAdd"] or []) and host["CapDrop"] == ["ALL"]
+    code, out = exec_sh(docker_client, info, "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status")
+    caps = int(out.split("CapEff:")[1].split()[0], 16)
+    assert caps & (1 << 13) == 0  # CAP_NET_RAW
+    assert "NoNewPrivs:\t1" in out
+    code, _ = exec_sh(docker_client, info, "ping -c 1 -W 1 127.0.0.1")
+    assert code != 0  # raw sockets are refused
+
+
+def test_destroy_removes_the_network(platform, busybox_image, docker_client):
+    deploy(platform, busybox_image, "mal")
+    name = f"{platform.settings.instance}.mal"
+    assert docker_client.networks.list(names=[name])
+    platform.runtime.remove(platform.runtime.list("mal"), stop_timeout=1)
+    platform.runtime.remove_network("mal")
+    assert not [n for n in docker_client.networks.list(names=[name]) if n.name == name]
+
+
+def test_app_containers_reach_mariadb(platform, busybox_image, docker_client, mysql_admin_url):
+    """Their own network does not cut apps off their databases (mysql_app_host)."""
+    deploy(platform, busybox_image, "victim")
+    info = platform.runtime.list("victim")[0]
+    host = platform.settings.mysql_app_host
+    code, out = exec_sh(docker_client, info,
+                        f"sleep 1 | nc -w 3 {host} 3306 | head -c 100 | tr -c 'A-Za-z0-9' ' '")
+    assert "MariaDB" in out or "mysql" in out
