@@ -10,7 +10,8 @@ from dulwich.repo import Repo
 
 from . import names
 from .applogs import LogArchive
-from .build.docker import DockerBuilder
+from .build.docker import BuildLimits, DockerBuilder
+from .build.sandbox import BuildSandbox
 from .deploy import Deployer
 from .errors import Forbidden, GitPaasError, NotFound, ServiceError
 from .git import repos
@@ -62,8 +63,16 @@ class Platform:
 
     @cached_property
     def deployer(self) -> Deployer:
-        return Deployer(self.settings, self.store, DockerBuilder(self.docker), self.runtime,
-                        self.routes)
+        return Deployer(self.settings, self.store, self.builder, self.runtime, self.routes)
+
+    @cached_property
+    def builder(self) -> DockerBuilder:
+        s = self.settings
+        sandbox = BuildSandbox(self.docker, s.instance, s.app_network_pool,
+                               s.app_network_prefix)
+        return DockerBuilder(self.docker, sandbox, BuildLimits(
+            s.build_memory, s.build_cpu_shares, s.build_cpuset, s.build_shm_size,
+            s.build_timeout))
 
     @cached_property
     def mysql(self):

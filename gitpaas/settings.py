@@ -79,6 +79,13 @@ class Settings:
     process_check_seconds: float = 2.0
     # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).
     webhook_url: str = ""
+    # Limits of every build (its RUN steps): memory without swap on top, CPU weight
+    # against the apps' 1024, CPUs ("" = all), /dev/shm, and seconds for the whole build.
+    build_memory: str = "1g"
+    build_cpu_shares: int = 512
+    build_cpuset: str = ""
+    build_shm_size: str = "64m"
+    build_timeout: float = 1800.0
     # Images a Dockerfile's FROM may name besides gitpaas-base/*, the app's own images and
     # scratch: comma-separated patterns (fnmatch), e.g. "debian:bookworm*,python:3.12-slim".
     build_allowed_images: str = ""

@@ -208,6 +208,9 @@ class Server:
                         docker_client.images.remove(tag, force=True)
                     except Exception:  # noqa: BLE001
                         pass
+        from gitpaas.build.sandbox import remove_instance_networks
+
+        remove_instance_networks(docker_client, self.instance)
         shutil.rmtree(self.root / "data", ignore_errors=True)
 
 

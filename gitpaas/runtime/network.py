@@ -67,6 +67,52 @@ def free_subnet(pool: Net, prefix: int, used: Iterable[Net]) -> Net | None:
     return None
 
 
+def used_subnets(client: docker.DockerClient) -> list[Net]:
+    """IPv4 subnets of every Docker network on the engine and of the host's routes."""
+    used = host_routes()
+    for net in client.api.networks():
+        for config in (net.get("IPAM") or {}).get("Config") or []:
+            try:
+                subnet = ipaddress.ip_network(config.get("Subnet", ""), strict=False)
+            except ValueError:
+                continue
+            if subnet.version == 4:
+                used.append(subnet)
+    return used
+
+
+def find_network(client: docker.DockerClient, name: str) -> list[dict]:
+    """The network named exactly ``name`` (Docker's name filter matches substrings)."""
+    return [n for n in client.api.networks(names=[name]) if n.get("Name") == name]
+
+
+def create_network(client: docker.DockerClient, name: str, pool: Net, prefix: int,
+                   bridge: str, labels: dict[str, str]) -> None:
+    """A bridge network ``name`` on Linux bridge ``bridge``, its subnet a free one of
+    ``pool``; one made meanwhile by another process is fine."""
+    for _ in range(ATTEMPTS):
+        subnet = free_subnet(pool, prefix, used_subnets(client))
+        if subnet is None:
+            raise DeployError(f"no free /{prefix} subnet left in app_network_pool {pool}: "
+                              "widen it in the settings")
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=str(subnet), gateway=str(next(subnet.hosts())))])
+        try:
+            client.api.create_network(
+                name, driver="bridge", ipam=ipam, check_duplicate=True, labels=labels,
+                options={"com.docker.network.bridge.name": bridge})
+            log.info("network %s: %s", name, subnet)
+            return
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc).lower()
+            if "already exists" in text:
+                return
+            if "overlap" not in text:
+                raise DeployError(f"cannot create network {name}: "
+                                  f"{exc.explanation or exc}") from exc
+    raise DeployError(f"cannot create network {name}: its subnets kept being taken")
+
+
 class AppNetworks:
     """Creates and removes the per-app networks of one instance."""
 
@@ -81,18 +127,6 @@ class AppNetworks:
     def name(self, app: str) -> str:
         return f"{self.instance}.{app}"
 
-    def _used(self) -> list[Net]:
-        used = host_routes()
-        for net in self.client.api.networks():
-            for config in (net.get("IPAM") or {}).get("Config") or []:
-                try:
-                    subnet = ipaddress.ip_network(config.get("Subnet", ""), strict=False)
-                except ValueError:
-                    continue
-                if subnet.version == 4:
-                    used.append(subnet)
-        return used
-
     def ensure(self, app: str) -> str:
         """The app's network, created on first use; returns its name."""
         name = self.name(app)
@@ -105,32 +139,11 @@ class AppNetworks:
         return name
 
     def _find(self, name: str) -> list[dict]:
-        # Docker's name filter matches substrings: "t1.shop" finds "t1.shop2" too.
-        return [n for n in self.client.api.networks(names=[name]) if n.get("Name") == name]
+        return find_network(self.client, name)
 
     def _create(self, app: str, name: str) -> None:
-        for _ in range(ATTEMPTS):
-            subnet = free_subnet(self.pool, self.prefix, self._used())
-            if subnet is None:
-                raise DeployError(f"no free /{self.prefix} subnet left in app_network_pool "
-                                  f"{self.pool}: widen it in the settings")
-            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
-                subnet=str(subnet), gateway=str(next(subnet.hosts())))])
-            try:
-                self.client.api.create_network(
-                    name, driver="bridge", ipam=ipam, check_duplicate=True,
-                    options={"com.docker.network.bridge.name": bridge_name(name)},
-                    labels={f"{LABEL}.instance": self.instance, f"{LABEL}.app": app})
-                log.info("network %s: %s", name, subnet)
-                return
-            except docker.errors.APIError as exc:
-                text = str(exc.explanation or exc).lower()
-                if "already exists" in text:
-                    return  # made meanwhile by another process
-                if "overlap" not in text:
-                    raise DeployError(f"cannot create network {name}: "
-                                      f"{exc.explanation or exc}") from exc
-        raise DeployError(f"cannot create network {name}: its subnets kept being taken")
+        create_network(self.client, name, self.pool, self.prefix, bridge_name(name),
+                       {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app})
 
     def remove(self, app: str) -> None:
         """Remove the app's network (its containers must be gone); absent is fine."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import threading
 import time
@@ -164,3 +165,76 @@ def test_app_containers_reach_mariadb(platform, busybox_image, docker_client, my
     code, out = exec_sh(docker_client, info,
                         f"sleep 1 | nc -w 3 {host} 3306 | head -c 100 | tr -c 'A-Za-z0-9' ' '")
     assert "MariaDB" in out or "mysql" in out
+
+
+# -- builds (finding 3) -------------------------------------------------------------------
+
+PROBE = ("RUN for t in {targets}; do if nc -w 3 ${{t%:*}} ${{t#*:}} </dev/null; "
+         "then echo REACHED $t; else echo BLOCKED $t; fi; done")
+
+
+def build_output(platform, dockerfile: str, tag: str) -> tuple[list[str], DeployError | None]:
+    lines: list[str] = []
+    try:
+        platform.builder.build(context({"Dockerfile": dockerfile}), tag, {}, lines.append)
+    except DeployError as exc:
+        return lines, exc
+    return lines, None
+
+
+@pytest.fixture
+def sandboxed(platform):
+    yield platform
+    platform.builder.sandbox.remove()
+
+
+def test_a_build_reaches_neither_the_host_nor_the_apps(sandboxed, busybox_image,
+                                                      docker_client):
+    import socket
+
+    platform = sandboxed
+    deploy(platform, busybox_image, "victim")
+    victim = container_ip(docker_client, platform.runtime.list("victim")[0])
+    platform.builder.sandbox.ensure()
+    gateway = platform.builder.sandbox.gateway()
+    # the router/edge as a build sees it: a port on the host's address on the bridge
+    router = socket.create_server((gateway, 0))
+    port = router.getsockname()[1]
+    mariadb = f"{platform.settings.mysql_app_host}:3306"
+    targets = f"{gateway}:{port} {victim}:5000 {mariadb} 127.0.0.1:6379 {gateway}:6379"
+    dockerfile = (f"FROM {busybox_image}\n"
+                  "RUN (nc -l -p 7000 -e true &) ; sleep 0.3; nc -w 3 127.0.0.1 7000 </dev/null"
+                  " && echo PROBE WORKS\n" + PROBE.format(targets=targets) + "\n")
+    try:
+        lines, error = build_output(platform, dockerfile, f"{platform.settings.instance}/mal:v1")
+    finally:
+        router.close()
+    said = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in lines]
+    assert error is None, error
+    assert "PROBE WORKS" in said
+    assert not [line for line in said if line.startswith("REACHED")], said
+    assert len([line for line in said if line.startswith("BLOCKED")]) == 5
+    assert platform.builder.sandbox.network in {
+        n["Name"] for n in docker_client.api.networks()}
+
+
+def test_a_build_over_its_memory_limit_fails_clearly(sandboxed, busybox_image):
+    platform = sandboxed
+    object.__setattr__(platform.builder.limits, "memory", "64m")
+    dockerfile = f"FROM {busybox_image}\nRUN dd if=/dev/zero of=/dev/null bs=200M count=1\n"
+    _, error = build_output(platform, dockerfile, f"{platform.settings.instance}/mal:v1")
+    assert error is not None
+    assert "build memory limit of 64m" in error.message
+
+
+def test_a_build_over_its_time_limit_is_stopped(sandboxed, busybox_image, docker_client):
+    platform = sandboxed
+    object.__setattr__(platform.builder.limits, "timeout", 4.0)
+    dockerfile = f"FROM {busybox_image}\nRUN sleep 60\n"
+    started = time.monotonic()
+    _, error = build_output(platform, dockerfile, f"{platform.settings.instance}/mal:v1")
+    assert error is not None and "time limit of 4 s" in error.message
+    assert time.monotonic() - started < 20
+    network = platform.builder.sandbox.network
+    # the daemon cancels the build: its RUN container goes away
+    wait_for(lambda: not docker_client.api.containers(filters={"network": network}), 30)
