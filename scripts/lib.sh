@@ -85,9 +85,13 @@ allow_containers_to_mariadb() {
     local policy
     policy=$(iptables -S INPUT 2>/dev/null | awk '$1 == "-P" {print $3}')
     if [ -z "$policy" ] || [ "$policy" = "ACCEPT" ]; then return 0; fi
-    iptables -C INPUT -i docker0 -p tcp --dport 3306 -j ACCEPT 2>/dev/null \
-        || { log "allowing docker0 -> MariaDB (tcp 3306) in the INPUT chain"
-             iptables -I INPUT -i docker0 -p tcp --dport 3306 -j ACCEPT; }
+    local bridge
+    # docker0, and the per-app bridges (gpa...: runtime/network.py); never builds' (gpb...)
+    for bridge in docker0 gpa+; do
+        iptables -C INPUT -i "$bridge" -p tcp --dport 3306 -j ACCEPT 2>/dev/null \
+            || { log "allowing $bridge -> MariaDB (tcp 3306) in the INPUT chain"
+                 iptables -I INPUT -i "$bridge" -p tcp --dport 3306 -j ACCEPT; }
+    done
 }
 
 mariadb_ping() { mysqladmin --protocol=socket ping >/dev/null 2>&1; }

@@ -146,11 +146,21 @@ class AppNetworks:
                        {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app})
 
     def remove(self, app: str) -> None:
-        """Remove the app's network (its containers must be gone); absent is fine."""
+        """Remove the app's network; absent is fine. Containers still attached (a one-off
+        that outlived its app) are disconnected first: the network dies with its app."""
         name = self.name(app)
         try:
             for net in self._find(name):
-                self.client.api.remove_network(net["Id"])
+                try:
+                    self.client.api.remove_network(net["Id"])
+                except docker.errors.APIError as exc:
+                    if exc.status_code == 404:
+                        continue
+                    attached = self.client.api.inspect_network(net["Id"]).get("Containers")
+                    for container in attached or {}:
+                        self.client.api.disconnect_container_from_network(
+                            container, net["Id"], force=True)
+                    self.client.api.remove_network(net["Id"])
         except docker.errors.NotFound:
             pass
         except docker.errors.DockerException as exc:
