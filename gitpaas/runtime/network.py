@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import random
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..errors import DeployError, ServiceError
 LABEL = "gitpaas"
 BRIDGE_PREFIX = "gpa"
 ROUTES = Path("/proc/net/route")
-ATTEMPTS = 5  # another install may take the same subnet at the same moment
+ATTEMPTS = 20  # another install may take the same subnet at the same moment
 log = logging.getLogger(__name__)
 Net = ipaddress.IPv4Network
 
@@ -58,13 +59,17 @@ def host_routes(path: Path = ROUTES) -> list[Net]:
     return found
 
 
+def free_subnets(pool: Net, prefix: int, used: Iterable[Net]) -> list[Net]:
+    """The ``/prefix`` subnets of ``pool`` that overlap nothing in ``used``, in order."""
+    taken = [u for u in used if u.overlaps(pool)]
+    return [c for c in pool.subnets(new_prefix=prefix)
+            if not any(c.overlaps(u) for u in taken)]
+
+
 def free_subnet(pool: Net, prefix: int, used: Iterable[Net]) -> Net | None:
     """The first ``/prefix`` subnet of ``pool`` that overlaps nothing in ``used``."""
-    taken = [u for u in used if u.overlaps(pool)]
-    for candidate in pool.subnets(new_prefix=prefix):
-        if not any(candidate.overlaps(u) for u in taken):
-            return candidate
-    return None
+    free = free_subnets(pool, prefix, used)
+    return free[0] if free else None
 
 
 def used_subnets(client: docker.DockerClient) -> list[Net]:
@@ -90,8 +95,11 @@ def create_network(client: docker.DockerClient, name: str, pool: Net, prefix: in
                    bridge: str, labels: dict[str, str]) -> None:
     """A bridge network ``name`` on Linux bridge ``bridge``, its subnet a free one of
     ``pool``; one made meanwhile by another process is fine."""
-    for _ in range(ATTEMPTS):
-        subnet = free_subnet(pool, prefix, used_subnets(client))
+    for attempt in range(ATTEMPTS):
+        free = free_subnets(pool, prefix, used_subnets(client))
+        # The first free one, unless another process just took it: then a random one, so
+        # two creators racing do not keep colliding.
+        subnet = (free[0] if attempt == 0 else random.choice(free)) if free else None
         if subnet is None:
             raise DeployError(f"no free /{prefix} subnet left in app_network_pool {pool}: "
                               "widen it in the settings")

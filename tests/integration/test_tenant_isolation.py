@@ -238,3 +238,23 @@ def test_a_build_over_its_time_limit_is_stopped(sandboxed, busybox_image, docker
     network = platform.builder.sandbox.network
     # the daemon cancels the build: its RUN container goes away
     wait_for(lambda: not docker_client.api.containers(filters={"network": network}), 30)
+
+
+def test_more_networks_than_dockers_default_pools_hold(docker_client, instance):
+    """Docker's default pools give ~30 networks: gitpaas carves its own subnets."""
+    from gitpaas.runtime import AppNetworks
+
+    networks = AppNetworks(docker_client, instance, "10.213.0.0/16", 26)
+    apps = [f"app{i}" for i in range(40)]
+    try:
+        for app in apps:
+            networks.ensure(app)
+        networks.ensure(apps[0])  # idempotent
+        subnets = [docker_client.api.inspect_network(networks.name(a))["IPAM"]["Config"][0]
+                   ["Subnet"] for a in apps]
+        assert len(set(subnets)) == 40
+        assert all(s.startswith("10.213.") and s.endswith("/26") for s in subnets)
+    finally:
+        for app in apps:
+            networks.remove(app)
+    assert not docker_client.api.networks(filters={"label": f"gitpaas.instance={instance}"})
