@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+import secrets
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import docker
 import docker.errors
 
 from ..errors import DeployError, ServiceError
+from ..terminal import Terminal
+from .attach import stream
 from .network import AppNetworks
 
 PORT = 5000
+RUN_SUFFIX = re.compile(r"[0-9a-f]{8}")  # run_attached's container names end so
 ENV_FILE = ".gitpaas-env"
 LABEL = "gitpaas"
 ARCHIVE_TAIL = 500  # log lines of a removed container handed to ``on_remove``
@@ -42,6 +48,8 @@ class ContainerInfo:
     port: int | None
     started_at: str
     restart_count: int = 0
+    # "run" for a user's ``run``, "cron" for a cron job, "1" for a deploy's one-offs, "".
+    oneoff: str = ""
 
     @property
     def backend(self) -> str:
@@ -73,6 +81,14 @@ def summary_name(summary: Mapping) -> str:
     return next(iter(summary.get("Names") or []), "").lstrip("/")
 
 
+def created_at(summary: Mapping) -> str:
+    """A summary's creation time as Docker writes timestamps (RFC 3339, UTC)."""
+    created = summary.get("Created")
+    if not created:
+        return ""
+    return datetime.fromtimestamp(int(created), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def owned(instance: str, summary: Mapping) -> bool:
     """Whether gitpaas made this container: its labels and its name must agree.
 
@@ -88,8 +104,14 @@ def owned(instance: str, summary: Mapping) -> bool:
     except (KeyError, ValueError):
         return False
     numbers = labels[f"{LABEL}.release"] + labels[f"{LABEL}.replica"]
-    return (labels.get(f"{LABEL}.instance") == instance and numbers.isascii()
-            and summary_name(summary) == expected)
+    if labels.get(f"{LABEL}.instance") != instance or not numbers.isascii():
+        return False
+    name = summary_name(summary)
+    if labels.get(f"{LABEL}.oneoff") == "run":  # run_attached: a random suffix, replica 0
+        prefix = container_name(instance, labels[f"{LABEL}.app"],
+                                int(labels[f"{LABEL}.release"]), "run", "")
+        return name.startswith(prefix) and bool(RUN_SUFFIX.fullmatch(name[len(prefix):]))
+    return name == expected
 
 
 # Capabilities app containers keep (Docker's defaults minus what web apps do not need).
@@ -152,7 +174,8 @@ class DockerRuntime:
             process=labels.get(f"{LABEL}.process", ""),
             replica=int(labels.get(f"{LABEL}.replica", "0")),
             status=c.status, host=self.host, port=port,
-            started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0))
+            started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0),
+            oneoff=labels.get(f"{LABEL}.oneoff", ""))
 
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
@@ -211,16 +234,23 @@ class DockerRuntime:
     def run_once(self, app: str, release: int, image: str, process: str,
                  env: Mapping[str, str], command: str, output: Callable[[str], None],
                  timeout: float = 3600, commit_to: str | None = None,
-                 mounts: Mapping[str, str] | None = None) -> int:
+                 mounts: Mapping[str, str] | None = None, replica: int = 0,
+                 keep_logs: bool = False, mem_limit: str | None = None,
+                 nano_cpus: int | None = None) -> int:
         """Run ``command`` in a one-off container, stream its output, return its exit code.
 
         With ``commit_to``, a successful run's file system becomes that image tag
-        (Dokku's predeploy). The container is removed in every case.
+        (Dokku's predeploy). The container is removed in every case; with ``keep_logs``
+        its lines go to the log archive first (``logs -p PROCESS``).
         """
-        name = container_name(self.instance, app, release, process, 0)
+        name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
-                  f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "1"}
+                  f"{LABEL}.replica": str(replica),
+                  f"{LABEL}.oneoff": "cron" if process == "cron" else "1"}
+        limits: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        if nano_cpus:
+            limits["nano_cpus"] = nano_cpus
         container = None
         try:
             self._remove_by_name(name)
@@ -230,7 +260,8 @@ class DockerRuntime:
             container = self.client.containers.create(
                 image, command=["/bin/sh", "-c", f". /{ENV_FILE} && rm -f /{ENV_FILE} && "
                                 f"{command}"], name=name, labels=labels, init=True,
-                volumes=binds(mounts) if mounts else None, **self.sandbox.options(app))
+                volumes=binds(mounts) if mounts else None, **limits,
+                **self.sandbox.options(app))
             container.put_archive("/", env_tar(env))
             container.start()
             # A command that never ends must not hold the app's lock for ever.
@@ -261,10 +292,101 @@ class DockerRuntime:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
         finally:
             if container is not None:
+                if keep_logs:
+                    try:
+                        container.reload()
+                        self._archive(self._info(container))
+                    except docker.errors.DockerException:
+                        pass
                 try:
                     container.remove(force=True)
                 except docker.errors.DockerException:
                     pass
+
+    def run_attached(self, app: str, release: int, image: str, process: str,
+                     env: Mapping[str, str], argv: list[str], term: Terminal,
+                     timeout: float = 3600, mounts: Mapping[str, str] | None = None,
+                     mem_limit: str | None = None, nano_cpus: int | None = None) -> int:
+        """``run``: ``argv`` in a one-off container of a release, attached to ``term``.
+
+        Returns the command's exit status; the container is removed in every case, and
+        killed when it outlives ``timeout``.
+        """
+        name = container_name(self.instance, app, release, "run", secrets.token_hex(4))
+        labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
+                  f"{LABEL}.release": str(release), f"{LABEL}.process": process,
+                  f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "run"}
+        kwargs: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        if nano_cpus:
+            kwargs["nano_cpus"] = nano_cpus
+        if mounts:
+            kwargs["volumes"] = binds(mounts)
+        container = None
+        try:
+            # stdin_open without detach also sets StdinOnce: the container's stdin ends
+            # when the user's input does.
+            container = self.client.containers.create(
+                image, command=argv or None, name=name, labels=labels, init=True,
+                environment=dict(env), stdin_open=True, tty=term.tty, hostname=f"{app}-run",
+                **kwargs, **self.sandbox.options(app))
+            sock = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                   "stream": 1})
+            container.start()
+            if term.size:
+                self._resize(container.resize, *term.size)
+            term.on_resize = lambda cols, rows: self._resize(container.resize, cols, rows)
+            watchdog = threading.Timer(timeout, self._kill_quietly, args=(container,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                stream(sock, term)
+                return int(container.wait(timeout=timeout + 10).get("StatusCode", 1))
+            finally:
+                watchdog.cancel()
+        except docker.errors.ImageNotFound as exc:
+            raise DeployError(f"image {image} is gone: deploy again") from exc
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot run the command: {exc.explanation or exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        finally:
+            term.on_resize = None
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+
+    def exec_attached(self, container_id: str, argv: list[str], term: Terminal) -> int:
+        """``enter``: ``argv`` inside a running container, attached to ``term``."""
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container_id, argv, stdin=True, tty=term.tty)["Id"]
+            sock = api.exec_start(exec_id, socket=True, tty=term.tty)
+            if term.size:
+                self._resize(lambda height, width: api.exec_resize(
+                    exec_id, height=height, width=width), *term.size)
+            term.on_resize = lambda cols, rows: self._resize(
+                lambda height, width: api.exec_resize(exec_id, height=height, width=width),
+                cols, rows)
+            stream(sock, term)
+            code = api.exec_inspect(exec_id).get("ExitCode")
+            return 1 if code is None else int(code)
+        except docker.errors.NotFound as exc:
+            raise DeployError("that container is gone: see ps") from exc
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot enter the container: {exc.explanation or exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        finally:
+            term.on_resize = None
+
+    @staticmethod
+    def _resize(resize: Callable[..., object], columns: int, rows: int) -> None:
+        try:
+            resize(height=rows, width=columns)
+        except docker.errors.DockerException:
+            pass  # the process may have ended already
 
     @staticmethod
     def _kill_quietly(container) -> None:
@@ -308,7 +430,9 @@ class DockerRuntime:
             id=summary["Id"], name=summary_name(summary), app=labels[f"{LABEL}.app"],
             release=int(labels[f"{LABEL}.release"]), process=labels[f"{LABEL}.process"],
             replica=int(labels[f"{LABEL}.replica"]), status=summary.get("State", ""),
-            host=self.host, port=port, started_at="")
+            host=self.host, port=port, oneoff=labels.get(f"{LABEL}.oneoff", ""),
+            # The listing has no StartedAt: the creation time stands in (ps inspects).
+            started_at=created_at(summary))
 
     def get(self, container_id: str) -> ContainerInfo | None:
         try:
@@ -322,6 +446,16 @@ class DockerRuntime:
         except docker.errors.DockerException:
             return ""
         return raw.decode("utf-8", "replace")
+
+    def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
+        """The container's lines from ``since`` (epoch seconds) on, as they come."""
+        from ..drains import lines_of
+
+        try:
+            yield from lines_of(self.client.api.logs(container_id, stream=True, follow=True,
+                                                     since=since))
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:

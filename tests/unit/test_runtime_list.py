@@ -47,3 +47,14 @@ def test_a_container_whose_name_does_not_match_its_labels_is_not_ours():
     assert DockerRuntime(Client(forged), "i").list() == []
     assert not any(owned("i", s) for s in forged)
     assert owned("i", summary("i.shop.v1.web.1"))
+
+
+def test_run_containers_have_a_random_suffix_and_a_creation_time():
+    run = {**summary("i.shop.v1.run.0a1b2c3d", **{"gitpaas.oneoff": "run",
+                                                  "gitpaas.replica": "0"}),
+           "Created": 1_700_000_000}
+    assert owned("i", run)
+    assert not owned("i", {**run, "Names": ["/i.shop.v1.run.zz"]})
+    assert not owned("i", {**run, "Names": ["/i.shop.v1.web.0a1b2c3d"]})
+    info = DockerRuntime(Client([run]), "i").list()[0]
+    assert info.oneoff == "run" and info.started_at == "2023-11-14T22:13:20Z"
