@@ -188,7 +188,9 @@ class DockerRuntime:
         name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
-                  f"{LABEL}.replica": str(replica)}
+                  f"{LABEL}.replica": str(replica),
+                  # set, so that no image label of that name can make this a one-off
+                  f"{LABEL}.oneoff": ""}
         kwargs = {}
         if web:
             kwargs["ports"] = {f"{PORT}/tcp": (self.host, None)}
