@@ -5,6 +5,9 @@ A build's ``RUN`` steps run in containers on ``<instance>-build``, a user-define
 our own, ``GITPAAS-<bridge>``, is jumped to from ``INPUT`` and from ``DOCKER-USER`` (which
 Docker evaluates first in ``FORWARD``) for packets entering from that bridge only:
 
+- DNS (port 53) goes on: Docker's resolver in the build's namespace asks the host's
+  resolvers, which may live on the host itself or at a link-local address (GCP's
+  169.254.169.254, AWS's 169.254.169.253);
 - to any address of the host itself (``addrtype LOCAL``): dropped. That is the router or
   edge on the bridge gateway (8080/80/443), MariaDB on the docker0 gateway, Redis, SSH,
   and every port published on a host address;
@@ -42,7 +45,9 @@ def chain_name(bridge: str) -> str:
 
 def chain_rules(pool: str) -> list[list[str]]:
     """The rules of a build bridge's chain, in order (iptables arguments after the chain)."""
-    return [["-m", "addrtype", "--dst-type", "LOCAL", "-j", "DROP"],
+    return [["-p", "udp", "--dport", "53", "-j", "RETURN"],
+            ["-p", "tcp", "--dport", "53", "-j", "RETURN"],
+            ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "DROP"],
             ["-d", pool, "-j", "DROP"],
             ["-d", LINK_LOCAL, "-j", "DROP"],
             ["-j", "RETURN"]]
@@ -98,9 +103,11 @@ class BuildSandbox:
     def _ensure_rules(self) -> None:
         if not self._run("-n", "-L", self.chain, check=False):
             self._run("-N", self.chain)
-        for rule in chain_rules(str(self.pool)):
+        # Inserted at their place, so a chain made by an older version gains new rules in
+        # order (an empty chain for a moment, by flushing it, would let a build out).
+        for position, rule in enumerate(chain_rules(str(self.pool)), 1):
             if not self._run("-C", self.chain, *rule, check=False):
-                self._run("-A", self.chain, *rule)
+                self._run("-I", self.chain, str(position), *rule)
         for hook in HOOKS:
             jump = ["-i", self.bridge, "-j", self.chain]
             if not self._run("-C", hook, *jump, check=False):
