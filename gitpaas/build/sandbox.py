@@ -5,14 +5,15 @@ A build's ``RUN`` steps run in containers on ``<instance>-build``, a user-define
 our own, ``GITPAAS-<bridge>``, is jumped to from ``INPUT`` and from ``DOCKER-USER`` (which
 Docker evaluates first in ``FORWARD``) for packets entering from that bridge only:
 
+- to the app networks (``app_network_pool``): dropped;
 - DNS (port 53) goes on: Docker's resolver in the build's namespace asks the host's
   resolvers, which may live on the host itself or at a link-local address (GCP's
   169.254.169.254, AWS's 169.254.169.253);
 - to any address of the host itself (``addrtype LOCAL``): dropped. That is the router or
   edge on the bridge gateway (8080/80/443), MariaDB on the docker0 gateway, Redis, SSH,
   and every port published on a host address;
-- to the app networks (``app_network_pool``) and link-local addresses (cloud metadata
-  services hand out credentials at 169.254.169.254): dropped;
+- to link-local addresses (cloud metadata services hand out credentials at
+  169.254.169.254): dropped;
 - anything else (the internet: apt, pip, npm) goes on through Docker's own rules.
 
 Other Docker bridges (docker0, the app networks) are cut off by Docker's isolation chains
@@ -45,10 +46,10 @@ def chain_name(bridge: str) -> str:
 
 def chain_rules(pool: str) -> list[list[str]]:
     """The rules of a build bridge's chain, in order (iptables arguments after the chain)."""
-    return [["-p", "udp", "--dport", "53", "-j", "RETURN"],
+    return [["-d", pool, "-j", "DROP"],
+            ["-p", "udp", "--dport", "53", "-j", "RETURN"],
             ["-p", "tcp", "--dport", "53", "-j", "RETURN"],
             ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "DROP"],
-            ["-d", pool, "-j", "DROP"],
             ["-d", LINK_LOCAL, "-j", "DROP"],
             ["-j", "RETURN"]]
 

@@ -33,8 +33,9 @@ def test_bridge_names_fit_linux_and_tell_apps_from_builds():
 
 def test_build_chain_drops_the_host_first_and_lets_the_rest_through():
     rules = chain_rules("10.213.0.0/16")
-    assert rules[:2] == [["-p", "udp", "--dport", "53", "-j", "RETURN"],
-                         ["-p", "tcp", "--dport", "53", "-j", "RETURN"]]  # DNS only
-    assert rules[2] == ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "DROP"]
+    assert rules[0] == ["-d", "10.213.0.0/16", "-j", "DROP"]  # apps: not even DNS
+    assert rules[1:3] == [["-p", "udp", "--dport", "53", "-j", "RETURN"],
+                          ["-p", "tcp", "--dport", "53", "-j", "RETURN"]]  # DNS only
+    assert rules[3] == ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "DROP"]
     assert ["-d", "169.254.0.0/16", "-j", "DROP"] in rules
     assert rules[-1] == ["-j", "RETURN"]
