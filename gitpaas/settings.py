@@ -26,6 +26,16 @@ class Settings:
 
     data_dir: Path = Path("/var/lib/gitpaas")
     ssh_listen: str = "0.0.0.0:2222"
+    # SSH limits (docs/security.md). Connections at once, in all and from one source (an
+    # IPv4 address or an IPv6 /64); 0: no cap.
+    ssh_max_connections: int = 256
+    ssh_max_connections_per_source: int = 32
+    # New connections a second from one source before the key exchange (token bucket;
+    # 0: no throttle), and how many may come at once before the next ones wait.
+    ssh_rate_per_source: float = 8.0
+    ssh_burst_per_source: int = 12
+    # Seconds a connection has to authenticate and open its session.
+    ssh_preauth_timeout: float = 30.0
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -105,10 +115,6 @@ class Settings:
     @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"
-
-    @property
-    def host_key_path(self) -> Path:
-        return self.data_dir / "ssh_host_ecdsa_key"
 
     @property
     def storage_dir(self) -> Path:
