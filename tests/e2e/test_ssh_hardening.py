@@ -90,3 +90,42 @@ def test_ssh_comes_back_after_the_process_ran_out_of_file_descriptors(srv):
     assert result.returncode == 0 and result.stdout.startswith("gitpaas "), result.stderr
     resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
     assert "accepting connections again" in srv.log()
+
+
+def strict_ssh(srv, known: Path) -> subprocess.CompletedProcess:
+    """``ssh ... version`` that trusts only the host keys in ``known``."""
+    return subprocess.run(
+        ["ssh", "-p", str(srv.ssh_port), "-i", str(srv.admin_key), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={known}", "-o", "UpdateHostKeys=no",
+         "git@127.0.0.1", "version"], capture_output=True, text=True, timeout=60)
+
+
+def test_openssh_clients_that_pinned_the_old_ecdsa_key_still_connect(tmp_path, redis_url,
+                                                                     docker_client, clients):
+    """An install upgraded from the ECDSA-only versions keeps its key (offered last): the
+    real ssh, with only that key in known_hosts and strict checking, connects without a
+    prompt; a client with the new Ed25519 key pinned connects too."""
+    root = tmp_path / "upgraded"
+    (root / "data").mkdir(parents=True)
+    legacy = root / "data" / "ssh_host_ecdsa_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "256", "-N", "", "-f",
+                    str(legacy)], check=True)
+    with serving(root, redis_url, docker_client, prefix="sshe") as srv:
+        for private in (legacy, srv.data_dir / "ssh_host_ed25519_key"):
+            public = subprocess.run(["ssh-keygen", "-y", "-f", str(private)], check=True,
+                                    capture_output=True, text=True).stdout.split()
+            known = tmp_path / f"known_{private.name}"
+            known.write_text(f"[127.0.0.1]:{srv.ssh_port} {public[0]} {public[1]}\n")
+            result = strict_ssh(srv, known)
+            assert result.returncode == 0, (public[0], result.stderr)
+            assert result.stdout.startswith("gitpaas ")
+        wrong = tmp_path / "known_wrong"  # and a key it does not hold is not accepted
+        other = tmp_path / "other"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                       check=True)
+        kind, blob = Path(f"{other}.pub").read_text().split()[:2]
+        wrong.write_text(f"[127.0.0.1]:{srv.ssh_port} {kind} {blob}\n")
+        result = strict_ssh(srv, wrong)
+        assert result.returncode != 0 and "IDENTIFICATION HAS CHANGED" in result.stderr
+        assert legacy.exists()
