@@ -8,6 +8,7 @@ The environment variable of a field is ``GITPAAS_`` + its upper-case name.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -136,27 +137,86 @@ class Settings:
         return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _coerce(name: str, raw: Any, kind: Any) -> Any:
-    if raw is None:
-        return None
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    word = str(raw).strip().lower() if isinstance(raw, str) else None
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("expected true or false (also yes/no, on/off, 1/0)")
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError("expected a whole number")
+        return int(raw)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip().isascii():
+        return int(raw.strip(), 10)
+    raise ValueError("expected a whole number")
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError("expected a number")
+    if isinstance(raw, str) and not raw.strip().isascii():
+        raise ValueError("expected a number")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+def _to_mapping(raw: Any) -> dict[str, str]:
+    if isinstance(raw, str):
+        try:
+            raw = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError("expected a mapping (YAML or JSON)") from exc
+    if not isinstance(raw, Mapping):
+        raise ValueError("expected a mapping (YAML or JSON)")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _coerce(name: str, raw: Any, kind: Any, origin: str = "") -> Any:
+    """``raw`` as the type of field ``name``; a value that does not parse is an error that
+    names the setting (never a silent default: ``ture`` is not False)."""
+    kind = getattr(kind, "__name__", str(kind))
     try:
-        if kind is Path or kind == "Path":
+        if raw is None:
+            if kind == "str":
+                return ""  # "key:" with nothing after it in YAML
+            raise ValueError("no value")
+        if kind == "Path":
+            if not isinstance(raw, str | os.PathLike) or not str(raw):
+                raise ValueError("expected a path")
             return Path(raw)
-        if kind is bool or kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-        if kind is int or kind == "int":
-            return int(raw)
-        if kind is float or kind == "float":
-            return float(raw)
-        if "Mapping" in str(kind):
-            if isinstance(raw, str):
-                raw = yaml.safe_load(raw) or {}
-            return {str(k): str(v) for k, v in dict(raw).items()}
+        if kind == "bool":
+            return _to_bool(raw)
+        if kind == "int":
+            return _to_int(raw)
+        if kind == "float":
+            return _to_float(raw)
+        if "Mapping" in kind:
+            return _to_mapping(raw)
+        if isinstance(raw, list | dict | set | tuple):
+            raise ValueError("expected a single value")
         return str(raw)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid setting {name}={raw!r}: {exc}") from exc
+        where = f" ({origin})" if origin else ""
+        raise InvalidInput(f"invalid setting {name}={raw!r}{where}: {exc}") from exc
 
 
 def load(
@@ -168,6 +228,7 @@ def load(
     env = os.environ if environ is None else environ
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # where each value came from, for the error message
     data_dir = overrides.get("data_dir") or env.get("GITPAAS_DATA_DIR") or Settings.data_dir
     path = config_file or env.get("GITPAAS_CONFIG")
     if not path and (Path(data_dir) / "gitpaas.yaml").is_file():
@@ -180,16 +241,20 @@ def load(
         if not isinstance(loaded, dict):
             raise InvalidInput(f"config file {path} must hold a mapping")
         values.update(loaded)
+        origin.update({str(k): f"in {path}" for k in loaded})
     known = {f.name: f.type for f in fields(Settings)}
     for name in known:
-        raw = env.get(f"GITPAAS_{name.upper()}")
+        variable = f"GITPAAS_{name.upper()}"
+        raw = env.get(variable)
         if raw is not None and raw != "":
             values[name] = raw
+            origin[name] = f"from {variable}"
     values.update(overrides)
+    origin.update({k: "given" for k in overrides})
     unknown = set(values) - set(known)
     if unknown:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    coerced = {k: _coerce(k, v, known[k]) for k, v in values.items()}
+    coerced = {k: _coerce(k, v, known[k], origin.get(k, "")) for k, v in values.items()}
     settings = Settings(**coerced)
     names.instance_name(settings.instance)
     names.hostname(settings.domain)
