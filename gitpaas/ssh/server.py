@@ -5,6 +5,9 @@ registered commands. Refused: passwords, keyboard-interactive, shell, subsystems
 and every kind of forwarding. A pty request is granted but only recorded: no process on
 the host gets a terminal; ``run --tty`` and ``enter`` pass its size to the container's
 pty, other commands only get "\r\n" line ends for the client's raw terminal.
+
+Before any of that: the connection caps and the per-source throttle (``limits.py``), the
+algorithm allow-list (``crypto.py``) and a pre-auth deadline; accept errors are retried.
 """
 
 from __future__ import annotations
