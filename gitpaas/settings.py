@@ -55,6 +55,9 @@ class Settings:
     postgres_admin_url: str = ""
     postgres_app_host: str = "172.17.0.1"
     postgres_app_port: int = 0
+    # Each app's own Redis (redis:create): its maxmemory, and the container's memory limit.
+    redis_maxmemory: str = "128mb"
+    redis_memory: str = "256m"
     # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
     # storage:mount may bind into containers (comma-separated; admins only).
     storage_roots: str = ""
