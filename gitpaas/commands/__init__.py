@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "edge")
+           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis", "edge")
 
 
 def load_all() -> None:
