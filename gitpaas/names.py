@@ -14,6 +14,7 @@ CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 PROCESS_RE = re.compile(r"[a-z][a-z0-9_-]{0,29}")
 HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 BRANCH_RE = re.compile(r"[A-Za-z0-9._/*-]{1,200}")
+STORAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 RESERVED_APPS = frozenset({"git", "help", "version", "apps", "keys", "routes"})
 
 
@@ -77,3 +78,9 @@ def branch_pattern(value: str) -> str:
     if ".." in value or value.startswith(("/", "-")) or value.endswith(("/", ".lock")):
         raise InvalidInput(f"invalid branch {value!r}")
     return value
+
+
+def storage_name(value: str) -> str:
+    """An app's storage (a Docker volume ``<instance>.<app>.<name>``): one word, no path."""
+    return _check(value, STORAGE_RE, "storage name",
+                  "1-64 characters of A-Z a-z 0-9 _ - (a name, not a path)")

@@ -38,9 +38,13 @@ class Settings:
     mysql_app_port: int = 0
     # The host part of app database users ('%': any address that reaches the server).
     mysql_user_host: str = "%"
-    # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
-    # storage:mount may bind into containers (comma-separated; admins only).
+    # Absolute directories whose subdirectories an admin's storage:mount may bind into
+    # containers by host path (comma-separated; admins only). Tenants get volumes.
     storage_roots: str = ""
+    # Local image whose tar and cp read and write storage volumes in throwaway containers
+    # (the move of pre-volume storage directories; exports and imports). "" = the app's
+    # own release image for the move.
+    storage_helper_image: str = ""
     # Address published container ports bind to and the router connects to.
     container_host: str = "127.0.0.1"
     # Seconds: the web check of a new release, draining and stopping the old one.

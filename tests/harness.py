@@ -199,6 +199,11 @@ class Server:
         label = f"gitpaas.instance={self.instance}"
         for c in docker_client.containers.list(all=True, filters={"label": label}):
             c.remove(force=True)
+        for c in docker_client.containers.list(
+                all=True, filters={"label": f"gitpaas.volume-job={self.instance}"}):
+            c.remove(force=True)
+        for volume in docker_client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
         for image in docker_client.images.list():
             if any(t.startswith(f"{self.instance}/") for t in image.tags):
                 for tag in image.tags:

@@ -11,13 +11,14 @@ import logging
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import docker
 import docker.errors
 
 from ..errors import DeployError, ServiceError
+from .volumes import StorageMount, Volumes
 
 PORT = 5000
 ENV_FILE = ".gitpaas-env"
@@ -62,9 +63,9 @@ def env_tar(env: Mapping[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def binds(mounts: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """docker-py ``volumes`` for ``{host_dir: container_dir}`` (read-write binds)."""
-    return {host: {"bind": container, "mode": "rw"} for host, container in mounts.items()}
+def docker_mounts(mounts: Sequence[StorageMount] | None) -> list | None:
+    """docker-py ``mounts``: tenant storage by volume name, admins' binds by path."""
+    return [m.docker_mount() for m in mounts] if mounts else None
 
 
 class DockerRuntime:
@@ -77,6 +78,7 @@ class DockerRuntime:
         self.host = host
         # Called with a container and its last log lines (timestamped) before removal.
         self.on_remove = on_remove
+        self.volumes = Volumes(client, instance)
 
     def _info(self, c) -> ContainerInfo:
         labels = c.labels
@@ -96,10 +98,10 @@ class DockerRuntime:
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
               mem_limit: str | None = None, nano_cpus: int | None = None,
-              mounts: Mapping[str, str] | None = None) -> ContainerInfo:
+              mounts: Sequence[StorageMount] | None = None) -> ContainerInfo:
         """Create and start one container; web containers publish $PORT on the host.
 
-        ``mounts`` maps host directories to container directories (read-write binds).
+        ``mounts``: the app's storage (volumes by name; admins' host binds).
         """
         name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
@@ -113,7 +115,7 @@ class DockerRuntime:
         if nano_cpus:
             kwargs["nano_cpus"] = nano_cpus
         if mounts:
-            kwargs["volumes"] = binds(mounts)
+            kwargs["mounts"] = docker_mounts(mounts)
         kwargs.update(
             command=["/bin/sh", "-c", command] if command else None, name=name,
             environment=dict(env), labels=labels, init=True,
@@ -149,7 +151,7 @@ class DockerRuntime:
     def run_once(self, app: str, release: int, image: str, process: str,
                  env: Mapping[str, str], command: str, output: Callable[[str], None],
                  timeout: float = 3600, commit_to: str | None = None,
-                 mounts: Mapping[str, str] | None = None) -> int:
+                 mounts: Sequence[StorageMount] | None = None) -> int:
         """Run ``command`` in a one-off container, stream its output, return its exit code.
 
         With ``commit_to``, a successful run's file system becomes that image tag
@@ -168,7 +170,7 @@ class DockerRuntime:
             container = self.client.containers.create(
                 image, command=["/bin/sh", "-c", f". /{ENV_FILE} && rm -f /{ENV_FILE} && "
                                 f"{command}"], name=name, labels=labels, init=True,
-                volumes=binds(mounts) if mounts else None)
+                mounts=docker_mounts(mounts))
             container.put_archive("/", env_tar(env))
             container.start()
             # A command that never ends must not hold the app's lock for ever.

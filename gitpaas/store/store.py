@@ -375,6 +375,12 @@ class Store:
             cur.execute("INSERT INTO gp_mounts (app, container_path, host_path)"
                         " VALUES (?, ?, ?)", (app, container_path, host_path))
 
+    def replace_mount_source(self, app: str, container_path: str, old: str, new: str) -> None:
+        """The mount at ``container_path`` now takes ``new`` (if it still took ``old``)."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE gp_mounts SET host_path = ? WHERE app = ? AND"
+                        " container_path = ? AND host_path = ?", (new, app, container_path, old))
+
     def remove_mount(self, app: str, host_path: str, container_path: str) -> None:
         with self.db.transaction() as cur:
             if cur.execute("DELETE FROM gp_mounts WHERE app = ? AND container_path = ? AND"
