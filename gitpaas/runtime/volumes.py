@@ -208,6 +208,7 @@ def _wrapped(data: BinaryIO) -> Iterator[bytes]:
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
         while chunk := data.read(1 << 20):
             spool.write(chunk)
+        spool.seek(0)
         data = spool
     start = data.tell()
     size = data.seek(0, io.SEEK_END) - start
