@@ -69,6 +69,12 @@ class Settings:
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0
+    # Ceilings of what a non-admin may ask with resources:set ("" / 0: the default above
+    # is the ceiling; both empty / 0: none). Admins may set more.
+    max_memory: str = ""
+    max_cpus: float = 0.0
+    # Most containers one app may run (all process types together) when a non-admin scales.
+    max_replicas: int = 10
     # Seconds a process without a port must stay up for its release to count as healthy.
     process_check_seconds: float = 2.0
     # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).
