@@ -75,6 +75,10 @@ class Settings:
     max_cpus: float = 0.0
     # Most containers one app may run (all process types together) when a non-admin scales.
     max_replicas: int = 10
+    # Seconds between checks for due cron jobs (app.json "cron") in ``gitpaas serve``.
+    cron_interval: float = 5.0
+    # Seconds a ``run`` command (or a cron job) may last before its container is killed.
+    run_timeout: float = 3600.0
     # Seconds a process without a port must stay up for its release to count as healthy.
     process_check_seconds: float = 2.0
     # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).
