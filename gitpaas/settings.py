@@ -28,6 +28,9 @@ class Settings:
     ssh_listen: str = "0.0.0.0:2222"
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
+    # The server's own host names besides ``domain`` and the machine's host name
+    # (comma-separated): only admins may give them to an app (domains:add).
+    server_names: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = ""
     instance: str = "gitpaas"

@@ -50,8 +50,7 @@ def events(ctx: Context, args: list[str]) -> None:
     elif ctx.key.is_admin:
         rows = store.events(None, limit_n)
     else:
-        mine = {a.name for a in reachable_apps(ctx)}
-        rows = [r for r in store.events(None, 10_000) if r[3] in mine][:limit_n]
+        rows = store.events(None, limit_n, apps=[a.name for a in reachable_apps(ctx)])
     items = [{"time": fmt_time(r[0]), "actor": r[1], "action": r[2], "app": r[3],
               "detail": r[4]} for r in rows]
     if as_json:

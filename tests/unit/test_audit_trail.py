@@ -72,7 +72,14 @@ class FakeRoutes:
         return dict(self.table)
 
 
+class FakeVolumes:
+    def remove_app(self, app):
+        pass
+
+
 class FakeRuntime:
+    volumes = FakeVolumes()
+
     def list(self, app=None, release=None, all_states=True):
         return []
 
