@@ -41,6 +41,11 @@ class Settings:
     mysql_app_port: int = 0
     # The host part of app database users ('%': any address that reaches the server).
     mysql_user_host: str = "%"
+    # Where postgres:create makes databases (a role with CREATEDB CREATEROLE), and how
+    # app containers reach that server (port 0: the port of postgres_admin_url).
+    postgres_admin_url: str = ""
+    postgres_app_host: str = "172.17.0.1"
+    postgres_app_port: int = 0
     # Absolute directories whose subdirectories an admin's storage:mount may bind into
     # containers by host path (comma-separated; admins only). Tenants get volumes.
     storage_roots: str = ""
