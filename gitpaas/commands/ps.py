@@ -104,14 +104,19 @@ def roll(ctx: Context, app: App, release: Release, description: str, headline: s
     ctx.out(f"done, v{new.version}")
 
 
-def check_total(ctx: Context, app: App, current: Release | None,
+def formation_total(current: Release | None, formation: dict[str, int]) -> int:
+    """Containers a formation runs (a type without a row: 1 if it is web, else 0)."""
+    known = known_processes(current) | set(formation)
+    return sum(formation.get(p, 1 if p == "web" else 0) for p in known)
+
+
+def check_total(ctx: Context, app: App, current: Release | None, previous: dict[str, int],
                 formation: dict[str, int]) -> None:
-    """Refuse a formation of more than ``max_replicas`` containers (non-admins)."""
+    """Refuse (non-admins) a formation of more than ``max_replicas`` containers, unless
+    it runs no more than the one before (scaling down what an admin set is fine)."""
     limit = ctx.platform.settings.max_replicas
-    known = known_processes(current) or set(formation)
-    # A process type without a row runs 1 replica if it is web, else none.
-    total = sum(formation.get(p, 1 if p == "web" else 0) for p in known | set(formation))
-    if total > limit:
+    total = formation_total(current, formation)
+    if total > limit and total > formation_total(current, previous):
         raise Forbidden(f"{app.name} would run {total} containers; at most {limit}"
                         " (an admin sets max_replicas, or scales it)")
 
@@ -132,7 +137,7 @@ def ps_scale(ctx: Context, args: list[str]) -> None:
         text = formation_text(counts)
         previous = store.formation(app.name)
         if not ctx.key.is_admin:
-            check_total(ctx, app, current, {**previous, **counts})
+            check_total(ctx, app, current, previous, {**previous, **counts})
         store.set_formation(app.name, counts)
         store.record_event(ctx.key.name, "ps:scale", app.name, text)
         if current is None:

@@ -39,8 +39,11 @@ def test_a_tenant_cannot_scale_past_max_replicas(server):
                    "would run 11 containers")
     assert server.ssh("ps:scale", "malscale", "web=4", "worker=6", key=mal).returncode == 0
     one_line_error(server.ssh("ps:scale", "malscale", "web=5", key=mal), "at most 10")
-    # Admins decide more (no release: the formation is stored, nothing starts).
+    # Admins decide more (no release: the formation is stored, nothing starts); the
+    # tenant may then scale down, not up.
     assert server.ssh("ps:scale", "malscale", "web=12").returncode == 0
+    one_line_error(server.ssh("ps:scale", "malscale", "worker=7", key=mal), "at most 10")
+    assert server.ssh("ps:scale", "malscale", "worker=2", key=mal).returncode == 0
 
 
 def test_counts_take_ascii_digits_only(server):
