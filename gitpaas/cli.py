@@ -94,6 +94,9 @@ def serve(argv: list[str]) -> int:
     from .cron import start_in_thread as start_cron
 
     stop_cron = start_cron(platform, settings.cron_interval)
+    from .drains import start_in_thread as start_drains
+
+    stop_drains = start_drains(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -113,6 +116,7 @@ def serve(argv: list[str]) -> int:
     stop.wait()
     stop_reconciler.set()
     stop_cron.set()
+    stop_drains.set()
     ssh.stop()
     if router is not None:
         router.stop()

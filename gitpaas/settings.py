@@ -83,6 +83,8 @@ class Settings:
     max_cpus: float = 0.0
     # Most containers one app may run (all process types together) when a non-admin scales.
     max_replicas: int = 10
+    # Extra CA certificates (PEM file) trusted by syslog+tls:// and https:// log drains.
+    drain_ca_file: str = ""
     # Seconds between checks for due cron jobs (app.json "cron") in ``gitpaas serve``.
     cron_interval: float = 5.0
     # Seconds a ``run`` command (or a cron job) may last before its container is killed.

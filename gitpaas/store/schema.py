@@ -97,10 +97,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         last_status VARCHAR(200),
         last_duration DOUBLE,
         PRIMARY KEY (app, job_id))"""]),
+    # Log drains: the URL is encrypted (it may hold a token); url_id is its hash.
+    (4, ["""CREATE TABLE IF NOT EXISTS gp_drains (
+        app VARCHAR(30) NOT NULL,
+        url_id VARCHAR(64) NOT NULL,
+        url {blob} NOT NULL,
+        private_ok INTEGER NOT NULL,
+        created_by VARCHAR(64) NOT NULL,
+        created_at DOUBLE NOT NULL,
+        PRIMARY KEY (app, url_id))"""]),
     # App identity: events belong to one incarnation of a name (issue 11, finding 9). Apps
     # that exist get their name as uid (new ones get 32 hex digits, longer than any name),
     # and take the events recorded since they were created; older events keep NULL.
-    (4, ["ALTER TABLE gp_apps ADD COLUMN uid VARCHAR(36)",
+    (5, ["ALTER TABLE gp_apps ADD COLUMN uid VARCHAR(36)",
          "ALTER TABLE gp_events ADD COLUMN app_uid VARCHAR(36)",
          "UPDATE gp_apps SET uid = name WHERE uid IS NULL",
          """UPDATE gp_events SET app_uid = (SELECT uid FROM gp_apps

@@ -165,18 +165,18 @@ def test_events_belong_to_an_apps_identity_not_its_name(store):
                                                       "domains:add", "config:set"]
 
 
-def test_migration_4_gives_existing_apps_their_events_since_creation(store):
+def test_migration_5_gives_existing_apps_their_events_since_creation(store):
     store.create_app("shop", "alice", "main")
     with store.db.transaction() as cur:
         cur.execute("ALTER TABLE gp_events DROP COLUMN app_uid")
         cur.execute("ALTER TABLE gp_apps DROP COLUMN uid")
-        cur.execute("UPDATE gp_meta SET value = '3' WHERE name = 'schema'")
+        cur.execute("UPDATE gp_meta SET value = '4' WHERE name = 'schema'")
         created = cur.execute("SELECT created_at FROM gp_apps WHERE name = 'shop'").one()[0]
         for when, action in ((created - 100, "previous owner"), (created + 1, "mine")):
             cur.execute("INSERT INTO gp_events (app, actor, action, detail, created_at)"
                         " VALUES ('shop', 'x', ?, '', ?)", (action, when))
     store.migrate()
-    assert store.schema_version() >= 4
+    assert store.schema_version() >= 5
     assert [e[2] for e in store.events("shop")] == ["mine"]
     store.record_event("alice", "later", "shop")
     assert [e[2] for e in store.events("shop")] == ["later", "mine"]
