@@ -22,7 +22,7 @@ DEFAULT_REMOTE = "paas"
 NO_APP = frozenset({"help", "version", "apps", "apps:create", "keys", "keys:add",
                     "keys:remove"})
 SSH_URL_RE = re.compile(r"ssh://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)"
-                        r"(?::(?P<port>\d+))?/(?P<path>.+)")
+                        r"(?::(?P<port>[0-9]{1,5}))?/(?P<path>.+)")
 SCP_URL_RE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]]+\]|[^:/]+):(?P<path>[^/].*)")
 USAGE = """usage: paas [--remote NAME] [--app APP] COMMAND [ARGS...]
 

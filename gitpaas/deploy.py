@@ -26,7 +26,7 @@ from .errors import DeployError, GitPaasError, UserError
 from .health import WebCheck, wait_healthy, wait_stable
 from .hooks import SHIPPED, run_hooks
 from .routes import Routes
-from .runtime import ContainerInfo, DockerRuntime
+from .runtime import ContainerInfo, DockerRuntime, StorageMount
 from .settings import Settings
 from .store import Release, Store
 from .terminal import Terminal
@@ -55,6 +55,22 @@ class Timings:
 
 def image_name(settings: Settings, app: str, version: int) -> str:
     return f"{settings.instance}/{app}:v{version}"
+
+
+def legacy_storage_name(relative: str) -> str:
+    """The volume name of a legacy storage directory ``<data_dir>/storage/<app>/<relative>``:
+    ``uploads`` stays ``uploads``; any other character than A-Z a-z 0-9 _ - becomes ``.``
+    (``media/2024`` -> ``media.2024``), which a tenant's own names never hold."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "." for c in relative)
+
+
+def _inside(path: Path, root: Path) -> str | None:
+    """``path`` relative to ``root`` (compared as written), or None if not below it."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return None
+    return str(relative) if relative.parts else None
 
 
 def spec_extra(spec: AppSpec) -> dict:
@@ -214,19 +230,57 @@ class Deployer:
                     "GITPAAS_RELEASE": f"v{release.version}", "DYNO": f"{process}.{replica}"})
         return env
 
-    def _mounts(self, app: str) -> dict[str, str]:
-        """The app's persistent directories, host -> container (see ``storage:mount``).
+    def _mounts(self, app: str, image: str) -> list[StorageMount]:
+        """The app's storage (see ``storage:mount``): its volumes, mounted by name, and the
+        host directories an admin bound.
 
-        A host directory that became a symlink (a container can do that to a directory
-        it sees) is refused: Docker would follow it anywhere on the host.
+        A row that still names a host directory inside ``<data_dir>/storage/<app>/`` (made
+        before storage became volumes) is moved first: its files are copied into the
+        volume of the same name (``legacy_storage_name``) and the row then names the
+        volume; the old directory is kept until ``apps:destroy``.
+        An admin's host directory that became a symlink is refused.
         """
-        mounts = {}
+        mounts = []
+        own = self.settings.storage_dir / app
         for m in self.store.mounts(app):
-            if Path(m.host_path).resolve() != Path(m.host_path):
-                raise DeployError(f"storage {m.host_path} is no longer a plain directory"
-                                  " (a symlink?): fix or unmount it")
-            mounts[m.host_path] = m.container_path
+            if m.host_path.startswith("/"):
+                relative = _inside(Path(m.host_path), own)
+                if relative is None:
+                    mounts.append(StorageMount(self._admin_bind(m.host_path),
+                                               m.container_path, volume=False))
+                    continue
+                name = self._move_legacy(app, m.host_path, m.container_path, relative,
+                                         image)
+            else:
+                name = m.host_path
+            mounts.append(StorageMount(self.runtime.volumes.ensure(app, name),
+                                       m.container_path))
         return mounts
+
+    @staticmethod
+    def _admin_bind(path: str) -> str:
+        if Path(path).resolve() != Path(path):
+            raise DeployError(f"storage {path} is no longer a plain directory"
+                              " (a symlink?): fix or unmount it")
+        return path
+
+    def _move_legacy(self, app: str, host_path: str, target: str, relative: str,
+                     image: str) -> str:
+        """Copy a legacy storage directory into its volume; the row names the volume."""
+        name = legacy_storage_name(relative)
+        volumes = self.runtime.volumes
+        if not volumes.exists(app, name):
+            volume = volumes.ensure(app, name)
+            helper = self.settings.storage_helper_image or image
+            try:
+                volumes.copy_host_dir(volume, helper, self.settings.storage_dir / app,
+                                      relative)
+            except GitPaasError:
+                volumes.client.volumes.get(volume).remove(force=True)
+                raise
+            log.info("storage of %s: moved %s into volume %s", app, host_path, volume)
+        self.store.replace_mount_source(app, target, host_path, name)
+        return name
 
     def _limits(self, app: str, process: str) -> tuple[str | None, int | None]:
         resources = self.store.resources(app)
@@ -242,7 +296,7 @@ class Deployer:
         process = what.split()[0]  # "release phase" runs as process "release"
         code = self.runtime.run_once(app, version, image, process, env, command,
                                      lambda line: progress(f"       {line}"),
-                                     commit_to=commit_to, mounts=self._mounts(app))
+                                     commit_to=commit_to, mounts=self._mounts(app, image))
         if code != 0:
             raise DeployError(f"{what} failed (exit {code})")
 
@@ -254,8 +308,8 @@ class Deployer:
         return self.runtime.run_once(app, release.version, release.image, "cron", env,
                                      command, lambda line: None,
                                      timeout=self.settings.run_timeout,
-                                     mounts=self._mounts(app), replica=index, keep_logs=True,
-                                     mem_limit=memory, nano_cpus=nano_cpus)
+                                     mounts=self._mounts(app, release.image), replica=index,
+                                     keep_logs=True, mem_limit=memory, nano_cpus=nano_cpus)
 
     def notify(self, event: str, payload: dict) -> None:
         """Run the hooks of ``event`` (the webhook among them); never raises."""
@@ -276,7 +330,8 @@ class Deployer:
         env["DYNO"] = "run.1"
         return self.runtime.run_attached(app, release.version, release.image, process, env,
                                          argv, term, timeout=self.settings.run_timeout,
-                                         mounts=self._mounts(app), mem_limit=memory,
+                                         mounts=self._mounts(app, release.image),
+                                         mem_limit=memory,
                                          nano_cpus=nano_cpus)
 
     def _checks(self, release: Release, process: str) -> list[WebCheck]:
@@ -297,17 +352,19 @@ class Deployer:
                                      + 1)}
 
     def start_container(self, app: str, release: Release, process: str, replica: int,
-                        command: str, mounts: dict[str, str] | None = None) -> ContainerInfo:
+                        command: str, mounts: list[StorageMount] | None = None
+                        ) -> ContainerInfo:
         """Start one container of ``release`` (used by the roll-out and the reconciler)."""
         memory, nano_cpus = self._limits(app, process)
         return self.runtime.start(app, release.version, release.image, process, replica,
                                   self._env(release, process, replica), command or None,
                                   web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
-                                  mounts=self._mounts(app) if mounts is None else mounts)
+                                  mounts=self._mounts(app, release.image) if mounts is None
+                                  else mounts)
 
     def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
         started: list[ContainerInfo] = []
-        mounts = self._mounts(app)
+        mounts = self._mounts(app, release.image)
         jobs = [functools.partial(self.start_container, app, release, process, replica,
                                   command, mounts)
                 for (process, replica), command in self.desired(app, release).items()]

@@ -40,6 +40,9 @@ class Settings:
     ssh_preauth_timeout: float = 30.0
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
+    # The server's own host names besides ``domain`` and the machine's host name
+    # (comma-separated): only admins may give them to an app (domains:add).
+    server_names: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = ""
     instance: str = "gitpaas"
@@ -58,9 +61,13 @@ class Settings:
     # Each app's own Redis (redis:create): its maxmemory, and the container's memory limit.
     redis_maxmemory: str = "128mb"
     redis_memory: str = "256m"
-    # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
-    # storage:mount may bind into containers (comma-separated; admins only).
+    # Absolute directories whose subdirectories an admin's storage:mount may bind into
+    # containers by host path (comma-separated; admins only). Tenants get volumes.
     storage_roots: str = ""
+    # Local image whose tar and cp read and write storage volumes in throwaway containers
+    # (the move of pre-volume storage directories; exports and imports). "" = the app's
+    # own release image for the move.
+    storage_helper_image: str = ""
     # Each app's containers live on a Docker network of their own, with a subnet taken from
     # this pool (IPv4, carved into /app_network_prefix subnets: a /16 into /26 gives 1024
     # apps of up to 61 containers each). Subnets already used by Docker or a host route are
@@ -94,6 +101,12 @@ class Settings:
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0
+    # Ceilings of what a non-admin may ask with resources:set ("" / 0: the default above
+    # is the ceiling; both empty / 0: none). Admins may set more.
+    max_memory: str = ""
+    max_cpus: float = 0.0
+    # Most containers one app may run (all process types together) when a non-admin scales.
+    max_replicas: int = 10
     # Extra CA certificates (PEM file) trusted by syslog+tls:// and https:// log drains.
     drain_ca_file: str = ""
     # Seconds between checks for due cron jobs (app.json "cron") in ``gitpaas serve``.

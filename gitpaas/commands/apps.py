@@ -89,7 +89,8 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         destroy_for_app(platform, app.name)
         repos.remove_repo(platform.settings.repos_dir, app.name)
         platform.log_archive.remove(app.name)
-        platform.store.delete_app(app.name)
+        # Recorded first: the event belongs to this app, not to a later one of its name.
         platform.store.record_event(ctx.key.name, "apps:destroy", app.name)
+        platform.store.delete_app(app.name)
         platform.deployer.run_post_destroy(app.name, ctx.key.name, ctx.progress)
     ctx.out(f"Destroying {app.name}... done")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .. import names
 from ..errors import Forbidden, InvalidInput, UserError
 from ..store import App
 from .registry import Context
+
+DIGITS_RE = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts '²' and '٣'
+
+
+def parse_count(value: str, what: str, low: int, high: int) -> int:
+    """A whole number of ASCII digits from ``low`` to ``high``, else ``InvalidInput``."""
+    if not DIGITS_RE.fullmatch(value) or not low <= int(value) <= high:
+        raise InvalidInput(f"{what} takes a number from {low} to {high}, not {value!r}")
+    return int(value)
 
 
 def pop_flag(args: list[str], *flags: str) -> bool:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import time
 
 from ..applogs import LogLine, epoch_seconds, matches, merge, parse_docker
-from ..errors import InvalidInput
 from ..runtime import ContainerInfo
-from .args import no_more, pop_flag, pop_option, take_app
+from .args import no_more, parse_count, pop_flag, pop_option, take_app
 from .registry import Context, command
 
 DEFAULT_LINES = 100
@@ -38,9 +37,7 @@ def logs(ctx: Context, args: list[str]) -> None:
     process = pop_option(args, "-p", "--ps")
     app = take_app(ctx, args, only_positional=True)
     no_more(args)
-    if count is not None and (not count.isdigit() or not 0 < int(count) <= MAX_LINES):
-        raise InvalidInput(f"-n takes a number from 1 to {MAX_LINES}")
-    limit = int(count or DEFAULT_LINES)
+    limit = DEFAULT_LINES if count is None else parse_count(count, "-n", 1, MAX_LINES)
     platform = ctx.platform
     containers = platform.runtime.list(app.name)
     live = live_lines(platform.runtime, containers, process, tail=limit)

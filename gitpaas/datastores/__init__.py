@@ -9,7 +9,8 @@ from typing import Any
 
 def destroy_for_app(platform: Any, app: str) -> None:
     """Remove every datastore of ``app`` (called by ``apps:destroy``): its databases and
-    users, its mount records and its storage directory ``<data_dir>/storage/<app>/``."""
+    users, its mount records, its storage volumes and its legacy storage directory
+    ``<data_dir>/storage/<app>/`` (see ``runtime.volumes``)."""
     store = platform.store
     for datastore in store.datastores(app):
         if datastore.kind == "mysql":
@@ -21,4 +22,5 @@ def destroy_for_app(platform: Any, app: str) -> None:
         store.remove_datastore(app, datastore.kind)
     for mount in store.mounts(app):
         store.remove_mount(app, mount.host_path, mount.container_path)
+    platform.runtime.volumes.remove_app(app)
     shutil.rmtree(platform.settings.storage_dir / app, ignore_errors=True)

@@ -115,7 +115,7 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
                            unquote(p.username or ""), unquote(p.password or ""))
     if all(config.get(k) for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD")):
         host, _, port = config["DB_HOST"].partition(":")
-        if port and not port.isdigit():
+        if port and not (port.isascii() and port.isdigit()):
             return None
         return Credentials(host, int(port or 3306), config["DB_NAME"], config["DB_USER"],
                            config["DB_PASSWORD"])

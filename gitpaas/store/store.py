@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -152,6 +153,8 @@ class Store:
                 raise Conflict(f"{default_host} is taken by another app's domain")
             cur.execute(f"INSERT INTO gp_apps ({APP_COLUMNS}) VALUES (?, ?, ?, NULL, NULL, ?)",
                         (name, owner, deploy_branch, now))
+            # The app's identity: events of an earlier app of the same name are not its.
+            cur.execute("UPDATE gp_apps SET uid = ? WHERE name = ?", (uuid.uuid4().hex, name))
             cur.execute("INSERT INTO gp_formation (app, process, replicas) VALUES (?, 'web', 1)",
                         (name,))
         return App(name, owner, deploy_branch, None, None, now)
@@ -361,6 +364,21 @@ class Store:
             row = cur.execute("SELECT app FROM gp_domains WHERE host = ?", (host,)).one()
         return row[0] if row else None
 
+    def related_domains(self, host: str) -> list[tuple[str, str]]:
+        """(host, app) of the domains that are a parent of ``host`` (``example.com``,
+        ``*.example.com`` for ``www.example.com``) or under it (``a.www.example.com``,
+        ``*.www.example.com``); ``host`` itself is not included."""
+        labels = host.split(".")
+        parents = [".".join(labels[i:]) for i in range(1, len(labels))]
+        parents += ["*." + p for p in parents]
+        params: list[str] = [f"%.{host}"]
+        sql = "SELECT host, app FROM gp_domains WHERE host LIKE ?"
+        if parents:
+            sql += f" OR host IN ({', '.join('?' for _ in parents)})"
+            params += parents
+        with self.db.transaction() as cur:
+            return [(r[0], r[1]) for r in cur.execute(sql + " ORDER BY host", params).all()]
+
     def add_domain(self, app: str, host: str) -> None:
         with self.db.transaction() as cur:
             row = cur.execute("SELECT app FROM gp_domains WHERE host = ?", (host,)).one()
@@ -419,6 +437,12 @@ class Store:
                 raise Conflict(f"{container_path} of {app} is mounted already ({row[0]})")
             cur.execute("INSERT INTO gp_mounts (app, container_path, host_path)"
                         " VALUES (?, ?, ?)", (app, container_path, host_path))
+
+    def replace_mount_source(self, app: str, container_path: str, old: str, new: str) -> None:
+        """The mount at ``container_path`` now takes ``new`` (if it still took ``old``)."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE gp_mounts SET host_path = ? WHERE app = ? AND"
+                        " container_path = ? AND host_path = ?", (new, app, container_path, old))
 
     def remove_mount(self, app: str, host_path: str, container_path: str) -> None:
         with self.db.transaction() as cur:
@@ -503,17 +527,31 @@ class Store:
     def record_event(self, actor: str, action: str, app: str | None = None,
                      detail: str = "") -> None:
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO gp_events (app, actor, action, detail, created_at)"
-                        " VALUES (?, ?, ?, ?, ?)", (app, actor, action, detail, time.time()))
+            row = cur.execute("SELECT uid FROM gp_apps WHERE name = ?", (app,)).one() \
+                if app else None
+            cur.execute("INSERT INTO gp_events (app, app_uid, actor, action, detail,"
+                        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (app, row[0] if row else None, actor, action, detail, time.time()))
 
-    def events(self, app: str | None = None, limit: int = 100) -> list[tuple]:
+    def events(self, app: str | None = None, limit: int = 100,
+               apps: Iterable[str] | None = None) -> list[tuple]:
+        """``(created_at, actor, action, app, detail)``, newest first: of the app ``app``
+        as it is now (not of an earlier app of that name), of the apps ``apps``, or all."""
+        columns = "e.created_at, e.actor, e.action, e.app, e.detail"
+        mine = f"SELECT {columns} FROM gp_events e JOIN gp_apps a ON a.name = e.app" \
+               " AND a.uid = e.app_uid"
         with self.db.transaction() as cur:
             if app:
-                cur.execute("SELECT created_at, actor, action, app, detail FROM gp_events"
-                            " WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit))
+                cur.execute(f"{mine} WHERE e.app = ? ORDER BY e.id DESC LIMIT ?", (app, limit))
+            elif apps is not None:
+                wanted = sorted(set(apps))
+                if not wanted:
+                    return []
+                cur.execute(f"{mine} WHERE e.app IN ({', '.join('?' for _ in wanted)})"
+                            " ORDER BY e.id DESC LIMIT ?", (*wanted, limit))
             else:
-                cur.execute("SELECT created_at, actor, action, app, detail FROM gp_events"
-                            " ORDER BY id DESC LIMIT ?", (limit,))
+                cur.execute(f"SELECT {columns} FROM gp_events e ORDER BY e.id DESC LIMIT ?",
+                            (limit,))
             return cur.all()
 
     def close(self) -> None:

@@ -62,6 +62,8 @@ def unsafe_entries(repo: Path) -> dict[str, list[tuple[str, str, str, str]]]:
         "absolute symlink, then a path through it": [
             ("120000", "blob", escape, "link"), ("040000", "tree", inner, "link")],
         "relative escaping symlink": [("120000", "blob", relative_escape, "up")],
+        "escape through another symlink": [("120000", "blob", blob(repo, "."), "s"),
+                                           ("120000", "blob", blob(repo, "s/.."), "x")],
         "submodule": [("160000", "commit", "1" * 40, "sub")],
     }
 

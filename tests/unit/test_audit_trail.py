@@ -84,7 +84,14 @@ class FakeRoutes:
         self.table[f"edge:{app}"] = dict(values)
 
 
+class FakeVolumes:
+    def remove_app(self, app):
+        pass
+
+
 class FakeRuntime:
+    volumes = FakeVolumes()
+
     def list(self, app=None, release=None, all_states=True):
         return []
 
