@@ -51,11 +51,15 @@ def serve(argv: list[str]) -> int:
 
     platform = Platform(settings)
     platform.store  # noqa: B018 - open and migrate the store before accepting connections
+    from .git.maintenance import start_in_thread as start_maintenance
     from .reconcile import start_in_thread as start_reconciler
 
     # Before accepting connections: interrupted deploys marked failed, Docker and Redis
     # brought back to the recorded state; then a pass every reconcile_interval seconds.
     _, stop_reconciler = start_reconciler(platform, settings.reconcile_interval)
+    # Partial packs of receives a previous process did not finish go before any push;
+    # then repos are repacked every repo_gc_interval seconds.
+    stop_maintenance = start_maintenance(platform.repo_maintainer(), settings.repo_gc_interval)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -74,6 +78,7 @@ def serve(argv: list[str]) -> int:
           flush=True)
     stop.wait()
     stop_reconciler.set()
+    stop_maintenance.set()
     ssh.stop()
     if router is not None:
         router.stop()

@@ -56,6 +56,8 @@ class Settings:
     git_idle_timeout: float = 300.0
     # Seconds between passes of the reconciler in ``gitpaas serve`` (0: only at start-up).
     reconcile_interval: float = 5.0
+    # Seconds between repacks of app repos (git gc, at idle I/O priority; 0: never).
+    repo_gc_interval: float = 3600.0
     keep_releases: int = 5
     max_context_bytes: int = 512 * 1024 * 1024
     max_context_files: int = 50_000

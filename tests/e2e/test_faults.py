@@ -1,0 +1,135 @@
+"""Issue 19: faults leave nothing behind (partial packs, first-push races, session errors).
+
+A real ``gitpaas serve`` with the real git and OpenSSH clients.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.e2e.test_push import httpd_app
+from tests.harness import commit_files, git, make_repo, serving
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def partial_files(srv, app: str) -> list[str]:
+    """What an unfinished receive leaves in the app's repo."""
+    objects = srv.data_dir / "repos" / f"{app}.git" / "objects"
+    found = [p.name for p in objects.glob("tmp_pack_*")]
+    pack = objects / "pack"
+    if pack.is_dir():
+        names = {p.name for p in pack.iterdir()}
+        found += [n for n in names if n.endswith(".pack") and n[:-5] + ".idx" not in names]
+    return found
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def start_push(srv, repo, app: str) -> subprocess.Popen:
+    """``git push`` in its own process group (so the test can kill git and ssh at once)."""
+    env = {**os.environ, **srv.git_env()}
+    return subprocess.Popen(["git", "-C", str(repo), "push", srv.url(app), "main"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def big_repo(tmp_path, name: str, image: str):
+    """A small app, pushed once, then a commit adding 40 MB that do not compress."""
+    repo = make_repo(tmp_path / name, httpd_app(image, "v1\n"))
+    commit_files(repo, {"big.bin": os.urandom(40 << 20)}, "big")
+    return repo
+
+
+def test_a_client_killed_mid_pack_leaves_no_partial_pack(server, busybox_image, tmp_path):
+    app = "midpack"
+    repo = big_repo(tmp_path, app, busybox_image)
+    push = start_push(server, repo, app)
+    try:
+        wait_until(lambda: partial_files(server, app), 120, "the pack to be written")
+    finally:
+        os.killpg(push.pid, signal.SIGKILL)
+        push.wait()
+    wait_until(lambda: not partial_files(server, app), 30, "the partial pack to be removed")
+    # The app's lock is free and the next push works.
+    again = server.push(repo, app)
+    assert again.returncode == 0, again.stderr
+    assert not partial_files(server, app)
+
+
+def test_serve_killed_mid_pack_cleans_up_at_start_up(tmp_path, redis_url, docker_client,
+                                                     clients, busybox_image):
+    (tmp_path / "srv").mkdir()
+    with serving(tmp_path / "srv", redis_url, docker_client, "k") as srv:
+        app = "killed"
+        repo = big_repo(tmp_path, app, busybox_image)
+        push = start_push(srv, repo, app)
+        try:
+            left = wait_until(lambda: partial_files(srv, app), 120, "the pack to be written")
+            srv.kill()
+        finally:
+            os.killpg(push.pid, signal.SIGKILL)
+            push.wait()
+        assert partial_files(srv, app), left  # SIGKILL: nothing could clean up
+        srv.start()
+        assert partial_files(srv, app) == []
+        again = srv.push(repo, app)
+        assert again.returncode == 0, again.stderr
+
+
+def test_four_simultaneous_first_pushes_all_succeed(server, busybox_image, tmp_path):
+    app = "firsts"
+    repo = make_repo(tmp_path / app, httpd_app(busybox_image, "first\n"))
+    refspecs = ["main", "main:one", "main:two", "main:three"]
+    results: dict[str, subprocess.CompletedProcess] = {}
+
+    def push(refspec: str) -> None:
+        results[refspec] = git(repo, "push", server.url(app), refspec,
+                               env=server.git_env(), check=False)
+
+    threads = [threading.Thread(target=push, args=(r,)) for r in refspecs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for refspec, result in results.items():
+        assert result.returncode == 0, (refspec, result.stderr)
+        assert "exists already" not in result.stderr
+        assert "Connection closed" not in result.stderr
+    remote = git(repo, "ls-remote", server.url(app), env=server.git_env()).stdout
+    for branch in ("main", "one", "two", "three"):
+        assert f"refs/heads/{branch}" in remote
+    releases = server.ssh("releases", app)
+    assert releases.returncode == 0 and "v1" in releases.stdout and "v2" not in releases.stdout
+    assert server.get(server.host(app)) == (200, "first\n")
+    events = server.gitpaas("events", app)
+    assert events.stdout.count("apps:create") == 1, events.stdout
+
+
+def test_a_session_error_reaches_the_client_as_one_line(server, busybox_image, tmp_path):
+    app = "blocked"
+    # Something that is not a repo sits where the app's repo goes.
+    path = server.data_dir / "repos" / f"{app}.git"
+    path.mkdir(parents=True)
+    (path / "objects").write_text("not a directory\n")
+    repo = make_repo(tmp_path / app, httpd_app(busybox_image, "x\n"))
+    result = server.push(repo, app)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith(" !     ")]
+    assert len(lines) == 1, result.stderr
+    assert "is not a git repository" in lines[0]
