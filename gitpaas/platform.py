@@ -98,6 +98,8 @@ class Platform:
         """The app to push to, or None when it does not exist yet and ``key`` may create it
         by pushing (``create_app_for_push``, under the app's lock, then makes it)."""
         app = self.store.find_app(names.app_name(name))
+        if app is None and key.deploy_app is not None:
+            raise NotFound(f"no app named {name!r}, or you may not use it")
         if app is None:
             if not self.settings.create_on_push:
                 raise Forbidden(f"no app named {name!r}; create it first with apps:create")
