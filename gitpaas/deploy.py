@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
 RELEASE_PHASE = "release"
 MAX_PARALLEL_STARTS = 4
+MAX_PARALLEL_STOPS = 16
 
 
 @dataclass
@@ -74,7 +75,10 @@ class Deployer:
         self.builder = builder
         self.runtime = runtime
         self.routes = routes
-        self.retiring: list[threading.Thread] = []
+        # One retirer thread per app, and the newest live version it must retire below.
+        self._retire_lock = threading.Lock()
+        self._retire_below: dict[str, int] = {}
+        self._retirers: dict[str, threading.Thread] = {}
 
     def hosts(self, app: str) -> list[str]:
         """Every host name the app answers at."""
@@ -378,16 +382,37 @@ class Deployer:
             self._hooks("post-deploy", release, progress)
         except GitPaasError as exc:
             progress(f" !     {exc.message}")
-        thread = threading.Thread(target=self._retire, args=(app, release.version),
-                                  daemon=True, name=f"retire-{app}")
-        self.retiring.append(thread)
+        self.retire(app, release.version)
+
+    def retire(self, app: str, version: int) -> None:
+        """Retire, off the caller's path, the containers of ``app``'s releases older than
+        ``version`` (live now). One retirement at a time per app: a burst of releases is
+        retired in passes, each below the newest live version, so no more than the live
+        release and the one being retired run once the burst ends."""
+        with self._retire_lock:
+            self._retire_below[app] = max(version, self._retire_below.get(app, 0))
+            if app in self._retirers:
+                return  # the running retirer takes the new version on its next pass
+            thread = threading.Thread(target=self._retirer, args=(app,), daemon=True,
+                                      name=f"retire-{app}")
+            self._retirers[app] = thread
         thread.start()
+
+    def _retirer(self, app: str) -> None:
+        while True:
+            with self._retire_lock:
+                version = self._retire_below.pop(app, None)
+                if version is None:
+                    del self._retirers[app]
+                    return
+            self._retire(app, version)
 
     def _retire(self, app: str, version: int) -> None:
         """Drain (routes already point elsewhere), SIGTERM, wait, SIGKILL, remove; prune.
 
         Only containers of releases older than ``version`` are touched, so listing them
-        here, off the push's path, cannot catch a newer release's containers."""
+        here, off the push's path, cannot catch a newer release's containers. They are
+        stopped side by side: a pass lasts one ``stop_timeout`` at most, however many."""
         old: list[ContainerInfo] = []
         try:
             old = [c for c in self.runtime.list(app) if c.release < version]
@@ -395,12 +420,13 @@ class Deployer:
                 time.sleep(self.settings.drain_seconds)
                 faults.point("retire")
                 log.info("retiring %s", ", ".join(c.name for c in old))
-                self.runtime.remove(old, stop_timeout=self.settings.stop_timeout)
+                with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STOPS, len(old)),
+                                        thread_name_prefix=f"stop-{app}") as pool:
+                    list(pool.map(lambda c: self.runtime.remove(
+                        [c], stop_timeout=self.settings.stop_timeout), old))
             self.prune_images(app)
         except Exception:  # noqa: BLE001 - the reconciler removes what is left
             log.exception("retiring %s failed", [c.name for c in old])
-        finally:
-            self.retiring[:] = [t for t in self.retiring if t.is_alive()]
 
     def prune_images(self, app: str) -> None:
         """Keep the images of the last ``keep_releases`` good releases; remove the rest."""
@@ -418,5 +444,11 @@ class Deployer:
 
     def wait_retired(self, timeout: float = 60) -> None:
         """Wait for retirements under way (for tests and shutdown)."""
-        for thread in list(self.retiring):
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._retire_lock:
+                threads = list(self._retirers.values())
+            if not threads:
+                return
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))

@@ -133,3 +133,40 @@ def test_a_session_error_reaches_the_client_as_one_line(server, busybox_image, t
     lines = [line for line in result.stderr.splitlines() if line.startswith(" !     ")]
     assert len(lines) == 1, result.stderr
     assert "is not a git repository" in lines[0]
+
+
+def stubborn_app(image: str, text: str) -> dict[str, str]:
+    """An httpd that ignores SIGTERM: each stop lasts the whole ``stop_timeout``."""
+    return {"Dockerfile": f"FROM {image}\nCOPY index.html /www/index.html\n"
+                          'CMD ["/bin/sh", "-c", "trap \'\' TERM; exec /bin/httpd -f -p 5000'
+                          ' -h /www"]\n',
+            "index.html": text}
+
+
+def running_releases(docker_client, srv, app: str) -> set[str]:
+    label = [f"gitpaas.instance={srv.instance}", f"gitpaas.app={app}"]
+    return {c["Labels"]["gitpaas.release"]  # summaries: no inspect of a container going away
+            for c in docker_client.api.containers(filters={"label": label})}
+
+
+def test_a_burst_of_config_changes_leaves_at_most_two_releases_running(
+        server, busybox_image, tmp_path, docker_client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = "burst"
+    repo = make_repo(tmp_path / app, stubborn_app(busybox_image, "burst\n"))
+    assert server.push(repo, app).returncode == 0
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(lambda i: server.ssh("config:set", app, f"N={i}"), range(50)))
+    last = time.monotonic()
+    assert [r.returncode for r in results] == [0] * 50, [r.stderr for r in results][:3]
+    peak = 0
+    while time.monotonic() < last + 10:
+        peak = max(peak, len(running_releases(docker_client, server, app)))
+        time.sleep(0.5)
+    left = running_releases(docker_client, server, app)
+    print(f"burst: 50 config:set, releases running at once at most {peak} in the 10 s after,"
+          f" {len(left)} at the end")
+    assert len(left) <= 2, sorted(left, key=int)
+    assert "51" in left  # v1 + 50 changes: the last one is live
+    assert server.get(server.host(app)) == (200, "burst\n")
