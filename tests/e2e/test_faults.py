@@ -170,3 +170,23 @@ def test_a_burst_of_config_changes_leaves_at_most_two_releases_running(
     assert len(left) <= 2, sorted(left, key=int)
     assert "51" in left  # v1 + 50 changes: the last one is live
     assert server.get(server.host(app)) == (200, "burst\n")
+
+
+def test_a_paused_container_stays_paused_and_ps_shows_it(server, busybox_image, tmp_path,
+                                                         docker_client):
+    app = "paused"
+    repo = make_repo(tmp_path / app, httpd_app(busybox_image, "paused\n"))
+    assert server.push(repo, app).returncode == 0
+    name = f"{server.instance}.{app}.v1.web.1"
+    container = docker_client.containers.get(name)
+    container.pause()
+    try:
+        interval = 5.0  # the reconciler's default interval: two passes
+        time.sleep(2 * interval + 1)
+        container.reload()
+        assert container.status == "paused"
+        ps = server.ssh("ps", app)
+        assert ps.returncode == 0 and "paused" in ps.stdout, ps.stdout
+    finally:
+        container.unpause()
+    assert server.get(server.host(app)) == (200, "paused\n")
