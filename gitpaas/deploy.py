@@ -18,6 +18,7 @@ from pathlib import Path
 from dulwich.repo import Repo
 
 from . import faults, procfile
+from .addresses import app_url
 from .appjson import AppSpec, parse_app_json, parse_checks
 from .build import buildpacks
 from .build.context import build_context, read_blob, tree_paths
@@ -85,9 +86,8 @@ class Deployer:
         return [f"{app}.{self.settings.domain}", *self.store.domains(app)]
 
     def url(self, app: str) -> str:
-        """The app's address as a browser would use it."""
-        port = self.settings.listen("http")[1]
-        return f"http://{app}.{self.settings.domain}{'' if port == 80 else f':{port}'}/"
+        """The app's address as a browser would use it (``addresses.app_url``)."""
+        return app_url(self.settings, app)
 
     @property
     def hook_dirs(self) -> list[Path]:

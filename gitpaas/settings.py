@@ -28,6 +28,13 @@ class Settings:
     ssh_listen: str = "0.0.0.0:2222"
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
+    # What users are told (git remotes, app URLs, help; see ``addresses``): the SSH host
+    # and port clients connect to ("" : the domain; 0: ssh_listen's port) and the edge's
+    # public scheme (http or https) and port (0: http_listen's, or the https listener's).
+    ssh_public_host: str = ""
+    ssh_public_port: int = 0
+    public_scheme: str = "http"
+    public_port: int = 0
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = ""
     instance: str = "gitpaas"
@@ -187,4 +194,9 @@ def load(
     settings = Settings(**coerced)
     names.instance_name(settings.instance)
     names.hostname(settings.domain)
+    if settings.ssh_public_host:
+        names.hostname(settings.ssh_public_host)
+    if settings.public_scheme not in {"http", "https"}:
+        raise InvalidInput(f"invalid setting public_scheme={settings.public_scheme!r}:"
+                           " http or https")
     return settings

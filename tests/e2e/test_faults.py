@@ -190,3 +190,19 @@ def test_a_paused_container_stays_paused_and_ps_shows_it(server, busybox_image, 
     finally:
         container.unpause()
     assert server.get(server.host(app)) == (200, "paused\n")
+
+
+def test_every_address_printed_comes_from_the_settings(server, busybox_image, tmp_path):
+    remote = f"ssh://git@paas.localhost:{server.ssh_port}/addr.git"
+    url = f"http://addr.paas.localhost:{server.http_port}/"
+    created = server.ssh("apps:create", "addr")
+    assert created.returncode == 0, created.stderr
+    assert url in created.stdout and remote in created.stdout, created.stdout
+    info = server.ssh("apps:info", "addr", "--json")
+    assert '"git_url": "' + remote in info.stdout and url in info.stdout, info.stdout
+    helped = server.ssh("help")
+    assert f"ssh -p {server.ssh_port} git@paas.localhost" in helped.stdout, helped.stdout
+    repo = make_repo(tmp_path / "addr", httpd_app(busybox_image, "addr\n"))
+    pushed = server.push(repo, "addr")
+    assert f"addr v1 is live at {url}" in pushed.stderr, pushed.stderr
+    assert "2222" not in created.stdout + info.stdout + helped.stdout
