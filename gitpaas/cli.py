@@ -95,6 +95,9 @@ def serve(argv: list[str]) -> int:
     # Partial packs of receives a previous process did not finish go before any push;
     # then repos are repacked every repo_gc_interval seconds.
     stop_maintenance = start_maintenance(platform.repo_maintainer(), settings.repo_gc_interval)
+    from .cron import start_in_thread as start_cron
+
+    stop_cron = start_cron(platform, settings.cron_interval)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -114,6 +117,7 @@ def serve(argv: list[str]) -> int:
     stop.wait()
     stop_reconciler.set()
     stop_maintenance.set()
+    stop_cron.set()
     ssh.stop()
     if router is not None:
         router.stop()

@@ -181,7 +181,8 @@ class Store:
         """Remove every row about ``name``."""
         with self.db.transaction() as cur:
             for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
-                          "gp_shares", "gp_resources", "gp_datastores", "gp_mounts"):
+                          "gp_shares", "gp_resources", "gp_datastores", "gp_mounts",
+                          "gp_cron"):
                 cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             # A deploy key must not reach a later app of the same name.
             cur.execute("DELETE FROM gp_keys WHERE deploy_app = ?", (name,))
@@ -404,6 +405,41 @@ class Store:
             if cur.execute("DELETE FROM gp_mounts WHERE app = ? AND container_path = ? AND"
                            " host_path = ?", (app, container_path, host_path)).rowcount == 0:
                 raise NotFound(f"{app} has no mount {host_path}:{container_path}")
+
+    # -- cron ---------------------------------------------------------------------------
+
+    def cron_states(self, app: str) -> dict[str, dict]:
+        """``{job id: {last_slot, last_started, last_status, last_duration}}`` of ``app``."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT job_id, last_slot, last_started, last_status,"
+                               " last_duration FROM gp_cron WHERE app = ?", (app,)).all()
+        return {r[0]: {"last_slot": r[1], "last_started": r[2], "last_status": r[3],
+                       "last_duration": r[4]} for r in rows}
+
+    def _cron_upsert(self, cur: Cursor, app: str, job) -> None:
+        if not cur.execute("SELECT 1 FROM gp_cron WHERE app = ? AND job_id = ?",
+                           (app, job.id)).one():
+            cur.execute("INSERT INTO gp_cron (app, job_id, command, schedule) VALUES"
+                        " (?, ?, ?, ?)", (app, job.id, job.command, job.schedule))
+
+    def cron_mark_slot(self, app: str, job, slot: float) -> None:
+        """The job has handled every slot up to ``slot``."""
+        with self.db.transaction() as cur:
+            self._cron_upsert(cur, app, job)
+            cur.execute("UPDATE gp_cron SET last_slot = ? WHERE app = ? AND job_id = ?",
+                        (slot, app, job.id))
+
+    def cron_started(self, app: str, job, when: float) -> None:
+        with self.db.transaction() as cur:
+            self._cron_upsert(cur, app, job)
+            cur.execute("UPDATE gp_cron SET last_started = ?, last_status = 'running',"
+                        " last_duration = NULL WHERE app = ? AND job_id = ?",
+                        (when, app, job.id))
+
+    def cron_finished(self, app: str, job, status: str, duration: float) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE gp_cron SET last_status = ?, last_duration = ? WHERE app = ?"
+                        " AND job_id = ?", (status[:200], duration, app, job.id))
 
     # -- events -------------------------------------------------------------------------
 
