@@ -332,10 +332,16 @@ class Deployer:
                 progress(f"-----> Checking {info.process}.{info.replica}")
                 for check in self._checks(release, "web"):
                     wait_healthy(info, check, lambda i: refresh(i.id), logs)
+        # Every other process is watched side by side, each for the whole window.
         others = [c for c in started if c.process != "web"]
-        for info in others:
-            wait_stable(info, self.settings.process_check_seconds / max(1, len(others)),
-                        lambda i: refresh(i.id), logs)
+        if others:
+            with ThreadPoolExecutor(max_workers=len(others),
+                                    thread_name_prefix=f"watch-{release.app}") as pool:
+                for future in [pool.submit(wait_stable, info,
+                                           self.settings.process_check_seconds,
+                                           lambda i: refresh(i.id), logs)
+                               for info in others]:
+                    future.result()
 
     def _tail_logs(self, info: ContainerInfo) -> str:
         return self.runtime.logs(info.id, 20)

@@ -133,3 +133,38 @@ def test_a_failure_after_the_swap_puts_the_old_routes_back(monkeypatch):
         d._roll_out("shop", release(), lambda line: None, Timings())
     assert routes.table == old
     assert len(runtime.removed) == 4 and store.statuses == {3: "failed"}
+
+
+class WatchedRuntime(FakeRuntime):
+    """worker.1 exits 0.3 s after the watch starts; the others keep running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t0 = time.monotonic()
+
+    def get(self, container_id: str) -> ContainerInfo:
+        status = "running"
+        if container_id == "id-worker-1" and time.monotonic() - self.t0 > 0.3:
+            status = "exited"
+        process, replica = container_id.split("-")[1:]
+        return ContainerInfo(container_id, f"{process}.{replica}", "shop", 3, process,
+                             int(replica), status, "127.0.0.1", None, "")
+
+    def logs(self, container_id: str, tail: int = 50) -> str:
+        return "boom"
+
+
+def test_each_process_is_watched_side_by_side_for_the_whole_window():
+    """Issue 13: 4 workers and a 0.5 s window: each is watched for 0.5 s (not 0.125 s
+    one after another), so worker.1 exiting at 0.3 s fails the release."""
+    runtime = WatchedRuntime()
+    d = deployer(runtime, process_check_seconds=0.5)
+    workers = [runtime.get(f"id-worker-{i}") for i in range(1, 5)]
+    runtime.t0 = time.monotonic()
+    with pytest.raises(DeployError, match="worker.1"):
+        d._check_all(release(), workers, lambda _: None)
+    healthy = WatchedRuntime()
+    d = deployer(healthy, process_check_seconds=0.5)
+    started = time.monotonic()
+    d._check_all(release(), [w for w in workers if w.replica != 1], lambda _: None)
+    assert 0.5 <= time.monotonic() - started < 1.5  # side by side: one window, not three
