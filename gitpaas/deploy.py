@@ -121,37 +121,48 @@ class Deployer:
 
     def deploy_commit(self, app: str, repo: Repo, commit: bytes, actor: str,
                       progress: ProgressFn) -> Release:
-        """Build ``commit`` and roll it out as the app's next release."""
+        """Build ``commit`` and roll it out as the app's next release.
+
+        The release is recorded (``pending``) first: the store allocates its version once.
+        Everything up to go-live is undone on failure (the image removed, the release
+        ``failed``); nothing after go-live can touch the live image."""
         timings = Timings()
         start = time.monotonic()
-        version = self.store.next_version(app)
         short = commit.decode()[:7]
-        tag = image_name(self.settings, app, version)
-        progress(f"-----> Building {app} (v{version}) from {short}")
         spec = self._app_spec(repo, commit)
-        processes = self._processes(repo, commit)
+        release = self.store.add_release(
+            app, functools.partial(image_name, self.settings, app), commit.decode(),
+            self.store.get_config(app), self._processes(repo, commit), f"Deploy {short}",
+            actor, extra=spec_extra(spec))
+        try:
+            self._build(app, release, repo, commit, spec, progress, timings, start)
+            self._go_live(app, release, progress, timings)
+        except BaseException:
+            self.store.set_release_status(app, release.version, "failed")
+            self.builder.remove(release.image)
+            raise
+        self._after_live(app, release, progress, timings)
+        return release
+
+    def _build(self, app: str, release: Release, repo: Repo, commit: bytes, spec: AppSpec,
+               progress: ProgressFn, timings: Timings, start: float) -> None:
+        """The image of ``release`` from ``commit`` (and the predeploy script's commit)."""
+        version, tag = release.version, release.image
+        progress(f"-----> Building {app} (v{version}) from {commit.decode()[:7]}")
         self._hooks("pre-build", {"app": app, "release": version, "image": tag,
-                                  "commit": commit.decode(), "actor": actor}, progress)
+                                  "commit": commit.decode(), "actor": release.created_by},
+                    progress)
         files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
         context = build_context(repo.object_store, commit, files,
                                 self.settings.max_context_bytes, self.settings.max_context_files)
         start = timings.mark("prepare", start)
-        try:
-            with context:
-                faults.point("build")
-                self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
-            start = timings.mark("build", start)
-            if spec.predeploy:
-                self._run_once(app, version, tag, "predeploy", spec.predeploy,
-                               self.store.get_config(app), progress, commit_to=tag)
-            release = self.store.add_release(
-                app, tag, commit.decode(), self.store.get_config(app), processes,
-                f"Deploy {short}", actor, extra=spec_extra(spec))
-            self._roll_out(app, release, progress, timings)
-        except BaseException:
-            self.builder.remove(tag)
-            raise
-        return release
+        with context:
+            faults.point("build")
+            self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
+        timings.mark("build", start)
+        if spec.predeploy:
+            self._run_once(app, version, tag, "predeploy", spec.predeploy, release.config,
+                           progress, commit_to=tag)
 
     def _app_spec(self, repo: Repo, commit: bytes) -> AppSpec:
         store = repo.object_store
@@ -348,6 +359,13 @@ class Deployer:
 
     def _roll_out(self, app: str, release: Release, progress: ProgressFn,
                   timings: Timings) -> None:
+        self._go_live(app, release, progress, timings)
+        self._after_live(app, release, progress, timings)
+
+    def _go_live(self, app: str, release: Release, progress: ProgressFn,
+                 timings: Timings) -> None:
+        """Start, check and route ``release``; on any failure undo all of it (the old
+        release keeps serving) and mark it ``failed``."""
         started: list[ContainerInfo] = []
         previous: dict[str, list[str]] | None = None
         now = time.monotonic()
@@ -382,9 +400,6 @@ class Deployer:
                 progress(f" !     {exc.message}")
             raise
         progress(f"-----> {app} v{release.version} is live at {self.url(app)}")
-        self._after_live(app, release, progress)
-        timings.mark("after", now)
-        log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
 
     def _restore_routes(self, app: str, previous: dict[str, list[str]]) -> None:
         """Point the hosts back at the old release (a failure after the swap)."""
@@ -394,20 +409,31 @@ class Deployer:
             except GitPaasError:
                 log.exception("cannot restore the route of %s (the reconciler will)", host)
 
-    def _after_live(self, app: str, release: Release, progress: ProgressFn) -> None:
-        """Postdeploy script and hooks (reported, not fatal), then retire and prune."""
-        postdeploy = release.extra.get("postdeploy")
-        if postdeploy:
-            try:
-                self._run_once(app, release.version, release.image, "postdeploy", postdeploy,
-                               release.config, progress)
-            except GitPaasError as exc:
-                progress(f" !     {exc.message} (the release is live)")
+    def _after_live(self, app: str, release: Release, progress: ProgressFn,
+                    timings: Timings) -> None:
+        """Postdeploy script and hooks, then retire and prune. The release is live: any
+        error here is reported and logged, never a failed deploy."""
+        now = time.monotonic()
         try:
-            self._hooks("post-deploy", release, progress)
-        except GitPaasError as exc:
-            progress(f" !     {exc.message}")
-        self.retire(app, release.version)
+            postdeploy = release.extra.get("postdeploy")
+            if postdeploy:
+                try:
+                    self._run_once(app, release.version, release.image, "postdeploy",
+                                   postdeploy, release.config, progress)
+                except GitPaasError as exc:
+                    progress(f" !     {exc.message} (the release is live)")
+            try:
+                self._hooks("post-deploy", release, progress)
+            except GitPaasError as exc:
+                progress(f" !     {exc.message}")
+        except Exception:  # noqa: BLE001 - after go-live nothing may undo the release
+            log.exception("after go-live of %s v%d", app, release.version)
+            progress(" !     an internal error after go-live (the release is live; the server"
+                     " log has the details)")
+        finally:
+            self.retire(app, release.version)
+        timings.mark("after", now)
+        log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
 
     def retire(self, app: str, version: int) -> None:
         """Retire, off the caller's path, the containers of ``app``'s releases older than

@@ -168,3 +168,67 @@ def test_each_process_is_watched_side_by_side_for_the_whole_window():
     started = time.monotonic()
     d._check_all(release(), [w for w in workers if w.replica != 1], lambda _: None)
     assert 0.5 <= time.monotonic() - started < 1.5  # side by side: one window, not three
+
+
+class ReleasingStore(FakeStore):
+    """Allocates version 7 in ``add_release``, records statuses."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, str] = {}
+
+    def get_config(self, app: str) -> dict[str, str]:
+        return {"K": "v"}
+
+    def add_release(self, app, image, commit, config, processes, description, created_by,
+                    status="pending", extra=None) -> Release:
+        image = image(7) if callable(image) else image
+        self.statuses[7] = status
+        return Release(app, 7, image, commit, dict(config), dict(processes), description,
+                       created_by, 0.0, status, dict(extra or {}))
+
+    def set_release_status(self, app: str, version: int, status: str) -> None:
+        self.statuses[version] = status
+
+
+class RecordingBuilder:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove(self, tag: str) -> None:
+        self.removed.append(tag)
+
+
+def test_an_error_after_go_live_neither_removes_the_image_nor_fails_the_deploy(monkeypatch):
+    """Issue 13: the cleanup scope ends at go-live; the version is the store's."""
+    from gitpaas.appjson import AppSpec
+
+    store, builder = ReleasingStore(), RecordingBuilder()
+    d = Deployer(Settings(instance="gp"), store, builder, FakeRuntime(), None)  # type: ignore[arg-type]
+    monkeypatch.setattr(d, "_app_spec", lambda repo, commit: AppSpec())
+    monkeypatch.setattr(d, "_processes", lambda repo, commit: {})
+    built = []
+    monkeypatch.setattr(d, "_build", lambda app, rel, *a: built.append(rel.image))
+
+    def go_live(app, rel, progress, timings):
+        store.statuses[rel.version] = "succeeded"
+
+    monkeypatch.setattr(d, "_go_live", go_live)
+
+    def hooks(event, release, progress):
+        if event == "post-deploy":
+            raise RuntimeError("a bug after go-live")
+
+    monkeypatch.setattr(d, "_hooks", hooks)
+    retired = []
+    monkeypatch.setattr(d, "retire", lambda app, version: retired.append(version))
+    lines: list[str] = []
+    release = d.deploy_commit("shop", None, b"a" * 40, "alice", lines.append)  # type: ignore[arg-type]
+    assert release.version == 7 and release.image == "gp/shop:v7" and built == ["gp/shop:v7"]
+    assert builder.removed == [] and store.statuses == {7: "succeeded"}
+    assert retired == [7]
+    assert any("the release is live" in line for line in lines), lines
+    # Before go-live, the same error undoes the build and fails the release.
+    monkeypatch.setattr(d, "_go_live", lambda *a: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        d.deploy_commit("shop", None, b"a" * 40, "alice", lines.append)  # type: ignore[arg-type]
+    assert builder.removed == ["gp/shop:v7"] and store.statuses == {7: "failed"}
