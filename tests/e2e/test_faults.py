@@ -60,12 +60,18 @@ def test_a_client_killed_mid_pack_leaves_no_partial_pack(server, busybox_image, 
     app = "midpack"
     repo = big_repo(tmp_path, app, busybox_image)
     push = start_push(server, repo, app)
+    objects = server.data_dir / "repos" / f"{app}.git" / "objects"
     try:
         wait_until(lambda: partial_files(server, app), 120, "the pack to be written")
+        time.sleep(1.0)  # 1 s into the pack
+        size = sum(p.stat().st_size for p in objects.glob("tmp_pack_*"))
     finally:
         os.killpg(push.pid, signal.SIGKILL)
         push.wait()
+    killed = time.monotonic()
     wait_until(lambda: not partial_files(server, app), 30, "the partial pack to be removed")
+    print(f"client killed 1 s into the pack: {size / 1e6:.1f} MB partial, removed"
+          f" {time.monotonic() - killed:.2f} s later")
     # The app's lock is free and the next push works.
     again = server.push(repo, app)
     assert again.returncode == 0, again.stderr
@@ -103,10 +109,12 @@ def test_four_simultaneous_first_pushes_all_succeed(server, busybox_image, tmp_p
                                env=server.git_env(), check=False)
 
     threads = [threading.Thread(target=push, args=(r,)) for r in refspecs]
+    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    print(f"4 simultaneous first pushes: {time.monotonic() - started:.1f} s")
     for refspec, result in results.items():
         assert result.returncode == 0, (refspec, result.stderr)
         assert "exists already" not in result.stderr

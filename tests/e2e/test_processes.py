@@ -14,7 +14,10 @@ pytestmark = pytest.mark.timeout(900)
 
 def containers(docker_client, instance: str, app: str) -> list[str]:
     label = [f"gitpaas.instance={instance}", f"gitpaas.app={app}"]
-    return sorted(c.name for c in docker_client.containers.list(filters={"label": label}))
+    # Summaries, not inspects: a container retired between the listing and its inspection
+    # would raise NotFound.
+    return sorted(c["Names"][0].lstrip("/")
+                  for c in docker_client.api.containers(filters={"label": label}))
 
 
 def test_procfile_web_x2_and_a_worker(server, busybox_image, tmp_path, docker_client, redis_url):
