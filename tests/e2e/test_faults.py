@@ -61,16 +61,18 @@ def test_a_client_killed_mid_pack_leaves_no_partial_pack(server, busybox_image, 
     repo = big_repo(tmp_path, app, busybox_image)
     push = start_push(server, repo, app)
     objects = server.data_dir / "repos" / f"{app}.git" / "objects"
+    def partial_size() -> int:
+        return sum(p.stat().st_size for p in objects.glob("tmp_pack_*") if p.exists())
+
     try:
-        wait_until(lambda: partial_files(server, app), 120, "the pack to be written")
-        time.sleep(1.0)  # 1 s into the pack
-        size = sum(p.stat().st_size for p in objects.glob("tmp_pack_*"))
+        size = wait_until(lambda: partial_size() > (1 << 20) and partial_size(), 120,
+                          "1 MB of the pack to be written")
     finally:
         os.killpg(push.pid, signal.SIGKILL)
         push.wait()
     killed = time.monotonic()
     wait_until(lambda: not partial_files(server, app), 30, "the partial pack to be removed")
-    print(f"client killed 1 s into the pack: {size / 1e6:.1f} MB partial, removed"
+    print(f"client killed mid-pack: {size / 1e6:.1f} MB partial, removed"
           f" {time.monotonic() - killed:.2f} s later")
     # The app's lock is free and the next push works.
     again = server.push(repo, app)
