@@ -98,6 +98,9 @@ def serve(argv: list[str]) -> int:
     from .cron import start_in_thread as start_cron
 
     stop_cron = start_cron(platform, settings.cron_interval)
+    from .drains import start_in_thread as start_drains
+
+    stop_drains = start_drains(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -118,6 +121,7 @@ def serve(argv: list[str]) -> int:
     stop_reconciler.set()
     stop_maintenance.set()
     stop_cron.set()
+    stop_drains.set()
     ssh.stop()
     if router is not None:
         router.stop()

@@ -79,6 +79,8 @@ class Settings:
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0
+    # Extra CA certificates (PEM file) trusted by syslog+tls:// and https:// log drains.
+    drain_ca_file: str = ""
     # Seconds between checks for due cron jobs (app.json "cron") in ``gitpaas serve``.
     cron_interval: float = 5.0
     # Seconds a ``run`` command (or a cron job) may last before its container is killed.

@@ -12,7 +12,7 @@ import secrets
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import docker
@@ -353,6 +353,16 @@ class DockerRuntime:
         except docker.errors.DockerException:
             return ""
         return raw.decode("utf-8", "replace")
+
+    def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
+        """The container's lines from ``since`` (epoch seconds) on, as they come."""
+        from ..drains import lines_of
+
+        try:
+            yield from lines_of(self.client.api.logs(container_id, stream=True, follow=True,
+                                                     since=since))
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:

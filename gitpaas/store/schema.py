@@ -97,6 +97,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         last_status VARCHAR(200),
         last_duration DOUBLE,
         PRIMARY KEY (app, job_id))"""]),
+    # Log drains: the URL is encrypted (it may hold a token); url_id is its hash.
+    (4, ["""CREATE TABLE IF NOT EXISTS gp_drains (
+        app VARCHAR(30) NOT NULL,
+        url_id VARCHAR(64) NOT NULL,
+        url {blob} NOT NULL,
+        private_ok INTEGER NOT NULL,
+        created_by VARCHAR(64) NOT NULL,
+        created_at DOUBLE NOT NULL,
+        PRIMARY KEY (app, url_id))"""]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])

@@ -22,7 +22,7 @@ from gitpaas.platform import Platform
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
              "keys", "mysql:info", "mysql:export", "storage", "cron", "postgres:info",
-             "postgres:export"}
+             "postgres:export", "drains"}
 
 # Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
 AUDITED_IN_E2E = {"run", "enter"}
@@ -49,6 +49,8 @@ MUTATING = {
     "mysql:create": (["shop"], "mysql:create", "shop"),
     "mysql:import": (["shop"], "mysql:import", "shop"),
     "mysql:destroy": (["shop", "--confirm", "shop"], "mysql:destroy", "shop"),
+    "drains:add": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:add", "shop"),
+    "drains:remove": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:remove", "shop"),
     "postgres:create": (["shop"], "postgres:create", "shop"),
     "postgres:import": (["shop"], "postgres:import", "shop"),
     "postgres:destroy": (["shop", "--confirm", "shop"], "postgres:destroy", "shop"),
