@@ -30,7 +30,8 @@ from dulwich.repo import Repo
 from ..errors import Conflict
 
 log = logging.getLogger(__name__)
-GC_TIMEOUT = 600.0
+# gc holds the app's lock (a push waits for it, at most lock_timeout): stopped after this.
+GC_TIMEOUT = 120.0
 # Half-made repos of an interrupted first push (see ``repos._create``).
 NEW_REPO_PREFIX = ".new-"
 
@@ -59,7 +60,7 @@ def clean_partial(repo_path: str | os.PathLike[str]) -> list[str]:
 
 def _partial(name: str, names: set[str]) -> bool:
     """A temporary or lock file, or a pack whose index was never written."""
-    if name.startswith("tmp_") or name.endswith(".lock"):
+    if name.startswith(("tmp_", ".tmp-")) or name.endswith(".lock"):
         return True
     return name.endswith(".pack") and f"{name[:-5]}.idx" not in names
 
