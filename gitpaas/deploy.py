@@ -450,13 +450,18 @@ class Deployer:
         thread.start()
 
     def _retirer(self, app: str) -> None:
-        while True:
-            with self._retire_lock:
-                version = self._retire_below.pop(app, None)
-                if version is None:
-                    del self._retirers[app]
-                    return
-            self._retire(app, version)
+        try:
+            while True:
+                with self._retire_lock:
+                    version = self._retire_below.pop(app, None)
+                    if version is None:
+                        del self._retirers[app]
+                        return
+                self._retire(app, version)
+        except BaseException:
+            with self._retire_lock:  # the next release starts a new retirer
+                self._retirers.pop(app, None)
+            raise
 
     def _retire(self, app: str, version: int) -> None:
         """Drain (routes already point elsewhere), SIGTERM, wait, SIGKILL, remove; prune.
