@@ -232,3 +232,52 @@ def test_an_error_after_go_live_neither_removes_the_image_nor_fails_the_deploy(m
     with pytest.raises(RuntimeError):
         d.deploy_commit("shop", None, b"a" * 40, "alice", lines.append)  # type: ignore[arg-type]
     assert builder.removed == ["gp/shop:v7"] and store.statuses == {7: "failed"}
+
+
+class RetiringRuntime:
+    """Containers of releases 1..20; removal takes a while and is watched for overlap."""
+
+    def __init__(self) -> None:
+        self.alive = {v: ContainerInfo(f"id{v}", f"web.{v}", "shop", v, "web", 1, "running",
+                                       "127.0.0.1", 5000 + v, "") for v in range(1, 21)}
+        self.lock = threading.Lock()
+        self.listings = 0
+        self.active = self.peak = 0
+
+    def list(self, app: str) -> list[ContainerInfo]:
+        with self.lock:
+            self.listings += 1
+            return list(self.alive.values())
+
+    def remove(self, containers, stop_timeout: int = 10) -> None:
+        time.sleep(0.05)
+        with self.lock:
+            for c in containers:
+                self.alive.pop(c.release, None)
+
+
+def test_one_retirement_at_a_time_per_app(monkeypatch):
+    """Issue 19: releases 2..20 going live in a burst are retired by one thread, in passes
+    below the newest live version; only the live release is left."""
+    runtime = RetiringRuntime()
+    d = deployer(runtime, drain_seconds=0.0)  # type: ignore[arg-type]
+    monkeypatch.setattr(d, "prune_images", lambda app: None)
+    passes: list[int] = []
+    inside = threading.Semaphore(1)
+    real = d._retire
+
+    def watched(app: str, version: int) -> None:
+        assert inside.acquire(blocking=False), "two retirements of one app at once"
+        try:
+            passes.append(version)
+            real(app, version)
+        finally:
+            inside.release()
+
+    monkeypatch.setattr(d, "_retire", watched)
+    for version in range(2, 21):
+        d.retire("shop", version)
+        time.sleep(0.005)
+    d.wait_retired(10)
+    assert list(runtime.alive) == [20]
+    assert passes == sorted(passes) and passes[-1] == 20 and len(passes) < 19
