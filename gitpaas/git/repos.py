@@ -27,7 +27,7 @@ def repo_lock(repos_dir: Path, app: str) -> Iterator[None]:
     """An exclusive ``flock`` for creating or reconfiguring the app's repo (held briefly;
     the kernel drops it if the holder dies)."""
     repos_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(repos_dir / f".{names.app_name(app)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(repos_dir / f"{names.app_name(app)}.git.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -94,7 +94,7 @@ def set_max_input_size(repo: Repo, max_push_bytes: int) -> None:
 
 def remove_repo(repos_dir: Path, app: str) -> None:
     shutil.rmtree(repo_path(repos_dir, app), ignore_errors=True)
-    (repos_dir / f".{names.app_name(app)}.lock").unlink(missing_ok=True)
+    (repos_dir / f"{names.app_name(app)}.git.lock").unlink(missing_ok=True)
 
 
 def parse_repo_arg(arg: str) -> str:
