@@ -205,9 +205,11 @@ class Server:
         for v in docker_client.volumes.list(
                 filters={"label": f"gitpaas.datastore.instance={self.instance}"}):
             v.remove(force=True)
-        for image in docker_client.images.list():
-            if any(t.startswith(f"{self.instance}/") for t in image.tags):
-                for tag in image.tags:
+        # Summaries, not inspects: another run's image removed meanwhile is no error.
+        for image in docker_client.api.images():
+            tags = image.get("RepoTags") or []
+            if any(t.startswith(f"{self.instance}/") for t in tags):
+                for tag in tags:
                     try:
                         docker_client.images.remove(tag, force=True)
                     except Exception:  # noqa: BLE001
