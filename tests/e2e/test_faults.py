@@ -159,10 +159,20 @@ def running_releases(docker_client, srv, app: str) -> set[str]:
             for c in docker_client.api.containers(filters={"label": label})}
 
 
+@pytest.fixture
+def burst_server(tmp_path, redis_url, docker_client, clients):
+    """A server whose per-source SSH limits let 50 sessions from 127.0.0.1 in at once."""
+    (tmp_path / "burst").mkdir()
+    env = {"GITPAAS_SSH_MAX_CONNECTIONS_PER_SOURCE": "0", "GITPAAS_SSH_RATE_PER_SOURCE": "0"}
+    with serving(tmp_path / "burst", redis_url, docker_client, "b", env) as srv:
+        yield srv
+
+
 def test_a_burst_of_config_changes_leaves_at_most_two_releases_running(
-        server, busybox_image, tmp_path, docker_client):
+        burst_server, busybox_image, tmp_path, docker_client):
     from concurrent.futures import ThreadPoolExecutor
 
+    server = burst_server
     app = "burst"
     repo = make_repo(tmp_path / app, stubborn_app(busybox_image, "burst\n"))
     assert server.push(repo, app).returncode == 0
