@@ -98,11 +98,15 @@ def serve(argv: list[str]) -> int:
     # The edge first: an nginx still running from before is adopted and keeps serving.
     stop_edge = None if opts.no_router else start_edge(settings)
     http_port = None if opts.no_router else settings.listen("http")[1]
+    from .git.maintenance import start_in_thread as start_maintenance
     from .reconcile import start_in_thread as start_reconciler
 
     # Before accepting connections: interrupted deploys marked failed, Docker and Redis
     # brought back to the recorded state; then a pass every reconcile_interval seconds.
     _, stop_reconciler = start_reconciler(platform, settings.reconcile_interval)
+    # Partial packs of receives a previous process did not finish go before any push;
+    # then repos are repacked every repo_gc_interval seconds.
+    stop_maintenance = start_maintenance(platform.repo_maintainer(), settings.repo_gc_interval)
     from .cron import start_in_thread as start_cron
 
     stop_cron = start_cron(platform, settings.cron_interval)
@@ -124,6 +128,7 @@ def serve(argv: list[str]) -> int:
           flush=True)
     stop.wait()
     stop_reconciler.set()
+    stop_maintenance.set()
     stop_cron.set()
     stop_drains.set()
     ssh.stop()

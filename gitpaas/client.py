@@ -66,7 +66,8 @@ def remote_url(name: str) -> str:
         raise ClientError("git is not installed") from exc
     if result.returncode != 0:
         raise ClientError(f"no git remote named {name!r} here"
-                          f" (git remote add {name} ssh://git@HOST:2222/APP.git)")
+                          f" (git remote add {name} GIT_URL; the server's apps:info APP"
+                          " shows the app's git_url)")
     return result.stdout.strip()
 
 

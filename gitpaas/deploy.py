@@ -18,6 +18,7 @@ from pathlib import Path
 from dulwich.repo import Repo
 
 from . import faults, procfile
+from .addresses import app_url
 from .appjson import AppSpec, parse_app_json, parse_checks
 from .build import buildpacks, policy
 from .build.context import build_context, read_blob, tree_paths
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
 RELEASE_PHASE = "release"
 MAX_PARALLEL_STARTS = 4
+MAX_PARALLEL_STOPS = 16
 
 
 @dataclass
@@ -91,16 +93,18 @@ class Deployer:
         self.builder = builder
         self.runtime = runtime
         self.routes = routes
-        self.retiring: list[threading.Thread] = []
+        # One retirer thread per app, and the newest live version it must retire below.
+        self._retire_lock = threading.Lock()
+        self._retire_below: dict[str, int] = {}
+        self._retirers: dict[str, threading.Thread] = {}
 
     def hosts(self, app: str) -> list[str]:
         """Every host name the app answers at."""
         return [f"{app}.{self.settings.domain}", *self.store.domains(app)]
 
     def url(self, app: str) -> str:
-        """The app's address as a browser would use it."""
-        port = self.settings.listen("http")[1]
-        return f"http://{app}.{self.settings.domain}{'' if port == 80 else f':{port}'}/"
+        """The app's address as a browser would use it (``addresses.app_url``)."""
+        return app_url(self.settings, app)
 
     @property
     def hook_dirs(self) -> list[Path]:
@@ -133,37 +137,48 @@ class Deployer:
 
     def deploy_commit(self, app: str, repo: Repo, commit: bytes, actor: str,
                       progress: ProgressFn) -> Release:
-        """Build ``commit`` and roll it out as the app's next release."""
+        """Build ``commit`` and roll it out as the app's next release.
+
+        The release is recorded (``pending``) first: the store allocates its version once.
+        Everything up to go-live is undone on failure (the image removed, the release
+        ``failed``); nothing after go-live can touch the live image."""
         timings = Timings()
         start = time.monotonic()
-        version = self.store.next_version(app)
         short = commit.decode()[:7]
-        tag = image_name(self.settings, app, version)
-        progress(f"-----> Building {app} (v{version}) from {short}")
         spec = self._app_spec(repo, commit)
-        processes = self._processes(repo, commit)
+        release = self.store.add_release(
+            app, functools.partial(image_name, self.settings, app), commit.decode(),
+            self.store.get_config(app), self._processes(repo, commit), f"Deploy {short}",
+            actor, extra=spec_extra(spec))
+        try:
+            self._build(app, release, repo, commit, spec, progress, timings, start)
+            self._go_live(app, release, progress, timings)
+        except BaseException:
+            self.store.set_release_status(app, release.version, "failed")
+            self.builder.remove(release.image)
+            raise
+        self._after_live(app, release, progress, timings)
+        return release
+
+    def _build(self, app: str, release: Release, repo: Repo, commit: bytes, spec: AppSpec,
+               progress: ProgressFn, timings: Timings, start: float) -> None:
+        """The image of ``release`` from ``commit`` (and the predeploy script's commit)."""
+        version, tag = release.version, release.image
+        progress(f"-----> Building {app} (v{version}) from {commit.decode()[:7]}")
         self._hooks("pre-build", {"app": app, "release": version, "image": tag,
-                                  "commit": commit.decode(), "actor": actor}, progress)
+                                  "commit": commit.decode(), "actor": release.created_by},
+                    progress)
         files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
         context = build_context(repo.object_store, commit, files,
                                 self.settings.max_context_bytes, self.settings.max_context_files)
         start = timings.mark("prepare", start)
-        try:
-            with context:
-                faults.point("build")
-                self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
-            start = timings.mark("build", start)
-            if spec.predeploy:
-                self._run_once(app, version, tag, "predeploy", spec.predeploy,
-                               self.store.get_config(app), progress, commit_to=tag)
-            release = self.store.add_release(
-                app, tag, commit.decode(), self.store.get_config(app), processes,
-                f"Deploy {short}", actor, extra=spec_extra(spec))
-            self._roll_out(app, release, progress, timings)
-        except BaseException:
-            self.builder.remove(tag)
-            raise
-        return release
+        with context:
+            faults.point("build")
+            self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
+        timings.mark("build", start)
+        if spec.predeploy:
+            self._run_once(app, version, tag, "predeploy", spec.predeploy, release.config,
+                           progress, commit_to=tag)
 
     def _app_spec(self, repo: Repo, commit: bytes) -> AppSpec:
         store = repo.object_store
@@ -392,16 +407,29 @@ class Deployer:
                 progress(f"-----> Checking {info.process}.{info.replica}")
                 for check in self._checks(release, "web"):
                     wait_healthy(info, check, lambda i: refresh(i.id), logs)
+        # Every other process is watched side by side, each for the whole window.
         others = [c for c in started if c.process != "web"]
-        for info in others:
-            wait_stable(info, self.settings.process_check_seconds / max(1, len(others)),
-                        lambda i: refresh(i.id), logs)
+        if others:
+            with ThreadPoolExecutor(max_workers=len(others),
+                                    thread_name_prefix=f"watch-{release.app}") as pool:
+                for future in [pool.submit(wait_stable, info,
+                                           self.settings.process_check_seconds,
+                                           lambda i: refresh(i.id), logs)
+                               for info in others]:
+                    future.result()
 
     def _tail_logs(self, info: ContainerInfo) -> str:
         return self.runtime.logs(info.id, 20)
 
     def _roll_out(self, app: str, release: Release, progress: ProgressFn,
                   timings: Timings) -> None:
+        self._go_live(app, release, progress, timings)
+        self._after_live(app, release, progress, timings)
+
+    def _go_live(self, app: str, release: Release, progress: ProgressFn,
+                 timings: Timings) -> None:
+        """Start, check and route ``release``; on any failure undo all of it (the old
+        release keeps serving) and mark it ``failed``."""
         started: list[ContainerInfo] = []
         previous: dict[str, list[str]] | None = None
         now = time.monotonic()
@@ -436,9 +464,6 @@ class Deployer:
                 progress(f" !     {exc.message}")
             raise
         progress(f"-----> {app} v{release.version} is live at {self.url(app)}")
-        self._after_live(app, release, progress)
-        timings.mark("after", now)
-        log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
 
     def _restore_routes(self, app: str, previous: dict[str, list[str]]) -> None:
         """Point the hosts back at the old release (a failure after the swap)."""
@@ -448,29 +473,66 @@ class Deployer:
             except GitPaasError:
                 log.exception("cannot restore the route of %s (the reconciler will)", host)
 
-    def _after_live(self, app: str, release: Release, progress: ProgressFn) -> None:
-        """Postdeploy script and hooks (reported, not fatal), then retire and prune."""
-        postdeploy = release.extra.get("postdeploy")
-        if postdeploy:
-            try:
-                self._run_once(app, release.version, release.image, "postdeploy", postdeploy,
-                               release.config, progress)
-            except GitPaasError as exc:
-                progress(f" !     {exc.message} (the release is live)")
+    def _after_live(self, app: str, release: Release, progress: ProgressFn,
+                    timings: Timings) -> None:
+        """Postdeploy script and hooks, then retire and prune. The release is live: any
+        error here is reported and logged, never a failed deploy."""
+        now = time.monotonic()
         try:
-            self._hooks("post-deploy", release, progress)
-        except GitPaasError as exc:
-            progress(f" !     {exc.message}")
-        thread = threading.Thread(target=self._retire, args=(app, release.version),
-                                  daemon=True, name=f"retire-{app}")
-        self.retiring.append(thread)
+            postdeploy = release.extra.get("postdeploy")
+            if postdeploy:
+                try:
+                    self._run_once(app, release.version, release.image, "postdeploy",
+                                   postdeploy, release.config, progress)
+                except GitPaasError as exc:
+                    progress(f" !     {exc.message} (the release is live)")
+            try:
+                self._hooks("post-deploy", release, progress)
+            except GitPaasError as exc:
+                progress(f" !     {exc.message}")
+        except Exception:  # noqa: BLE001 - after go-live nothing may undo the release
+            log.exception("after go-live of %s v%d", app, release.version)
+            progress(" !     an internal error after go-live (the release is live; the server"
+                     " log has the details)")
+        finally:
+            self.retire(app, release.version)
+        timings.mark("after", now)
+        log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
+
+    def retire(self, app: str, version: int) -> None:
+        """Retire, off the caller's path, the containers of ``app``'s releases older than
+        ``version`` (live now). One retirement at a time per app: a burst of releases is
+        retired in passes, each below the newest live version, so no more than the live
+        release and the one being retired run once the burst ends."""
+        with self._retire_lock:
+            self._retire_below[app] = max(version, self._retire_below.get(app, 0))
+            if app in self._retirers:
+                return  # the running retirer takes the new version on its next pass
+            thread = threading.Thread(target=self._retirer, args=(app,), daemon=True,
+                                      name=f"retire-{app}")
+            self._retirers[app] = thread
         thread.start()
+
+    def _retirer(self, app: str) -> None:
+        try:
+            while True:
+                with self._retire_lock:
+                    version = self._retire_below.pop(app, None)
+                    if version is None:
+                        del self._retirers[app]
+                        return
+                self._retire(app, version)
+        except BaseException:
+            with self._retire_lock:  # the next release starts a new retirer
+                self._retirers.pop(app, None)
+            raise
 
     def _retire(self, app: str, version: int) -> None:
         """Drain (routes already point elsewhere), SIGTERM, wait, SIGKILL, remove; prune.
 
         Only containers of releases older than ``version`` are touched, so listing them
-        here, off the push's path, cannot catch a newer release's containers."""
+        here, off the push's path, cannot catch a newer release's containers. They are
+        stopped side by side: a pass lasts one ``stop_timeout`` at most, however many."""
         old: list[ContainerInfo] = []
         try:
             old = [c for c in self.runtime.list(app) if c.release < version]
@@ -478,12 +540,13 @@ class Deployer:
                 time.sleep(self.settings.drain_seconds)
                 faults.point("retire")
                 log.info("retiring %s", ", ".join(c.name for c in old))
-                self.runtime.remove(old, stop_timeout=self.settings.stop_timeout)
+                with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STOPS, len(old)),
+                                        thread_name_prefix=f"stop-{app}") as pool:
+                    list(pool.map(lambda c: self.runtime.remove(
+                        [c], stop_timeout=self.settings.stop_timeout), old))
             self.prune_images(app)
         except Exception:  # noqa: BLE001 - the reconciler removes what is left
             log.exception("retiring %s failed", [c.name for c in old])
-        finally:
-            self.retiring[:] = [t for t in self.retiring if t.is_alive()]
 
     def prune_images(self, app: str) -> None:
         """Keep the images of the last ``keep_releases`` good releases; remove the rest."""
@@ -501,5 +564,11 @@ class Deployer:
 
     def wait_retired(self, timeout: float = 60) -> None:
         """Wait for retirements under way (for tests and shutdown)."""
-        for thread in list(self.retiring):
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._retire_lock:
+                threads = list(self._retirers.values())
+            if not threads:
+                return
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))

@@ -5,7 +5,8 @@ whose lock it can take without waiting (a deploy, a config change or a scale in 
 is never fought: that app is skipped until the next pass), it
 
 - starts missing containers of the current release, as the formation says (after a
-  Docker daemon restart, a ``docker rm``, a container that exited);
+  Docker daemon restart, a ``docker rm``, a container that exited); a paused container is
+  the operator's (``docker pause`` to debug): it is neither replaced nor unrouted;
 - removes this instance's orphans: containers of other releases, left-over one-off
   containers, replicas beyond the formation, containers of apps that no longer exist;
 - rewrites the app's routes when its backends changed (a restarted container gets a new
@@ -36,7 +37,10 @@ from .store import Release
 
 log = logging.getLogger(__name__)
 STOPPED = "stopped"  # release status set by ps:stop: the app is meant to run nothing
-LIVE = {"running", "restarting"}  # Docker restarts these itself (restart policy)
+# Docker restarts these itself (restart policy); "paused" is an operator's state
+# (``docker pause`` to debug): left alone, kept in the routes, shown by ``ps``.
+LIVE = {"running", "restarting", "paused"}
+ROUTED = {"running", "paused"}
 ORPHAN_GRACE = 60.0  # seconds an orphan may live (the deploy that made it may be retiring it)
 
 
@@ -164,7 +168,7 @@ class Reconciler:
                 if started is not None:
                     keep[slot] = started
         web = [keep[s] for s in sorted(keep)
-               if s[0] == "web" and keep[s].port and keep[s].status == "running"]
+               if s[0] == "web" and keep[s].port and keep[s].status in ROUTED]
         rerouted = self._route(app, [c.backend for c in web], report)
         if rerouted or self._first_pass:
             self._publish_edge_settings(app)

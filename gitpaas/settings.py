@@ -43,6 +43,13 @@ class Settings:
     # The server's own host names besides ``domain`` and the machine's host name
     # (comma-separated): only admins may give them to an app (domains:add).
     server_names: str = ""
+    # What users are told (git remotes, app URLs, help; see ``addresses``): the SSH host
+    # and port clients connect to ("" : the domain; 0: ssh_listen's port) and the edge's
+    # public scheme (http or https) and port (0: http_listen's, or the https listener's).
+    ssh_public_host: str = ""
+    ssh_public_port: int = 0
+    public_scheme: str = "http"
+    public_port: int = 0
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = ""
     instance: str = "gitpaas"
@@ -92,6 +99,8 @@ class Settings:
     git_idle_timeout: float = 300.0
     # Seconds between passes of the reconciler in ``gitpaas serve`` (0: only at start-up).
     reconcile_interval: float = 5.0
+    # Seconds between repacks of app repos (git gc, at idle I/O priority; 0: never).
+    repo_gc_interval: float = 3600.0
     keep_releases: int = 5
     max_context_bytes: int = 512 * 1024 * 1024
     max_context_files: int = 50_000
@@ -327,4 +336,9 @@ def load(
     _check_network_pool(settings)
     names.instance_name(settings.instance)
     names.hostname(settings.domain)
+    if settings.ssh_public_host:
+        names.hostname(settings.ssh_public_host)
+    if settings.public_scheme not in {"http", "https"}:
+        raise InvalidInput(f"invalid setting public_scheme={settings.public_scheme!r}:"
+                           " http or https")
     return settings

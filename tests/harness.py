@@ -210,9 +210,11 @@ class Server:
                       f"gitpaas.datastore.instance={self.instance}"):
             for v in docker_client.volumes.list(filters={"label": label}):
                 v.remove(force=True)
-        for image in docker_client.images.list():
-            if any(t.startswith(f"{self.instance}/") for t in image.tags):
-                for tag in image.tags:
+        # Summaries, not inspects: another run's image removed meanwhile is no error.
+        for image in docker_client.api.images():
+            tags = image.get("RepoTags") or []
+            if any(t.startswith(f"{self.instance}/") for t in tags):
+                for tag in tags:
                     try:
                         docker_client.images.remove(tag, force=True)
                     except Exception:  # noqa: BLE001

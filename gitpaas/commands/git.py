@@ -41,7 +41,7 @@ def check_ceilings(memory: str, cpus: float, settings: Settings) -> None:
 @command("git:set", "git:set [APP] deploy-branch PATTERN")
 def git_set(ctx: Context, args: list[str]) -> None:
     """Set the branch (or glob, e.g. release/*) whose pushes deploy."""
-    app = take_app(ctx, args)
+    app = take_app(ctx, args, rest=2)
     if len(args) != 2 or args[0] != "deploy-branch":
         raise InvalidInput("usage: git:set [APP] deploy-branch PATTERN")
     pattern = names.branch_pattern(args[1])

@@ -69,7 +69,8 @@ def ps(ctx: Context, args: list[str]) -> None:
     containers = platform.runtime.list(app.name)
     rows = [{"name": f"{c.process}.{c.replica}", "process": c.process, "replica": c.replica,
              "release": c.release, "state": c.status,
-             "uptime": uptime(started_at(platform, c)) if c.status == "running" else "-",
+             "uptime": (uptime(started_at(platform, c))
+                        if c.status in {"running", "paused"} else "-"),
              "port": f"{c.host}:{c.port}" if c.port else None} for c in containers]
     if as_json:
         ctx.json({"app": app.name, "release": app.current_version, "formation": formation,

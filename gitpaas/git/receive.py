@@ -24,6 +24,7 @@ from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 from .. import faults
 from ..errors import InvalidInput
 from .limits import object_size_cap
+from .maintenance import clean_partial
 
 log = logging.getLogger(__name__)
 ZERO = b"0" * 40
@@ -148,8 +149,13 @@ def serve_receive_pack(repo: Repo, recv: Callable[[int], bytes], send: Callable[
     refs are advertised only once earlier pushes have moved theirs). Objects larger than
     ``max_object_bytes`` are refused before they are inflated."""
     proto = ReceivableProtocol(recv, send)
-    with object_size_cap(max_object_bytes), malformed_input():
-        DeployingReceivePackHandler(repo, proto, on_update).handle()
+    try:
+        with object_size_cap(max_object_bytes), malformed_input():
+            DeployingReceivePackHandler(repo, proto, on_update).handle()
+    finally:
+        # Whatever ended the session (a refused or truncated pack, a full disk, a client
+        # gone): its partial pack goes now, not when the disk is full.
+        clean_partial(repo.path)
 
 
 def serve_upload_pack(repo: Repo, recv: Callable[[int], bytes],

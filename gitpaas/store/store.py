@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from .. import names
@@ -244,16 +244,21 @@ class Store:
         return Release(row[0], row[1], row[2], row[3], config, json.loads(row[5]), row[6],
                        row[7], row[8], row[9], json.loads(row[10]))
 
-    def add_release(self, app: str, image: str, commit: str, config: Mapping[str, str],
-                    processes: Mapping[str, str], description: str, created_by: str,
-                    status: str = "pending", extra: Mapping | None = None) -> Release:
-        """Record the next release of ``app`` (version = highest + 1)."""
+    def add_release(self, app: str, image: str | Callable[[int], str], commit: str,
+                    config: Mapping[str, str], processes: Mapping[str, str],
+                    description: str, created_by: str, status: str = "pending",
+                    extra: Mapping | None = None) -> Release:
+        """Record the next release of ``app``: its version (highest + 1) is allocated here,
+        once, in the transaction. ``image`` may be a function of that version (the tag a
+        build will make)."""
         blob = self.cipher.encrypt(json.dumps(dict(config)).encode())
         now = time.time()
         with self.db.transaction() as cur:
             self._lock_app_row(cur, app)
             row = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?", (app,)).one()
             version = (row[0] or 0) + 1
+            if callable(image):
+                image = image(version)
             cur.execute(
                 f"INSERT INTO gp_releases ({RELEASE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (app, version, image, commit, blob, json.dumps(dict(processes)), description,
@@ -266,11 +271,6 @@ class Store:
         """Serialise writers of one app (SQLite's BEGIN IMMEDIATE already does)."""
         if cur.dialect == "mysql":
             cur.execute("SELECT name FROM gp_apps WHERE name = ? FOR UPDATE", (app,))
-
-    def next_version(self, app: str) -> int:
-        with self.db.transaction() as cur:
-            row = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?", (app,)).one()
-        return (row[0] or 0) + 1
 
     def set_release_status(self, app: str, version: int, status: str) -> None:
         with self.db.transaction() as cur:

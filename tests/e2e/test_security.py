@@ -68,6 +68,12 @@ def unsafe_entries(repo: Path) -> dict[str, list[tuple[str, str, str, str]]]:
     }
 
 
+def instance_images(docker_client, instance: str) -> set[str]:
+    """This server's images (the engine is shared with other test runs)."""
+    return {i.id for i in docker_client.images.list()
+            if any(t.startswith(f"{instance}/") for t in i.tags)}
+
+
 @pytest.fixture(scope="module")
 def safe_app(server, busybox_image, tmp_path_factory):
     files = httpd_app(busybox_image, "safe\n")
@@ -79,7 +85,7 @@ def safe_app(server, busybox_image, tmp_path_factory):
 def test_unsafe_trees_are_refused_and_write_nothing_outside(server, safe_app, docker_client):
     repo = safe_app
     head = plumb(repo, "rev-parse", "HEAD")
-    images_before = {i.id for i in docker_client.images.list()}
+    images_before = instance_images(docker_client, server.instance)
     for name, extra in unsafe_entries(repo).items():
         plumb(repo, "update-ref", "refs/heads/main", head)
         commit_on_top(repo, extra, f"unsafe: {name}")
@@ -91,7 +97,7 @@ def test_unsafe_trees_are_refused_and_write_nothing_outside(server, safe_app, do
         assert not OUTSIDE.exists(), name
         assert server.get(server.host("safe")) == (200, "safe\n"), name
     assert not (server.data_dir / "repos" / "safe.git" / "pwned").exists()
-    assert {i.id for i in docker_client.images.list()} == images_before
+    assert instance_images(docker_client, server.instance) == images_before
     plumb(repo, "update-ref", "refs/heads/main", head)
 
 

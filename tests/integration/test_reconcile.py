@@ -186,3 +186,20 @@ def test_start_up_marks_interrupted_releases_failed(platform, busybox_image):
     assert platform.store.current_release("shop").version == current.version
     assert report.removed == [orphan.name]
     assert backends(platform, "shop") == ["shop", *ports(platform, "shop")]
+
+
+def test_a_paused_container_is_left_alone(platform, busybox_image, docker_client):
+    deploy(platform, busybox_image, "shop")
+    info = platform.runtime.list("shop")[0]
+    route = backends(platform, "shop")
+    container = docker_client.containers.get(info.id)
+    container.pause()
+    try:
+        for _ in range(2):
+            report = Reconciler(platform).run_once(grace=0.0)
+            assert not report.changed, report
+        assert [(c.id, c.status) for c in platform.runtime.list("shop")] == [(info.id, "paused")]
+        assert backends(platform, "shop") == route
+    finally:
+        container.unpause()  # the operator can: the container is still there
+    assert answers(route[1])

@@ -86,7 +86,9 @@ def test_releases_versions_and_activation(store):
     assert store.get_release("shop", 1).status == "succeeded"
     store.set_release_status("shop", 2, "failed")
     assert [r.version for r in store.list_releases("shop")] == [2, 1]
-    assert store.next_version("shop") == 3
+    r3 = store.add_release("shop", lambda v: f"img:v{v}", "0ab", {}, {}, "Deploy 0ab", "alice")
+    assert (r3.version, r3.image) == (3, "img:v3")  # the tag of the version allocated
+    assert store.get_release("shop", 3).image == "img:v3"
     with pytest.raises(NotFound):
         store.get_release("shop", 9)
 
