@@ -56,6 +56,10 @@ def serve(argv: list[str]) -> int:
     # Before accepting connections: interrupted deploys marked failed, Docker and Redis
     # brought back to the recorded state; then a pass every reconcile_interval seconds.
     _, stop_reconciler = start_reconciler(platform, settings.reconcile_interval)
+    from .edge.certs import start_in_thread as start_certs
+
+    # Certificates: a pass now and every few minutes, and at once after a deploy.
+    _, stop_certs = start_certs(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -74,6 +78,7 @@ def serve(argv: list[str]) -> int:
           flush=True)
     stop.wait()
     stop_reconciler.set()
+    stop_certs.set()
     ssh.stop()
     if router is not None:
         router.stop()

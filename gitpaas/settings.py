@@ -91,6 +91,13 @@ class Settings:
     router_https_listen: str = ""
     router_tls_dir: str = ""
     router_https_redirect: bool = False
+    # Automatic HTTPS (docs/https.md): the ACME directory URL ("" = off), e.g. Let's
+    # Encrypt's https://acme-v02.api.letsencrypt.org/directory; the account's contact
+    # e-mail; a CA bundle (PEM file) that verifies the ACME server instead of the
+    # system's (tests: Pebble's).
+    acme_directory: str = ""
+    acme_email: str = ""
+    acme_ca_bundle: str = ""
 
     @property
     def routes_prefix(self) -> str:

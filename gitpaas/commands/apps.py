@@ -80,6 +80,7 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         ctx.out(f"-----> Destroying {app.name}")
         hosts = platform.deployer.hosts(app.name)
         platform.routes.remove(hosts)
+        platform.certs.forget(hosts)
         platform.runtime.remove(platform.runtime.list(app.name), stop_timeout=5)
         for release in platform.store.list_releases(app.name, limit=100000):
             platform.deployer.builder.remove(release.image)

@@ -10,7 +10,6 @@ attempt (pending, failed + reason), for ``certs`` and the renewal pass.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import json
 import os
 import re
@@ -131,7 +130,7 @@ def parse_bundle(cert_data: bytes, key_data: bytes, now: float | None = None) ->
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
                       | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
         raise InvalidInput("the private key must be RSA, ECDSA or EdDSA")
-    if _public_bytes(key) != _public_bytes(parsed[0].public_key()):
+    if _public_bytes(key.public_key()) != _public_bytes(parsed[0].public_key()):
         raise InvalidInput("the private key does not match the (first) certificate")
     info = info_of(certs[0])
     now = time.time() if now is None else now
@@ -185,7 +184,7 @@ class CertStore:
 
     def _dirs(self) -> None:
         for d in (self.certs_dir, self.state_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            d.mkdir(parents=True, exist_ok=True, mode=0o755 if d == self.certs_dir else 0o700)
 
     def install(self, host: str, chain_pem: bytes, key_pem: bytes, state: HostState) -> None:
         """Write the key, then the chain (each atomically), record ``state``, publish."""
@@ -237,10 +236,3 @@ class CertStore:
                              if p.name.endswith(suffix) and not p.name.startswith("."))
         return sorted(found)
 
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
