@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -122,3 +123,50 @@ def test_an_unreachable_acme_server_is_a_reason_not_a_crash(redis_url, instance,
                       RedisChallenges(redis_url, f"{instance}:"))
     with pytest.raises(IssueError, match="cannot reach the ACME server"):
         acme.issue("shop.example.test")
+
+
+def test_the_manager_issues_publishes_and_renews_from_pebble(tmp_path, served, redis_url,
+                                                             instance, tmp_data_dir):
+    """Every app host gets a certificate; a short-lived one (Pebble issues 20-day
+    certificates here) is renewed by the next pass; the edge hears of each file."""
+    from gitpaas.edge.certs import CertManager, certs_channel
+    from gitpaas.platform import Platform
+    from gitpaas.settings import Settings
+
+    peb = Pebble(tmp_path / "pebble", http_port=served[0], validity_seconds=20 * 86400)
+    settings = Settings(data_dir=tmp_data_dir, instance=instance, redis_url=redis_url,
+                        domain="apps.example.test", acme_directory=peb.directory,
+                        acme_email="ops@example.com", acme_ca_bundle=peb.ca_bundle)
+    platform = Platform(settings)
+    pubsub = redis.Redis.from_url(redis_url, decode_responses=True).pubsub()
+    pubsub.subscribe(certs_channel(f"{instance}:"))
+    try:
+        store = platform.store
+        store.add_key("alice", "SHA256:a", "ssh-ed25519 AAAA alice")
+        store.create_app("shop", "alice", "main", "shop.apps.example.test")
+        store.update_app("shop", current_version=1)
+        store.add_domain("shop", "www.shop.test")
+        manager = CertManager(platform)
+        assert manager.run_once() == [("shop.apps.example.test", "issue"),
+                                      ("www.shop.test", "issue")]
+        for report in manager.report("shop"):
+            assert report.status == "valid" and "Pebble" in report.issuer
+            assert report.source == "acme"
+        key_file = tmp_data_dir / "edge" / "certs" / "www.shop.test.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        first = (tmp_data_dir / "edge" / "certs" / "www.shop.test.crt").read_bytes()
+        heard = []
+        deadline = time.monotonic() + 5
+        while len(heard) < 2 and time.monotonic() < deadline:
+            msg = pubsub.get_message(timeout=0.5)
+            if msg and msg["type"] == "message":
+                heard.append(msg["data"])
+        assert sorted(heard) == ["shop.apps.example.test", "www.shop.test"]
+        # 20 days left < 30: the next pass renews both.
+        assert [o for _, o in manager.run_once()] == ["renew", "renew"]
+        assert (tmp_data_dir / "edge" / "certs" / "www.shop.test.crt").read_bytes() != first
+        assert [e[2] for e in store.events("shop")][:2] == ["certs:renewed", "certs:renewed"]
+    finally:
+        pubsub.close()
+        platform.store.close()
+        peb.stop()
