@@ -71,9 +71,10 @@ class Settings:
     webhook_url: str = ""
     # Image name of each buildpack's base, by buildpack name (see images/).
     base_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # Router (gitpaas.router, see docs/router.md). Durations in seconds.
+    # The edge (nginx, see docs/router.md). Durations in seconds.
+    # nginx worker processes.
     router_workers: int = 1
-    # host:port of the Prometheus /metrics page; empty: none. Worker i serves port + i.
+    # host:port of the Prometheus /metrics page; empty: none.
     router_admin_listen: str = ""
     # How long a failing backend stays in dead:<host> (Hipache's deadBackendTTL).
     router_dead_ttl: float = 30.0
@@ -85,12 +86,22 @@ class Settings:
     router_idle_timeout: float = 60.0
     router_backend_timeout: float = 300.0
     router_max_header_bytes: int = 65536
-    # One line per request on logger gitpaas.router.access (at INFO).
+    # One line per request in <data_dir>/edge/logs/access.log.
     router_access_log: bool = True
-    # TLS: <dir>/<domain>.crt and <domain>.key, chosen by SNI; empty https_listen: no TLS.
+    # TLS: <data_dir>/edge/certs/<host>.crt and .key, chosen by SNI; empty: no TLS.
     router_https_listen: str = ""
-    router_tls_dir: str = ""
+    # Every plain-HTTP request answers 301 to HTTPS (per app: edge:set APP https-redirect=true).
     router_https_redirect: bool = False
+    # access.log is rotated (to .1, .2) past this size (checked each second by serve/router).
+    edge_access_log_max_size: str = "100m"
+    # Request body limit of an app unless edge:set says otherwise, and the ceiling of all.
+    edge_client_max_body_size: str = "100m"
+    edge_max_body_size: str = "1g"
+    # Per client IP: open connections, requests per second (and burst); addresses exempt.
+    edge_limit_conn: int = 512
+    edge_limit_rate: int = 200
+    edge_limit_burst: int = 400
+    edge_limit_exempt: str = "127.0.0.0/8 ::1"
     # Automatic HTTPS (docs/https.md): the ACME directory URL ("" = off), e.g. Let's
     # Encrypt's https://acme-v02.api.letsencrypt.org/directory; the account's contact
     # e-mail; a CA bundle (PEM file) that verifies the ACME server instead of the
