@@ -1,5 +1,5 @@
-"""The ``gitpaas`` command: ``serve``, ``router``, ``images:build`` and, as the local admin,
-every registered command (``gitpaas keys:add NAME FILE``, ``gitpaas apps`` ...)."""
+"""The ``gitpaas`` command: ``serve``, ``router``, ``edge:stop``, ``images:build`` and, as the
+local admin, every registered command (``gitpaas keys:add NAME FILE``, ``gitpaas apps`` ...)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .errors import GitPaasError
 from .store import Key
 
 LOCAL_ADMIN = Key(name="local", fingerprint="", public_key="", is_admin=True, created_at=0.0)
-SERVER_COMMANDS = {"serve", "router", "images:build"}
+SERVER_COMMANDS = {"serve", "router", "edge:stop", "images:build"}
 
 
 def common_parser(prog: str) -> argparse.ArgumentParser:
@@ -36,12 +36,21 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 
+def start_edge(settings: settings_mod.Settings) -> threading.Event:
+    """Start (or adopt) the edge's nginx and supervise it; set the event to stop
+    supervising. nginx itself keeps running: ``gitpaas edge:stop`` stops it."""
+    from .edge import Edge, EdgeConfig
+
+    return Edge(EdgeConfig.from_settings(settings)).start_supervised()
+
+
 def serve(argv: list[str]) -> int:
-    """Run the SSH server and the router until SIGTERM or SIGINT."""
+    """Run the SSH server and supervise the edge (nginx) until SIGTERM or SIGINT."""
     parser = common_parser("gitpaas serve")
     parser.add_argument("--ssh-listen")
     parser.add_argument("--http-listen")
-    parser.add_argument("--no-router", action="store_true", help="run only the SSH server")
+    parser.add_argument("--no-router", action="store_true",
+                        help="run only the SSH server (no edge)")
     parser.add_argument("--log-level", default="INFO")
     opts = parser.parse_args(argv)
     configure_logging(opts.log_level)
@@ -51,6 +60,9 @@ def serve(argv: list[str]) -> int:
 
     platform = Platform(settings)
     platform.store  # noqa: B018 - open and migrate the store before accepting connections
+    # The edge first: an nginx still running from before is adopted and keeps serving.
+    stop_edge = None if opts.no_router else start_edge(settings)
+    http_port = None if opts.no_router else settings.listen("http")[1]
     from .reconcile import start_in_thread as start_reconciler
 
     # Before accepting connections: interrupted deploys marked failed, Docker and Redis
@@ -62,41 +74,55 @@ def serve(argv: list[str]) -> int:
     _, stop_certs = start_certs(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
-    router = None
-    if not opts.no_router:
-        from . import router as router_mod
-
-        router = router_mod.start_in_thread(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=ssh.serve_forever, daemon=True, name="ssh-accept").start()
     logging.getLogger("gitpaas").info(
         "gitpaas serving ssh on %s:%d%s", host, ssh.port,
-        f", http on port {router.port}" if router else "")
-    print(f"gitpaas: ssh port {ssh.port}" + (f", http port {router.port}" if router else ""),
+        f", http on port {http_port} (nginx)" if http_port else "")
+    print(f"gitpaas: ssh port {ssh.port}" + (f", http port {http_port}" if http_port else ""),
           flush=True)
     stop.wait()
     stop_reconciler.set()
     stop_certs.set()
     ssh.stop()
-    if router is not None:
-        router.stop()
+    if stop_edge is not None:
+        stop_edge.set()  # nginx keeps serving until the next serve adopts it
     return 0
 
 
 def router_main(argv: list[str]) -> int:
-    """Run the router alone (several routers may share one Redis)."""
+    """Start (or adopt) and supervise the edge alone, on an extra host sharing the Redis."""
     parser = common_parser("gitpaas router")
     parser.add_argument("--http-listen")
-    parser.add_argument("--workers", type=int, help="worker processes (router_workers)")
+    parser.add_argument("--workers", type=int, help="nginx worker processes (router_workers)")
     parser.add_argument("--log-level", default="INFO")
     opts = parser.parse_args(argv)
     configure_logging(opts.log_level)
-    from . import router as router_mod
-
     settings = load_settings(opts, http_listen=opts.http_listen, router_workers=opts.workers)
-    router_mod.run(settings, workers=settings.router_workers)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop_edge = start_edge(settings)
+    print(f"gitpaas: edge http port {settings.listen('http')[1]}", flush=True)
+    stop.wait()
+    stop_edge.set()
+    return 0
+
+
+def edge_stop(argv: list[str]) -> int:
+    """Stop the edge's nginx of this data dir (requests under way finish first)."""
+    parser = common_parser("gitpaas edge:stop")
+    parser.add_argument("--fast", action="store_true", help="do not wait for requests")
+    opts = parser.parse_args(argv)
+    from .edge import Edge, EdgeConfig
+
+    edge = Edge(EdgeConfig.from_settings(load_settings(opts)))
+    if edge.stop(graceful=not opts.fast):
+        print("-----> edge stopped")
+    else:
+        print("-----> edge was not running")
     return 0
 
 
@@ -109,7 +135,8 @@ def images_build(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SERVER_COMMANDS:
-        handler = {"serve": serve, "router": router_main, "images:build": images_build}
+        handler = {"serve": serve, "router": router_main, "edge:stop": edge_stop,
+                   "images:build": images_build}
         try:
             return handler[argv[0]](argv[1:])
         except GitPaasError as exc:

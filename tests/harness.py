@@ -21,11 +21,8 @@ GITPAAS = str(VENV_BIN / "gitpaas")
 
 
 def _has_router() -> bool:
-    """Whether this checkout has the HTTP router (else ``serve --no-router``)."""
-    if importlib.util.find_spec("gitpaas.router") is None:  # parent first: no exception
-        return False
-    return importlib.util.find_spec("gitpaas.router.server") is not None or hasattr(
-        importlib.import_module("gitpaas.router"), "start_in_thread")
+    """Whether this checkout has the edge (else ``serve --no-router``)."""
+    return importlib.util.find_spec("gitpaas.edge") is not None
 
 
 HAS_ROUTER = _has_router()
@@ -130,6 +127,11 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
+    def stop_edge(self) -> None:
+        """``gitpaas edge:stop``: the edge's nginx outlives ``serve`` until told."""
+        if (self.data_dir / "edge" / "nginx.pid").exists():
+            self.gitpaas("edge:stop", "--fast")
+
     def kill(self) -> None:
         """SIGKILL the server (no clean-up of any kind), and reap it."""
         if self.proc and self.proc.poll() is None:
@@ -196,6 +198,7 @@ class Server:
     def cleanup(self, docker_client) -> None:
         """Remove every container and image this instance made, and its data dir."""
         self.stop()
+        self.stop_edge()
         label = f"gitpaas.instance={self.instance}"
         for c in docker_client.containers.list(all=True, filters={"label": label}):
             c.remove(force=True)

@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage", "certs")
+           "audit", "git", "mysql", "storage", "edge", "certs")
 
 
 def load_all() -> None:

@@ -84,6 +84,12 @@ TABLES = [
 # On MySQL, DDL commits implicitly: write each step so that running it again after a
 # partial failure is harmless (IF NOT EXISTS, or a check in Store.migrate).
 MIGRATIONS: list[tuple[int, list[str]]] = [
+    # per-app edge settings (edge:set): client_max_body_size, proxy timeouts, https_redirect
+    (2, ["""CREATE TABLE IF NOT EXISTS gp_edge (
+        app VARCHAR(30) NOT NULL,
+        name VARCHAR(64) NOT NULL,
+        value VARCHAR(255) NOT NULL,
+        PRIMARY KEY (app, name))"""]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])

@@ -162,7 +162,8 @@ class Store:
         """Remove every row about ``name``."""
         with self.db.transaction() as cur:
             for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
-                          "gp_shares", "gp_resources", "gp_datastores", "gp_mounts"):
+                          "gp_shares", "gp_resources", "gp_datastores", "gp_mounts",
+                          "gp_edge"):
                 cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             cur.execute("DELETE FROM gp_apps WHERE name = ?", (name,))
 
@@ -302,6 +303,24 @@ class Store:
             cur.execute("DELETE FROM gp_resources WHERE app = ? AND process = ?", (app, process))
             cur.execute("INSERT INTO gp_resources (app, process, memory, cpus) VALUES (?,?,?,?)",
                         (app, process, memory, cpus))
+
+    # -- edge settings ------------------------------------------------------------------
+
+    def edge_settings(self, app: str) -> dict[str, str]:
+        """The app's edge settings (edge:set), by name."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT name, value FROM gp_edge WHERE app = ? ORDER BY name",
+                               (app,)).all()
+        return {r[0]: r[1] for r in rows}
+
+    def set_edge_settings(self, app: str, values: Mapping[str, str],
+                          unset: Iterable[str] = ()) -> None:
+        with self.db.transaction() as cur:
+            for name in [*values, *unset]:
+                cur.execute("DELETE FROM gp_edge WHERE app = ? AND name = ?", (app, name))
+            for name, value in values.items():
+                cur.execute("INSERT INTO gp_edge (app, name, value) VALUES (?, ?, ?)",
+                            (app, name, value))
 
     # -- domains ------------------------------------------------------------------------
 
