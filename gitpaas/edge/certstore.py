@@ -28,11 +28,9 @@ from .. import names
 from ..errors import InvalidInput
 
 MAX_PEM_BYTES = 256 * 1024
-PEM_CERT_RE = re.compile(
-    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
-PEM_KEY_RE = re.compile(
-    rb"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----\r?\n.+?\r?\n-----END \1-----",
-    re.DOTALL)
+MAX_PEM_BLOCKS = 20
+PEM_BEGIN_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+KEY_LABELS = {"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"}
 
 
 @dataclass(frozen=True)
@@ -109,23 +107,46 @@ class Bundle:
     info: CertInfo
 
 
+def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    """The PEM blocks of ``data`` as (label, block), in one linear pass over its lines
+    (a regular expression over many unterminated BEGIN lines takes quadratic time)."""
+    blocks: list[tuple[str, bytes]] = []
+    label: bytes | None = None
+    lines: list[bytes] = []
+    for raw in data.splitlines():
+        line = raw.strip()
+        if label is None:
+            match = PEM_BEGIN_RE.fullmatch(line)
+            if match:
+                label, lines = match.group(1), [line]
+            continue
+        lines.append(line)
+        if line == b"-----END " + label + b"-----":
+            blocks.append((label.decode(), b"\n".join(lines) + b"\n"))
+            label = None
+            if len(blocks) > MAX_PEM_BLOCKS:
+                raise InvalidInput(f"more than {MAX_PEM_BLOCKS} PEM blocks")
+    return blocks
+
+
 def parse_bundle(cert_data: bytes, key_data: bytes, now: float | None = None) -> Bundle:
     """Check what ``certs:add`` was given: PEM certificates (leaf first) and the leaf's
     private key, unencrypted, not expired. Anything else is one clear ``InvalidInput``."""
-    certs = PEM_CERT_RE.findall(cert_data)
+    certs = [b for label, b in pem_blocks(cert_data) if label == "CERTIFICATE"]
     if not certs:
         raise InvalidInput("no PEM certificate found (-----BEGIN CERTIFICATE-----)")
-    keys = list(PEM_KEY_RE.finditer(key_data))
+    blocks = pem_blocks(key_data)
+    if any(label == "ENCRYPTED PRIVATE KEY" for label, _ in blocks):
+        raise InvalidInput("the private key is encrypted: give it without a passphrase")
+    keys = [b for label, b in blocks if label in KEY_LABELS]
     if len(keys) != 1:
         raise InvalidInput("give exactly one PEM private key (-----BEGIN PRIVATE KEY-----)")
-    if keys[0].group(1) == b"ENCRYPTED PRIVATE KEY":
-        raise InvalidInput("the private key is encrypted: give it without a passphrase")
     try:
         parsed = [x509.load_pem_x509_certificate(c) for c in certs]
     except ValueError as exc:
         raise InvalidInput(f"the certificate is not valid PEM: {exc}") from exc
     try:
-        key = serialization.load_pem_private_key(keys[0].group(0), password=None)
+        key = serialization.load_pem_private_key(keys[0], password=None)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("the private key is not a valid unencrypted PEM key") from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -137,7 +158,7 @@ def parse_bundle(cert_data: bytes, key_data: bytes, now: float | None = None) ->
     now = time.time() if now is None else now
     if info.not_after <= now:
         raise InvalidInput(f"the certificate expired on {format_time(info.not_after)}")
-    chain = b"\n".join(c.replace(b"\r\n", b"\n") for c in certs) + b"\n"
+    chain = b"".join(certs)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return Bundle(chain, key_pem, info)

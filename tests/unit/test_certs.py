@@ -231,3 +231,21 @@ def test_keys_are_group_readable_only_in_a_directory_the_edge_gave_its_workers(t
     store.install("a.example.com", chain, key, HostState("a"))
     st = store.key_path("a.example.com").stat()
     assert (st.st_mode & 0o777, st.st_gid) == (0o640, group)
+
+
+def test_many_unterminated_pem_lines_are_parsed_in_linear_time():
+    import time
+
+    chain, key = make_cert(["shop.example.com"], T0 + 60 * DAY)
+    for junk in (b"-----BEGIN CERTIFICATE-----\n", b"-----BEGIN PRIVATE KEY-----\n"):
+        data = (junk * 10000)[: 256 * 1024]
+        started = time.monotonic()
+        with pytest.raises(InvalidInput):
+            parse_bundle(data, data, now=T0)
+        assert time.monotonic() - started < 1.0
+    with pytest.raises(InvalidInput, match="more than 20 PEM blocks"):
+        parse_bundle(chain * 21, key, now=T0)
+    encrypted = (b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n"
+                 b"-----END ENCRYPTED PRIVATE KEY-----\n")
+    with pytest.raises(InvalidInput, match="encrypted"):
+        parse_bundle(chain, encrypted, now=T0)
