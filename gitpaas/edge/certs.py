@@ -168,12 +168,22 @@ class CertManager:
     def report(self, app: str) -> list[HostReport]:
         """Each host of ``app`` and its certificate."""
         now = self.clock()
-        return [describe(h, self.store.state(h), self.store.info(h), now,
-                         self.issuer is not None) for h in self.hosts(app)]
+        reports = []
+        for host in self.hosts(app):
+            report = describe(host, self.store.state(host), self.store.info(host), now,
+                              self.issuer is not None)
+            wildcard = "*." + host.partition(".")[2]
+            if report.status == "none" and not host.startswith("*."):
+                info = self.store.info(wildcard)
+                if info is not None and info.not_after > now:
+                    report = HostReport(host, "none", "", info.issuer, info.not_after,
+                                        f"the edge serves {wildcard} meanwhile")
+            reports.append(report)
+        return reports
 
     def request(self, app: str) -> None:
         """Ask ``gitpaas serve`` for a pass over ``app`` now (never raises)."""
-        if self.issuer is not None or self.platform.settings.acme_directory:
+        if self.issuer is not None:
             self.signals.request(app)
 
     def forget(self, hosts: Iterable[str]) -> None:
@@ -240,13 +250,17 @@ class CertManager:
         return need
 
     def _remove_strays(self) -> None:
-        """Certificates of hosts no app has any more (a removed domain or app)."""
+        """Certificates gitpaas installed for hosts no app has any more (a removed domain
+        or app), or that changed hands. Files an admin put there by hand (no state file,
+        e.g. a platform wildcard) are left alone."""
         store = self.platform.store
         owned = {h: a.name for a in store.list_apps() for h in self.hosts(a.name)}
-        for host in self.store.hosts():
+        for host in self.store.managed_hosts():
             state = self.store.state(host)
-            if host not in owned or (state is not None and state.app != owned[host]):
-                log.info("removing the certificate of %s (no longer this app's)", host)
+            if state is None:
+                continue
+            if owned.get(host) != state.app:
+                log.info("removing the certificate of %s (no longer %s's)", host, state.app)
                 self.store.remove(host)
 
     def _event(self, app: str, action: str, detail: str) -> None:

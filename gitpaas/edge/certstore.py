@@ -259,12 +259,9 @@ class CertStore:
         state.updated = time.time()
         _atomic_write(self._state_path(host), json.dumps(asdict(state)).encode(), 0o600)
 
-    def hosts(self) -> list[str]:
-        """Every host with a certificate or a state file."""
-        found = set()
-        for d, suffix in ((self.certs_dir, ".crt"), (self.state_dir, ".json")):
-            if d.is_dir():
-                found.update(p.name[: -len(suffix)] for p in d.iterdir()
-                             if p.name.endswith(suffix) and not p.name.startswith("."))
-        return sorted(found)
-
+    def managed_hosts(self) -> list[str]:
+        """Every host with a state file (its certificate was installed by gitpaas)."""
+        if not self.state_dir.is_dir():
+            return []
+        return sorted(p.name[: -len(".json")] for p in self.state_dir.iterdir()
+                      if p.name.endswith(".json") and not p.name.startswith("."))

@@ -249,3 +249,15 @@ def test_many_unterminated_pem_lines_are_parsed_in_linear_time():
                  b"-----END ENCRYPTED PRIVATE KEY-----\n")
     with pytest.raises(InvalidInput, match="encrypted"):
         parse_bundle(chain, encrypted, now=T0)
+
+
+def test_certs_names_a_wildcard_file_the_edge_serves_meanwhile(manager):
+    mgr, now, issuer = manager
+    mgr.issuer = None  # ACME off
+    chain, key = make_cert(["*.example.com"], T0 + 60 * DAY)
+    mgr.store.certs_dir.mkdir(parents=True)  # put there by an admin, by hand
+    (mgr.store.certs_dir / "*.example.com.crt").write_bytes(chain)
+    (mgr.store.certs_dir / "*.example.com.key").write_bytes(key)
+    mgr.run_once()  # a pass leaves files it did not install alone
+    [report] = mgr.report("shop")
+    assert report.status == "none" and report.reason == "the edge serves *.example.com meanwhile"
