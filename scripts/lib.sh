@@ -6,7 +6,8 @@ GITPAAS_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
 DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
-              mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2
+              mmdebstrap curl ca-certificates python3-venv wrk procps iproute2
+              nginx libnginx-mod-http-lua lua-resty-core  # the edge (gitpaas runs its own nginx)
               openssh-server  # openssh-server: bench/run receive starts a throwaway sshd
               pebble)  # pebble: Let's Encrypt's ACME test server (tests of automatic HTTPS)
 
@@ -24,6 +25,11 @@ install_packages() {
         log "installing Debian packages: ${missing[*]}"
         apt-get update -q >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+        if printf '%s\n' "${missing[@]}" | grep -qx nginx; then
+            # Debian starts its own nginx (default site, port 80); gitpaas runs its own
+            # instance under <data_dir>/edge, so the system one is stopped and disabled.
+            { systemctl disable --now nginx || service nginx stop; } >/dev/null 2>&1 || true
+        fi
     fi
 }
 

@@ -79,6 +79,7 @@ class Edge:
 
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
+        self._workers: set[int] = set()
 
     # -- files ----------------------------------------------------------------------------
 
@@ -182,8 +183,10 @@ class Edge:
         """Stop nginx (SIGQUIT: finish requests under way; then SIGTERM, SIGKILL).
         False when none was running."""
         pid = self.pid()
-        if pid is None:
-            return False
+        if pid is None:  # maybe workers a killed master left behind
+            orphans = self._own_processes()
+            self._kill_orphan_workers()
+            return bool(orphans)
         for sig, wait in ((signal.SIGQUIT if graceful else signal.SIGTERM, timeout),
                           (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
@@ -222,13 +225,52 @@ class Edge:
             os.kill(pid, signal.SIGUSR1)
         return True
 
+    def _note_workers(self, pid: int) -> None:
+        """Remember the master's workers: if the master is killed, they would keep the
+        ports and the next master could not bind them."""
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            self._workers = {int(c) for c in children}
+        except (OSError, ValueError):
+            pass
+
+    def _own_processes(self) -> set[int]:
+        """nginx processes holding this edge's error log open (a killed master's workers
+        among them): found in /proc, so that a fresh supervisor finds them too."""
+        target = str(self.config.error_log_path)
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if not (entry / "cmdline").read_bytes().startswith(b"nginx: "):
+                    continue
+                if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def _kill_orphan_workers(self) -> None:
+        for pid in self._workers | self._own_processes():
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"nginx: "):
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+        self._workers = set()
+
     def supervise(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Until ``stop``: restart nginx if it died, rotate the access log."""
+        """Until ``stop``: restart nginx if it died (killing workers its master left
+        behind), rotate the access log."""
         while not stop.wait(interval):
             try:
-                if not self.running():
+                pid = self.pid()
+                if pid is None:
                     log.warning("edge: nginx is not running: starting it")
-                    self.start()
+                    self._kill_orphan_workers()
+                    pid = self.start()
+                self._note_workers(pid)
                 self.rotate_logs()
             except Exception as exc:  # noqa: BLE001 - the supervisor must outlive one failure
                 log.warning("edge: supervision: %s", exc)
@@ -236,7 +278,7 @@ class Edge:
     def start_supervised(self, interval: float = 1.0) -> threading.Event:
         """Start (or adopt) nginx, then supervise it on a daemon thread; set the event to
         stop supervising (nginx keeps running)."""
-        self.start()
+        self._note_workers(self.start())
         stop = threading.Event()
         threading.Thread(target=self.supervise, args=(stop, interval), daemon=True,
                          name="edge-supervisor").start()

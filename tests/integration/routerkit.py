@@ -43,6 +43,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         self.server.hits += 1  # type: ignore[attr-defined]
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self._tunnel()
             return
@@ -100,6 +101,7 @@ class Backend:
         self.server.daemon_threads = True
         self.server.name = name  # type: ignore[attr-defined]
         self.server.hits = 0  # type: ignore[attr-defined]
+        self.server.paths = []  # type: ignore[attr-defined]
         self.server.force_status = 0  # type: ignore[attr-defined]
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -109,6 +111,11 @@ class Backend:
     @property
     def hits(self) -> int:
         return self.server.hits  # type: ignore[attr-defined]
+
+    @property
+    def paths(self) -> list[str]:
+        """The paths of the requests this backend parsed, in order."""
+        return self.server.paths  # type: ignore[attr-defined]
 
     def force(self, status: int) -> None:
         """Answer every request with ``status`` (0: normal)."""

@@ -21,7 +21,7 @@ from gitpaas.platform import Platform
 
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
-             "keys", "mysql:info", "mysql:export", "storage"}
+             "keys", "mysql:info", "mysql:export", "storage", "edge"}
 
 # command -> (argv after the name, recorded action, recorded app)
 MUTATING = {
@@ -45,6 +45,7 @@ MUTATING = {
     "mysql:create": (["shop"], "mysql:create", "shop"),
     "mysql:import": (["shop"], "mysql:import", "shop"),
     "mysql:destroy": (["shop", "--confirm", "shop"], "mysql:destroy", "shop"),
+    "edge:set": (["shop", "proxy-read-timeout=60"], "edge:set", "shop"),
     "keys:add": (["carol", "-"], "keys:add", None),
     "keys:remove": (["carol"], "keys:remove", None),
     "apps:destroy": (["blog", "--confirm", "blog"], "apps:destroy", "blog"),
@@ -67,6 +68,9 @@ class FakeRoutes:
 
     def all(self):
         return dict(self.table)
+
+    def set_edge_settings(self, app, values, hosts):
+        self.table[f"edge:{app}"] = dict(values)
 
 
 class FakeRuntime:
