@@ -176,7 +176,8 @@ class AcmeIssuer:
             raise
         except ServiceError as exc:
             raise IssueError(exc.message) from exc
-        except (errors.Error, messages.Error, requests.RequestException, ValueError) as exc:
+        except (errors.Error, messages.Error, jose.errors.Error, requests.RequestException,
+                ValueError) as exc:
             self._client = None if isinstance(exc, requests.RequestException) else self._client
             raise IssueError(_reason(exc)) from exc
         finally:

@@ -227,11 +227,16 @@ class CertManager:
         self.store.save_state(host, HostState(app=app, status="pending",
                                               reason=f"{need} under way", attempts=attempts))
         assert self.issuer is not None
+        reason = ""
         try:
             issued = self.issuer.issue(host)
         except IssueError as exc:
-            attempts += 1
             reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - recorded as a failure, never stuck pending
+            log.exception("certificate for %s", host)
+            reason = f"internal error ({type(exc).__name__}); the server log has the details"
+        if reason:
+            attempts += 1
             self.store.save_state(host, HostState(
                 app=app, status="failed", reason=reason, attempts=attempts,
                 next_try=self.clock() + retry_delay(attempts)))

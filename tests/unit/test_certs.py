@@ -261,3 +261,15 @@ def test_certs_names_a_wildcard_file_the_edge_serves_meanwhile(manager):
     mgr.run_once()  # a pass leaves files it did not install alone
     [report] = mgr.report("shop")
     assert report.status == "none" and report.reason == "the edge serves *.example.com meanwhile"
+
+
+def test_an_unexpected_error_is_a_failure_not_a_host_stuck_pending(manager):
+    mgr, now, issuer = manager
+
+    def broken(host: str) -> Issued:
+        raise RuntimeError("surprise")
+
+    issuer.issue = broken
+    assert mgr.run_once() == [("shop.example.com", "failed")]
+    [report] = mgr.report("shop")
+    assert report.status == "failed" and report.reason.startswith("internal error")
