@@ -77,6 +77,15 @@ class Platform:
         return MySQLDatastores(Server(s.mysql_admin_url, s.mysql_app_host, s.mysql_app_port,
                                       s.mysql_user_host), s.instance)
 
+    @cached_property
+    def postgres(self):
+        """App databases on the PostgreSQL server of ``postgres_admin_url``."""
+        from .datastores.postgres import PostgresDatastores, Server
+
+        s = self.settings
+        return PostgresDatastores(Server(s.postgres_admin_url, s.postgres_app_host,
+                                         s.postgres_app_port), s.instance)
+
     def lock(self, app: str, what: str, notify=None):
         """The per-app lock (see ``locks.app_lock``)."""
         return app_lock(self.settings.data_dir / "locks", app, what,
@@ -98,6 +107,8 @@ class Platform:
     def app_for_push(self, key: Key, name: str) -> App:
         """The app to push to, created on first push when the settings allow it."""
         app = self.store.find_app(names.app_name(name))
+        if app is None and key.deploy_app is not None:
+            raise NotFound(f"no app named {name!r}, or you may not use it")
         if app is None:
             if not self.settings.create_on_push:
                 raise Forbidden(f"no app named {name!r}; create it first with apps:create")

@@ -38,6 +38,11 @@ class Settings:
     mysql_app_port: int = 0
     # The host part of app database users ('%': any address that reaches the server).
     mysql_user_host: str = "%"
+    # Where postgres:create makes databases (a role with CREATEDB CREATEROLE), and how
+    # app containers reach that server (port 0: the port of postgres_admin_url).
+    postgres_admin_url: str = ""
+    postgres_app_host: str = "172.17.0.1"
+    postgres_app_port: int = 0
     # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
     # storage:mount may bind into containers (comma-separated; admins only).
     storage_roots: str = ""
@@ -65,6 +70,12 @@ class Settings:
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0
+    # Extra CA certificates (PEM file) trusted by syslog+tls:// and https:// log drains.
+    drain_ca_file: str = ""
+    # Seconds between checks for due cron jobs (app.json "cron") in ``gitpaas serve``.
+    cron_interval: float = 5.0
+    # Seconds a ``run`` command (or a cron job) may last before its container is killed.
+    run_timeout: float = 3600.0
     # Seconds a process without a port must stay up for its release to count as healthy.
     process_check_seconds: float = 2.0
     # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).
@@ -102,6 +113,10 @@ class Settings:
     edge_limit_rate: int = 200
     edge_limit_burst: int = 400
     edge_limit_exempt: str = "127.0.0.0/8 ::1"
+    # The user nginx's workers run as ("": gitpaas' own user). Its workers read the
+    # certificate keys and write temp files under <data_dir>/edge, which must be
+    # reachable by that user (the data dir is 0700).
+    edge_user: str = ""
     # Automatic HTTPS (docs/https.md): the ACME directory URL ("" = off), e.g. Let's
     # Encrypt's https://acme-v02.api.letsencrypt.org/directory; the account's contact
     # e-mail; a CA bundle (PEM file) that verifies the ACME server instead of the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
+import pwd
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,11 @@ class EdgeConfig:
     limit_rate: int = 200
     limit_burst: int = 400
     limit_exempt: str = "127.0.0.0/8 ::1"
+    # The user nginx's workers run as ("": the user gitpaas runs as). They read the
+    # certificates and write request-body temp files under ``directory``.
+    user: str = ""
+    # nice value of the workers (root only): below gitpaas' own 0.
+    worker_priority: int = -5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeConfig:
@@ -91,6 +98,7 @@ class EdgeConfig:
             limit_rate=s.edge_limit_rate,
             limit_burst=s.edge_limit_burst,
             limit_exempt=s.edge_limit_exempt,
+            user=s.edge_user,
         )
 
     def replace(self, **changes: object) -> EdgeConfig:
@@ -219,8 +227,17 @@ def render_nginx(config: EdgeConfig) -> str:
     }}
 """
     modules = "\n".join(f"load_module {m};" for m in MODULES)
+    user = config.user or pwd.getpwuid(os.geteuid()).pw_name
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]*", user):
+        raise InvalidInput(f"invalid edge_user {user!r}")
+    user_line = f"user {user};" if os.geteuid() == 0 else "# workers run as the invoking user"
+    # The data plane before the control plane: under an SSH key-exchange flood (Python in
+    # gitpaas serve) the workers keep their CPU share. Only root may raise a priority.
+    priority = f"worker_priority {config.worker_priority};" if os.geteuid() == 0 else ""
     return f"""# Rendered by gitpaas (gitpaas/edge/config.py): edits are overwritten.
 {modules}
+{user_line}
+{priority}
 worker_processes {config.workers};
 pid {config.pid_path};
 error_log {config.error_log_path} warn;

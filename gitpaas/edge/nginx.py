@@ -88,13 +88,7 @@ class Edge:
         c = self.config
         for sub in ("logs", "tmp", "certs"):
             (c.directory / sub).mkdir(parents=True, exist_ok=True)
-        c.directory.chmod(0o755)
-        if os.geteuid() == 0:  # workers run as nobody:nogroup and read the certificates
-            with contextlib.suppress(KeyError, OSError):
-                import grp
-
-                os.chown(c.certs_dir, 0, grp.getgrnam("nogroup").gr_gid)
-                c.certs_dir.chmod(0o2750)
+        c.directory.chmod(0o700)
         crt, key = c.default_cert
         if not (crt.exists() and key.exists()):
             make_self_signed(crt, key)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import io
 import logging
+import secrets
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import docker
 import docker.errors
 
 from ..errors import DeployError, ServiceError
+from ..terminal import Terminal
+from .attach import stream
 
 PORT = 5000
 ENV_FILE = ".gitpaas-env"
@@ -41,6 +44,8 @@ class ContainerInfo:
     port: int | None
     started_at: str
     restart_count: int = 0
+    # "run" for a user's ``run``, "cron" for a cron job, "1" for a deploy's one-offs, "".
+    oneoff: str = ""
 
     @property
     def backend(self) -> str:
@@ -91,7 +96,8 @@ class DockerRuntime:
             process=labels.get(f"{LABEL}.process", ""),
             replica=int(labels.get(f"{LABEL}.replica", "0")),
             status=c.status, host=self.host, port=port,
-            started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0))
+            started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0),
+            oneoff=labels.get(f"{LABEL}.oneoff", ""))
 
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
@@ -149,16 +155,23 @@ class DockerRuntime:
     def run_once(self, app: str, release: int, image: str, process: str,
                  env: Mapping[str, str], command: str, output: Callable[[str], None],
                  timeout: float = 3600, commit_to: str | None = None,
-                 mounts: Mapping[str, str] | None = None) -> int:
+                 mounts: Mapping[str, str] | None = None, replica: int = 0,
+                 keep_logs: bool = False, mem_limit: str | None = None,
+                 nano_cpus: int | None = None) -> int:
         """Run ``command`` in a one-off container, stream its output, return its exit code.
 
         With ``commit_to``, a successful run's file system becomes that image tag
-        (Dokku's predeploy). The container is removed in every case.
+        (Dokku's predeploy). The container is removed in every case; with ``keep_logs``
+        its lines go to the log archive first (``logs -p PROCESS``).
         """
-        name = container_name(self.instance, app, release, process, 0)
+        name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
-                  f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "1"}
+                  f"{LABEL}.replica": str(replica),
+                  f"{LABEL}.oneoff": "cron" if process == "cron" else "1"}
+        limits: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        if nano_cpus:
+            limits["nano_cpus"] = nano_cpus
         container = None
         try:
             self._remove_by_name(name)
@@ -168,7 +181,7 @@ class DockerRuntime:
             container = self.client.containers.create(
                 image, command=["/bin/sh", "-c", f". /{ENV_FILE} && rm -f /{ENV_FILE} && "
                                 f"{command}"], name=name, labels=labels, init=True,
-                volumes=binds(mounts) if mounts else None)
+                volumes=binds(mounts) if mounts else None, **limits)
             container.put_archive("/", env_tar(env))
             container.start()
             # A command that never ends must not hold the app's lock for ever.
@@ -199,10 +212,101 @@ class DockerRuntime:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
         finally:
             if container is not None:
+                if keep_logs:
+                    try:
+                        container.reload()
+                        self._archive(self._info(container))
+                    except docker.errors.DockerException:
+                        pass
                 try:
                     container.remove(force=True)
                 except docker.errors.DockerException:
                     pass
+
+    def run_attached(self, app: str, release: int, image: str, process: str,
+                     env: Mapping[str, str], argv: list[str], term: Terminal,
+                     timeout: float = 3600, mounts: Mapping[str, str] | None = None,
+                     mem_limit: str | None = None, nano_cpus: int | None = None) -> int:
+        """``run``: ``argv`` in a one-off container of a release, attached to ``term``.
+
+        Returns the command's exit status; the container is removed in every case, and
+        killed when it outlives ``timeout``.
+        """
+        name = container_name(self.instance, app, release, "run", secrets.token_hex(4))
+        labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
+                  f"{LABEL}.release": str(release), f"{LABEL}.process": process,
+                  f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "run"}
+        kwargs: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        if nano_cpus:
+            kwargs["nano_cpus"] = nano_cpus
+        if mounts:
+            kwargs["volumes"] = binds(mounts)
+        container = None
+        try:
+            # stdin_open without detach also sets StdinOnce: the container's stdin ends
+            # when the user's input does.
+            container = self.client.containers.create(
+                image, command=argv or None, name=name, labels=labels, init=True,
+                environment=dict(env), stdin_open=True, tty=term.tty, hostname=f"{app}-run",
+                **kwargs)
+            sock = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                   "stream": 1})
+            container.start()
+            if term.size:
+                self._resize(container.resize, *term.size)
+            term.on_resize = lambda cols, rows: self._resize(container.resize, cols, rows)
+            watchdog = threading.Timer(timeout, self._kill_quietly, args=(container,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                stream(sock, term)
+                return int(container.wait(timeout=timeout + 10).get("StatusCode", 1))
+            finally:
+                watchdog.cancel()
+        except docker.errors.ImageNotFound as exc:
+            raise DeployError(f"image {image} is gone: deploy again") from exc
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot run the command: {exc.explanation or exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        finally:
+            term.on_resize = None
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+
+    def exec_attached(self, container_id: str, argv: list[str], term: Terminal) -> int:
+        """``enter``: ``argv`` inside a running container, attached to ``term``."""
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container_id, argv, stdin=True, tty=term.tty)["Id"]
+            sock = api.exec_start(exec_id, socket=True, tty=term.tty)
+            if term.size:
+                self._resize(lambda height, width: api.exec_resize(
+                    exec_id, height=height, width=width), *term.size)
+            term.on_resize = lambda cols, rows: self._resize(
+                lambda height, width: api.exec_resize(exec_id, height=height, width=width),
+                cols, rows)
+            stream(sock, term)
+            code = api.exec_inspect(exec_id).get("ExitCode")
+            return 1 if code is None else int(code)
+        except docker.errors.NotFound as exc:
+            raise DeployError("that container is gone: see ps") from exc
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot enter the container: {exc.explanation or exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        finally:
+            term.on_resize = None
+
+    @staticmethod
+    def _resize(resize: Callable[..., object], columns: int, rows: int) -> None:
+        try:
+            resize(height=rows, width=columns)
+        except docker.errors.DockerException:
+            pass  # the process may have ended already
 
     @staticmethod
     def _kill_quietly(container) -> None:
@@ -249,6 +353,16 @@ class DockerRuntime:
         except docker.errors.DockerException:
             return ""
         return raw.decode("utf-8", "replace")
+
+    def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
+        """The container's lines from ``since`` (epoch seconds) on, as they come."""
+        from ..drains import lines_of
+
+        try:
+            yield from lines_of(self.client.api.logs(container_id, stream=True, follow=True,
+                                                     since=since))
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:

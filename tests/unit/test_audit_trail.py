@@ -21,7 +21,11 @@ from gitpaas.platform import Platform
 
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
-             "keys", "mysql:info", "mysql:export", "storage", "edge"}
+             "keys", "mysql:info", "mysql:export", "storage", "cron", "postgres:info",
+             "postgres:export", "drains", "edge"}
+
+# Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
+AUDITED_IN_E2E = {"run", "enter"}
 
 # command -> (argv after the name, recorded action, recorded app)
 MUTATING = {
@@ -46,6 +50,11 @@ MUTATING = {
     "mysql:import": (["shop"], "mysql:import", "shop"),
     "mysql:destroy": (["shop", "--confirm", "shop"], "mysql:destroy", "shop"),
     "edge:set": (["shop", "proxy-read-timeout=60"], "edge:set", "shop"),
+    "drains:add": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:add", "shop"),
+    "drains:remove": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:remove", "shop"),
+    "postgres:create": (["shop"], "postgres:create", "shop"),
+    "postgres:import": (["shop"], "postgres:import", "shop"),
+    "postgres:destroy": (["shop", "--confirm", "shop"], "postgres:destroy", "shop"),
     "keys:add": (["carol", "-"], "keys:add", None),
     "keys:remove": (["carol"], "keys:remove", None),
     "apps:destroy": (["blog", "--confirm", "blog"], "apps:destroy", "blog"),
@@ -135,6 +144,28 @@ class FakeMySQL:
         return {"tables": 0, "bytes": 0}
 
 
+class FakePostgres:
+    """PostgreSQL databases that exist only here."""
+
+    def create(self, app):
+        from gitpaas.datastores.postgres import Credentials
+
+        return Credentials("127.0.0.1", 5432, f"db_{app}", f"u_{app}", "pw")
+
+    def destroy(self, database, role):
+        pass
+
+    def import_(self, creds, stdin):
+        return len(stdin.read())
+
+    def export(self, database, write, closed):
+        write(b"PGDMP")
+        return 5
+
+    def stats(self, database):
+        return {"tables": 0, "bytes": 0}
+
+
 def make_key(store, name):
     key = paramiko.ECDSAKey.generate(bits=256)
     blob = key.asbytes()
@@ -146,7 +177,7 @@ def platform(tmp_path):
     p = Platform(settings_mod.load({"data_dir": tmp_path / "data", "instance": "audit"},
                                    environ={}))
     p.__dict__.update(routes=FakeRoutes(), runtime=FakeRuntime(), deployer=FakeDeployer(p),
-                      mysql=FakeMySQL())
+                      mysql=FakeMySQL(), postgres=FakePostgres())
     return p
 
 
@@ -158,7 +189,8 @@ def run(platform, key, argv, stdin=b""):
 
 def test_every_command_is_classified():
     load_all()
-    assert set(COMMANDS) == READ_ONLY | set(MUTATING), "classify new commands here"
+    assert set(COMMANDS) == READ_ONLY | set(MUTATING) | AUDITED_IN_E2E, \
+        "classify new commands here"
 
 
 def test_every_mutating_command_records_an_event(platform):

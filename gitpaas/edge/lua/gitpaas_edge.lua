@@ -106,6 +106,8 @@ local function parse(raw)
   return r
 end
 
+local lookup2
+
 local function fetch(host)
   if state:get("down") then return nil, "redis is down" end
   local answer, err = resp.call(conf, {"EVAL", LOOKUP, 0, conf.prefix, host}, conf.redis_timeout)
@@ -126,7 +128,24 @@ local function refresh(premature, host)
   state:delete("rf\t" .. host)
 end
 
+-- A per-worker first level: host -> parsed entry, dropped whole when any invalidation
+-- happened (gp_state "gen"), so a known host costs one shared-dict read and a table lookup.
+local l1, l1_gen, l1_n = {}, -1, 0
+
 local function lookup(host)
+  local gen = state:get("gen") or 0
+  if gen ~= l1_gen then l1, l1_gen, l1_n = {}, gen, 0 end
+  local r = l1[host]
+  if r and r.expires > ngx.now() then return r end
+  r = lookup2(host)
+  if r and l1_n < 50000 then
+    if not l1[host] then l1_n = l1_n + 1 end
+    l1[host] = r
+  end
+  return r
+end
+
+lookup2 = function(host)
   local raw = routes:get(host)
   if not raw then return fetch(host) end
   local r = parse(raw)
@@ -186,7 +205,22 @@ local HOP = {["keep-alive"] = "http_keep_alive", ["proxy-connection"] = "http_pr
 local KEEP = {host = true, ["content-length"] = true, ["transfer-encoding"] = true,
               upgrade = true, connection = true}
 
-local function strip_hop_by_hop()
+local re_find = ngx.re.find
+local HOP_RE = [[\n(?:connection|keep-alive|te|trailer|proxy-connection)[ \t]*:]]
+
+-- Any LF not preceded by CR in the request head (nginx itself accepts bare LF).
+local function bare_lf(raw)
+  if byte(raw, 1) == 10 then return true end
+  local pos = find(raw, "\n", 2, true)
+  while pos do
+    if byte(raw, pos - 1) ~= 13 then return true end
+    pos = find(raw, "\n", pos + 1, true)
+  end
+  return false
+end
+
+local function strip_hop_by_hop(raw)
+  if raw and not re_find(raw, HOP_RE, "joi") then return end
   local h = ngx.var.http_connection
   if h then
     for token in gmatch(h, "[^,%s]+") do
@@ -201,9 +235,10 @@ end
 
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
+  local raw
   if ngx.req.http_version() < 2 then
-    local raw = ngx.req.raw_header()
-    if byte(raw, 1) == 10 or find(raw, "[^\r]\n") then return ngx.exit(400) end
+    raw = ngx.req.raw_header()
+    if bare_lf(raw) then return ngx.exit(400) end
   end
   local hh = ngx.var.http_host
   if not hh or hh == "" then return ngx.exit(400) end
@@ -229,7 +264,7 @@ function M.route()
   end
   local b, live = pick(r, host)
   if not b then return ngx.exit(502) end
-  strip_hop_by_hop()
+  strip_hop_by_hop(raw)
   ctx.route, ctx.host, ctx.current = r, host, b
   ctx.more = live - 1 < conf.retries and live - 1 or conf.retries
 end
@@ -273,7 +308,7 @@ function M.log()
   if status >= 500 then metrics:incr("e\t" .. app, 1, 0) end
   local r = ctx.route
   if not r then return end
-  local us = ngx.var.upstream_status
+  local us = status >= 502 and status <= 504 and ngx.var.upstream_status
   if us then
     local last = tonumber(us:match("(%d+)%s*$") or "")
     if (last == 502 or last == 504 or (last == 503 and not ngx.var.upstream_http_retry_after))
@@ -395,6 +430,7 @@ end
 -- -- pub/sub: invalidation ----------------------------------------------------------------
 
 local function invalidate(names)
+  state:incr("gen", 1, 0)
   for name in gmatch(names, "%S+") do
     name = lower(name)
     if name == "*" then
@@ -425,6 +461,7 @@ local function subscribe_loop()
   end
   -- messages may have been lost while nobody listened: everything cached becomes stale
   state:set("epoch", ngx.now())
+  state:incr("gen", 1, 0)
   state:incr("cert_epoch", 1, 0)
   state:set("subscribed", true)
   state:set("subscribed_at", ngx.now())
