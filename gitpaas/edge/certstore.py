@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import re
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -207,21 +206,12 @@ class CertStore:
 
     def _dirs(self) -> None:
         for d in (self.certs_dir, self.state_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o755 if d == self.certs_dir else 0o700)
-
-    def key_mode(self) -> int:
-        """0600; 0640 when the edge made the directory setgid to a group of its workers
-        (nginx workers run unprivileged and read the keys; files inherit that group)."""
-        try:
-            st = self.certs_dir.stat()
-        except OSError:
-            return 0o600
-        return 0o640 if st.st_mode & stat.S_ISGID and st.st_gid != 0 else 0o600
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def install(self, host: str, chain_pem: bytes, key_pem: bytes, state: HostState) -> None:
         """Write the key, then the chain (each atomically), record ``state``, publish."""
         self._dirs()
-        _atomic_write(self.key_path(host), key_pem, self.key_mode())
+        _atomic_write(self.key_path(host), key_pem, 0o600)
         _atomic_write(self.crt_path(host), chain_pem, 0o644)
         self.save_state(host, state)
         self._publish(host)

@@ -25,13 +25,7 @@ def https_server(redis_url, docker_client, clients):
     """``gitpaas serve`` with HTTPS on and Pebble as its ACME server."""
     require_curl = shutil.which("curl")
     assert require_curl, "curl is needed (Debian package curl)"
-    # nginx's unprivileged workers (nobody:nogroup) read <data_dir>/edge/certs, so the
-    # data dir must let them through. gitpaas makes it 0700 (and pytest's tmp_path is
-    # 0700 all the way up): OPEN ISSUE for the edge, reported; the test opens it.
     root = Path(tempfile.mkdtemp(prefix="gp-https-e2e-"))
-    root.chmod(0o711)
-    (root / "data").mkdir(mode=0o711)
-    (root / "data").chmod(0o711)
     http_port, tls_port = free_port(), free_port()
     pebble = Pebble(root / "pebble", http_port=http_port)
     env = {"GITPAAS_ROUTER_HTTPS_LISTEN": f"127.0.0.1:{tls_port}",

@@ -7,11 +7,8 @@ import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-import pytest
 from cryptography import x509
 
 from gitpaas.edge.certs import CertManager
@@ -36,19 +33,8 @@ def handshake(port: int, name: str, cafile: str | None) -> tuple[x509.Certificat
         return x509.load_der_x509_certificate(der), tls.selected_alpn_protocol() or ""
 
 
-@pytest.fixture
-def open_data_dir():
-    """A data dir nginx's unprivileged workers can traverse (pytest's tmp_path is 0700
-    all the way up; a real data dir must be traversable by them too)."""
-    path = Path(tempfile.mkdtemp(prefix="gp-https-"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def test_a_host_gets_its_certificate_through_the_edge_and_serves_http2(
-        tmp_path, redis_url, instance, open_data_dir):
-    tmp_data_dir = open_data_dir
+        tmp_path, redis_url, instance, tmp_data_dir):
     config = make_config(redis_url, instance, directory=tmp_data_dir / "edge",
                          https_listen=("127.0.0.1", 0), https_redirect=True)
     with backends("a") as (a,), running_router(config) as edge:

@@ -216,23 +216,6 @@ def test_files_are_private_and_written_whole(tmp_path):
         store.crt_path("../etc/passwd")
 
 
-def test_keys_are_group_readable_only_in_a_directory_the_edge_gave_its_workers(tmp_path):
-    import grp
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give the directory another group")
-    store = CertStore(tmp_path)
-    store.certs_dir.mkdir(parents=True)
-    group = grp.getgrnam("nogroup").gr_gid
-    os.chown(store.certs_dir, -1, group)
-    store.certs_dir.chmod(0o2750)
-    chain, key = make_cert(["a.example.com"], T0 + 60 * DAY)
-    store.install("a.example.com", chain, key, HostState("a"))
-    st = store.key_path("a.example.com").stat()
-    assert (st.st_mode & 0o777, st.st_gid) == (0o640, group)
-
-
 def test_many_unterminated_pem_lines_are_parsed_in_linear_time():
     import time
 
