@@ -224,8 +224,9 @@ class CertManager:
 
     def _obtain(self, app: str, host: str, need: str, state: HostState | None) -> str:
         attempts = state.attempts if state is not None and state.status == "failed" else 0
-        self.store.save_state(host, HostState(app=app, status="pending",
-                                              reason=f"{need} under way", attempts=attempts))
+        self.store.save_state(host, HostState(app=app, status="pending", attempts=attempts,
+                                              reason=f"{need} under way",
+                                              updated=self.clock()))
         assert self.issuer is not None
         reason = ""
         try:
@@ -239,7 +240,7 @@ class CertManager:
             attempts += 1
             self.store.save_state(host, HostState(
                 app=app, status="failed", reason=reason, attempts=attempts,
-                next_try=self.clock() + retry_delay(attempts)))
+                next_try=self.clock() + retry_delay(attempts), updated=self.clock()))
             self._event(app, "certs:failed", f"{host}: {reason}")
             log.warning("certificate for %s failed: %s", host, reason)
             return "failed"
@@ -247,7 +248,7 @@ class CertManager:
         if latest is not None and latest.source == "own":
             return "kept own"  # certs:add ran meanwhile: theirs wins
         self.store.install(host, issued.chain_pem, issued.key_pem,
-                           HostState(app=app, status="valid"))
+                           HostState(app=app, status="valid", updated=self.clock()))
         info = self.store.info(host)
         expires = format_time(info.not_after) if info else "?"
         self._event(app, "certs:renewed" if need == "renew" else "certs:issued",

@@ -246,7 +246,6 @@ class CertStore:
 
     def save_state(self, host: str, state: HostState) -> None:
         self._dirs()
-        state.updated = time.time()
         _atomic_write(self._state_path(host), json.dumps(asdict(state)).encode(), 0o600)
 
     def managed_hosts(self) -> list[str]:

@@ -256,3 +256,14 @@ def test_an_unexpected_error_is_a_failure_not_a_host_stuck_pending(manager):
     assert mgr.run_once() == [("shop.example.com", "failed")]
     [report] = mgr.report("shop")
     assert report.status == "failed" and report.reason.startswith("internal error")
+
+
+def test_a_deploy_retries_a_failed_host_after_a_minute_not_before(manager):
+    mgr, now, issuer = manager
+    issuer.fail = "boom"
+    assert mgr.run_once() == [("shop.example.com", "failed")]
+    now[0] += 30
+    assert mgr.run_once("shop") == []          # triggered, but too soon
+    issuer.fail = None
+    now[0] += 31
+    assert mgr.run_once("shop") == [("shop.example.com", "issue")]
