@@ -96,6 +96,8 @@ class Server:
                 "GITPAAS_SSH_LISTEN": f"127.0.0.1:{self.ssh_port}",
                 "GITPAAS_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "GITPAAS_DRAIN_SECONDS": "0.2", "GITPAAS_STOP_TIMEOUT": "2",
+                # the tests' local busybox images (conftest.busybox_image) as FROM
+                "GITPAAS_BUILD_ALLOWED_IMAGES": "gitpaas-test-*",
                 **self.extra_env}
 
     def start(self) -> Server:
@@ -209,6 +211,9 @@ class Server:
                         docker_client.images.remove(tag, force=True)
                     except Exception:  # noqa: BLE001
                         pass
+        from gitpaas.build.sandbox import remove_instance_networks
+
+        remove_instance_networks(docker_client, self.instance)
         shutil.rmtree(self.root / "data", ignore_errors=True)
 
 

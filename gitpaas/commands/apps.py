@@ -82,6 +82,7 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         platform.routes.remove(hosts)
         platform.certs.forget(hosts)
         platform.runtime.remove(platform.runtime.list(app.name), stop_timeout=5)
+        platform.runtime.remove_network(app.name)
         for release in platform.store.list_releases(app.name, limit=100000):
             platform.deployer.builder.remove(release.image)
         from ..datastores import destroy_for_app

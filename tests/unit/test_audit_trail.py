@@ -94,6 +94,9 @@ class FakeRuntime:
     def remove(self, containers, stop_timeout=10):
         pass
 
+    def remove_network(self, app):
+        pass
+
 
 class FakeBuilder:
     def remove(self, tag):
