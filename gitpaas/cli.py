@@ -122,6 +122,8 @@ def serve(argv: list[str]) -> int:
     logging.getLogger("gitpaas").info(
         "gitpaas serving ssh on %s:%d%s", host, ssh.port,
         f", http on port {http_port} (nginx)" if http_port else "")
+    logging.getLogger("gitpaas").info("ssh host keys: %s", ", ".join(
+        f"{key.get_name()} {key.fingerprint}" for key in ssh.host_keys))
     print(f"gitpaas: ssh port {ssh.port}" + (f", http port {http_port}" if http_port else ""),
           flush=True)
     stop.wait()
