@@ -113,6 +113,10 @@ def serve(argv: list[str]) -> int:
     from .drains import start_in_thread as start_drains
 
     stop_drains = start_drains(platform)
+    from .edge.certs import start_in_thread as start_certs
+
+    # Certificates: a pass now and every few minutes, and at once after a deploy.
+    _, stop_certs = start_certs(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     stop = threading.Event()
@@ -131,6 +135,7 @@ def serve(argv: list[str]) -> int:
     stop_maintenance.set()
     stop_cron.set()
     stop_drains.set()
+    stop_certs.set()
     ssh.stop()
     if stop_edge is not None:
         stop_edge.set()  # nginx keeps serving until the next serve adopts it

@@ -76,6 +76,13 @@ class Platform:
             s.build_timeout))
 
     @cached_property
+    def certs(self):
+        """The edge's certificates and automatic HTTPS (see ``edge.certs``)."""
+        from .edge.certs import CertManager
+
+        return CertManager(self)
+
+    @cached_property
     def mysql(self):
         """App databases on the MySQL server of ``mysql_admin_url`` (see ``datastores``)."""
         from .datastores.mysql import MySQLDatastores, Server
@@ -194,6 +201,7 @@ class Platform:
         try:
             self.deployer.deploy_commit(app.name, repo, new, key.name, progress)
             self.store.record_event(key.name, "deploy", app.name, new.decode()[:12])
+            self.certs.request(app.name)  # in the background; never fails the deploy
         except GitPaasError as exc:
             self.store.record_event(key.name, "deploy-failed", app.name, exc.message)
             return f"deploy failed: {exc.message}"

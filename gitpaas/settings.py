@@ -173,6 +173,13 @@ class Settings:
     # certificate keys and write temp files under <data_dir>/edge, which must be
     # reachable by that user (the data dir is 0700).
     edge_user: str = ""
+    # Automatic HTTPS (docs/https.md): the ACME directory URL ("" = off), e.g. Let's
+    # Encrypt's https://acme-v02.api.letsencrypt.org/directory; the account's contact
+    # e-mail; a CA bundle (PEM file) that verifies the ACME server instead of the
+    # system's (tests: Pebble's).
+    acme_directory: str = ""
+    acme_email: str = ""
+    acme_ca_bundle: str = ""
 
     @property
     def routes_prefix(self) -> str:

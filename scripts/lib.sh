@@ -8,7 +8,8 @@ RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
 DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
               mmdebstrap curl ca-certificates python3-venv wrk procps iproute2
               nginx libnginx-mod-http-lua lua-resty-core  # the edge (gitpaas runs its own nginx)
-              openssh-server postgresql postgresql-client gcc libc6-dev)
+              openssh-server postgresql postgresql-client gcc libc6-dev
+              pebble)  # pebble: Let's Encrypt's ACME test server (tests of automatic HTTPS)
 # openssh-server: bench/run receive starts a throwaway sshd; gcc, libc6-dev: the storage
 # race test builds a static renameat2 racer
 

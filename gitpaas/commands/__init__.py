@@ -3,7 +3,8 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis", "edge")
+           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis",
+           "edge", "certs")
 
 
 def load_all() -> None:

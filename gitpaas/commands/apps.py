@@ -85,6 +85,7 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         ctx.out(f"-----> Destroying {app.name}")
         hosts = platform.deployer.hosts(app.name)
         platform.routes.remove(hosts)
+        platform.certs.forget(hosts)
         platform.runtime.remove(platform.runtime.list(app.name), stop_timeout=5)
         platform.runtime.remove_network(app.name)
         for release in platform.store.list_releases(app.name, limit=100000):

@@ -108,6 +108,7 @@ def domains_add(ctx: Context, args: list[str]) -> None:
         if len(frontend) > 1:
             platform.routes.swap(app.name, [host], frontend[1:])
         platform.store.record_event(ctx.key.name, "domains:add", app.name, host)
+    platform.certs.request(app.name)  # a certificate in the background, if ACME is on
     ctx.out(f"Adding {host} to {app.name}... done")
 
 
@@ -120,5 +121,6 @@ def domains_remove(ctx: Context, args: list[str]) -> None:
     with platform.lock(app.name, f"domains:remove by {ctx.key.name}", ctx.err):
         platform.store.remove_domain(app.name, host)
         platform.routes.remove([host])
+        platform.certs.forget([host])
         platform.store.record_event(ctx.key.name, "domains:remove", app.name, host)
     ctx.out(f"Removing {host} from {app.name}... done")
