@@ -178,6 +178,35 @@ class Deployer:
         text = read_blob(repo.object_store, commit, "Procfile")
         return procfile.parse(text.decode("utf-8", "replace")) if text else {}
 
+    def rebuild_image(self, app: str, repo: Repo, release: Release,
+                      progress: ProgressFn) -> None:
+        """Build ``release``'s commit again under its image name (a restore onto a
+        machine without the image), missing base images included; predeploy runs again."""
+        commit = release.commit.encode()
+        progress(f"-----> Rebuilding {release.image} from {release.commit[:7]}")
+        paths = tree_paths(repo.object_store, commit)
+        found = buildpacks.detect(paths, self.store.get_app(app).buildpack)
+        if found.name != buildpacks.DOCKERFILE:
+            from .images import build_images, require_image
+
+            try:
+                require_image(self.builder.client, self.settings, found.name)
+            except GitPaasError:
+                if found.name in self.settings.base_images:
+                    raise  # the operator's own image: not ours to build
+                progress(f"-----> Building the base image {found.name}")
+                build_images(self.settings, [found.name], progress=progress,
+                             client=self.builder.client)
+        files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
+        context = build_context(repo.object_store, commit, files,
+                                self.settings.max_context_bytes, self.settings.max_context_files)
+        with context:
+            self.builder.build(context, release.image, {}, progress, buildargs, dockerfile)
+        spec = self._app_spec(repo, commit)
+        if spec.predeploy:
+            self._run_once(app, release.version, release.image, "predeploy", spec.predeploy,
+                           release.config, progress, commit_to=release.image)
+
     # -- from a config change, a scale or a rollback ------------------------------------
 
     def deploy_release(self, app: str, source: Release, config: dict[str, str],

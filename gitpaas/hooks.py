@@ -1,6 +1,8 @@
 """Platform lifecycle hooks: executables run in name order at each event.
 
-Events: ``pre-build``, ``pre-release``, ``post-deploy``, ``post-destroy``. Each hook gets
+Events: ``pre-build``, ``pre-release``, ``post-deploy``, ``post-destroy``, and ``notify``
+(a problem an operator must hear of: a failed deploy or backup, a crash loop, a full
+disk; see ``notify.py``). Each hook gets
 the event as JSON on stdin and ``APP``, ``RELEASE``, ``IMAGE``, ``EVENT`` in its
 environment; its output goes to the push. A ``pre-*`` hook that exits non-zero aborts
 the deploy with its last line as the reason. Hooks live in ``<dir>/<event>/``: the
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from .errors import DeployError
 
-EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy")
+EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy", "notify")
 HOOK_TIMEOUT = 300
 SHIPPED = Path(__file__).resolve().parent.parent / "hooks"
 

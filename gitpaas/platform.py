@@ -137,6 +137,9 @@ class Platform:
             self.deployer.deploy_commit(app.name, repo, new, key.name, progress)
             self.store.record_event(key.name, "deploy", app.name, new.decode()[:12])
         except GitPaasError as exc:
+            from .notify import notify
+
             self.store.record_event(key.name, "deploy-failed", app.name, exc.message)
+            notify(self, "deploy-failed", app.name, exc.message)
             return f"deploy failed: {exc.message}"
         return None

@@ -84,6 +84,14 @@ TABLES = [
 # On MySQL, DDL commits implicitly: write each step so that running it again after a
 # partial failure is harmless (IF NOT EXISTS, or a check in Store.migrate).
 MIGRATIONS: list[tuple[int, list[str]]] = [
+    # 2: backup bookkeeping (backups:create, the schedule in serve, doctor's backup age).
+    (2, ["""CREATE TABLE IF NOT EXISTS gp_backups (
+        id {autoinc},
+        snapshot VARCHAR(80) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        detail TEXT NOT NULL,
+        started_at DOUBLE NOT NULL,
+        finished_at DOUBLE NOT NULL)"""]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])
