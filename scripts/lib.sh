@@ -7,7 +7,9 @@ VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
 DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
               mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2
-              openssh-server)  # openssh-server: bench/run receive starts a throwaway sshd
+              openssh-server restic systemd)
+# openssh-server: bench/run receive starts a throwaway sshd; restic: backups;
+# systemd: the units' tests run systemd-analyze verify (even where it is not PID 1).
 
 log() { printf '=====> %s\n' "$*" >&2; }
 die() { printf ' !     %s\n' "$*" >&2; exit 1; }
@@ -153,6 +155,30 @@ GRANT ALL PRIVILEGES ON *.* TO '$user'@'localhost' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO '$user'@'127.0.0.1' WITH GRANT OPTION;
 SQL
     printf 'mysql://%s:%s@127.0.0.1:3306/' "$user" "$pw"
+}
+
+has_systemd() { [ -d /run/systemd/system ]; }
+
+# Install scripts/systemd/*.service (ExecStart: /usr/local/bin/gitpaas, linked to the
+# virtualenv by setup), enable them and (re)start them.
+install_units() {
+    local unit changed=0
+    for unit in "$GITPAAS_SRC"/scripts/systemd/*.service; do
+        if ! cmp -s "$unit" "/etc/systemd/system/$(basename "$unit")"; then
+            install -m 0644 "$unit" /etc/systemd/system/ && changed=1
+        fi
+    done
+    [ "$changed" = 0 ] || systemctl daemon-reload
+    # A serve left by an earlier, pre-systemd setup would hold the ports.
+    local pidfile="${GITPAAS_DATA_DIR:-/var/lib/gitpaas}/serve.pid"
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        log "stopping the nohup-started gitpaas serve (pid $(cat "$pidfile"))"
+        kill "$(cat "$pidfile")"; rm -f "$pidfile"
+        sleep 2
+    fi
+    log "enabling and starting gitpaas-router.service and gitpaas.service"
+    systemctl enable gitpaas-router.service gitpaas.service >&2
+    systemctl restart gitpaas-router.service gitpaas.service
 }
 
 start_services() {
