@@ -69,7 +69,11 @@ class Restic:
         if self.run(["cat", "config"], check=False).returncode == 0:
             return False
         if self.is_local:
-            Path(self.repo).mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                Path(self.repo).mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise ServiceError(f"restic init failed: cannot make {self.repo}:"
+                                   f" {exc.strerror}") from exc
         self.run(["init"])
         return True
 

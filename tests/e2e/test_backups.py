@@ -129,6 +129,8 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, busybox_imag
         assert cur.fetchall() == ((1, "teapot"), (2, "kettle"))
     assert srv.ssh("config:get", "shop", "GREETING").stdout.strip() == "hello-shop"
     assert srv.ssh("config:get", "blog", "GREETING").stdout.strip() == "hi-blog"
+    events = srv.gitpaas("events", "--json").stdout
+    assert '"backups:restore"' in events  # the snapshot predates its own event
     # The restored apps keep working: a config change rolls out a new release.
     assert srv.ssh("config:set", "blog", "GREETING=again").returncode == 0
     assert srv.get(srv.host("blog"), "/greeting.txt") == (200, "again\n")
