@@ -128,7 +128,7 @@ def check_certificates(platform: Any, now: float | None = None) -> list[Problem]
         expires = cert.not_valid_after_utc.timestamp()
         days = (expires - now) / 86400
         if days < CERT_WARN_DAYS:
-            when = f"expired {-days:.0f} days ago" if days < 0 else f"expires in {days:.0f} days"
+            when = f"expired {int(-days)} days ago" if days < 0 else f"expires in {int(days)} days"
             problems.append(Problem("certificate-expiry", f"cert:{path}",
                                     f"certificate: {path.name} {when}"))
     return problems
