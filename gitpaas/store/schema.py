@@ -84,8 +84,10 @@ TABLES = [
 # On MySQL, DDL commits implicitly: write each step so that running it again after a
 # partial failure is harmless (IF NOT EXISTS, or a check in Store.migrate).
 MIGRATIONS: list[tuple[int, list[str]]] = [
-    # 2: backup bookkeeping (backups:create, the schedule in serve, doctor's backup age).
-    (2, ["""CREATE TABLE IF NOT EXISTS gp_backups (
+    # Deploy keys: a key limited to pushing one app (NULL: an ordinary key).
+    (2, ["ALTER TABLE gp_keys ADD COLUMN deploy_app VARCHAR(30)"]),
+    # 3: backup bookkeeping (backups:create, the schedule in serve, doctor's backup age).
+    (3, ["""CREATE TABLE IF NOT EXISTS gp_backups (
         id {autoinc},
         snapshot VARCHAR(80) NOT NULL,
         status VARCHAR(16) NOT NULL,
