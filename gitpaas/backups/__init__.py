@@ -10,8 +10,10 @@ into any data dir) and holds:
   ``mysqldump --single-transaction``) and ``gitpaas-backup.json`` (the manifest);
 - ``secret.key`` (the key of the encrypted config vars), ``gitpaas.yaml``;
 - ``storage/`` (the apps' persistent directories) and any mounted directory outside it
-  (stored with its absolute path);
-- ``edge/certs/`` (the edge's certificates).
+  (stored with its absolute path); where the runtime keeps storage in Docker volumes
+  (``runtime.volumes``), each volume as ``.backup/volumes/<volume>.tar``, exported
+  through the runtime's throwaway container;
+- ``edge/certs/`` (the edge's certificates) and ``edge/acme/`` (its ACME account).
 
 ``restore.py`` puts them back. Snapshots carry the tag ``gitpaas-<instance>``.
 """
@@ -36,6 +38,7 @@ from ..secrets import write_private_file
 from .restic import Restic
 
 STAGING = ".backup"
+BACKED_UP = ("secret.key", "gitpaas.yaml", "storage", "edge/certs", "edge/acme")
 MANIFEST = "gitpaas-backup.json"
 FORMAT = 1
 Progress = Callable[[str], None]
@@ -98,8 +101,7 @@ def _create(platform: Any, progress: Progress) -> str:
     staging.mkdir(mode=0o700)
     try:
         manifest = _stage(platform, staging, progress)
-        paths = [STAGING, *(p for p in ("secret.key", "gitpaas.yaml", "storage", "edge/certs")
-                            if (settings.data_dir / p).exists())]
+        paths = [STAGING, *(p for p in BACKED_UP if (settings.data_dir / p).exists())]
         paths += manifest["external"]
         progress(f"-----> Writing the snapshot to {_shown(settings.backup_repo)}")
         if restic.ensure_repo():
@@ -140,13 +142,48 @@ def _stage(platform: Any, staging: Path, progress: Progress) -> dict:
             path = Path(mount.host_path)
             if storage not in path.parents and path.is_dir():
                 external.append(str(path))
+    volumes = _export_volumes(platform, apps, staging / "volumes", progress)
     manifest = {"format": FORMAT, "gitpaas": __version__, "instance": settings.instance,
                 "data_dir": str(settings.data_dir), "created_at": time.time(),
                 "schema": store.schema_version(), "apps": [a.name for a in apps],
                 "state": "state.sql" if settings.database.startswith("mysql:") else "state.db",
-                "external": sorted(set(external))}
+                "external": sorted(set(external)), "volumes": volumes}
     write_private_file(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def helper_image(platform: Any, app: str) -> str | None:
+    """The image volume jobs run in: ``storage_helper_image``, else the app's release's."""
+    image = getattr(platform.settings, "storage_helper_image", "")
+    if image:
+        return image
+    release = platform.store.current_release(app)
+    return release.image if release else None
+
+
+def _export_volumes(platform: Any, apps: list, target: Path, progress: Progress) -> list[dict]:
+    """Each storage volume of each app as ``<target>/<volume>.tar`` (when the runtime
+    keeps storage in volumes); the list of what was exported."""
+    volumes = getattr(platform.runtime, "volumes", None)
+    if volumes is None:
+        return []
+    exported = []
+    for app in apps:
+        for volume in volumes.list(app.name):
+            image = helper_image(platform, app.name)
+            if image is None:
+                progress(f" !     {app.name}: no image to export {volume} with; skipped")
+                continue
+            progress(f"-----> Exporting the storage volume {volume}")
+            target.mkdir(mode=0o700, exist_ok=True)
+            path = target / f"{volume}.tar"
+            with open(path, "wb") as out:
+                os.chmod(path, 0o600)
+                for chunk in volumes.export_tar(volume, image):
+                    out.write(chunk)
+            exported.append({"app": app.name, "name": volume.split(".", 2)[2],
+                             "volume": volume})
+    return exported
 
 
 def dump_state(database_url: str, staging: Path) -> None:

@@ -58,6 +58,7 @@ def restore_backup(platform: Any, snapshot: str, progress: Progress,
         _fix_mount_paths(fresh, manifest)
         _databases(fresh, root_dumps=None, manifest=manifest, progress=progress)
         _images(fresh, progress)
+        _volumes(fresh, manifest, progress)
         _start(fresh, progress)
         fresh.store.record_event("local", "backups:restore", None, snapshot)
         return list(manifest.get("apps", []))
@@ -119,6 +120,7 @@ def _put_files(settings: Any, target: Path, root: Path, manifest: dict,
     _replace(staged / "repos", settings.repos_dir)
     _replace(root / "storage", settings.storage_dir)
     _replace(root / "edge" / "certs", data / "edge" / "certs")
+    _replace(root / "edge" / "acme", data / "edge" / "acme")
     backed_up = root / "gitpaas.yaml"
     if backed_up.is_file():
         mine = data / "gitpaas.yaml"
@@ -134,6 +136,7 @@ def _put_files(settings: Any, target: Path, root: Path, manifest: dict,
             shutil.copytree(source, path, symlinks=True, dirs_exist_ok=True)
     (data / "dumps").mkdir(mode=0o700, exist_ok=True)
     _replace(staged / "mysql", data / "dumps" / "restore")
+    _replace(staged / "volumes", data / "dumps" / "volumes")
 
 
 def _load_state_dump(database_url: str, dump: Path) -> None:
@@ -212,6 +215,28 @@ def _images(platform: Any, progress: Progress) -> None:
             platform.deployer.rebuild_image(app.name, platform.repo(app), release, progress)
         except GitPaasError as exc:
             progress(f" !     {app.name}: cannot rebuild {release.image}: {exc.message}")
+
+
+def _volumes(platform: Any, manifest: dict, progress: Progress) -> None:
+    """Storage volumes back from their tar exports (runtimes that keep storage in
+    volumes), through the runtime's throwaway container."""
+    from . import helper_image
+
+    dumps = platform.settings.data_dir / "dumps" / "volumes"
+    try:
+        volumes = getattr(platform.runtime, "volumes", None)
+        for entry in manifest.get("volumes", []):
+            path = dumps / f"{entry['volume']}.tar"
+            image = helper_image(platform, entry["app"])
+            if volumes is None or image is None or not path.is_file():
+                progress(f" !     {entry['app']}: storage volume {entry['volume']} not restored")
+                continue
+            progress(f"-----> Restoring the storage volume {entry['volume']}")
+            volume = volumes.ensure(entry["app"], entry["name"])
+            with open(path, "rb") as data:
+                volumes.import_tar(volume, image, data)
+    finally:
+        shutil.rmtree(dumps, ignore_errors=True)
 
 
 def _start(platform: Any, progress: Progress) -> None:
