@@ -24,7 +24,7 @@ from .build.context import build_context, read_blob, tree_paths
 from .build.docker import DockerBuilder
 from .errors import DeployError, GitPaasError, UserError
 from .health import WebCheck, wait_healthy, wait_stable
-from .hooks import SHIPPED, run_hooks
+from .hooks import hook_dirs, run_hooks
 from .routes import Routes
 from .runtime import ContainerInfo, DockerRuntime
 from .settings import Settings
@@ -87,12 +87,7 @@ class Deployer:
 
     @property
     def hook_dirs(self) -> list[Path]:
-        # The shipped hooks are the webhook notifier, which does nothing without a URL:
-        # skipping it then saves a Python start-up per deploy (0.1-0.3 s on a busy host).
-        dirs = [SHIPPED] if self.settings.webhook_url else []
-        if self.settings.hooks_dir:
-            dirs.append(Path(self.settings.hooks_dir))
-        return dirs
+        return hook_dirs(self.settings.webhook_url, self.settings.hooks_dir)
 
     def _hooks(self, event: str, release: Release | dict, progress: ProgressFn) -> None:
         if isinstance(release, Release):

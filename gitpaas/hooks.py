@@ -34,6 +34,15 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def hook_dirs(webhook_url: str, operator_dir: str) -> list[Path]:
+    """Where hooks live: the shipped ones (only the webhook notifier, skipped without a URL:
+    it saves a Python start-up per event) and the operator's ``hooks_dir``."""
+    dirs = [SHIPPED] if webhook_url else []
+    if operator_dir:
+        dirs.append(Path(operator_dir))
+    return dirs
+
+
 def hook_files(dirs: Iterable[Path], event: str) -> list[Path]:
     """The executables for ``event``, in name order (the project's first on a tie)."""
     found: dict[str, Path] = {}

@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 from .errors import GitPaasError
-from .hooks import run_hooks
+from .hooks import hook_dirs, run_hooks
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def notify(platform: Any, kind: str, app: str | None, detail: str) -> None:
     payload = {"kind": kind, "app": app or "", "detail": detail,
                "instance": settings.instance, "host": socket.gethostname()}
     try:
-        run_hooks(platform.deployer.hook_dirs, "notify", payload, log.info, env)
+        run_hooks(hook_dirs(settings.webhook_url, settings.hooks_dir), "notify", payload,
+                  log.info, env)
     except Exception:  # noqa: BLE001 - a notification must never break its caller
         log.exception("notify hooks failed for %s", kind)

@@ -80,7 +80,8 @@ def _refuse_if_in_use(platform: Any, force: bool) -> None:
 def _find_manifest(target: Path) -> tuple[Path, dict]:
     """The restored ``.backup`` dir and its manifest (paths relative to the data dir;
     a restic that stored absolute paths is handled by looking one data dir deeper)."""
-    candidates = [target / STAGING / MANIFEST, *target.glob(f"**/{STAGING}/{MANIFEST}")]
+    first = target / STAGING / MANIFEST
+    candidates = [first] if first.is_file() else target.glob(f"**/{STAGING}/{MANIFEST}")
     for path in candidates:
         if path.is_file():
             manifest = json.loads(path.read_text())
