@@ -110,6 +110,9 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, busybox_imag
     password = str(root / "backup.password")
     assert password not in srv.log() and "passphrase" not in srv.log()
 
+    srv.stop()
+    refused = srv.gitpaas("backups:restore", "latest")  # over a live install: refused
+    assert refused.returncode == 1 and "has 2 apps already" in refused.stderr
     destroy_everything(srv, docker_client, redis_url, mysql_admin_url)
     with pytest.raises(pymysql.MySQLError):
         app_db(url).close()

@@ -119,6 +119,19 @@ def test_a_failed_backup_is_an_event_a_notification_and_a_doctor_line(ops, webho
     assert "secret passphrase" not in ops.log()
 
 
+def test_restore_is_local_admin_only_and_never_beside_a_running_serve(ops):
+    beside = ops.gitpaas("backups:restore", "latest")
+    assert beside.returncode == 1 and "gitpaas serve is running" in beside.stderr
+    remote = ops.ssh("backups:restore", "latest")
+    assert remote.returncode == 1 and "runs on the gitpaas host" in remote.stderr
+    bad = ops.ssh("backups:restore", "../../etc")
+    assert bad.returncode == 1 and "invalid snapshot" in bad.stderr
+    user = ops.add_key("plain-user")
+    for argv in (["backups"], ["backups:create"], ["doctor"]):
+        refused = ops.ssh(*argv, key=user)
+        assert (refused.returncode, refused.stderr) == (1, " !     only admins may do that\n")
+
+
 def test_a_failed_deploy_is_notified(ops, webhook, busybox_image, tmp_path):
     _, received = webhook
     files = httpd_app(busybox_image, "x\n")
