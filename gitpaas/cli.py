@@ -122,6 +122,12 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
     # Before accepting connections: interrupted deploys marked failed, Docker and Redis
     # brought back to the recorded state; then a pass every reconcile_interval seconds.
     _, stop_reconciler = start_reconciler(platform, settings.reconcile_interval)
+    from .cron import start_in_thread as start_cron
+
+    stop_cron = start_cron(platform, settings.cron_interval)
+    from .drains import start_in_thread as start_drains
+
+    stop_drains = start_drains(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -147,6 +153,8 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
     stop_doctor.set()
     stop_backups.set()
     stop_reconciler.set()
+    stop_cron.set()
+    stop_drains.set()
     ssh.stop()
     if router is not None:
         router.stop()

@@ -1,10 +1,10 @@
 """``gitpaas doctor``: is this install healthy? One ``Problem`` per thing to fix.
 
-Checks: the services (Docker, Redis, MySQL when configured, the edge's HTTP port), disk
-space of the data dir and of Docker's root, certificate expiry (``<data_dir>/edge/certs``
-and ``router_tls_dir``), backup age (when backups are configured), and containers that
-keep restarting. ``gitpaas serve`` runs the same checks every ``doctor_interval`` seconds
-and notifies each problem when it appears (``Watcher``).
+Checks: the services (Docker, Redis, MySQL and PostgreSQL when configured, the edge's
+HTTP port), disk space of the data dir and of Docker's root, certificate expiry
+(``<data_dir>/edge/certs`` and ``router_tls_dir``), backup age (when backups are
+configured), and containers that keep restarting. ``gitpaas serve`` runs the same checks
+every ``doctor_interval`` seconds and notifies each problem when it appears (``Watcher``).
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ def check_services(platform: Any) -> list[Problem]:
                 cur.execute("SELECT 1")
         except GitPaasError as exc:
             problems.append(Problem("service-down", "mysql", f"mysql: {exc.message}"))
+    if getattr(settings, "postgres_admin_url", ""):
+        try:
+            platform.postgres.stats("postgres")
+        except GitPaasError as exc:
+            problems.append(Problem("service-down", "postgres", f"postgres: {exc.message}"))
     host, port = settings.listen("http")
     try:
         socket.create_connection(("127.0.0.1" if host in {"0.0.0.0", "::"} else host, port),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import DeployError
 
-EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy", "notify")
+EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy", "cron-failed", "notify")
 HOOK_TIMEOUT = 300
 SHIPPED = Path(__file__).resolve().parent.parent / "hooks"
 

@@ -6,8 +6,9 @@ into any data dir) and holds:
 - ``.backup/``: made just before the snapshot and removed after it: ``state.db`` (SQLite's
   online backup API) or ``state.sql`` (a dump when the state is on MySQL), ``repos/``
   (each app's bare repo, hard-linked under the app's lock: git writes new files and
-  renames, so the links are a consistent copy), ``mysql/<app>.sql`` (each app database,
-  ``mysqldump --single-transaction``) and ``gitpaas-backup.json`` (the manifest);
+  renames, so the links are a consistent copy), ``mysql/<app>.sql`` and
+  ``postgres/<app>.pgdump`` (each app database: ``mysqldump --single-transaction``, or a
+  ``pg_dump`` custom-format archive) and ``gitpaas-backup.json`` (the manifest);
 - ``secret.key`` (the key of the encrypted config vars), ``gitpaas.yaml``;
 - ``storage/`` (the apps' persistent directories) and any mounted directory outside it
   (stored with its absolute path); where the runtime keeps storage in Docker volumes
@@ -41,6 +42,8 @@ STAGING = ".backup"
 BACKED_UP = ("secret.key", "gitpaas.yaml", "storage", "edge/certs", "edge/acme")
 MANIFEST = "gitpaas-backup.json"
 FORMAT = 1
+# Datastore kinds whose databases a backup dumps, with the dump's file suffix.
+DUMPS = {"mysql": "sql", "postgres": "pgdump"}
 Progress = Callable[[str], None]
 
 
@@ -134,9 +137,10 @@ def _stage(platform: Any, staging: Path, progress: Progress) -> dict:
             with platform.lock(app.name, "backups:create", None):
                 link_tree(source, staging / "repos" / f"{app.name}.git")
         for datastore in store.datastores(app.name):
-            if datastore.kind == "mysql":
-                progress(f"-----> Dumping the MySQL database of {app.name}")
-                dump_app_database(platform, datastore.name, staging / "mysql" / f"{app.name}.sql")
+            if datastore.kind in DUMPS:
+                progress(f"-----> Dumping the {datastore.kind} database of {app.name}")
+                dump_app_database(platform, datastore.kind, datastore.name,
+                                  staging / dump_path(datastore.kind, app.name))
         storage = settings.storage_dir.resolve()
         for mount in store.mounts(app.name):
             path = Path(mount.host_path)
@@ -214,12 +218,23 @@ def dump_state(database_url: str, staging: Path) -> None:
             mysql._stream_out(argv, out.write, lambda: False)
 
 
-def dump_app_database(platform: Any, database: str, target: Path) -> None:
-    """``mysqldump`` of one app database into ``target`` (0600)."""
+def dump_path(kind: str, app: str) -> str:
+    """Where an app database's dump goes in the staging dir (and comes back from)."""
+    return f"{kind}/{app}.{DUMPS[kind]}"
+
+
+def dump_app_database(platform: Any, kind: str, database: str, target: Path) -> None:
+    """A dump of one app database into ``target`` (0600): ``mysqldump``, or a
+    ``pg_dump`` custom-format archive."""
     target.parent.mkdir(mode=0o700, exist_ok=True)
-    with open(target, "w", encoding="utf-8") as out:
+    if kind == "mysql":
+        with open(target, "w", encoding="utf-8") as out:
+            os.chmod(target, 0o600)
+            platform.mysql.export(database, out.write)
+        return
+    with open(target, "wb") as out:
         os.chmod(target, 0o600)
-        platform.mysql.export(database, out.write)
+        platform.postgres.export(database, out.write)
 
 
 def link_tree(source: Path, target: Path) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import Conflict, GitPaasError, UserError
 from ..locks import app_lock
-from . import MANIFEST, STAGING, Progress, backup_lock, restic_for, tag
+from . import DUMPS, MANIFEST, STAGING, Progress, backup_lock, dump_path, restic_for, tag
 
 RESTORE_DIR = ".restore"
 
@@ -56,7 +56,7 @@ def restore_backup(platform: Any, snapshot: str, progress: Progress,
 
         fresh = Platform(settings)  # the restored state, secret key and repos
         _fix_mount_paths(fresh, manifest)
-        _databases(fresh, root_dumps=None, manifest=manifest, progress=progress)
+        _databases(fresh, progress)
         _images(fresh, progress)
         _volumes(fresh, manifest, progress)
         _start(fresh, progress)
@@ -135,8 +135,9 @@ def _put_files(settings: Any, target: Path, root: Path, manifest: dict,
         source = target / path.lstrip("/")
         if source.is_dir():
             shutil.copytree(source, path, symlinks=True, dirs_exist_ok=True)
-    (data / "dumps").mkdir(mode=0o700, exist_ok=True)
-    _replace(staged / "mysql", data / "dumps" / "restore")
+    (data / "dumps" / "restore").mkdir(mode=0o700, parents=True, exist_ok=True)
+    for kind in DUMPS:
+        _replace(staged / kind, data / "dumps" / "restore" / kind)
     _replace(staged / "volumes", data / "dumps" / "volumes")
 
 
@@ -171,32 +172,39 @@ def _fix_mount_paths(platform: Any, manifest: dict) -> None:
                                 mount.container_path)
 
 
-def _databases(platform: Any, root_dumps: Path | None, manifest: dict,
-               progress: Progress) -> None:
-    from ..datastores.mysql import Credentials, credentials_from_config
-
-    dumps = root_dumps or platform.settings.data_dir / "dumps" / "restore"
+def _databases(platform: Any, progress: Progress) -> None:
+    """Each app database recreated with the password in the app's restored config vars,
+    its dump loaded as the app's own user."""
+    dumps = platform.settings.data_dir / "dumps" / "restore"
     store = platform.store
     try:
         for app in store.list_apps():
             for datastore in store.datastores(app.name):
-                if datastore.kind != "mysql":
-                    continue
-                creds = credentials_from_config(store.get_config(app.name))
-                if creds is None:
-                    progress(f" !     {app.name}: no database credentials in its config vars;"
-                             " its database is not restored")
-                    continue
-                progress(f"-----> Restoring the MySQL database of {app.name}")
-                platform.mysql.recreate(datastore.name, datastore.user, creds.password)
-                dump = dumps / f"{app.name}.sql"
-                if dump.is_file() and dump.stat().st_size:
-                    with open(dump, "rb") as stdin:
-                        platform.mysql.import_(Credentials(
-                            creds.host, creds.port, datastore.name, datastore.user,
-                            creds.password), stdin)
+                if datastore.kind in DUMPS:
+                    _database(platform, app.name, datastore, dumps, progress)
     finally:
         shutil.rmtree(dumps, ignore_errors=True)
+
+
+def _database(platform: Any, app: str, datastore: Any, dumps: Path,
+              progress: Progress) -> None:
+    from ..datastores import mysql, postgres
+
+    kind = datastore.kind
+    module, client = (mysql, platform.mysql) if kind == "mysql" else \
+        (postgres, platform.postgres)
+    creds = module.credentials_from_config(platform.store.get_config(app))
+    if creds is None:
+        progress(f" !     {app}: no database credentials in its config vars; its {kind}"
+                 " database is not restored")
+        return
+    progress(f"-----> Restoring the {kind} database of {app}")
+    client.recreate(datastore.name, datastore.user, creds.password)
+    dump = dumps / dump_path(kind, app)
+    if dump.is_file() and dump.stat().st_size:
+        with open(dump, "rb") as stdin:
+            client.import_(module.Credentials(creds.host, creds.port, datastore.name,
+                                              datastore.user, creds.password), stdin)
 
 
 def _images(platform: Any, progress: Progress) -> None:

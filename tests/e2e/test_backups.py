@@ -1,8 +1,8 @@
 """Backups end to end: two apps (one with a MySQL database and a storage directory holding
-an uploaded file), config, ``backups:create`` over ssh, then everything this instance made
-is destroyed (data dir, containers, images, Redis keys, databases) and ``backups:restore
-latest`` brings both apps back with the same pages, config and data. Real restic, Docker,
-Redis, MariaDB, git and OpenSSH."""
+an uploaded file, the other with a PostgreSQL database), config, ``backups:create`` over
+ssh, then everything this instance made is destroyed (data dir, containers, images, Redis
+keys, databases) and ``backups:restore latest`` brings both apps back with the same
+pages, config and data. Real restic, Docker, Redis, MariaDB, PostgreSQL, git, OpenSSH."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import json
 import time
 from urllib.parse import urlparse
 
+import psycopg
 import pymysql
 import pytest
 import redis
 
 from tests.conftest import require
+from tests.e2e.test_postgres import drop_instance as drop_instance_postgres
 from tests.e2e.test_push import httpd_app
 from tests.e2e.test_wordpress import drop_instance_databases
 from tests.harness import HAS_ROUTER, make_repo, serving
@@ -39,6 +41,13 @@ def app_db(url: str):
                            autocommit=True, connect_timeout=10)
 
 
+def pg_db(url: str):
+    p = urlparse(url)
+    return psycopg.connect(host="127.0.0.1", port=p.port or 5432, user=p.username,
+                           password=p.password, dbname=p.path.lstrip("/"), autocommit=True,
+                           connect_timeout=10)
+
+
 def pages(srv) -> dict[str, tuple[int, str]]:
     shop, blog = srv.host("shop"), srv.host("blog")
     return {f"{host}{path}": srv.get(host, path)
@@ -47,7 +56,8 @@ def pages(srv) -> dict[str, tuple[int, str]]:
                                (blog, "/greeting.txt"))}
 
 
-def destroy_everything(srv, docker_client, redis_url: str, mysql_admin_url: str) -> None:
+def destroy_everything(srv, docker_client, redis_url: str, mysql_admin_url: str,
+                       postgres_admin_url: str) -> None:
     """What a lost machine loses: every container, image, Redis key, database and the
     data dir of this instance (and nothing of anyone else's)."""
     srv.cleanup(docker_client)
@@ -56,32 +66,39 @@ def destroy_everything(srv, docker_client, redis_url: str, mysql_admin_url: str)
         client.delete(key)
     client.close()
     drop_instance_databases(mysql_admin_url, srv.instance)
+    drop_instance_postgres(postgres_admin_url, srv.instance)
     assert not srv.data_dir.exists()
     label = f"gitpaas.instance={srv.instance}"
     assert not docker_client.containers.list(all=True, filters={"label": label})
 
 
 def test_backup_then_restore_onto_an_empty_machine(tmp_path_factory, redis_url, docker_client,
-                                                   mysql_admin_url, clients, busybox_image):
+                                                   mysql_admin_url, postgres_admin_url,
+                                                   clients, busybox_image):
     require(HAS_ROUTER, "the router")
     root = tmp_path_factory.mktemp("backups")
     password = root / "backup.password"
     password.write_text("a long backup passphrase kept off the machine\n")
     env = {"GITPAAS_MYSQL_ADMIN_URL": mysql_admin_url,
+           "GITPAAS_POSTGRES_ADMIN_URL": postgres_admin_url,
            "GITPAAS_BACKUP_REPO": str(root / "restic-repo"),
            "GITPAAS_BACKUP_PASSWORD_FILE": str(password), "GITPAAS_BACKUP_SCHEDULE": "off"}
     (root / "srv").mkdir()
     with serving(root / "srv", redis_url, docker_client, "bk", env) as srv:
         try:
-            _scenario(srv, root, docker_client, redis_url, mysql_admin_url, busybox_image)
+            _scenario(srv, root, docker_client, redis_url, mysql_admin_url,
+                      postgres_admin_url, busybox_image)
         finally:
             drop_instance_databases(mysql_admin_url, srv.instance)
+            drop_instance_postgres(postgres_admin_url, srv.instance)
 
 
-def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, busybox_image) -> None:
+def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, postgres_admin_url,
+              busybox_image) -> None:
     for argv in (("apps:create", "shop"), ("storage:mount", "shop", "files:/www/files"),
                  ("mysql:create", "shop"), ("config:set", "shop", "GREETING=hello-shop"),
-                 ("apps:create", "blog"), ("config:set", "blog", "GREETING=hi-blog")):
+                 ("apps:create", "blog"), ("postgres:create", "blog"),
+                 ("config:set", "blog", "GREETING=hi-blog")):
         result = srv.ssh(*argv)
         assert result.returncode == 0, (argv, result.stderr)
     assert srv.push(make_repo(root / "shop", shop_app(busybox_image)), "shop").returncode == 0
@@ -97,6 +114,10 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, busybox_imag
     with app_db(url) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, item VARCHAR(40))")
         cur.execute("INSERT INTO orders VALUES (1, 'teapot'), (2, 'kettle')")
+    pg_url = json.loads(srv.ssh("postgres:info", "blog", "--reveal", "--json").stdout)["url"]
+    with pg_db(pg_url) as conn:
+        conn.execute("CREATE TABLE posts (id INT PRIMARY KEY, title TEXT)")
+        conn.execute("INSERT INTO posts VALUES (1, 'hello world'), (2, 'second post')")
     before = pages(srv)
     assert before[f"{srv.host('shop')}/files/upload.txt"] == (200, "uploaded-by-a-user\n")
     assert before[f"{srv.host('shop')}/greeting.txt"] == (200, "hello-shop\n")
@@ -113,9 +134,11 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, busybox_imag
     srv.stop()
     refused = srv.gitpaas("backups:restore", "latest")  # over a live install: refused
     assert refused.returncode == 1 and "has 2 apps already" in refused.stderr
-    destroy_everything(srv, docker_client, redis_url, mysql_admin_url)
+    destroy_everything(srv, docker_client, redis_url, mysql_admin_url, postgres_admin_url)
     with pytest.raises(pymysql.MySQLError):
         app_db(url).close()
+    with pytest.raises(psycopg.Error):
+        pg_db(pg_url).close()
     start = time.monotonic()
     restored = srv.gitpaas("backups:restore", "latest")
     assert restored.returncode == 0, restored.stderr + restored.stdout
@@ -130,6 +153,9 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, busybox_imag
     with app_db(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT id, item FROM orders ORDER BY id")
         assert cur.fetchall() == ((1, "teapot"), (2, "kettle"))
+    with pg_db(pg_url) as conn:
+        rows = conn.execute("SELECT id, title FROM posts ORDER BY id").fetchall()
+        assert rows == [(1, "hello world"), (2, "second post")]
     assert srv.ssh("config:get", "shop", "GREETING").stdout.strip() == "hello-shop"
     assert srv.ssh("config:get", "blog", "GREETING").stdout.strip() == "hi-blog"
     events = srv.gitpaas("events", "--json").stdout
