@@ -203,7 +203,9 @@ class Server:
         label = f"gitpaas.instance={self.instance}"
         for c in docker_client.containers.list(all=True, filters={"label": label}):
             c.remove(force=True)
-        for image in docker_client.images.list():
+        # Only this instance's images: listing every image races with other test runs
+        # removing theirs on the shared engine (a 404 for an image listed a moment ago).
+        for image in docker_client.images.list(filters={"reference": f"{self.instance}/*"}):
             if any(t.startswith(f"{self.instance}/") for t in image.tags):
                 for tag in image.tags:
                     try:
