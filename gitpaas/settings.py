@@ -8,6 +8,7 @@ The environment variable of a field is ``GITPAAS_`` + its upper-case name.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -43,9 +44,21 @@ class Settings:
     postgres_admin_url: str = ""
     postgres_app_host: str = "172.17.0.1"
     postgres_app_port: int = 0
+    # Each app's own Redis (redis:create): its maxmemory, and the container's memory limit.
+    redis_maxmemory: str = "128mb"
+    redis_memory: str = "256m"
     # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
     # storage:mount may bind into containers (comma-separated; admins only).
     storage_roots: str = ""
+    # Each app's containers live on a Docker network of their own, with a subnet taken from
+    # this pool (IPv4, carved into /app_network_prefix subnets: a /16 into /26 gives 1024
+    # apps of up to 61 containers each). Subnets already used by Docker or a host route are
+    # skipped; dockerd's default pools are not used.
+    app_network_pool: str = "10.213.0.0/16"
+    app_network_prefix: int = 26
+    # Most processes (and threads) one app container may run (0: no limit): a fork bomb
+    # stays in its container.
+    pids_limit: int = 512
     # Address published container ports bind to and the router connects to.
     container_host: str = "127.0.0.1"
     # Seconds: the web check of a new release, draining and stopping the old one.
@@ -80,6 +93,16 @@ class Settings:
     process_check_seconds: float = 2.0
     # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).
     webhook_url: str = ""
+    # Limits of every build (its RUN steps): memory without swap on top, CPU weight
+    # against the apps' 1024, CPUs ("" = all), /dev/shm, and seconds for the whole build.
+    build_memory: str = "1g"
+    build_cpu_shares: int = 512
+    build_cpuset: str = ""
+    build_shm_size: str = "64m"
+    build_timeout: float = 1800.0
+    # Images a Dockerfile's FROM may name besides gitpaas-base/*, the app's own images and
+    # scratch: comma-separated patterns (fnmatch), e.g. "debian:bookworm*,python:3.12-slim".
+    build_allowed_images: str = ""
     # Backups (restic; see docs/operations.md). backup_repo: a directory, or an sftp:/s3:
     # URL passed to restic ("" = no backups). The password file is read by restic only
     # (RESTIC_PASSWORD_FILE); default <data_dir>/backup.password, made on first use.
@@ -191,6 +214,16 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         raise InvalidInput(f"invalid setting {name}={raw!r}: {exc}") from exc
 
 
+def _check_network_pool(settings: Settings) -> None:
+    try:
+        pool = ipaddress.IPv4Network(settings.app_network_pool)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid setting app_network_pool: {exc}") from exc
+    if not pool.prefixlen <= settings.app_network_prefix <= 29:
+        raise InvalidInput(f"app_network_prefix must be from {pool.prefixlen} (the pool's) "
+                           "to 29")
+
+
 def load(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -223,6 +256,7 @@ def load(
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
     coerced = {k: _coerce(k, v, known[k]) for k, v in values.items()}
     settings = Settings(**coerced)
+    _check_network_pool(settings)
     names.instance_name(settings.instance)
     names.hostname(settings.domain)
     if settings.backup_schedule not in {"off", "hourly", "daily", "weekly"}:

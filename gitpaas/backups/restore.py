@@ -182,6 +182,9 @@ def _databases(platform: Any, progress: Progress) -> None:
             for datastore in store.datastores(app.name):
                 if datastore.kind in DUMPS:
                     _database(platform, app.name, datastore, dumps, progress)
+                else:  # e.g. a Redis container: not in backups yet
+                    progress(f" !     {app.name}: its {datastore.kind} datastore is not in"
+                             f" backups: {datastore.kind}:destroy and {datastore.kind}:create")
     finally:
         shutil.rmtree(dumps, ignore_errors=True)
 

@@ -3,8 +3,8 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "backups",
-           "doctor")
+           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis",
+           "backups", "doctor")
 
 
 def load_all() -> None:
