@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from . import settings as settings_mod
 from .commands.registry import EXIT_USER, Context, run_command
@@ -18,7 +19,7 @@ from .errors import GitPaasError
 from .store import Key
 
 LOCAL_ADMIN = Key(name="local", fingerprint="", public_key="", is_admin=True, created_at=0.0)
-SERVER_COMMANDS = {"serve", "router", "edge:stop", "images:build"}
+SERVER_COMMANDS = {"serve", "router", "edge:stop", "images:build", "migrate"}
 
 
 def local_pty_size() -> tuple[int, int] | None:
@@ -65,9 +66,28 @@ def load_settings(opts: argparse.Namespace, **extra: object) -> settings_mod.Set
     return settings_mod.load(overrides, config_file=opts.config)
 
 
-def configure_logging(level: str = "INFO") -> None:
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_BACKUPS = 5
+
+
+def configure_logging(level: str = "INFO", log_file: str = "", max_bytes: int = 0) -> None:
+    """Log to stderr (the journal under systemd), or to ``log_file`` rotated at
+    ``max_bytes`` with the router's access lines in ``access.log`` next to it."""
+    from logging.handlers import RotatingFileHandler
+
+    handlers: list[logging.Handler] | None = None
+    if log_file:
+        path = Path(log_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers = [RotatingFileHandler(path, maxBytes=max_bytes, backupCount=LOG_BACKUPS)]
+        access = RotatingFileHandler(path.with_name("access.log"), maxBytes=max_bytes,
+                                     backupCount=LOG_BACKUPS)
+        access.setFormatter(logging.Formatter(LOG_FORMAT))
+        access_log = logging.getLogger("gitpaas.router.access")
+        access_log.addHandler(access)
+        access_log.propagate = False
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=LOG_FORMAT, handlers=handlers, force=bool(handlers))
     logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 
@@ -88,8 +108,19 @@ def serve(argv: list[str]) -> int:
                         help="run only the SSH server (no edge)")
     parser.add_argument("--log-level", default="INFO")
     opts = parser.parse_args(argv)
-    configure_logging(opts.log_level)
     settings = load_settings(opts, ssh_listen=opts.ssh_listen, http_listen=opts.http_listen)
+    configure_logging(opts.log_level, settings.log_file, settings.log_max_bytes)
+    from .backups.restore import serve_lock
+
+    # Held while serving: backups:restore refuses to run under a live server.
+    # A restarted serve waits (a minute at most) for the previous one to let go.
+    with serve_lock(settings, f"gitpaas serve (pid {os.getpid()})", 60.0):
+        return _serve(settings, opts)
+
+
+def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
+    from . import doctor
+    from .backups import schedule
     from .platform import Platform
     from .ssh.server import SSHServer
 
@@ -130,7 +161,14 @@ def serve(argv: list[str]) -> int:
         f"{key.get_name()} {key.fingerprint}" for key in ssh.host_keys))
     print(f"gitpaas: ssh port {ssh.port}" + (f", http port {http_port}" if http_port else ""),
           flush=True)
+    stop_backups = schedule.start_in_thread(platform)
+    stop_doctor = threading.Event()
+    if settings.doctor_interval > 0:
+        threading.Thread(target=doctor.Watcher(platform).loop, daemon=True, name="doctor",
+                         args=(stop_doctor, settings.doctor_interval)).start()
     stop.wait()
+    stop_doctor.set()
+    stop_backups.set()
     stop_reconciler.set()
     stop_maintenance.set()
     stop_cron.set()
@@ -176,6 +214,21 @@ def edge_stop(argv: list[str]) -> int:
     return 0
 
 
+def migrate(argv: list[str]) -> int:
+    """Bring the state store's schema to this version's (``scripts/upgrade`` runs it)."""
+    parser = common_parser("gitpaas migrate")
+    opts = parser.parse_args(argv)
+    configure_logging("WARNING")
+    from .store import open_store
+
+    settings = load_settings(opts)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = open_store(settings.database, settings.secret_key_path)
+    print(f"gitpaas: the state store is at schema version {store.schema_version()}")
+    store.close()
+    return 0
+
+
 def images_build(argv: list[str]) -> int:
     from . import images
 
@@ -186,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SERVER_COMMANDS:
         handler = {"serve": serve, "router": router_main, "edge:stop": edge_stop,
-                   "images:build": images_build}
+                   "images:build": images_build, "migrate": migrate}
         try:
             return handler[argv[0]](argv[1:])
         except GitPaasError as exc:

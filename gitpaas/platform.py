@@ -203,6 +203,9 @@ class Platform:
             self.store.record_event(key.name, "deploy", app.name, new.decode()[:12])
             self.certs.request(app.name)  # in the background; never fails the deploy
         except GitPaasError as exc:
+            from .notify import notify
+
             self.store.record_event(key.name, "deploy-failed", app.name, exc.message)
+            notify(self, "deploy-failed", app.name, exc.message)
             return f"deploy failed: {exc.message}"
         return None

@@ -136,6 +136,24 @@ class Settings:
     # Images a Dockerfile's FROM may name besides gitpaas-base/*, the app's own images and
     # scratch: comma-separated patterns (fnmatch), e.g. "debian:bookworm*,python:3.12-slim".
     build_allowed_images: str = ""
+    # Backups (restic; see docs/operations.md). backup_repo: a directory, or an sftp:/s3:
+    # URL passed to restic ("" = no backups). The password file is read by restic only
+    # (RESTIC_PASSWORD_FILE); default <data_dir>/backup.password, made on first use.
+    backup_repo: str = ""
+    backup_password_file: str = ""
+    # "daily", "hourly", "weekly", "off", or seconds between backups made by serve.
+    backup_schedule: str = "daily"
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    # doctor: percent of a disk in use that counts as a problem; restarts of one
+    # container that count as a crash loop; seconds between doctor passes in serve.
+    disk_threshold: int = 90
+    crash_restarts: int = 3
+    doctor_interval: float = 300.0
+    # serve's log: "" = stderr (the journal under systemd), else a file rotated at
+    # log_max_bytes (and access.log next to it for the router's access lines).
+    log_file: str = ""
+    log_max_bytes: int = 10 * 1024 * 1024
     # Image name of each buildpack's base, by buildpack name (see images/).
     base_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # The edge (nginx, see docs/router.md). Durations in seconds.
@@ -203,6 +221,19 @@ class Settings:
     @property
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret.key"
+
+    @property
+    def backup_password_path(self) -> Path:
+        return Path(self.backup_password_file) if self.backup_password_file \
+            else self.data_dir / "backup.password"
+
+    @property
+    def backup_interval(self) -> float:
+        """Seconds between scheduled backups (0: none)."""
+        named = {"off": 0.0, "hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0}
+        if self.backup_schedule in named:
+            return named[self.backup_schedule] if self.backup_repo else 0.0
+        return float(self.backup_schedule) if self.backup_repo else 0.0
 
     def listen(self, which: str) -> tuple[str, int]:
         """Split ``ssh_listen`` or ``http_listen`` into (host, port)."""
@@ -348,4 +379,11 @@ def load(
     if settings.public_scheme not in {"http", "https"}:
         raise InvalidInput(f"invalid setting public_scheme={settings.public_scheme!r}:"
                            " http or https")
+    if settings.backup_schedule not in {"off", "hourly", "daily", "weekly"}:
+        try:
+            if float(settings.backup_schedule) <= 0:
+                raise ValueError
+        except ValueError:
+            raise InvalidInput("backup_schedule must be off, hourly, daily, weekly or a"
+                               f" number of seconds, not {settings.backup_schedule!r}") from None
     return settings

@@ -84,6 +84,8 @@ class Server:
     admin_key: Path | None = None
     # False: ``serve --no-router`` (run a separate ``gitpaas router`` on http_port).
     router: bool = True
+    # The command to start instead of ``gitpaas serve`` (e.g. a systemd unit's ExecStart).
+    command: list[str] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -106,6 +108,8 @@ class Server:
         log = open(self.root / "serve.log", "ab")  # noqa: SIM115 - closed with the process
         with_router = HAS_ROUTER and self.router
         args = [GITPAAS, "serve"] + ([] if with_router else ["--no-router"])
+        if self.command:
+            args, with_router = list(self.command), "--no-router" not in self.command
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -215,6 +215,26 @@ class MySQLDatastores:
         return Credentials(self.server.app_host, self.server.port_for_apps, database, user,
                            password)
 
+    def recreate(self, database: str, user: str, password: str) -> None:
+        """Create ``database`` and ``user`` with a known password (a restore: the password
+        is the one in the app's restored config vars); refuse if either exists."""
+        if self.database_exists(database) or self.user_exists(user):
+            raise Conflict(f"MySQL database or user {database} exists already: drop it"
+                           " first, or restore onto a fresh server")
+        qdb = quote_identifier(database)
+        quote_identifier(user)
+        with self._admin() as cur:
+            cur.execute(f"CREATE DATABASE {qdb} CHARACTER SET utf8mb4"
+                        " COLLATE utf8mb4_unicode_ci")
+            try:
+                cur.execute("CREATE USER %s@%s IDENTIFIED BY %s",
+                            (user, self.server.user_host, password))
+                cur.execute(f"GRANT ALL PRIVILEGES ON {qdb}.* TO %s@%s",
+                            (user, self.server.user_host))
+            except BaseException:
+                self._drop(cur, database, user)
+                raise
+
     def destroy(self, database: str, user: str) -> None:
         """Drop the database and the user (each if it exists)."""
         with self._admin() as cur:

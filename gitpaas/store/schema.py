@@ -122,6 +122,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 WHERE gp_apps.name = gp_events.app
                 AND gp_apps.created_at <= gp_events.created_at)
             WHERE app_uid IS NULL"""]),
+    # 7: backup bookkeeping (backups:create, the schedule in serve, doctor's backup age).
+    (7, ["""CREATE TABLE IF NOT EXISTS gp_backups (
+        id {autoinc},
+        snapshot VARCHAR(80) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        detail TEXT NOT NULL,
+        started_at DOUBLE NOT NULL,
+        finished_at DOUBLE NOT NULL)"""]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])

@@ -554,6 +554,26 @@ class Store:
                             (limit,))
             return cur.all()
 
+    # -- backups ------------------------------------------------------------------------
+
+    def add_backup(self, snapshot: str, status: str, detail: str, started_at: float,
+                   finished_at: float) -> None:
+        """Record one backup attempt (``succeeded`` or ``failed``)."""
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO gp_backups (snapshot, status, detail, started_at,"
+                        " finished_at) VALUES (?, ?, ?, ?, ?)",
+                        (snapshot, status, detail, started_at, finished_at))
+
+    def last_backup(self, status: str | None = None) -> tuple | None:
+        """(snapshot, status, detail, started_at, finished_at) of the newest backup
+        attempt, or of the newest with ``status``; None when there is none."""
+        sql = "SELECT snapshot, status, detail, started_at, finished_at FROM gp_backups"
+        params: tuple = ()
+        if status:
+            sql, params = sql + " WHERE status = ?", (status,)
+        with self.db.transaction() as cur:
+            return cur.execute(sql + " ORDER BY id DESC LIMIT 1", params).one()
+
     def close(self) -> None:
         self.db.close()
 

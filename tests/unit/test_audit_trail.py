@@ -25,7 +25,11 @@ from tests.unit.test_certs import FakeSignals, make_cert
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
              "keys", "mysql:info", "mysql:export", "storage", "cron", "postgres:info",
-             "postgres:export", "drains", "redis:info", "edge", "certs"}
+             "postgres:export", "drains", "redis:info", "edge", "certs", "backups",
+             "doctor"}
+# Mutating, and their events are checked end to end (they need restic):
+# tests/e2e/test_backups.py.
+END_TO_END = {"backups:create", "backups:restore"}
 
 # Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
 AUDITED_IN_E2E = {"run", "enter"}
@@ -226,7 +230,7 @@ def run(platform, key, argv, stdin=b""):
 
 def test_every_command_is_classified():
     load_all()
-    assert set(COMMANDS) == READ_ONLY | set(MUTATING) | AUDITED_IN_E2E, \
+    assert set(COMMANDS) == READ_ONLY | set(MUTATING) | AUDITED_IN_E2E | END_TO_END, \
         "classify new commands here"
 
 
