@@ -7,7 +7,9 @@ VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
 DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
               mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2
-              openssh-server)  # openssh-server: bench/run receive starts a throwaway sshd
+              openssh-server chromium chromium-driver)
+# openssh-server: bench/run receive starts a throwaway sshd; chromium + chromium-driver:
+# the WordPress smoke test drives a real browser (tests/e2e/test_wordpress_browser.py)
 
 log() { printf '=====> %s\n' "$*" >&2; }
 die() { printf ' !     %s\n' "$*" >&2; exit 1; }

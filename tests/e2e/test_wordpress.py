@@ -346,3 +346,48 @@ def test_who_may_use_databases_and_storage(wp_server):
     assert outside.returncode == 1 and "outside" in outside.stderr
     ok(srv.ssh("mysql:destroy", "acldb", "--confirm", "acldb", key=keys["owner"]))
     ok(srv.ssh("apps:destroy", "acldb", "--confirm", "acldb", key=keys["owner"]))
+
+
+def test_export_loads_on_mysql_8_and_config_masks_the_password(wp_server):
+    """The dump has no MariaDB-only sandbox line (MySQL 8's client stops at it) and loads
+    back with mysql:import; ``config`` masks what mysql:create set unless --reveal."""
+    import json
+
+    from gitpaas.datastores.mysql import SANDBOX_LINE
+
+    srv = wp_server
+    ok(srv.ssh("apps:create", "dumped"))
+    ok(srv.ssh("mysql:create", "dumped"))
+    ok(srv.ssh("mysql:import", "dumped", input=(
+        "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT);\n"
+        "INSERT INTO notes VALUES (1, 'a \\\\- backslash and a\\nnewline');\n")))
+    dump = ok(srv.ssh("mysql:export", "dumped"))
+    assert not dump.startswith("/*M!") and SANDBOX_LINE not in dump, dump[:200]
+    assert dump.lstrip().startswith("/*!40101 SET"), dump[:200]
+    ok(srv.ssh("apps:create", "loaded"))
+    ok(srv.ssh("mysql:create", "loaded"))
+    ok(srv.ssh("mysql:import", "loaded", input=dump), "done")
+    user, password = config(srv, "loaded", "DB_USER"), config(srv, "loaded", "DB_PASSWORD")
+    with connect(user, password, f"{srv.instance}_loaded") as conn, conn.cursor() as cur:
+        cur.execute("SELECT body FROM notes WHERE id = 1")
+        assert cur.fetchone() == ("a \\- backslash and a\nnewline",)
+
+    db = f"{srv.instance}_loaded"
+    shown = ok(srv.ssh("config", "loaded"))
+    assert password not in shown
+    assert f"DATABASE_URL: mysql://{db}:****@172.17.0.1:3306/{db}" in shown
+    assert "DB_PASSWORD:  ****" in shown and f"DB_USER:      {db}" in shown
+    info = ok(srv.ssh("mysql:info", "loaded"))
+    assert f"mysql://{db}:****@172.17.0.1:3306/{db}" in info
+    as_json = json.loads(ok(srv.ssh("config", "loaded", "--json")))
+    assert as_json["DB_PASSWORD"] == "****" and password not in json.dumps(as_json)
+    assert password not in ok(srv.ssh("config", "loaded", "--encoded"))
+    revealed = ok(srv.ssh("config", "loaded", "--reveal"))
+    assert f"DB_PASSWORD:  {password}" in revealed
+    assert f"mysql://{db}:{password}@" in revealed
+    # A password the user set themselves, with no datastore, is theirs to see.
+    ok(srv.ssh("mysql:destroy", "loaded", "--confirm", "loaded"))
+    ok(srv.ssh("config:set", "loaded", "DB_PASSWORD=mine", "--no-restart"))
+    assert "DB_PASSWORD: mine" in ok(srv.ssh("config", "loaded"))
+    for app in ("dumped", "loaded"):
+        ok(srv.ssh("apps:destroy", app, "--confirm", app))
