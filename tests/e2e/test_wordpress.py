@@ -5,7 +5,6 @@ mysql:export / mysql:import into a fresh app. Real MariaDB, Docker, git, OpenSSH
 from __future__ import annotations
 
 import http.client
-import shutil
 import struct
 import urllib.parse
 import xmlrpc.client
@@ -15,50 +14,15 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from gitpaas import images
 from gitpaas.datastores.mysql import MySQLDatastores
 from gitpaas.datastores.mysql import Server as MySQLServer
-from gitpaas.settings import Settings
 from tests.conftest import require, unique
-from tests.harness import HAS_ROUTER, Server, commit_files, make_repo, serving
+from tests.harness import HAS_ROUTER, Server, commit_files, make_repo
 
 pytestmark = pytest.mark.timeout(900)
 ADMIN_PASSWORD = "correct-horse-battery-staple-42"
 UPLOADS = "/var/lib/wordpress/wp-content/uploads"
 THEME = "gitpaas-e2e"
-
-
-@pytest.fixture(scope="module")
-def wordpress_image(docker_client):
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
-    images.build_images(Settings(), ["wordpress"], progress=lambda _: None,
-                        client=docker_client)
-    return images.recipe_image_name(images.load_recipe("wordpress"))
-
-
-@pytest.fixture(scope="module")
-def wp_server(tmp_path_factory, redis_url, docker_client, mysql_admin_url, clients):
-    """A server with MySQL datastores configured; its databases dropped afterwards."""
-    require(HAS_ROUTER, "the router")
-    env = {"GITPAAS_MYSQL_ADMIN_URL": mysql_admin_url, "GITPAAS_HEALTH_TIMEOUT": "60"}
-    with serving(tmp_path_factory.mktemp("wp"), redis_url, docker_client, "w", env) as srv:
-        try:
-            yield srv
-        finally:
-            drop_instance_databases(mysql_admin_url, srv.instance)
-
-
-def drop_instance_databases(admin_url: str, instance: str) -> None:
-    """Drop whatever databases and users of ``instance`` a failed test left behind."""
-    ds = MySQLDatastores(MySQLServer(admin_url), instance)
-    with ds._admin() as cur:
-        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME"
-                    " LIKE %s", (f"{instance}\\_%",))
-        databases = [r[0] for r in cur.fetchall()]
-        cur.execute("SELECT User FROM mysql.user WHERE User LIKE %s", (f"{instance}\\_%",))
-        users = [r[0] for r in cur.fetchall()]
-    for name in set(databases) | set(users):
-        ds.destroy(name, name)
 
 
 # -- HTTP through the router ------------------------------------------------------------
