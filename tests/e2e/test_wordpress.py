@@ -355,3 +355,94 @@ def test_export_loads_on_mysql_8_and_config_masks_the_password(wp_server):
     assert "DB_PASSWORD: mine" in ok(srv.ssh("config", "loaded"))
     for app in ("dumped", "loaded"):
         ok(srv.ssh("apps:destroy", app, "--confirm", app))
+
+
+# -- what a newcomer meets --------------------------------------------------------------
+
+IP_PHP = "<?php header('Content-Type: text/plain'); echo $_SERVER['REMOTE_ADDR'], \"\\n\";\n"
+PLUGIN_PHP = ("<?php\n/*\nPlugin Name: Pushed plugin\n*/\n"
+              "add_action('send_headers', function () { header('X-Pushed-Plugin: on'); });\n")
+VISITOR = "127.0.0.2"  # another loopback address: not the edge, not the gateway
+
+
+def visit(server: Server, host: str, path: str, headers: dict[str, str] | None = None,
+          method: str = "GET", body: bytes | None = None):
+    """A request through the edge from ``VISITOR``; returns (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60,
+                                      source_address=(VISITOR, 0))
+    try:
+        conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def log_in(server: Server, host: str) -> str:
+    """Log in as admin; return the Cookie header of the session."""
+    form = urllib.parse.urlencode({"log": "admin", "pwd": ADMIN_PASSWORD,
+                                   "testcookie": "1", "redirect_to": "/wp-admin/"}).encode()
+    test_cookie = "wordpress_test_cookie=WP%20Cookie%20check"
+    status, headers, body = request(server, "POST", host, "/wp-login.php", form, {
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": test_cookie})
+    assert status == 302, body[-2000:]
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+    try:
+        conn.request("POST", "/wp-login.php", body=form, headers={
+            "Host": host, "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": test_cookie})
+        resp = conn.getresponse()
+        resp.read()
+        cookies = [v.split(";", 1)[0] for k, v in resp.getheaders()
+                   if k.lower() == "set-cookie"]
+    finally:
+        conn.close()
+    assert any(c.startswith("wordpress_logged_in_") for c in cookies), cookies
+    return "; ".join(cookies)
+
+
+def test_visitor_address_no_wp_admin_installs_and_pushed_plugins_on(wp_server,
+                                                                   wordpress_image, tmp_path):
+    """Apache's log and PHP see the visitor's address (a forged X-Forwarded-For does not
+    count); wp-admin offers no installs or updates; a plugin named in WP_PLUGINS is active
+    without a click; Apache's OPTIONS * pings are not logged."""
+    srv = wp_server
+    host = srv.host("newcomer")
+    ok(srv.ssh("apps:create", "newcomer"))
+    ok(srv.ssh("mysql:create", "newcomer"))
+    ok(srv.ssh("config:set", "newcomer", f"WP_DEFAULT_THEME={THEME}",
+               "WP_PLUGINS=pushed-plugin"))
+    files = {**site_files(wordpress_image, "v1"), "wp-content/ip.php": IP_PHP,
+             "wp-content/plugins/pushed-plugin/pushed-plugin.php": PLUGIN_PHP}
+    pushed = srv.push(make_repo(tmp_path / "newcomer", files), "newcomer")
+    assert pushed.returncode == 0, pushed.stderr
+    install(srv, host)
+
+    status, _, body = visit(srv, host, "/wp-content/ip.php?who",
+                            {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9"})
+    assert (status, body) == (200, f"{VISITOR}\n".encode())
+    status, headers, _ = visit(srv, host, "/?from-the-visitor")
+    assert status == 200 and headers.get("x-pushed-plugin") == "on", headers
+
+    cookie = log_in(srv, host)
+    status, _, body = request(srv, "GET", host, "/wp-admin/plugin-install.php",
+                              headers={"Cookie": cookie})
+    assert status == 403 and b"not allowed" in body, body[-1000:]
+    status, _, body = request(srv, "GET", host, "/wp-admin/plugins.php",
+                              headers={"Cookie": cookie})
+    assert status == 200 and b"Always active (WP_PLUGINS)" in body
+    assert b"plugin-install.php" not in body and b"action=delete-selected" not in body
+    status, _, body = request(srv, "GET", host, "/wp-admin/update-core.php",
+                              headers={"Cookie": cookie})
+    assert status == 403, body[-1000:]
+
+    def logged() -> list[str]:
+        return ok(srv.ssh("logs", "newcomer", "-n", "1000")).splitlines()
+
+    lines = logged()
+    who = [line for line in lines if "GET /wp-content/ip.php?who " in line]
+    assert len(who) == 1 and f"| {VISITOR} - - [" in who[0], who
+    assert any("GET /?from-the-visitor " in line and f"| {VISITOR} " in line
+               for line in lines), lines[-20:]
+    assert not any("OPTIONS *" in line for line in lines)
+    ok(srv.ssh("apps:destroy", "newcomer", "--confirm", "newcomer"))
