@@ -58,3 +58,11 @@ def drop_instance_databases(admin_url: str, instance: str) -> None:
         users = [r[0] for r in cur.fetchall()]
     for name in set(databases) | set(users):
         ds.destroy(name, name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """``item.rep_setup``/``rep_call``: fixtures may keep artifacts when a test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
