@@ -4,10 +4,13 @@ every registered command (``gitpaas keys:add NAME FILE``, ``gitpaas apps`` ...).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 
 from . import settings as settings_mod
 from .commands.registry import EXIT_USER, Context, run_command
@@ -16,6 +19,38 @@ from .store import Key
 
 LOCAL_ADMIN = Key(name="local", fingerprint="", public_key="", is_admin=True, created_at=0.0)
 SERVER_COMMANDS = {"serve", "router", "images:build"}
+
+
+def local_pty_size() -> tuple[int, int] | None:
+    """(columns, rows) of the local terminal when stdin and stdout are one, else None."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+    size = os.get_terminal_size(sys.stdout.fileno())
+    return size.columns, size.lines
+
+
+def wants_tty(argv: list[str]) -> bool:
+    """Whether the local command runs interactively on a pty (``enter``, ``run --tty``)."""
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    return bool(options) and (options[0] == "enter" or (
+        options[0] == "run" and ("--tty" in options or "-t" in options)))
+
+
+@contextlib.contextmanager
+def raw_terminal(enabled: bool) -> Iterator[None]:
+    """The local terminal in raw mode while an interactive command runs, then restored."""
+    if not enabled:
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(0)
+    try:
+        tty.setraw(0)
+        yield
+    finally:
+        termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
 def common_parser(prog: str) -> argparse.ArgumentParser:
@@ -125,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     platform = Platform(settings)
     ctx = Context(platform, LOCAL_ADMIN, sys.stdin.buffer,
                   lambda s: (sys.stdout.write(s), sys.stdout.flush()),
-                  lambda s: (sys.stderr.write(s), sys.stderr.flush()), is_local=True)
-    code = run_command(ctx, opts.command)
+                  lambda s: (sys.stderr.write(s), sys.stderr.flush()), is_local=True,
+                  recv=lambda n: os.read(0, n),
+                  write_out_bytes=lambda b: (sys.stdout.buffer.write(b), sys.stdout.flush()),
+                  write_err_bytes=lambda b: (sys.stderr.buffer.write(b), sys.stderr.flush()),
+                  pty_size=local_pty_size())
+    with raw_terminal(ctx.pty_size is not None and wants_tty(opts.command)):
+        code = run_command(ctx, opts.command)
     if "deployer" in platform.__dict__:  # a release was rolled out: retire the old one
         platform.deployer.wait_retired()
     return code

@@ -85,8 +85,19 @@ def split_options(argv: list[str]) -> tuple[str, str | None, list[str]]:
     return remote, app, args
 
 
+def options_of(args: list[str]) -> list[str]:
+    """The arguments before ``--`` (after it comes a command for the container)."""
+    return args[:args.index("--")] if "--" in args else args
+
+
 def has_app_option(args: list[str]) -> bool:
-    return any(a in {"--app", "-a"} or a.startswith("--app=") for a in args)
+    return any(a in {"--app", "-a"} or a.startswith("--app=") for a in options_of(args))
+
+
+def wants_tty(command: str, args: list[str]) -> bool:
+    """``enter`` and ``run --tty`` need ssh to allocate a pty (``ssh -t``)."""
+    return command == "enter" or (command == "run" and bool(
+        {"--tty", "-t"} & set(options_of(args))))
 
 
 def remote_command(command: str, app: str | None, args: list[str]) -> str:
@@ -110,8 +121,9 @@ def build_argv(argv: list[str], environ: dict[str, str], url_for=remote_url) -> 
         args = ["help"]
     remote = parse_remote_url(url_for(remote_name))
     command = remote_command(args[0], app or remote.app, args[1:])
-    return [*ssh_program(environ), "-p", str(remote.port), f"{remote.user}@{remote.host}",
-            command]
+    tty = ["-t"] if wants_tty(args[0], args[1:]) else []
+    return [*ssh_program(environ), *tty, "-p", str(remote.port),
+            f"{remote.user}@{remote.host}", command]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,13 +22,14 @@ from .appjson import AppSpec, parse_app_json, parse_checks
 from .build import buildpacks
 from .build.context import build_context, read_blob, tree_paths
 from .build.docker import DockerBuilder
-from .errors import DeployError, GitPaasError
+from .errors import DeployError, GitPaasError, UserError
 from .health import WebCheck, wait_healthy, wait_stable
 from .hooks import SHIPPED, run_hooks
 from .routes import Routes
 from .runtime import ContainerInfo, DockerRuntime
 from .settings import Settings
 from .store import Release, Store
+from .terminal import Terminal
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
@@ -236,6 +237,21 @@ class Deployer:
                                      commit_to=commit_to, mounts=self._mounts(app))
         if code != 0:
             raise DeployError(f"{what} failed (exit {code})")
+
+    def run_command(self, app: str, argv: list[str], term: Terminal,
+                    process: str = "run") -> int:
+        """``run``: ``argv`` in a one-off container of the current release, with the app's
+        config, storage and the limits of ``process``; returns its exit status."""
+        release = self.store.current_release(app)
+        if release is None:
+            raise UserError(f"{app} has no release yet: push first")
+        memory, nano_cpus = self._limits(app, process)
+        env = self._env(release, process, 1)
+        env["DYNO"] = "run.1"
+        return self.runtime.run_attached(app, release.version, release.image, process, env,
+                                         argv, term, timeout=self.settings.run_timeout,
+                                         mounts=self._mounts(app), mem_limit=memory,
+                                         nano_cpus=nano_cpus)
 
     def _checks(self, release: Release, process: str) -> list[WebCheck]:
         raw = (release.extra.get("healthchecks") or {}).get(process)

@@ -91,6 +91,8 @@ class Platform:
     def app_for_push(self, key: Key, name: str) -> App:
         """The app to push to, created on first push when the settings allow it."""
         app = self.store.find_app(names.app_name(name))
+        if app is None and key.deploy_app is not None:
+            raise NotFound(f"no app named {name!r}, or you may not use it")
         if app is None:
             if not self.settings.create_on_push:
                 raise Forbidden(f"no app named {name!r}; create it first with apps:create")

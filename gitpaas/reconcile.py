@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import names
+from .applogs import epoch_seconds, normalize_timestamp
 from .errors import Conflict, GitPaasError, InvalidInput
 from .health import WebCheck, wait_healthy
 from .runtime import ContainerInfo
@@ -98,7 +99,8 @@ class Reconciler:
                 with self._try_lock(app, "reconcile"):
                     # Listed again under the lock: a deploy that finished since the first
                     # listing has containers the reconciler must not start twice.
-                    mine = self.platform.runtime.list(app)
+                    mine = [c for c in self.platform.runtime.list(app)
+                            if not self._user_run_active(c)]
                     if app in apps:
                         self._reconcile_app(app, mine, grace, report)
                     else:
@@ -115,6 +117,16 @@ class Reconciler:
             log.info("reconciled: started %s, removed %s, routed %s", report.started,
                      report.removed, report.routed)
         return report
+
+    def _user_run_active(self, info: ContainerInfo) -> bool:
+        """A ``run`` command still within its time: its session removes it, not us."""
+        if info.oneoff != "run" or info.status != "running":
+            return False
+        stamp = normalize_timestamp(info.started_at) if info.started_at else None
+        if stamp is None:
+            return True
+        limit = self.platform.settings.run_timeout + 60
+        return time.time() - epoch_seconds(stamp) < limit
 
     def _try_lock(self, app: str, what: str):
         try:

@@ -65,6 +65,8 @@ class Settings:
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0
+    # Seconds a ``run`` command may last before its container is killed.
+    run_timeout: float = 3600.0
     # Seconds a process without a port must stay up for its release to count as healthy.
     process_check_seconds: float = 2.0
     # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).

@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage")
+           "audit", "git", "mysql", "storage", "run")
 
 
 def load_all() -> None:

@@ -7,7 +7,7 @@ from ..errors import UserError
 from .registry import COMMANDS, Context, command
 
 
-@command("help", "help [COMMAND]")
+@command("help", "help [COMMAND]", deploy_key=True)
 def help_(ctx: Context, args: list[str]) -> None:
     """List the commands, or show one command's usage."""
     if args:
@@ -22,10 +22,12 @@ def help_(ctx: Context, args: list[str]) -> None:
         cmd = COMMANDS[name]
         if cmd.admin_only and not ctx.key.is_admin:
             continue
+        if ctx.key.deploy_app is not None and not cmd.deploy_key:
+            continue
         ctx.out(f"  {cmd.usage.ljust(width)}  {cmd.summary}")
 
 
-@command("version")
+@command("version", deploy_key=True)
 def version(ctx: Context, args: list[str]) -> None:
     """Show the gitpaas version."""
     ctx.out(f"gitpaas {__version__}")

@@ -1,12 +1,12 @@
-"""keys, keys:add, keys:remove (admins only)."""
+"""keys, keys:add, keys:remove (admins; an app's owner for the app's deploy keys)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .. import names, sshkeys
-from ..errors import InvalidInput
-from .args import no_more, pop_flag
+from ..errors import Forbidden, InvalidInput
+from .args import no_more, pop_flag, pop_option, require_owner
 from .registry import Context, command
 
 MAX_KEY_BYTES = 16 * 1024
@@ -19,19 +19,32 @@ def keys_list(ctx: Context, args: list[str]) -> None:
     no_more(args)
     keys = ctx.platform.store.list_keys()
     if as_json:
-        ctx.json([{"name": k.name, "fingerprint": k.fingerprint, "admin": k.is_admin}
-                  for k in keys])
+        ctx.json([{"name": k.name, "fingerprint": k.fingerprint, "admin": k.is_admin,
+                   "deploy_app": k.deploy_app} for k in keys])
         return
     for k in keys:
-        ctx.out(f"{k.name:20}  {k.fingerprint}{'  (admin)' if k.is_admin else ''}")
+        role = "  (admin)" if k.is_admin else (f"  (deploy key of {k.deploy_app})"
+                                                if k.deploy_app else "")
+        ctx.out(f"{k.name:20}  {k.fingerprint}{role}")
 
 
-@command("keys:add", "keys:add NAME [FILE|-]   (the public key on stdin over ssh)",
-         admin_only=True)
+@command("keys:add", "keys:add NAME [FILE|-] [--deploy-only APP]   (the public key on stdin"
+         " over ssh)")
 def keys_add(ctx: Context, args: list[str]) -> None:
-    """Register a public key under NAME; the first key ever added is an admin."""
+    """Register a public key under NAME; --deploy-only APP makes a deploy key of APP.
+
+    Admins add any key (the first key ever added is an admin); an app's owner adds deploy
+    keys of it: they may push to that app and read its releases and logs, nothing else.
+    """
+    deploy_only = pop_option(args, "--deploy-only")
+    if deploy_only is not None:
+        app = ctx.platform.app_for(ctx.key, deploy_only)
+        require_owner(ctx, app, "add a deploy key to it")
+        deploy_only = app.name
+    else:
+        ctx.require_admin()
     if not args:
-        raise InvalidInput("usage: keys:add NAME [FILE|-]")
+        raise InvalidInput("usage: keys:add NAME [FILE|-] [--deploy-only APP]")
     name = names.key_name(args.pop(0))
     source = args.pop(0) if args else "-"
     no_more(args)
@@ -47,18 +60,36 @@ def keys_add(ctx: Context, args: list[str]) -> None:
     if len(data) > MAX_KEY_BYTES:
         raise InvalidInput("that is too long for a public key")
     key = sshkeys.parse(data.decode("utf-8", "replace"))
-    added = ctx.platform.store.add_key(name, key.fingerprint, key.line)
-    ctx.platform.store.record_event(ctx.key.name, "keys:add", None, name)
-    ctx.out(f"Added key {name} ({key.fingerprint}){' as admin' if added.is_admin else ''}")
+    added = ctx.platform.store.add_key(name, key.fingerprint, key.line, deploy_only)
+    ctx.platform.store.record_event(ctx.key.name, "keys:add", deploy_only,
+                                    f"{name} (deploy key)" if deploy_only else name)
+    role = " as admin" if added.is_admin else (f" as a deploy key of {deploy_only}"
+                                                if deploy_only else "")
+    ctx.out(f"Added key {name} ({key.fingerprint}){role}")
 
 
-@command("keys:remove", "keys:remove NAME", admin_only=True)
+def require_deploy_key_owner(ctx: Context, name: str) -> None:
+    """A non-admin may remove only a deploy key of an app it owns; any other key name,
+    existing or not, gets the same refusal (names of others' keys stay unknown)."""
+    store = ctx.platform.store
+    target = next((k for k in store.list_keys() if k.name == name), None)
+    app = store.find_app(target.deploy_app) if target and target.deploy_app else None
+    if app is None or app.owner != ctx.key.name:
+        raise Forbidden("only admins, or the owner of a deploy key's app, may remove a key")
+
+
+@command("keys:remove", "keys:remove NAME")
 def keys_remove(ctx: Context, args: list[str]) -> None:
-    """Remove a registered key (the apps it owned pass to you)."""
+    """Remove a registered key (the apps it owned pass to you).
+
+    Admins remove any key; an app's owner removes the app's deploy keys.
+    """
     if len(args) != 1:
         raise InvalidInput("usage: keys:remove NAME")
     if args[0] == ctx.key.name:
         raise InvalidInput("you cannot remove the key you are using")
+    if not ctx.key.is_admin:
+        require_deploy_key_owner(ctx, names.key_name(args[0]))
     owned = ctx.platform.store.remove_key(args[0], ctx.key.name)
     ctx.platform.store.record_event(ctx.key.name, "keys:remove", None, args[0])
     ctx.out(f"Removed key {args[0]}")

@@ -30,7 +30,7 @@ def live_lines(runtime, containers: list[ContainerInfo], process: str | None,
             for c in containers if matches(source(c), process)}
 
 
-@command("logs", "logs [APP] [-n N] [-p PROCESS] [-t|--tail]")
+@command("logs", "logs [APP] [-n N] [-p PROCESS] [-t|--tail]", deploy_key=True)
 def logs(ctx: Context, args: list[str]) -> None:
     """Show the app's logs (the last N lines; -t keeps streaming new ones)."""
     follow = pop_flag(args, "-t", "--tail")

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from ..errors import Forbidden, GitPaasError, InvalidInput, UserError
 from ..store import Key
+from ..terminal import Terminal
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,23 @@ class Context:
     write_err: Callable[[str], None]
     is_local: bool = False
     closed: Callable[[], bool] = field(default=lambda: False)
+    # Raw streams and the user's pty for interactive commands (run, enter).
+    recv: Callable[[int], bytes] | None = None
+    write_out_bytes: Callable[[bytes], None] | None = None
+    write_err_bytes: Callable[[bytes], None] | None = None
+    pty_size: tuple[int, int] | None = None
+    active_terminal: Terminal | None = None
+
+    def terminal(self, tty: bool) -> Terminal:
+        """The user's side of an interactive command; with ``tty``, the pty if there is
+        one (``Terminal.tty`` says whether there is)."""
+        term = Terminal(
+            recv=self.recv or self.stdin.read,
+            out=self.write_out_bytes or (lambda b: self.write_out(b.decode("utf-8", "replace"))),
+            err=self.write_err_bytes or (lambda b: self.write_err(b.decode("utf-8", "replace"))),
+            size=self.pty_size if tty else None)
+        self.active_terminal = term
+        return term
 
     def out(self, text: str = "") -> None:
         self.write_out(text + "\n")
@@ -56,17 +74,25 @@ class Command:
     summary: str
     usage: str
     admin_only: bool = False
+    # Whether a deploy key (keys:add --deploy-only APP) may run it, on its own app.
+    deploy_key: bool = False
 
+
+DEPLOY_KEY_REFUSAL = ("a deploy key may only push to {app} and read its releases and logs"
+                      " (releases, logs)")
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, usage: str = "", admin_only: bool = False):
-    """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary."""
+def command(name: str, usage: str = "", admin_only: bool = False, deploy_key: bool = False):
+    """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary.
+
+    ``deploy_key``: a deploy key may run it (on its one app; access checks still apply).
+    """
 
     def register(func):
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        COMMANDS[name] = Command(name, func, summary, usage or name, admin_only)
+        COMMANDS[name] = Command(name, func, summary, usage or name, admin_only, deploy_key)
         return func
 
     return register
@@ -93,8 +119,11 @@ def run_command(ctx: Context, argv: list[str]) -> int:
         cmd = COMMANDS.get(name)
         if cmd is None:
             raise UserError(f"unknown command {name!r}, see 'help'")
-        if "-h" in args or "--help" in args:
+        options = args[:args.index("--")] if "--" in args else args
+        if "-h" in options or "--help" in options:
             return COMMANDS["help"].func(ctx, [name]) or 0
+        if ctx.key.deploy_app is not None and not cmd.deploy_key:
+            raise Forbidden(DEPLOY_KEY_REFUSAL.format(app=ctx.key.deploy_app))
         if cmd.admin_only:
             ctx.require_admin()
         return cmd.func(ctx, args) or EXIT_OK

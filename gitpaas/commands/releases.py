@@ -29,7 +29,7 @@ def previous_release(releases: list[Release], current: int) -> Release | None:
     return None
 
 
-@command("releases", "releases [APP] [-n N] [--json]")
+@command("releases", "releases [APP] [-n N] [--json]", deploy_key=True)
 def releases_list(ctx: Context, args: list[str]) -> None:
     """List an app's releases, newest first."""
     as_json = pop_flag(args, "--json")

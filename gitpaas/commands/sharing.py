@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import names
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from .args import no_more, pop_flag, require_owner, take_app, take_one
 from .registry import Context, command
 
@@ -16,13 +16,16 @@ def sharing_list(ctx: Context, args: list[str]) -> None:
     no_more(args)
     require_owner(ctx, app, "see who shares it")
     shared = ctx.platform.store.shares(app.name)
+    deploy_keys = ctx.platform.store.deploy_keys(app.name)
     if as_json:
-        ctx.json({"owner": app.owner, "shared_with": shared})
+        ctx.json({"owner": app.owner, "shared_with": shared, "deploy_keys": deploy_keys})
         return
     ctx.out(f"=== {app.name} Access")
     ctx.out(f"{app.owner}  (owner)")
     for name in shared:
         ctx.out(name)
+    for name in deploy_keys:
+        ctx.out(f"{name}  (deploy key: push, releases, logs)")
 
 
 @command("sharing:add", "sharing:add [APP] KEYNAME")
@@ -32,7 +35,8 @@ def sharing_add(ctx: Context, args: list[str]) -> None:
     name = take_one(args, "sharing:add [APP] KEYNAME", names.key_name)
     require_owner(ctx, app, "share it")
     store = ctx.platform.store
-    store.get_key(name)  # NotFound when there is no such key
+    if store.get_key(name).deploy_app is not None:  # NotFound when there is no such key
+        raise InvalidInput(f"{name} is a deploy key: it reaches only its own app")
     if name == app.owner:
         raise Conflict(f"{name} owns {app.name} already")
     store.add_share(app.name, name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import secrets
 import shlex
 import tarfile
 import threading
@@ -18,6 +19,8 @@ import docker
 import docker.errors
 
 from ..errors import DeployError, ServiceError
+from ..terminal import Terminal
+from .attach import stream
 
 PORT = 5000
 ENV_FILE = ".gitpaas-env"
@@ -41,6 +44,8 @@ class ContainerInfo:
     port: int | None
     started_at: str
     restart_count: int = 0
+    # "run" for a user's one-off command (``run``), "1" for deploy one-offs, "" otherwise.
+    oneoff: str = ""
 
     @property
     def backend(self) -> str:
@@ -91,7 +96,8 @@ class DockerRuntime:
             process=labels.get(f"{LABEL}.process", ""),
             replica=int(labels.get(f"{LABEL}.replica", "0")),
             status=c.status, host=self.host, port=port,
-            started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0))
+            started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0),
+            oneoff=labels.get(f"{LABEL}.oneoff", ""))
 
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
@@ -203,6 +209,91 @@ class DockerRuntime:
                     container.remove(force=True)
                 except docker.errors.DockerException:
                     pass
+
+    def run_attached(self, app: str, release: int, image: str, process: str,
+                     env: Mapping[str, str], argv: list[str], term: Terminal,
+                     timeout: float = 3600, mounts: Mapping[str, str] | None = None,
+                     mem_limit: str | None = None, nano_cpus: int | None = None) -> int:
+        """``run``: ``argv`` in a one-off container of a release, attached to ``term``.
+
+        Returns the command's exit status; the container is removed in every case, and
+        killed when it outlives ``timeout``.
+        """
+        name = container_name(self.instance, app, release, "run", secrets.token_hex(4))
+        labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
+                  f"{LABEL}.release": str(release), f"{LABEL}.process": process,
+                  f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "run"}
+        kwargs: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        if nano_cpus:
+            kwargs["nano_cpus"] = nano_cpus
+        if mounts:
+            kwargs["volumes"] = binds(mounts)
+        container = None
+        try:
+            # stdin_open without detach also sets StdinOnce: the container's stdin ends
+            # when the user's input does.
+            container = self.client.containers.create(
+                image, command=argv or None, name=name, labels=labels, init=True,
+                environment=dict(env), stdin_open=True, tty=term.tty, hostname=f"{app}-run",
+                **kwargs)
+            sock = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                   "stream": 1})
+            container.start()
+            if term.size:
+                self._resize(container.resize, *term.size)
+            term.on_resize = lambda cols, rows: self._resize(container.resize, cols, rows)
+            watchdog = threading.Timer(timeout, self._kill_quietly, args=(container,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                stream(sock, term)
+                return int(container.wait(timeout=timeout + 10).get("StatusCode", 1))
+            finally:
+                watchdog.cancel()
+        except docker.errors.ImageNotFound as exc:
+            raise DeployError(f"image {image} is gone: deploy again") from exc
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot run the command: {exc.explanation or exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        finally:
+            term.on_resize = None
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+
+    def exec_attached(self, container_id: str, argv: list[str], term: Terminal) -> int:
+        """``enter``: ``argv`` inside a running container, attached to ``term``."""
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container_id, argv, stdin=True, tty=term.tty)["Id"]
+            sock = api.exec_start(exec_id, socket=True, tty=term.tty)
+            if term.size:
+                self._resize(lambda height, width: api.exec_resize(
+                    exec_id, height=height, width=width), *term.size)
+            term.on_resize = lambda cols, rows: self._resize(
+                lambda height, width: api.exec_resize(exec_id, height=height, width=width),
+                cols, rows)
+            stream(sock, term)
+            code = api.exec_inspect(exec_id).get("ExitCode")
+            return 1 if code is None else int(code)
+        except docker.errors.NotFound as exc:
+            raise DeployError("that container is gone: see ps") from exc
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot enter the container: {exc.explanation or exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        finally:
+            term.on_resize = None
+
+    @staticmethod
+    def _resize(resize: Callable[..., object], columns: int, rows: int) -> None:
+        try:
+            resize(height=rows, width=columns)
+        except docker.errors.DockerException:
+            pass  # the process may have ended already
 
     @staticmethod
     def _kill_quietly(container) -> None:

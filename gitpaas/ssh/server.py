@@ -1,8 +1,10 @@
 """SSH: authenticate registered public keys, then run one exec request per connection.
 
 Allowed: ``git-receive-pack '<app>.git'``, ``git-upload-pack '<app>.git'`` and the
-registered commands. Refused: passwords, keyboard-interactive, pty, shell, subsystems,
-env, X11 and every kind of forwarding.
+registered commands. Refused: passwords, keyboard-interactive, shell, subsystems, env, X11
+and every kind of forwarding. A pty request is granted but only recorded: no process on
+the host gets a terminal; ``run --tty`` and ``enter`` pass its size to the container's
+pty, other commands only get "\r\n" line ends for the client's raw terminal.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Policy(paramiko.ServerInterface):
         self.key: Key | None = None
         self.command: bytes | None = None
         self.exec_ready = threading.Event()
+        self.pty_size: tuple[int, int] | None = None  # (columns, rows)
+        self.on_resize: Any = None  # set by the session: (columns, rows) -> None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -72,8 +76,23 @@ class Policy(paramiko.ServerInterface):
         self.exec_ready.set()
         return True
 
-    def check_channel_pty_request(self, *args: Any) -> bool:
-        return False
+    def check_channel_pty_request(self, channel: paramiko.Channel, term: bytes, width: int,
+                                  height: int, pixelwidth: int, pixelheight: int,
+                                  modes: bytes) -> bool:
+        if self.key is None or self.command is not None:
+            return False
+        self.pty_size = (max(1, min(int(width), 1000)), max(1, min(int(height), 1000)))
+        return True
+
+    def check_channel_window_change_request(self, channel: paramiko.Channel, width: int,
+                                            height: int, pixelwidth: int,
+                                            pixelheight: int) -> bool:
+        if self.pty_size is None:
+            return False
+        self.pty_size = (max(1, min(int(width), 1000)), max(1, min(int(height), 1000)))
+        if self.on_resize is not None:
+            self.on_resize(*self.pty_size)
+        return True
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
         return False
@@ -105,10 +124,25 @@ class Policy(paramiko.ServerInterface):
 class Session:
     """Runs the one exec request of an authenticated connection on its channel."""
 
-    def __init__(self, platform: Any, key: Key, channel: paramiko.Channel) -> None:
+    def __init__(self, platform: Any, key: Key, channel: paramiko.Channel,
+                 pty_size: tuple[int, int] | None = None) -> None:
         self.platform = platform
         self.key = key
         self.channel = channel
+        self.pty_size = pty_size
+        self.ctx: Context | None = None
+
+    def resized(self, columns: int, rows: int) -> None:
+        """The client's window changed: tell the interactive command, if one runs."""
+        term = self.ctx.active_terminal if self.ctx is not None else None
+        if term is not None:
+            term.resized(columns, rows)
+
+    def _text_writer(self, send: Any) -> Any:
+        # A client with a pty put its terminal in raw mode: line ends need "\r\n".
+        if self.pty_size is None:
+            return lambda s: send(s.encode("utf-8", "replace"))
+        return lambda s: send(s.replace("\n", "\r\n").encode("utf-8", "replace"))
 
     def err(self, text: str) -> None:
         self.channel.sendall_stderr((text + "\n").encode("utf-8", "replace"))
@@ -127,10 +161,13 @@ class Session:
             return EXIT_USER
         if argv and argv[0] in GIT_COMMANDS:
             return self.git(argv)
-        ctx = Context(self.platform, self.key, self.channel.makefile("rb"),
-                      lambda s: self.channel.sendall(s.encode("utf-8", "replace")),
-                      lambda s: self.channel.sendall_stderr(s.encode("utf-8", "replace")),
-                      closed=lambda: self.channel.closed)
+        ctx = self.ctx = Context(
+            self.platform, self.key, self.channel.makefile("rb"),
+            self._text_writer(self.channel.sendall),
+            self._text_writer(self.channel.sendall_stderr),
+            closed=lambda: self.channel.closed, recv=self.channel.recv,
+            write_out_bytes=self.channel.sendall, write_err_bytes=self.channel.sendall_stderr,
+            pty_size=self.pty_size)
         return run_command(ctx, argv)
 
     def git(self, argv: list[str]) -> int:
@@ -193,7 +230,9 @@ def handle_connection(platform: Any, host_key: paramiko.PKey, sock: socket.socke
         if not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None:
             channel.close()
             return
-        code = Session(platform, policy.key, channel).run(policy.command)
+        session = Session(platform, policy.key, channel, policy.pty_size)
+        policy.on_resize = session.resized
+        code = session.run(policy.command)
         try:
             channel.send_exit_status(code)
             channel.shutdown_write()

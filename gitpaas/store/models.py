@@ -14,6 +14,8 @@ class Key:
     public_key: str
     is_admin: bool
     created_at: float
+    # A deploy key may push to this one app and read its releases and logs, nothing else.
+    deploy_app: str | None = None
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,8 @@ TABLES = [
 # On MySQL, DDL commits implicitly: write each step so that running it again after a
 # partial failure is harmless (IF NOT EXISTS, or a check in Store.migrate).
 MIGRATIONS: list[tuple[int, list[str]]] = [
+    # Deploy keys: a key limited to pushing one app (NULL: an ordinary key).
+    (2, ["ALTER TABLE gp_keys ADD COLUMN deploy_app VARCHAR(30)"]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])

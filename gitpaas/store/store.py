@@ -15,6 +15,7 @@ from .db import Cursor, Database
 from .models import App, Datastore, Key, Mount, Release
 
 APP_COLUMNS = "name, owner, deploy_branch, buildpack, current_version, created_at"
+KEY_COLUMNS = "name, fingerprint, public_key, is_admin, created_at, deploy_app"
 RELEASE_COLUMNS = (
     "app, version, image, commit_sha, config, processes, description, created_by,"
     " created_at, status, extra"
@@ -59,10 +60,18 @@ class Store:
 
     # -- keys ---------------------------------------------------------------------------
 
-    def add_key(self, name: str, fingerprint: str, public_key: str) -> Key:
-        """Register a key; the first key ever added is an admin."""
+    def add_key(self, name: str, fingerprint: str, public_key: str,
+                deploy_app: str | None = None) -> Key:
+        """Register a key; the first key ever added is an admin.
+
+        With ``deploy_app``, a deploy key: it may push to that app and read its releases
+        and logs, nothing else (never an admin).
+        """
         names.key_name(name)
         with self.db.transaction() as cur:
+            if deploy_app is not None and not cur.execute(
+                    "SELECT 1 FROM gp_apps WHERE name = ?", (deploy_app,)).one():
+                raise NotFound(f"no app named {deploy_app!r}")
             if cur.execute("SELECT 1 FROM gp_keys WHERE name = ?", (name,)).one():
                 raise Conflict(f"a key named {name!r} exists already")
             row = cur.execute("SELECT name FROM gp_keys WHERE fingerprint = ?",
@@ -70,34 +79,44 @@ class Store:
             if row:
                 raise Conflict(f"this key is registered already as {row[0]!r}")
             first = cur.execute("SELECT COUNT(*) FROM gp_keys").one()[0] == 0
+            if first and deploy_app is not None:
+                raise Conflict("the first key is the admin's: add a person's key first")
             now = time.time()
             cur.execute(
-                "INSERT INTO gp_keys (name, fingerprint, public_key, is_admin, created_at)"
-                " VALUES (?, ?, ?, ?, ?)", (name, fingerprint, public_key, int(first), now))
-        return Key(name, fingerprint, public_key, first, now)
+                f"INSERT INTO gp_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, fingerprint, public_key, int(first), now, deploy_app))
+        return Key(name, fingerprint, public_key, first, now, deploy_app)
+
+    @staticmethod
+    def _key(row: tuple) -> Key:
+        return Key(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
 
     def key_by_fingerprint(self, fingerprint: str) -> Key | None:
         with self.db.transaction() as cur:
-            row = cur.execute(
-                "SELECT name, fingerprint, public_key, is_admin, created_at FROM gp_keys"
-                " WHERE fingerprint = ?", (fingerprint,)).one()
-        return Key(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
+            row = cur.execute(f"SELECT {KEY_COLUMNS} FROM gp_keys WHERE fingerprint = ?",
+                              (fingerprint,)).one()
+        return self._key(row) if row else None
 
     def get_key(self, name: str) -> Key:
         with self.db.transaction() as cur:
-            row = cur.execute(
-                "SELECT name, fingerprint, public_key, is_admin, created_at FROM gp_keys"
-                " WHERE name = ?", (name,)).one()
+            row = cur.execute(f"SELECT {KEY_COLUMNS} FROM gp_keys WHERE name = ?",
+                              (name,)).one()
         if row is None:
             raise NotFound(f"no key named {name!r}")
-        return Key(row[0], row[1], row[2], bool(row[3]), row[4])
+        return self._key(row)
 
     def list_keys(self) -> list[Key]:
         with self.db.transaction() as cur:
-            rows = cur.execute(
-                "SELECT name, fingerprint, public_key, is_admin, created_at FROM gp_keys"
-                " ORDER BY created_at, name").all()
-        return [Key(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+            rows = cur.execute(f"SELECT {KEY_COLUMNS} FROM gp_keys"
+                               " ORDER BY created_at, name").all()
+        return [self._key(r) for r in rows]
+
+    def deploy_keys(self, app: str) -> list[str]:
+        """The names of the deploy keys of ``app``."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT name FROM gp_keys WHERE deploy_app = ? ORDER BY name",
+                               (app,)).all()
+        return [r[0] for r in rows]
 
     def remove_key(self, name: str, new_owner: str) -> list[str]:
         """Remove a key; the apps it owned go to ``new_owner`` (returned), so a later
@@ -164,6 +183,8 @@ class Store:
             for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
                           "gp_shares", "gp_resources", "gp_datastores", "gp_mounts"):
                 cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
+            # A deploy key must not reach a later app of the same name.
+            cur.execute("DELETE FROM gp_keys WHERE deploy_app = ?", (name,))
             cur.execute("DELETE FROM gp_apps WHERE name = ?", (name,))
 
     # -- access -------------------------------------------------------------------------
@@ -187,7 +208,10 @@ class Store:
                                (app, key_name)).rowcount > 0
 
     def can_access(self, key: Key, app: App) -> bool:
-        """Admins reach every app; others their own and those shared with them."""
+        """Admins reach every app; others their own and those shared with them; a deploy
+        key its one app."""
+        if key.deploy_app is not None:
+            return app.name == key.deploy_app
         return key.is_admin or app.owner == key.name or key.name in self.shares(app.name)
 
     # -- config -------------------------------------------------------------------------

@@ -200,7 +200,8 @@ def test_domains(server, shop, docker_client):
 def test_sharing_events_and_listings(server, shop):
     bob = server.add_key("bob")
     assert ok(server.ssh("sharing:add", "shop", "bob")).strip() == "Sharing shop with bob... done"
-    assert ssh_json(server, "sharing", "shop") == {"owner": "admin", "shared_with": ["bob"]}
+    assert ssh_json(server, "sharing", "shop") == {"owner": "admin", "shared_with": ["bob"],
+                                                   "deploy_keys": []}
     assert [a["name"] for a in ssh_json(server, "apps", key=bob)] == ["shop"]
     # bob reaches one app: the app may be left out
     assert ok(server.ssh("config:get", "GREETING", key=bob)) == "hi\n"

@@ -69,9 +69,11 @@ def test_only_exec_is_allowed_after_auth(ssh_server):
     server, key, _ = ssh_server
     t = connect(server.port)
     t.auth_publickey("git", key)
+    # A pty is granted (run --tty and enter pass it to a container) but gives no shell.
     chan = t.open_session(timeout=5)
+    chan.get_pty()
     with pytest.raises(paramiko.SSHException):
-        chan.get_pty()
+        chan.invoke_shell()
     chan.close()
     chan = t.open_session(timeout=5)
     with pytest.raises(paramiko.SSHException):
@@ -85,6 +87,20 @@ def test_only_exec_is_allowed_after_auth(ssh_server):
         t.open_channel("direct-tcpip", ("127.0.0.1", 22), ("127.0.0.1", 5555), timeout=5)
     with pytest.raises(paramiko.SSHException):
         t.request_port_forward("127.0.0.1", 0)
+    t.close()
+
+
+def test_a_pty_gets_crlf_line_ends_and_nothing_else(ssh_server):
+    server, key, _ = ssh_server
+    t = connect(server.port)
+    t.auth_publickey("git", key)
+    chan = t.open_session(timeout=5)
+    chan.get_pty(width=100, height=30)
+    chan.resize_pty(width=120, height=40)
+    chan.exec_command("help")
+    out = chan.makefile("rb").read().decode()
+    assert chan.recv_exit_status() == 0
+    assert "\r\n" in out and "\n" not in out.replace("\r\n", "")
     t.close()
 
 

@@ -45,3 +45,12 @@ def test_build_argv_uses_remote_and_ssh_env():
                       urls.__getitem__)
     assert argv == ["ssh", "-v", "-p", "22", "git@prod.example", "ps --app web"]
     assert build_argv(["--app", "other", "ps"], {}, urls.__getitem__)[-1] == "ps --app other"
+
+
+def test_run_and_enter_get_a_pty_and_the_app_before_the_separator():
+    urls = {"paas": "ssh://git@127.0.0.1:4022/shop.git"}
+    argv = build_argv(["run", "--tty", "--", "grep", "-a", "x"], {}, urls.__getitem__)
+    assert argv[:2] == ["ssh", "-t"]
+    assert shlex.split(argv[-1]) == ["run", "--app", "shop", "--tty", "--", "grep", "-a", "x"]
+    assert "-t" not in build_argv(["run", "--", "ls", "-t"], {}, urls.__getitem__)[:-1]
+    assert build_argv(["enter", "web.1"], {}, urls.__getitem__)[1] == "-t"

@@ -34,7 +34,22 @@ def test_help_lists_usages_and_hides_admin_commands():
     code, out, _ = run(["help"])
     assert code == 0 and all(cmd.usage in out for cmd in COMMANDS.values())
     code, out, _ = run(["help"], admin=False)
-    assert "keys:add" not in out and "config:set" in out
+    assert "keys:remove" in out and "config:set" in out  # owners manage deploy keys
+    assert "\n  keys " not in out  # listing every key stays admin-only
+
+
+def test_help_of_a_deploy_key_lists_only_what_it_may_run():
+    import io
+
+    from gitpaas.commands.registry import Context, run_command
+    from gitpaas.store import Key
+
+    out = io.StringIO()
+    ctx = Context(None, Key("ci", "", "", False, 0.0, deploy_app="shop"), io.BytesIO(),
+                  out.write, out.write)
+    assert run_command(ctx, ["help"]) == 0
+    listed = {line.split()[0] for line in out.getvalue().splitlines()[2:] if line.strip()}
+    assert listed == {"help", "logs", "releases", "version"}
 
 
 def test_unknown_command_and_bad_characters():
