@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -39,12 +40,12 @@ args = sys.argv[1:]
 if os.path.basename(sys.argv[0]) == "ssh":
     args = [SSH_PORT if a == "{default_ssh}" and i and args[i - 1] == "-p" else a
             for i, a in enumerate(args)]
-    os.execv("/usr/bin/ssh", ["ssh", "-F", "/dev/null", "-i", {key!r},
+    os.execv({ssh!r}, ["ssh", "-F", "/dev/null", "-i", {key!r},
                               "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                               "-o", "StrictHostKeyChecking=no",
                               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                               *args])
-os.execv("/usr/bin/curl", ["curl", "--connect-to", "::127.0.0.1:" + HTTP_PORT, *args])
+os.execv({curl!r}, ["curl", "--connect-to", "::127.0.0.1:" + HTTP_PORT, *args])
 '''
 
 THEME_CSS = "/*\nTheme Name: My theme\nDescription: docs/wordpress.md's example theme\n*/\n"
@@ -89,7 +90,7 @@ def write_wrappers(bin_dir: Path, srv: Server) -> None:
         path.write_text(WRAPPER.format(
             python=sys.executable, name=name, ssh_port=str(srv.ssh_port),
             http_port=str(srv.http_port), key=str(srv.admin_key),
-            default_ssh=DEFAULT_SSH_PORT))
+            default_ssh=DEFAULT_SSH_PORT, ssh=shutil.which("ssh"), curl=shutil.which("curl")))
         path.chmod(0o755)
 
 
