@@ -361,7 +361,8 @@ def test_export_loads_on_mysql_8_and_config_masks_the_password(wp_server):
 
 IP_PHP = "<?php header('Content-Type: text/plain'); echo $_SERVER['REMOTE_ADDR'], \"\\n\";\n"
 PLUGIN_PHP = ("<?php\n/*\nPlugin Name: Pushed plugin\n*/\n"
-              "add_action('send_headers', function () { header('X-Pushed-Plugin: on'); });\n")
+              "add_action('send_headers', function () {\n"
+              "    header('X-Pushed-Plugin: on for ' . $_SERVER['REMOTE_ADDR']);\n});\n")
 VISITOR = "127.0.0.2"  # another loopback address: not the edge, not the gateway
 
 
@@ -422,7 +423,7 @@ def test_visitor_address_no_wp_admin_installs_and_pushed_plugins_on(wp_server,
                             {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9"})
     assert (status, body) == (200, f"{VISITOR}\n".encode())
     status, headers, _ = visit(srv, host, "/?from-the-visitor")
-    assert status == 200 and headers.get("x-pushed-plugin") == "on", headers
+    assert status == 200 and headers.get("x-pushed-plugin") == f"on for {VISITOR}", headers
 
     cookie = log_in(srv, host)
     status, _, body = request(srv, "GET", host, "/wp-admin/plugin-install.php",
