@@ -4,7 +4,8 @@ app.json::
 
     {"healthchecks": {"web": [{"path": "/health", "content": "ok", "attempts": 5,
                                "timeout": 5, "wait": 1, "initialDelay": 0}]},
-     "scripts": {"dokku": {"predeploy": "python migrate.py", "postdeploy": "..."}}}
+     "scripts": {"dokku": {"predeploy": "python migrate.py", "postdeploy": "..."}},
+     "cron": [{"command": "python report.py", "schedule": "@daily"}]}
 
 CHECKS (Dokku's older file)::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .cron import CronJob, parse_cron
 from .errors import InvalidInput
 from .health import WebCheck
 
@@ -30,6 +32,7 @@ class AppSpec:
     healthchecks: dict[str, list[WebCheck]] = field(default_factory=dict)
     predeploy: str = ""
     postdeploy: str = ""
+    cron: list[CronJob] = field(default_factory=list)
 
 
 def _number(value: object, name: str, low: float = 0, high: float = 3600) -> float:
@@ -76,7 +79,7 @@ def parse_app_json(text: str) -> AppSpec:
     if not isinstance(scripts, dict):
         raise InvalidInput("app.json: scripts.dokku must be an object")
     return AppSpec(checks, str(scripts.get("predeploy") or ""),
-                   str(scripts.get("postdeploy") or ""))
+                   str(scripts.get("postdeploy") or ""), parse_cron(data.get("cron")))
 
 
 def parse_checks(text: str) -> list[WebCheck]:

@@ -91,6 +91,12 @@ def serve(argv: list[str]) -> int:
     # Before accepting connections: interrupted deploys marked failed, Docker and Redis
     # brought back to the recorded state; then a pass every reconcile_interval seconds.
     _, stop_reconciler = start_reconciler(platform, settings.reconcile_interval)
+    from .cron import start_in_thread as start_cron
+
+    stop_cron = start_cron(platform, settings.cron_interval)
+    from .drains import start_in_thread as start_drains
+
+    stop_drains = start_drains(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
     router = None
@@ -109,6 +115,8 @@ def serve(argv: list[str]) -> int:
           flush=True)
     stop.wait()
     stop_reconciler.set()
+    stop_cron.set()
+    stop_drains.set()
     ssh.stop()
     if router is not None:
         router.stop()

@@ -61,7 +61,8 @@ def spec_extra(spec: AppSpec) -> dict:
     """What a release keeps of the app's spec (reused by config changes and rollbacks)."""
     return {"healthchecks": {p: [dataclasses.asdict(c) for c in checks]
                              for p, checks in spec.healthchecks.items()},
-            "postdeploy": spec.postdeploy}
+            "postdeploy": spec.postdeploy,
+            "cron": [{"command": j.command, "schedule": j.schedule} for j in spec.cron]}
 
 
 class Deployer:
@@ -237,6 +238,24 @@ class Deployer:
                                      commit_to=commit_to, mounts=self._mounts(app))
         if code != 0:
             raise DeployError(f"{what} failed (exit {code})")
+
+    def run_cron(self, app: str, release: Release, command: str, index: int) -> int:
+        """A cron job: ``command`` (a shell line) in a one-off container of ``release``;
+        its output is kept for ``logs -p cron``. Returns the exit status."""
+        memory, nano_cpus = self._limits(app, "cron")
+        env = {**self._env(release, "cron", index)}
+        return self.runtime.run_once(app, release.version, release.image, "cron", env,
+                                     command, lambda line: None,
+                                     timeout=self.settings.run_timeout,
+                                     mounts=self._mounts(app), replica=index, keep_logs=True,
+                                     mem_limit=memory, nano_cpus=nano_cpus)
+
+    def notify(self, event: str, payload: dict) -> None:
+        """Run the hooks of ``event`` (the webhook among them); never raises."""
+        try:
+            self._hooks(event, payload, lambda line: log.info("%s hook: %s", event, line))
+        except GitPaasError as exc:
+            log.warning("%s hook failed: %s", event, exc.message)
 
     def run_command(self, app: str, argv: list[str], term: Terminal,
                     process: str = "run") -> int:

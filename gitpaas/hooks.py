@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import DeployError
 
-EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy")
+EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy", "cron-failed")
 HOOK_TIMEOUT = 300
 SHIPPED = Path(__file__).resolve().parent.parent / "hooks"
 

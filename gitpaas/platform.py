@@ -70,6 +70,15 @@ class Platform:
         return MySQLDatastores(Server(s.mysql_admin_url, s.mysql_app_host, s.mysql_app_port,
                                       s.mysql_user_host), s.instance)
 
+    @cached_property
+    def postgres(self):
+        """App databases on the PostgreSQL server of ``postgres_admin_url``."""
+        from .datastores.postgres import PostgresDatastores, Server
+
+        s = self.settings
+        return PostgresDatastores(Server(s.postgres_admin_url, s.postgres_app_host,
+                                         s.postgres_app_port), s.instance)
+
     def lock(self, app: str, what: str, notify=None):
         """The per-app lock (see ``locks.app_lock``)."""
         return app_lock(self.settings.data_dir / "locks", app, what,

@@ -119,8 +119,9 @@ class Reconciler:
         return report
 
     def _user_run_active(self, info: ContainerInfo) -> bool:
-        """A ``run`` command still within its time: its session removes it, not us."""
-        if info.oneoff != "run" or info.status != "running":
+        """A ``run`` command or cron job still within its time: whoever started it removes
+        it, not us."""
+        if info.oneoff not in {"run", "cron"} or info.status != "running":
             return False
         stamp = normalize_timestamp(info.started_at) if info.started_at else None
         if stamp is None:

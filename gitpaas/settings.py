@@ -38,6 +38,11 @@ class Settings:
     mysql_app_port: int = 0
     # The host part of app database users ('%': any address that reaches the server).
     mysql_user_host: str = "%"
+    # Where postgres:create makes databases (a role with CREATEDB CREATEROLE), and how
+    # app containers reach that server (port 0: the port of postgres_admin_url).
+    postgres_admin_url: str = ""
+    postgres_app_host: str = "172.17.0.1"
+    postgres_app_port: int = 0
     # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
     # storage:mount may bind into containers (comma-separated; admins only).
     storage_roots: str = ""
@@ -65,7 +70,11 @@ class Settings:
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0
-    # Seconds a ``run`` command may last before its container is killed.
+    # Extra CA certificates (PEM file) trusted by syslog+tls:// and https:// log drains.
+    drain_ca_file: str = ""
+    # Seconds between checks for due cron jobs (app.json "cron") in ``gitpaas serve``.
+    cron_interval: float = 5.0
+    # Seconds a ``run`` command (or a cron job) may last before its container is killed.
     run_timeout: float = 3600.0
     # Seconds a process without a port must stay up for its release to count as healthy.
     process_check_seconds: float = 2.0

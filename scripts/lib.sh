@@ -7,7 +7,7 @@ VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
 DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
               mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2
-              openssh-server chromium chromium-driver)
+              openssh-server postgresql postgresql-client chromium chromium-driver)
 # openssh-server: bench/run receive starts a throwaway sshd; chromium + chromium-driver:
 # the WordPress smoke test drives a real browser (tests/e2e/test_wordpress_browser.py)
 
@@ -157,9 +157,67 @@ SQL
     printf 'mysql://%s:%s@127.0.0.1:3306/' "$user" "$pw"
 }
 
+postgres_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -1; }
+postgres_ping() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+
+# Like MariaDB: loopback for gitpaas, the Docker bridge's gateway for app containers;
+# password (scram) logins from any address that reaches those.
+configure_postgres() {
+    local ver; ver=$(postgres_version)
+    [ -n "$ver" ] || die "PostgreSQL is not installed (Debian package postgresql)"
+    local dir=/etc/postgresql/$ver/main
+    local want; want=$(printf "listen_addresses = '%s'\n" "${GITPAAS_POSTGRES_BIND:-$(mysql_bind)}")
+    mkdir -p "$dir/conf.d"
+    if [ "$(cat "$dir/conf.d/99-gitpaas.conf" 2>/dev/null)" != "$want" ]; then
+        printf '%s\n' "$want" >"$dir/conf.d/99-gitpaas.conf"
+        POSTGRES_RESTART=1
+    fi
+    local hba="host all all 0.0.0.0/0 scram-sha-256  # gitpaas: app containers"
+    if ! grep -qF "$hba" "$dir/pg_hba.conf"; then
+        printf '%s\n' "$hba" >>"$dir/pg_hba.conf"
+        POSTGRES_RESTART=1
+    fi
+}
+
+start_postgres() {
+    POSTGRES_RESTART=0
+    configure_postgres
+    local ver; ver=$(postgres_version)
+    if [ ! -d "/var/lib/postgresql/$ver/main" ]; then
+        log "creating the PostgreSQL $ver cluster"
+        pg_createcluster "$ver" main >&2
+    fi
+    if postgres_ping && [ "$POSTGRES_RESTART" = 1 ]; then
+        log "restarting postgresql to listen on ${GITPAAS_POSTGRES_BIND:-$(mysql_bind)}"
+        pg_ctlcluster "$ver" main restart >&2
+    elif ! postgres_ping; then
+        log "starting postgresql $ver"
+        pg_ctlcluster "$ver" main start >&2
+    fi
+    wait_for 60 postgres_ping || die "postgresql did not start"
+}
+
+# postgres_admin_url USER: make (or reuse) a role that may create databases and roles
+# (not a superuser), with a password kept in $RUN_DIR, and print its URL.
+postgres_admin_url() {
+    local user=$1 pwfile="$RUN_DIR/postgres-$1.password"
+    mkdir -p "$RUN_DIR"
+    if [ ! -s "$pwfile" ]; then
+        (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$pwfile")
+    fi
+    local pw; pw=$(cat "$pwfile")
+    # On stdin, not in the argument list: `ps` would show the password.
+    runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres >&2 <<SQL
+SELECT 'CREATE ROLE $user' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$user')\gexec
+ALTER ROLE $user LOGIN CREATEDB CREATEROLE PASSWORD '$pw';
+SQL
+    printf 'postgresql://%s:%s@127.0.0.1:5432/postgres' "$user" "$pw"
+}
+
 start_services() {
     start_docker
     start_redis
     start_mariadb
     allow_containers_to_mariadb
+    start_postgres
 }

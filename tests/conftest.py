@@ -122,6 +122,23 @@ MYSQL_ADMIN_URL = os.environ.get("GITPAAS_TEST_MYSQL_ADMIN_URL", "")
 
 
 @pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """An admin URL (CREATEDB CREATEROLE) for the test PostgreSQL (set by scripts/test)."""
+    url = os.environ.get("GITPAAS_TEST_POSTGRES_ADMIN_URL", "")
+    ok = False
+    if url:
+        import psycopg
+
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            ok = True
+        except psycopg.Error:
+            ok = False
+    require(ok, "PostgreSQL (GITPAAS_TEST_POSTGRES_ADMIN_URL)")
+    return url
+
+
+@pytest.fixture(scope="session")
 def mysql_admin_url() -> str:
     """An admin URL for the test MariaDB (set by scripts/test)."""
     ok = False

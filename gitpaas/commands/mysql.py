@@ -45,6 +45,9 @@ def mysql_create(ctx: Context, args: list[str]) -> None:
     with platform.lock(app.name, f"mysql:create by {ctx.key.name}", ctx.err):
         if store.find_datastore(app.name, KIND):
             raise UserError(f"{app.name} has a MySQL database already (see mysql:info)")
+        if store.find_datastore(app.name, "postgres"):
+            raise UserError(f"{app.name} has a PostgreSQL database: an app has one"
+                            " DATABASE_URL (postgres:destroy first)")
         creds = platform.mysql.create(app.name)
         ctx.out(f"-----> Created MySQL database {creds.database} for {app.name}")
         try:

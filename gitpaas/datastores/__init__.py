@@ -1,4 +1,5 @@
-"""Datastores attached to apps: MySQL databases (``mysql.py``) and persistent storage."""
+"""Datastores attached to apps: MySQL (``mysql.py``) and PostgreSQL (``postgres.py``)
+databases, and persistent storage."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ def destroy_for_app(platform: Any, app: str) -> None:
     for datastore in store.datastores(app):
         if datastore.kind == "mysql":
             platform.mysql.destroy(datastore.name, datastore.user)
+        elif datastore.kind == "postgres":
+            platform.postgres.destroy(datastore.name, datastore.user)
         store.remove_datastore(app, datastore.kind)
     for mount in store.mounts(app):
         store.remove_mount(app, mount.host_path, mount.container_path)

@@ -12,7 +12,7 @@ import secrets
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import docker
@@ -44,7 +44,7 @@ class ContainerInfo:
     port: int | None
     started_at: str
     restart_count: int = 0
-    # "run" for a user's one-off command (``run``), "1" for deploy one-offs, "" otherwise.
+    # "run" for a user's ``run``, "cron" for a cron job, "1" for a deploy's one-offs, "".
     oneoff: str = ""
 
     @property
@@ -155,16 +155,23 @@ class DockerRuntime:
     def run_once(self, app: str, release: int, image: str, process: str,
                  env: Mapping[str, str], command: str, output: Callable[[str], None],
                  timeout: float = 3600, commit_to: str | None = None,
-                 mounts: Mapping[str, str] | None = None) -> int:
+                 mounts: Mapping[str, str] | None = None, replica: int = 0,
+                 keep_logs: bool = False, mem_limit: str | None = None,
+                 nano_cpus: int | None = None) -> int:
         """Run ``command`` in a one-off container, stream its output, return its exit code.
 
         With ``commit_to``, a successful run's file system becomes that image tag
-        (Dokku's predeploy). The container is removed in every case.
+        (Dokku's predeploy). The container is removed in every case; with ``keep_logs``
+        its lines go to the log archive first (``logs -p PROCESS``).
         """
-        name = container_name(self.instance, app, release, process, 0)
+        name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
-                  f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "1"}
+                  f"{LABEL}.replica": str(replica),
+                  f"{LABEL}.oneoff": "cron" if process == "cron" else "1"}
+        limits: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        if nano_cpus:
+            limits["nano_cpus"] = nano_cpus
         container = None
         try:
             self._remove_by_name(name)
@@ -174,7 +181,7 @@ class DockerRuntime:
             container = self.client.containers.create(
                 image, command=["/bin/sh", "-c", f". /{ENV_FILE} && rm -f /{ENV_FILE} && "
                                 f"{command}"], name=name, labels=labels, init=True,
-                volumes=binds(mounts) if mounts else None)
+                volumes=binds(mounts) if mounts else None, **limits)
             container.put_archive("/", env_tar(env))
             container.start()
             # A command that never ends must not hold the app's lock for ever.
@@ -205,6 +212,12 @@ class DockerRuntime:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
         finally:
             if container is not None:
+                if keep_logs:
+                    try:
+                        container.reload()
+                        self._archive(self._info(container))
+                    except docker.errors.DockerException:
+                        pass
                 try:
                     container.remove(force=True)
                 except docker.errors.DockerException:
@@ -340,6 +353,16 @@ class DockerRuntime:
         except docker.errors.DockerException:
             return ""
         return raw.decode("utf-8", "replace")
+
+    def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
+        """The container's lines from ``since`` (epoch seconds) on, as they come."""
+        from ..drains import lines_of
+
+        try:
+            yield from lines_of(self.client.api.logs(container_id, stream=True, follow=True,
+                                                     since=since))
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:

@@ -86,6 +86,26 @@ TABLES = [
 MIGRATIONS: list[tuple[int, list[str]]] = [
     # Deploy keys: a key limited to pushing one app (NULL: an ordinary key).
     (2, ["ALTER TABLE gp_keys ADD COLUMN deploy_app VARCHAR(30)"]),
+    # Cron jobs: the slot each job last handled and its last run.
+    (3, ["""CREATE TABLE IF NOT EXISTS gp_cron (
+        app VARCHAR(30) NOT NULL,
+        job_id VARCHAR(16) NOT NULL,
+        command TEXT NOT NULL,
+        schedule VARCHAR(100) NOT NULL,
+        last_slot DOUBLE,
+        last_started DOUBLE,
+        last_status VARCHAR(200),
+        last_duration DOUBLE,
+        PRIMARY KEY (app, job_id))"""]),
+    # Log drains: the URL is encrypted (it may hold a token); url_id is its hash.
+    (4, ["""CREATE TABLE IF NOT EXISTS gp_drains (
+        app VARCHAR(30) NOT NULL,
+        url_id VARCHAR(64) NOT NULL,
+        url {blob} NOT NULL,
+        private_ok INTEGER NOT NULL,
+        created_by VARCHAR(64) NOT NULL,
+        created_at DOUBLE NOT NULL,
+        PRIMARY KEY (app, url_id))"""]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])

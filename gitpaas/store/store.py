@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from .db import Cursor, Database
 from .models import App, Datastore, Key, Mount, Release
 
 APP_COLUMNS = "name, owner, deploy_branch, buildpack, current_version, created_at"
+MAX_DRAINS = 5
 KEY_COLUMNS = "name, fingerprint, public_key, is_admin, created_at, deploy_app"
 RELEASE_COLUMNS = (
     "app, version, image, commit_sha, config, processes, description, created_by,"
@@ -181,7 +183,8 @@ class Store:
         """Remove every row about ``name``."""
         with self.db.transaction() as cur:
             for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
-                          "gp_shares", "gp_resources", "gp_datastores", "gp_mounts"):
+                          "gp_shares", "gp_resources", "gp_datastores", "gp_mounts",
+                          "gp_cron", "gp_drains"):
                 cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             # A deploy key must not reach a later app of the same name.
             cur.execute("DELETE FROM gp_keys WHERE deploy_app = ?", (name,))
@@ -404,6 +407,78 @@ class Store:
             if cur.execute("DELETE FROM gp_mounts WHERE app = ? AND container_path = ? AND"
                            " host_path = ?", (app, container_path, host_path)).rowcount == 0:
                 raise NotFound(f"{app} has no mount {host_path}:{container_path}")
+
+    # -- cron ---------------------------------------------------------------------------
+
+    def cron_states(self, app: str) -> dict[str, dict]:
+        """``{job id: {last_slot, last_started, last_status, last_duration}}`` of ``app``."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT job_id, last_slot, last_started, last_status,"
+                               " last_duration FROM gp_cron WHERE app = ?", (app,)).all()
+        return {r[0]: {"last_slot": r[1], "last_started": r[2], "last_status": r[3],
+                       "last_duration": r[4]} for r in rows}
+
+    def _cron_upsert(self, cur: Cursor, app: str, job) -> None:
+        if not cur.execute("SELECT 1 FROM gp_cron WHERE app = ? AND job_id = ?",
+                           (app, job.id)).one():
+            cur.execute("INSERT INTO gp_cron (app, job_id, command, schedule) VALUES"
+                        " (?, ?, ?, ?)", (app, job.id, job.command, job.schedule))
+
+    def cron_mark_slot(self, app: str, job, slot: float) -> None:
+        """The job has handled every slot up to ``slot``."""
+        with self.db.transaction() as cur:
+            self._cron_upsert(cur, app, job)
+            cur.execute("UPDATE gp_cron SET last_slot = ? WHERE app = ? AND job_id = ?",
+                        (slot, app, job.id))
+
+    def cron_started(self, app: str, job, when: float) -> None:
+        with self.db.transaction() as cur:
+            self._cron_upsert(cur, app, job)
+            cur.execute("UPDATE gp_cron SET last_started = ?, last_status = 'running',"
+                        " last_duration = NULL WHERE app = ? AND job_id = ?",
+                        (when, app, job.id))
+
+    def cron_finished(self, app: str, job, status: str, duration: float) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE gp_cron SET last_status = ?, last_duration = ? WHERE app = ?"
+                        " AND job_id = ?", (status[:200], duration, app, job.id))
+
+    # -- drains -------------------------------------------------------------------------
+
+    @staticmethod
+    def _url_id(url: str) -> str:
+        return hashlib.sha256(url.encode()).hexdigest()
+
+    def add_drain(self, app: str, url: str, private_ok: bool, created_by: str) -> None:
+        with self.db.transaction() as cur:
+            if cur.execute("SELECT 1 FROM gp_drains WHERE app = ? AND url_id = ?",
+                           (app, self._url_id(url))).one():
+                raise Conflict(f"{app} has that drain already")
+            if cur.execute("SELECT COUNT(*) FROM gp_drains WHERE app = ?",
+                           (app,)).one()[0] >= MAX_DRAINS:
+                raise Conflict(f"{app} has {MAX_DRAINS} drains already")
+            cur.execute("INSERT INTO gp_drains (app, url_id, url, private_ok, created_by,"
+                        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (app, self._url_id(url), self.cipher.encrypt(url.encode()),
+                         int(private_ok), created_by, time.time()))
+
+    def remove_drain(self, app: str, url: str) -> bool:
+        with self.db.transaction() as cur:
+            return cur.execute("DELETE FROM gp_drains WHERE app = ? AND url_id = ?",
+                               (app, self._url_id(url))).rowcount > 0
+
+    def drains(self, app: str | None = None) -> list[dict]:
+        """``{app, url, private_ok, created_by, created_at}`` of one app, or of all."""
+        with self.db.transaction() as cur:
+            sql = ("SELECT app, url, private_ok, created_by, created_at FROM gp_drains"
+                   + (" WHERE app = ?" if app else "") + " ORDER BY app, created_at")
+            rows = cur.execute(sql, (app,) if app else ()).all()
+        return [{"app": r[0], "url": self.cipher.decrypt(r[1]).decode(),
+                 "private_ok": bool(r[2]), "created_by": r[3], "created_at": r[4]}
+                for r in rows]
+
+    def all_drains(self) -> list[dict]:
+        return self.drains(None)
 
     # -- events -------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ from gitpaas.platform import Platform
 
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
-             "keys", "mysql:info", "mysql:export", "storage"}
+             "keys", "mysql:info", "mysql:export", "storage", "cron", "postgres:info",
+             "postgres:export", "drains"}
 
 # Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
 AUDITED_IN_E2E = {"run", "enter"}
@@ -48,6 +49,11 @@ MUTATING = {
     "mysql:create": (["shop"], "mysql:create", "shop"),
     "mysql:import": (["shop"], "mysql:import", "shop"),
     "mysql:destroy": (["shop", "--confirm", "shop"], "mysql:destroy", "shop"),
+    "drains:add": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:add", "shop"),
+    "drains:remove": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:remove", "shop"),
+    "postgres:create": (["shop"], "postgres:create", "shop"),
+    "postgres:import": (["shop"], "postgres:import", "shop"),
+    "postgres:destroy": (["shop", "--confirm", "shop"], "postgres:destroy", "shop"),
     "keys:add": (["carol", "-"], "keys:add", None),
     "keys:remove": (["carol"], "keys:remove", None),
     "apps:destroy": (["blog", "--confirm", "blog"], "apps:destroy", "blog"),
@@ -134,6 +140,28 @@ class FakeMySQL:
         return {"tables": 0, "bytes": 0}
 
 
+class FakePostgres:
+    """PostgreSQL databases that exist only here."""
+
+    def create(self, app):
+        from gitpaas.datastores.postgres import Credentials
+
+        return Credentials("127.0.0.1", 5432, f"db_{app}", f"u_{app}", "pw")
+
+    def destroy(self, database, role):
+        pass
+
+    def import_(self, creds, stdin):
+        return len(stdin.read())
+
+    def export(self, database, write, closed):
+        write(b"PGDMP")
+        return 5
+
+    def stats(self, database):
+        return {"tables": 0, "bytes": 0}
+
+
 def make_key(store, name):
     key = paramiko.ECDSAKey.generate(bits=256)
     blob = key.asbytes()
@@ -145,7 +173,7 @@ def platform(tmp_path):
     p = Platform(settings_mod.load({"data_dir": tmp_path / "data", "instance": "audit"},
                                    environ={}))
     p.__dict__.update(routes=FakeRoutes(), runtime=FakeRuntime(), deployer=FakeDeployer(p),
-                      mysql=FakeMySQL())
+                      mysql=FakeMySQL(), postgres=FakePostgres())
     return p
 
 

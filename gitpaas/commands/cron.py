@@ -1,0 +1,44 @@
+"""cron: the app's scheduled jobs (app.json ``cron``), their next and last runs."""
+
+from __future__ import annotations
+
+import time
+
+from ..cron import release_jobs
+from .apps import fmt_time
+from .args import no_more, pop_flag, take_app
+from .registry import Context, command
+
+
+@command("cron", "cron [APP] [--json]")
+def cron_list(ctx: Context, args: list[str]) -> None:
+    """List the app's cron jobs: schedule, command, next and last run, status, duration."""
+    as_json = pop_flag(args, "--json")
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    store = ctx.platform.store
+    release = store.current_release(app.name)
+    jobs = release_jobs(release.extra) if release else []
+    states = store.cron_states(app.name)
+    now = time.time()
+    rows = []
+    for job in jobs:
+        state = states.get(job.id, {})
+        rows.append({
+            "id": job.id, "schedule": job.schedule, "command": job.command,
+            "next_run": fmt_time(job.next_after(max(now, state.get("last_slot") or now))),
+            "last_run": fmt_time(state["last_started"]) if state.get("last_started") else None,
+            "status": state.get("last_status"),
+            "duration": round(state["last_duration"], 1)
+            if state.get("last_duration") is not None else None})
+    if as_json:
+        ctx.json(rows)
+        return
+    ctx.out(f"=== {app.name} Cron")
+    if not rows:
+        ctx.out('no cron jobs (app.json: {"cron": [{"command": "...", "schedule": "@daily"}]})')
+    for r in rows:
+        last = (f"last {r['last_run']} {r['status']}"
+                + (f" in {r['duration']}s" if r["duration"] is not None else "")
+                if r["last_run"] else "never run")
+        ctx.out(f"{r['schedule']:15}  {r['command'][:40]:40}  next {r['next_run']}  {last}")

@@ -1,0 +1,52 @@
+"""drains, drains:add, drains:remove: forward an app's logs and events elsewhere."""
+
+from __future__ import annotations
+
+from .. import drains as drains_mod
+from ..errors import NotFound
+from .apps import fmt_time
+from .args import no_more, pop_flag, take_app, take_one
+from .registry import Context, command
+
+
+@command("drains", "drains [APP] [--json]")
+def drains_list(ctx: Context, args: list[str]) -> None:
+    """List the app's log drains (URLs without users, passwords or query strings)."""
+    as_json = pop_flag(args, "--json")
+    app = take_app(ctx, args, only_positional=True)
+    no_more(args)
+    rows = [{"url": drains_mod.public_url(d["url"]), "added_by": d["created_by"],
+             "added_at": fmt_time(d["created_at"])}
+            for d in ctx.platform.store.drains(app.name)]
+    if as_json:
+        ctx.json(rows)
+        return
+    ctx.out(f"=== {app.name} Drains")
+    if not rows:
+        ctx.out("no drains (drains:add APP syslog+tls://HOST:PORT)")
+    for r in rows:
+        ctx.out(f"{r['url']}  (added by {r['added_by']} {r['added_at']})")
+
+
+@command("drains:add", "drains:add [APP] URL")
+def drains_add(ctx: Context, args: list[str]) -> None:
+    """Forward the app's log lines and events to a syslog+tcp, syslog+tls or https URL."""
+    app = take_app(ctx, args, rest=1)
+    url = take_one(args, "drains:add [APP] URL", str)
+    drains_mod.parse_url(url, ctx.key.is_admin)
+    ctx.platform.store.add_drain(app.name, url, ctx.key.is_admin, ctx.key.name)
+    ctx.platform.store.record_event(ctx.key.name, "drains:add", app.name,
+                                    drains_mod.public_url(url))
+    ctx.out(f"Draining {app.name} to {drains_mod.public_url(url)}... done")
+
+
+@command("drains:remove", "drains:remove [APP] URL")
+def drains_remove(ctx: Context, args: list[str]) -> None:
+    """Stop forwarding the app's logs to URL."""
+    app = take_app(ctx, args, rest=1)
+    url = take_one(args, "drains:remove [APP] URL", str)
+    if not ctx.platform.store.remove_drain(app.name, url):
+        raise NotFound(f"{app.name} has no drain {drains_mod.public_url(url)}")
+    ctx.platform.store.record_event(ctx.key.name, "drains:remove", app.name,
+                                    drains_mod.public_url(url))
+    ctx.out(f"Removing the drain {drains_mod.public_url(url)} of {app.name}... done")
