@@ -11,7 +11,7 @@ import base64
 import binascii
 
 from .. import names
-from ..datastores.mysql import mask_secrets
+from ..datastores import mask_secrets
 from ..errors import InvalidInput, NotFound
 from ..store import App
 from .args import no_more, pop_flag, take_app
@@ -75,7 +75,7 @@ def config_list(ctx: Context, args: list[str]) -> None:
 def masked(ctx: Context, app: App, config: dict[str, str]) -> dict[str, str]:
     """``config`` with the secrets of the app's datastores masked, as ``mysql:info``
     shows them (the keys a datastore set; a password the user set stays as it is)."""
-    if ctx.platform.store.find_datastore(app.name, "mysql") is None:
+    if not ctx.platform.store.datastores(app.name):
         return config
     return mask_secrets(config)
 

@@ -4,7 +4,28 @@ databases, and persistent storage."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from typing import Any
+
+MASK = "****"
+
+
+def mask_secrets(config: Mapping[str, str]) -> dict[str, str]:
+    """``config`` with a datastore's password masked as ``mysql:info`` and
+    ``postgres:info`` show it: ``DB_PASSWORD`` is ``****``, and so is the password part
+    of ``DATABASE_URL`` (any scheme)."""
+    masked = dict(config)
+    if masked.get("DB_PASSWORD"):
+        masked["DB_PASSWORD"] = MASK
+    url = masked.get("DATABASE_URL", "")
+    at = url.rfind("@")
+    scheme_end = url.find("://")
+    if at > scheme_end >= 0:
+        userinfo = url[scheme_end + 3:at]
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            masked["DATABASE_URL"] = f"{url[:scheme_end + 3]}{user}:{MASK}{url[at:]}"
+    return masked
 
 
 def destroy_for_app(platform: Any, app: str) -> None:

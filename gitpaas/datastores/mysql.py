@@ -25,7 +25,7 @@ import shutil
 import string
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,28 +103,6 @@ class Credentials:
 
 
 CONFIG_KEYS = ("DATABASE_URL", "DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD")
-
-
-MASK = "****"
-# The config vars mysql:create sets that hold the password.
-SECRET_KEYS = ("DATABASE_URL", "DB_PASSWORD")
-
-
-def mask_secrets(config: Mapping[str, str]) -> dict[str, str]:
-    """``config`` with the password masked as ``mysql:info`` shows it: ``DB_PASSWORD`` is
-    ``****``, and so is the password part of ``DATABASE_URL``."""
-    masked = dict(config)
-    if masked.get("DB_PASSWORD"):
-        masked["DB_PASSWORD"] = MASK
-    url = masked.get("DATABASE_URL", "")
-    at = url.rfind("@")
-    scheme_end = url.find("://")
-    if at > scheme_end >= 0:
-        userinfo = url[scheme_end + 3:at]
-        if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            masked["DATABASE_URL"] = f"{url[:scheme_end + 3]}{user}:{MASK}{url[at:]}"
-    return masked
 
 
 def credentials_from_config(config: dict[str, str]) -> Credentials | None:
