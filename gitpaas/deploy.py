@@ -19,7 +19,7 @@ from dulwich.repo import Repo
 
 from . import faults, procfile
 from .appjson import AppSpec, parse_app_json, parse_checks
-from .build import buildpacks
+from .build import buildpacks, policy
 from .build.context import build_context, read_blob, tree_paths
 from .build.docker import DockerBuilder
 from .errors import DeployError, GitPaasError, UserError
@@ -166,6 +166,8 @@ class Deployer:
         found = buildpacks.detect(paths, self.store.get_app(app).buildpack)
         if found.name == buildpacks.DOCKERFILE:
             progress(f"-----> Using the repo's Dockerfile ({found.reason})")
+            text = read_blob(repo.object_store, commit, "Dockerfile") or b""
+            policy.check_dockerfile(text.decode("utf-8", "replace"), self.image_policy(app))
             return {}, "Dockerfile", {}
         progress(f"-----> Buildpack: {found.name} ({found.reason})")
         from .images import require_image  # a clear error when the base image is missing
@@ -174,6 +176,11 @@ class Deployer:
         name = ".gitpaas.Dockerfile"
         return ({name: buildpacks.dockerfile(found.name)}, name,
                 buildpacks.build_args(found.name, self.settings))
+
+    def image_policy(self, app: str) -> policy.ImagePolicy:
+        """The images ``app``'s Dockerfile may start from (see ``build/policy.py``)."""
+        return policy.ImagePolicy(self.settings.instance, app, policy.allowed_patterns(
+            self.settings.build_allowed_images, self.settings.base_images.values()))
 
     @staticmethod
     def _processes(repo: Repo, commit: bytes) -> dict[str, str]:

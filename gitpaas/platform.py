@@ -10,14 +10,15 @@ from dulwich.repo import Repo
 
 from . import names
 from .applogs import LogArchive
-from .build.docker import DockerBuilder
+from .build.docker import BuildLimits, DockerBuilder
+from .build.sandbox import BuildSandbox
 from .deploy import Deployer
 from .errors import Forbidden, GitPaasError, NotFound, ServiceError
 from .git import repos
 from .git.receive import ZERO, Progress
 from .locks import app_lock
 from .routes import Routes
-from .runtime import DockerRuntime
+from .runtime import AppNetworks, DockerRuntime, Sandbox
 from .settings import Settings
 from .store import App, Key, Store, open_store
 
@@ -49,8 +50,12 @@ class Platform:
 
     @cached_property
     def runtime(self) -> DockerRuntime:
-        return DockerRuntime(self.docker, self.settings.instance, self.settings.container_host,
-                             on_remove=self.log_archive.keep)
+        settings = self.settings
+        networks = AppNetworks(self.docker, settings.instance, settings.app_network_pool,
+                               settings.app_network_prefix)
+        return DockerRuntime(self.docker, settings.instance, settings.container_host,
+                             on_remove=self.log_archive.keep,
+                             sandbox=Sandbox(networks, settings.pids_limit))
 
     @cached_property
     def routes(self) -> Routes:
@@ -58,8 +63,16 @@ class Platform:
 
     @cached_property
     def deployer(self) -> Deployer:
-        return Deployer(self.settings, self.store, DockerBuilder(self.docker), self.runtime,
-                        self.routes)
+        return Deployer(self.settings, self.store, self.builder, self.runtime, self.routes)
+
+    @cached_property
+    def builder(self) -> DockerBuilder:
+        s = self.settings
+        sandbox = BuildSandbox(self.docker, s.instance, s.app_network_pool,
+                               s.app_network_prefix)
+        return DockerBuilder(self.docker, sandbox, BuildLimits(
+            s.build_memory, s.build_cpu_shares, s.build_cpuset, s.build_shm_size,
+            s.build_timeout))
 
     @cached_property
     def mysql(self):
@@ -78,6 +91,19 @@ class Platform:
         s = self.settings
         return PostgresDatastores(Server(s.postgres_admin_url, s.postgres_app_host,
                                          s.postgres_app_port), s.instance)
+
+    @cached_property
+    def redis_stores(self):
+        """Per-app Redis containers (``redis:create``) on the apps' own networks."""
+        from . import images
+        from .datastores.redis import RedisDatastores
+
+        networks = self.runtime.sandbox.networks
+        return RedisDatastores(
+            self.docker, self.settings.instance,
+            image=lambda: images.require_image(self.docker, self.settings, "redis"),
+            network=lambda app: networks.ensure(app) if networks is not None else None,
+            maxmemory=self.settings.redis_maxmemory, mem_limit=self.settings.redis_memory)
 
     def lock(self, app: str, what: str, notify=None):
         """The per-app lock (see ``locks.app_lock``)."""

@@ -8,6 +8,8 @@ The environment variable of a field is ``GITPAAS_`` + its upper-case name.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -26,6 +28,16 @@ class Settings:
 
     data_dir: Path = Path("/var/lib/gitpaas")
     ssh_listen: str = "0.0.0.0:2222"
+    # SSH limits (docs/security.md). Connections at once, in all and from one source (an
+    # IPv4 address or an IPv6 /64); 0: no cap.
+    ssh_max_connections: int = 256
+    ssh_max_connections_per_source: int = 32
+    # New connections a second from one source before the key exchange (token bucket;
+    # 0: no throttle), and how many may come at once before the next ones wait.
+    ssh_rate_per_source: float = 8.0
+    ssh_burst_per_source: int = 12
+    # Seconds a connection has to authenticate and open its session.
+    ssh_preauth_timeout: float = 30.0
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -43,9 +55,21 @@ class Settings:
     postgres_admin_url: str = ""
     postgres_app_host: str = "172.17.0.1"
     postgres_app_port: int = 0
+    # Each app's own Redis (redis:create): its maxmemory, and the container's memory limit.
+    redis_maxmemory: str = "128mb"
+    redis_memory: str = "256m"
     # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
     # storage:mount may bind into containers (comma-separated; admins only).
     storage_roots: str = ""
+    # Each app's containers live on a Docker network of their own, with a subnet taken from
+    # this pool (IPv4, carved into /app_network_prefix subnets: a /16 into /26 gives 1024
+    # apps of up to 61 containers each). Subnets already used by Docker or a host route are
+    # skipped; dockerd's default pools are not used.
+    app_network_pool: str = "10.213.0.0/16"
+    app_network_prefix: int = 26
+    # Most processes (and threads) one app container may run (0: no limit): a fork bomb
+    # stays in its container.
+    pids_limit: int = 512
     # Address published container ports bind to and the router connects to.
     container_host: str = "127.0.0.1"
     # Seconds: the web check of a new release, draining and stopping the old one.
@@ -80,6 +104,16 @@ class Settings:
     process_check_seconds: float = 2.0
     # Where the shipped post-deploy webhook hook posts deploy events ("" = nowhere).
     webhook_url: str = ""
+    # Limits of every build (its RUN steps): memory without swap on top, CPU weight
+    # against the apps' 1024, CPUs ("" = all), /dev/shm, and seconds for the whole build.
+    build_memory: str = "1g"
+    build_cpu_shares: int = 512
+    build_cpuset: str = ""
+    build_shm_size: str = "64m"
+    build_timeout: float = 1800.0
+    # Images a Dockerfile's FROM may name besides gitpaas-base/*, the app's own images and
+    # scratch: comma-separated patterns (fnmatch), e.g. "debian:bookworm*,python:3.12-slim".
+    build_allowed_images: str = ""
     # Image name of each buildpack's base, by buildpack name (see images/).
     base_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Router (gitpaas.router, see docs/router.md). Durations in seconds.
@@ -118,10 +152,6 @@ class Settings:
         return self.data_dir / "repos"
 
     @property
-    def host_key_path(self) -> Path:
-        return self.data_dir / "ssh_host_ecdsa_key"
-
-    @property
     def storage_dir(self) -> Path:
         """Where apps' persistent directories live: ``<data_dir>/storage/<app>/``."""
         return self.data_dir / "storage"
@@ -137,27 +167,96 @@ class Settings:
         return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _coerce(name: str, raw: Any, kind: Any) -> Any:
-    if raw is None:
-        return None
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    word = str(raw).strip().lower() if isinstance(raw, str) else None
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("expected true or false (also yes/no, on/off, 1/0)")
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError("expected a whole number")
+        return int(raw)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip().isascii():
+        return int(raw.strip(), 10)
+    raise ValueError("expected a whole number")
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError("expected a number")
+    if isinstance(raw, str) and not raw.strip().isascii():
+        raise ValueError("expected a number")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+def _to_mapping(raw: Any) -> dict[str, str]:
+    if isinstance(raw, str):
+        try:
+            raw = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError("expected a mapping (YAML or JSON)") from exc
+    if not isinstance(raw, Mapping):
+        raise ValueError("expected a mapping (YAML or JSON)")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _coerce(name: str, raw: Any, kind: Any, origin: str = "") -> Any:
+    """``raw`` as the type of field ``name``; a value that does not parse is an error that
+    names the setting (never a silent default: ``ture`` is not False)."""
+    kind = getattr(kind, "__name__", str(kind))
     try:
-        if kind is Path or kind == "Path":
+        if raw is None:
+            if kind == "str":
+                return ""  # "key:" with nothing after it in YAML
+            raise ValueError("no value")
+        if kind == "Path":
+            if not isinstance(raw, str | os.PathLike) or not str(raw):
+                raise ValueError("expected a path")
             return Path(raw)
-        if kind is bool or kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-        if kind is int or kind == "int":
-            return int(raw)
-        if kind is float or kind == "float":
-            return float(raw)
-        if "Mapping" in str(kind):
-            if isinstance(raw, str):
-                raw = yaml.safe_load(raw) or {}
-            return {str(k): str(v) for k, v in dict(raw).items()}
+        if kind == "bool":
+            return _to_bool(raw)
+        if kind == "int":
+            return _to_int(raw)
+        if kind == "float":
+            return _to_float(raw)
+        if "Mapping" in kind:
+            return _to_mapping(raw)
+        if isinstance(raw, list | dict | set | tuple):
+            raise ValueError("expected a single value")
         return str(raw)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid setting {name}={raw!r}: {exc}") from exc
+        where = f" ({origin})" if origin else ""
+        raise InvalidInput(f"invalid setting {name}={raw!r}{where}: {exc}") from exc
+
+
+def _check_network_pool(settings: Settings) -> None:
+    try:
+        pool = ipaddress.IPv4Network(settings.app_network_pool)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid setting app_network_pool: {exc}") from exc
+    if not pool.prefixlen <= settings.app_network_prefix <= 29:
+        raise InvalidInput(f"app_network_prefix must be from {pool.prefixlen} (the pool's) "
+                           "to 29")
 
 
 def load(
@@ -169,6 +268,7 @@ def load(
     env = os.environ if environ is None else environ
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # where each value came from, for the error message
     data_dir = overrides.get("data_dir") or env.get("GITPAAS_DATA_DIR") or Settings.data_dir
     path = config_file or env.get("GITPAAS_CONFIG")
     if not path and (Path(data_dir) / "gitpaas.yaml").is_file():
@@ -181,17 +281,22 @@ def load(
         if not isinstance(loaded, dict):
             raise InvalidInput(f"config file {path} must hold a mapping")
         values.update(loaded)
+        origin.update({str(k): f"in {path}" for k in loaded})
     known = {f.name: f.type for f in fields(Settings)}
     for name in known:
-        raw = env.get(f"GITPAAS_{name.upper()}")
+        variable = f"GITPAAS_{name.upper()}"
+        raw = env.get(variable)
         if raw is not None and raw != "":
             values[name] = raw
+            origin[name] = f"from {variable}"
     values.update(overrides)
+    origin.update({k: "given" for k in overrides})
     unknown = set(values) - set(known)
     if unknown:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    coerced = {k: _coerce(k, v, known[k]) for k, v in values.items()}
+    coerced = {k: _coerce(k, v, known[k], origin.get(k, "")) for k, v in values.items()}
     settings = Settings(**coerced)
+    _check_network_pool(settings)
     names.instance_name(settings.instance)
     names.hostname(settings.domain)
     return settings

@@ -81,15 +81,22 @@ mysql_bind() {
 }
 
 # A host firewall whose INPUT policy is not ACCEPT would drop containers' connections to
-# MariaDB on the docker0 gateway: let the bridge in, on port 3306 only (idempotent).
+# MariaDB and PostgreSQL on the docker0 gateway: let the bridges in, on 3306 and 5432 only
+# (idempotent).
 allow_containers_to_mariadb() {
     command -v iptables >/dev/null 2>&1 || return 0
     local policy
     policy=$(iptables -S INPUT 2>/dev/null | awk '$1 == "-P" {print $3}')
     if [ -z "$policy" ] || [ "$policy" = "ACCEPT" ]; then return 0; fi
-    iptables -C INPUT -i docker0 -p tcp --dport 3306 -j ACCEPT 2>/dev/null \
-        || { log "allowing docker0 -> MariaDB (tcp 3306) in the INPUT chain"
-             iptables -I INPUT -i docker0 -p tcp --dport 3306 -j ACCEPT; }
+    local bridge port
+    # docker0, and the per-app bridges (gpa...: runtime/network.py); never builds' (gpb...)
+    for bridge in docker0 gpa+; do
+        for port in 3306 5432; do
+            iptables -C INPUT -i "$bridge" -p tcp --dport "$port" -j ACCEPT 2>/dev/null \
+                || { log "allowing $bridge -> tcp $port in the INPUT chain"
+                     iptables -I INPUT -i "$bridge" -p tcp --dport "$port" -j ACCEPT; }
+        done
+    done
 }
 
 mariadb_ping() { mysqladmin --protocol=socket ping >/dev/null 2>&1; }

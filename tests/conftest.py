@@ -46,6 +46,23 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def remove_networks(instance: str) -> None:
+    """The instance's Docker networks and build firewall chain (if it made any)."""
+    import docker
+
+    from gitpaas.build.sandbox import remove_instance_networks
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception:  # noqa: BLE001 - no Docker: nothing was made
+        return
+    try:
+        remove_instance_networks(client, instance)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def instance(redis_url):
     """A fresh instance name; its Redis keys are deleted afterwards."""
@@ -53,6 +70,7 @@ def instance(redis_url):
 
     name = unique("t")
     yield name
+    remove_networks(name)
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=f"{name}:*", count=1000):
         client.delete(key)

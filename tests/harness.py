@@ -99,6 +99,8 @@ class Server:
                 "GITPAAS_SSH_LISTEN": f"127.0.0.1:{self.ssh_port}",
                 "GITPAAS_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "GITPAAS_DRAIN_SECONDS": "0.2", "GITPAAS_STOP_TIMEOUT": "2",
+                # the tests' local busybox images (conftest.busybox_image) as FROM
+                "GITPAAS_BUILD_ALLOWED_IMAGES": "gitpaas-test-*",
                 **self.extra_env}
 
     def start(self) -> Server:
@@ -196,9 +198,13 @@ class Server:
     def cleanup(self, docker_client) -> None:
         """Remove every container and image this instance made, and its data dir."""
         self.stop()
-        label = f"gitpaas.instance={self.instance}"
-        for c in docker_client.containers.list(all=True, filters={"label": label}):
-            c.remove(force=True)
+        for label in (f"gitpaas.instance={self.instance}",
+                      f"gitpaas.datastore.instance={self.instance}"):
+            for c in docker_client.containers.list(all=True, filters={"label": label}):
+                c.remove(force=True)
+        for v in docker_client.volumes.list(
+                filters={"label": f"gitpaas.datastore.instance={self.instance}"}):
+            v.remove(force=True)
         for image in docker_client.images.list():
             if any(t.startswith(f"{self.instance}/") for t in image.tags):
                 for tag in image.tags:
@@ -206,6 +212,9 @@ class Server:
                         docker_client.images.remove(tag, force=True)
                     except Exception:  # noqa: BLE001
                         pass
+        from gitpaas.build.sandbox import remove_instance_networks
+
+        remove_instance_networks(docker_client, self.instance)
         shutil.rmtree(self.root / "data", ignore_errors=True)
 
 

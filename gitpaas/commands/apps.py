@@ -81,6 +81,7 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         hosts = platform.deployer.hosts(app.name)
         platform.routes.remove(hosts)
         platform.runtime.remove(platform.runtime.list(app.name), stop_timeout=5)
+        platform.runtime.remove_network(app.name)
         for release in platform.store.list_releases(app.name, limit=100000):
             platform.deployer.builder.remove(release.image)
         from ..datastores import destroy_for_app

@@ -50,6 +50,12 @@ def uptime(started_at: str, now: float | None = None) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
+def started_at(platform, container) -> str:
+    """Docker's ``StartedAt`` of a container (the listing's summaries do not hold it)."""
+    info = platform.runtime.get(container.id)
+    return info.started_at if info else ""
+
+
 def formation_text(formation: dict[str, int]) -> str:
     return " ".join(f"{p}={n}" for p, n in sorted(formation.items())) or "-"
 
@@ -65,7 +71,7 @@ def ps(ctx: Context, args: list[str]) -> None:
     containers = platform.runtime.list(app.name)
     rows = [{"name": f"{c.process}.{c.replica}", "process": c.process, "replica": c.replica,
              "release": c.release, "state": c.status,
-             "uptime": uptime(c.started_at) if c.status == "running" else "-",
+             "uptime": uptime(started_at(platform, c)) if c.status == "running" else "-",
              "port": f"{c.host}:{c.port}" if c.port else None} for c in containers]
     if as_json:
         ctx.json({"app": app.name, "release": app.current_version, "formation": formation,

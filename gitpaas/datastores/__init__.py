@@ -10,22 +10,33 @@ from typing import Any
 MASK = "****"
 
 
+# Config vars a datastore sets whose URL holds a password (mysql, postgres, redis).
+SECRET_URL_KEYS = ("DATABASE_URL", "REDIS_URL")
+
+
 def mask_secrets(config: Mapping[str, str]) -> dict[str, str]:
-    """``config`` with a datastore's password masked as ``mysql:info`` and
-    ``postgres:info`` show it: ``DB_PASSWORD`` is ``****``, and so is the password part
-    of ``DATABASE_URL`` (any scheme)."""
+    """``config`` with a datastore's password masked as ``mysql:info``, ``postgres:info``
+    and ``redis:info`` show it: ``DB_PASSWORD`` is ``****``, and so is the password part
+    of ``DATABASE_URL`` and ``REDIS_URL`` (any scheme)."""
     masked = dict(config)
     if masked.get("DB_PASSWORD"):
         masked["DB_PASSWORD"] = MASK
-    url = masked.get("DATABASE_URL", "")
+    for key in SECRET_URL_KEYS:
+        if key in masked:
+            masked[key] = _mask_url(masked[key])
+    return masked
+
+
+def _mask_url(url: str) -> str:
+    """``scheme://user:****@rest`` for ``scheme://user:password@rest``; else ``url``."""
     at = url.rfind("@")
     scheme_end = url.find("://")
     if at > scheme_end >= 0:
         userinfo = url[scheme_end + 3:at]
         if ":" in userinfo:
             user = userinfo.split(":", 1)[0]
-            masked["DATABASE_URL"] = f"{url[:scheme_end + 3]}{user}:{MASK}{url[at:]}"
-    return masked
+            return f"{url[:scheme_end + 3]}{user}:{MASK}{url[at:]}"
+    return url
 
 
 def destroy_for_app(platform: Any, app: str) -> None:
@@ -37,6 +48,8 @@ def destroy_for_app(platform: Any, app: str) -> None:
             platform.mysql.destroy(datastore.name, datastore.user)
         elif datastore.kind == "postgres":
             platform.postgres.destroy(datastore.name, datastore.user)
+        elif datastore.kind == "redis":
+            platform.redis_stores.destroy(app)
         store.remove_datastore(app, datastore.kind)
     for mount in store.mounts(app):
         store.remove_mount(app, mount.host_path, mount.container_path)

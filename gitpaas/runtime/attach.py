@@ -33,6 +33,10 @@ def _pump_input(term: Terminal, sock) -> None:
             raw.sendall(data)
     except (OSError, EOFError):
         return
+    if term.tty:
+        # On a pty the end of input is a byte (^D) the user types; half-closing Docker's
+        # stream of a pty exec can end it before the command's output is read.
+        return
     try:
         raw.shutdown(socket.SHUT_WR)  # the container's stdin sees end of file
     except OSError:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import secrets
 import shlex
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import docker
 import docker.errors
@@ -21,8 +23,10 @@ import docker.errors
 from ..errors import DeployError, ServiceError
 from ..terminal import Terminal
 from .attach import stream
+from .network import AppNetworks
 
 PORT = 5000
+RUN_SUFFIX = re.compile(r"[0-9a-f]{8}")  # run_attached's container names end so
 ENV_FILE = ".gitpaas-env"
 LABEL = "gitpaas"
 ARCHIVE_TAIL = 500  # log lines of a removed container handed to ``on_remove``
@@ -72,16 +76,90 @@ def binds(mounts: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {host: {"bind": container, "mode": "rw"} for host, container in mounts.items()}
 
 
+def summary_name(summary: Mapping) -> str:
+    """A container summary's name (Docker lists it as ``/name``)."""
+    return next(iter(summary.get("Names") or []), "").lstrip("/")
+
+
+def created_at(summary: Mapping) -> str:
+    """A summary's creation time as Docker writes timestamps (RFC 3339, UTC)."""
+    created = summary.get("Created")
+    if not created:
+        return ""
+    return datetime.fromtimestamp(int(created), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def owned(instance: str, summary: Mapping) -> bool:
+    """Whether gitpaas made this container: its labels and its name must agree.
+
+    Labels alone prove nothing: a build's intermediate container carries whatever ``LABEL``
+    lines the tenant's Dockerfile holds. Names are chosen by whoever calls Docker's API,
+    and a build's containers get random ones, so the name is what a tenant cannot forge.
+    """
+    labels = summary.get("Labels") or {}
+    try:
+        expected = container_name(
+            instance, labels[f"{LABEL}.app"], int(labels[f"{LABEL}.release"]),
+            labels[f"{LABEL}.process"], int(labels[f"{LABEL}.replica"]))
+    except (KeyError, ValueError):
+        return False
+    numbers = labels[f"{LABEL}.release"] + labels[f"{LABEL}.replica"]
+    if labels.get(f"{LABEL}.instance") != instance or not numbers.isascii():
+        return False
+    name = summary_name(summary)
+    if labels.get(f"{LABEL}.oneoff") == "run":  # run_attached: a random suffix, replica 0
+        prefix = container_name(instance, labels[f"{LABEL}.app"],
+                                int(labels[f"{LABEL}.release"]), "run", "")
+        return name.startswith(prefix) and bool(RUN_SUFFIX.fullmatch(name[len(prefix):]))
+    return name == expected
+
+
+# Capabilities app containers keep (Docker's defaults minus what web apps do not need).
+# Kept: CHOWN, DAC_OVERRIDE, FOWNER, FSETID (entrypoints that fix the owner and mode of
+# their files as root), SETUID, SETGID (apache, php-fpm, nginx start as root and switch
+# to their user; gosu/su), KILL (a root master signals workers of another user),
+# NET_BIND_SERVICE (servers that bind a port below 1024 inside the container).
+# Dropped: NET_RAW (raw sockets: ARP/ICMP spoofing on the bridge), MKNOD, AUDIT_WRITE,
+# SETFCAP, SETPCAP, SYS_CHROOT.
+KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "KILL",
+                     "NET_BIND_SERVICE")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How every app container is confined: its app's network, privileges, pids."""
+
+    networks: AppNetworks | None = None
+    pids_limit: int = 0  # 0: none
+
+    def options(self, app: str) -> dict:
+        """docker-py ``containers.create`` arguments for one container of ``app``."""
+        opts: dict = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
+                      "cap_add": list(KEPT_CAPABILITIES)}
+        if self.pids_limit:
+            opts["pids_limit"] = self.pids_limit
+        if self.networks is not None:
+            opts["network"] = self.networks.ensure(app)
+        return opts
+
+
 class DockerRuntime:
     """Starts, lists and retires app containers."""
 
     def __init__(self, client: docker.DockerClient, instance: str, host: str = "127.0.0.1",
-                 on_remove: Callable[[ContainerInfo, str], None] | None = None):
+                 on_remove: Callable[[ContainerInfo, str], None] | None = None,
+                 sandbox: Sandbox | None = None):
         self.client = client
         self.instance = instance
         self.host = host
         # Called with a container and its last log lines (timestamped) before removal.
         self.on_remove = on_remove
+        self.sandbox = sandbox or Sandbox()
+
+    def remove_network(self, app: str) -> None:
+        """Remove the app's network (after its containers: ``apps:destroy``)."""
+        if self.sandbox.networks is not None:
+            self.sandbox.networks.remove(app)
 
     def _info(self, c) -> ContainerInfo:
         labels = c.labels
@@ -110,7 +188,9 @@ class DockerRuntime:
         name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
-                  f"{LABEL}.replica": str(replica)}
+                  f"{LABEL}.replica": str(replica),
+                  # set, so that no image label of that name can make this a one-off
+                  f"{LABEL}.oneoff": ""}
         kwargs = {}
         if web:
             kwargs["ports"] = {f"{PORT}/tcp": (self.host, None)}
@@ -127,6 +207,7 @@ class DockerRuntime:
             log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
             hostname=f"{app}-{process}-{replica}")
         try:
+            kwargs.update(self.sandbox.options(app))
             # create + start, not run: run would try to pull a missing image from a registry.
             try:
                 c = self.client.containers.create(image, **kwargs)
@@ -181,7 +262,8 @@ class DockerRuntime:
             container = self.client.containers.create(
                 image, command=["/bin/sh", "-c", f". /{ENV_FILE} && rm -f /{ENV_FILE} && "
                                 f"{command}"], name=name, labels=labels, init=True,
-                volumes=binds(mounts) if mounts else None, **limits)
+                volumes=binds(mounts) if mounts else None, **limits,
+                **self.sandbox.options(app))
             container.put_archive("/", env_tar(env))
             container.start()
             # A command that never ends must not hold the app's lock for ever.
@@ -248,7 +330,7 @@ class DockerRuntime:
             container = self.client.containers.create(
                 image, command=argv or None, name=name, labels=labels, init=True,
                 environment=dict(env), stdin_open=True, tty=term.tty, hostname=f"{app}-run",
-                **kwargs)
+                **kwargs, **self.sandbox.options(app))
             sock = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1,
                                                    "stream": 1})
             container.start()
@@ -323,7 +405,12 @@ class DockerRuntime:
 
     def list(self, app: str | None = None, release: int | None = None,
              all_states: bool = True) -> list[ContainerInfo]:
-        """This instance's containers, optionally of one app and release."""
+        """This instance's containers, optionally of one app and release.
+
+        Built from Docker's container summaries (one API call). Only containers gitpaas
+        made count: the name Docker holds must be the one gitpaas gives a container with
+        those labels (``owned``), which a build's containers (random names) cannot forge.
+        """
         filters = [f"{LABEL}.instance={self.instance}"]
         if app:
             filters.append(f"{LABEL}.app={app}")
@@ -331,15 +418,23 @@ class DockerRuntime:
             filters.append(f"{LABEL}.release={release}")
         try:
             found = self.client.api.containers(all=all_states, filters={"label": filters})
-            infos = []
-            for summary in found:
-                try:
-                    infos.append(self._info(self.client.containers.get(summary["Id"])))
-                except docker.errors.NotFound:
-                    continue  # removed between the listing and now (a retirement)
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        infos = [self._summary_info(s) for s in found if owned(self.instance, s)]
         return sorted(infos, key=lambda i: (i.app, i.release, i.process, i.replica))
+
+    def _summary_info(self, summary: Mapping) -> ContainerInfo:
+        labels = summary.get("Labels") or {}
+        port = next((int(p["PublicPort"]) for p in summary.get("Ports") or []
+                     if p.get("PrivatePort") == PORT and p.get("PublicPort")
+                     and p.get("Type", "tcp") == "tcp"), None)
+        return ContainerInfo(
+            id=summary["Id"], name=summary_name(summary), app=labels[f"{LABEL}.app"],
+            release=int(labels[f"{LABEL}.release"]), process=labels[f"{LABEL}.process"],
+            replica=int(labels[f"{LABEL}.replica"]), status=summary.get("State", ""),
+            host=self.host, port=port, oneoff=labels.get(f"{LABEL}.oneoff", ""),
+            # The listing has no StartedAt: the creation time stands in (ps inspects).
+            started_at=created_at(summary))
 
     def get(self, container_id: str) -> ContainerInfo | None:
         try:

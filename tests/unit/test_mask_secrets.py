@@ -18,3 +18,8 @@ def test_postgres_url_and_odd_values():
     for url in ("postgres://u@h/d", "not a url", "", "sqlite:///x@y"):
         assert mask_secrets({"DATABASE_URL": url}) == {"DATABASE_URL": url}
     assert mask_secrets({"DB_PASSWORD": ""}) == {"DB_PASSWORD": ""}
+
+
+def test_redis_url():
+    assert mask_secrets({"REDIS_URL": "redis://:pw@172.17.0.1:6390/0", "A": "b"}) == {
+        "REDIS_URL": "redis://:****@172.17.0.1:6390/0", "A": "b"}

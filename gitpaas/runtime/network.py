@@ -1,0 +1,175 @@
+"""One user-defined bridge per app, with a subnet gitpaas picks itself (issue 11, 4).
+
+Docker isolates user-defined bridges from each other (its DOCKER-ISOLATION chains), so an
+app's containers reach no other app's. Docker's default address pools hold about 30
+networks: a host with hundreds of apps would run out, so subnets come from the
+``app_network_pool`` setting (a /16 carved into ``/app_network_prefix`` subnets), skipping
+every subnet an existing Docker network or a host route already uses. dockerd's own
+configuration is never touched.
+
+Bridges are named ``gpa<hash>`` (Linux allows 15 characters), so a host firewall can
+recognise app bridges (``-i gpa+``), e.g. to let them reach MariaDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import random
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import docker
+import docker.errors
+import docker.types
+
+from ..errors import DeployError, ServiceError
+
+LABEL = "gitpaas"
+BRIDGE_PREFIX = "gpa"
+ROUTES = Path("/proc/net/route")
+ATTEMPTS = 20  # another install may take the same subnet at the same moment
+log = logging.getLogger(__name__)
+Net = ipaddress.IPv4Network
+
+
+def bridge_name(network: str, prefix: str = BRIDGE_PREFIX) -> str:
+    """The Linux bridge of ``network``: ``<prefix>`` + 11 hex digits of its hash."""
+    return prefix + hashlib.sha256(network.encode()).hexdigest()[:15 - len(prefix)]
+
+
+def host_routes(path: Path = ROUTES) -> list[Net]:
+    """The host's IPv4 routes except the default one (subnets a network must not cover)."""
+    try:
+        lines = path.read_text().splitlines()[1:]
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        dest = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+        mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
+        net = Net(f"{dest}/{mask}", strict=False)
+        if net.prefixlen:
+            found.append(net)
+    return found
+
+
+def free_subnets(pool: Net, prefix: int, used: Iterable[Net]) -> list[Net]:
+    """The ``/prefix`` subnets of ``pool`` that overlap nothing in ``used``, in order."""
+    taken = [u for u in used if u.overlaps(pool)]
+    return [c for c in pool.subnets(new_prefix=prefix)
+            if not any(c.overlaps(u) for u in taken)]
+
+
+def free_subnet(pool: Net, prefix: int, used: Iterable[Net]) -> Net | None:
+    """The first ``/prefix`` subnet of ``pool`` that overlaps nothing in ``used``."""
+    free = free_subnets(pool, prefix, used)
+    return free[0] if free else None
+
+
+def used_subnets(client: docker.DockerClient) -> list[Net]:
+    """IPv4 subnets of every Docker network on the engine and of the host's routes."""
+    used = host_routes()
+    for net in client.api.networks():
+        for config in (net.get("IPAM") or {}).get("Config") or []:
+            try:
+                subnet = ipaddress.ip_network(config.get("Subnet", ""), strict=False)
+            except ValueError:
+                continue
+            if subnet.version == 4:
+                used.append(subnet)
+    return used
+
+
+def find_network(client: docker.DockerClient, name: str) -> list[dict]:
+    """The network named exactly ``name`` (Docker's name filter matches substrings)."""
+    return [n for n in client.api.networks(names=[name]) if n.get("Name") == name]
+
+
+def create_network(client: docker.DockerClient, name: str, pool: Net, prefix: int,
+                   bridge: str, labels: dict[str, str]) -> None:
+    """A bridge network ``name`` on Linux bridge ``bridge``, its subnet a free one of
+    ``pool``; one made meanwhile by another process is fine."""
+    for attempt in range(ATTEMPTS):
+        free = free_subnets(pool, prefix, used_subnets(client))
+        # The first free one, unless another process just took it: then a random one, so
+        # two creators racing do not keep colliding.
+        subnet = (free[0] if attempt == 0 else random.choice(free)) if free else None
+        if subnet is None:
+            raise DeployError(f"no free /{prefix} subnet left in app_network_pool {pool}: "
+                              "widen it in the settings")
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=str(subnet), gateway=str(next(subnet.hosts())))])
+        try:
+            client.api.create_network(
+                name, driver="bridge", ipam=ipam, check_duplicate=True, labels=labels,
+                options={"com.docker.network.bridge.name": bridge})
+            log.info("network %s: %s", name, subnet)
+            return
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc).lower()
+            if "already exists" in text:
+                return
+            if "overlap" not in text:
+                raise DeployError(f"cannot create network {name}: "
+                                  f"{exc.explanation or exc}") from exc
+    raise DeployError(f"cannot create network {name}: its subnets kept being taken")
+
+
+class AppNetworks:
+    """Creates and removes the per-app networks of one instance."""
+
+    def __init__(self, client: docker.DockerClient, instance: str, pool: str,
+                 prefix: int) -> None:
+        self.client = client
+        self.instance = instance
+        self.pool = Net(pool)
+        self.prefix = prefix
+        self._lock = threading.Lock()
+
+    def name(self, app: str) -> str:
+        return f"{self.instance}.{app}"
+
+    def ensure(self, app: str) -> str:
+        """The app's network, created on first use; returns its name."""
+        name = self.name(app)
+        with self._lock:  # parallel starts of one deploy: one creation
+            try:
+                if not self._find(name):
+                    self._create(app, name)
+            except docker.errors.DockerException as exc:
+                raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        return name
+
+    def _find(self, name: str) -> list[dict]:
+        return find_network(self.client, name)
+
+    def _create(self, app: str, name: str) -> None:
+        create_network(self.client, name, self.pool, self.prefix, bridge_name(name),
+                       {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app})
+
+    def remove(self, app: str) -> None:
+        """Remove the app's network; absent is fine. Containers still attached (a one-off
+        that outlived its app) are disconnected first: the network dies with its app."""
+        name = self.name(app)
+        try:
+            for net in self._find(name):
+                try:
+                    self.client.api.remove_network(net["Id"])
+                except docker.errors.APIError as exc:
+                    if exc.status_code == 404:
+                        continue
+                    attached = self.client.api.inspect_network(net["Id"]).get("Containers")
+                    for container in attached or {}:
+                        self.client.api.disconnect_container_from_network(
+                            container, net["Id"], force=True)
+                    self.client.api.remove_network(net["Id"])
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"cannot remove network {name}: {exc}") from exc
