@@ -9,10 +9,12 @@ DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-c
               mmdebstrap curl ca-certificates python3-venv wrk procps iproute2
               nginx libnginx-mod-http-lua lua-resty-core  # the edge (gitpaas runs its own nginx)
               openssh-server postgresql postgresql-client gcc libc6-dev restic systemd
+              chromium chromium-driver
               pebble)  # pebble: Let's Encrypt's ACME test server (tests of automatic HTTPS)
 # openssh-server: bench/run receive starts a throwaway sshd; gcc, libc6-dev: the storage
 # race test builds a static renameat2 racer; restic: backups; systemd: the units' tests
-# run systemd-analyze verify (even where it is not PID 1).
+# run systemd-analyze verify (even where it is not PID 1); chromium + chromium-driver:
+# the WordPress smoke test drives a real browser (tests/e2e/test_wordpress_browser.py).
 
 log() { printf '=====> %s\n' "$*" >&2; }
 die() { printf ' !     %s\n' "$*" >&2; exit 1; }

@@ -43,6 +43,9 @@ MAX_USER = 80
 PASSWORD_LENGTH = 32
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 CHUNK = 64 * 1024
+# MariaDB's mysqldump (10.11.8+) starts every dump with this line; MySQL's client fails on
+# it ("Unknown command '\\-'"), so mysql:export leaves it out.
+SANDBOX_LINE = "/*M!999999\\- enable the sandbox mode */"
 DUMP_OPTIONS = ("--single-transaction", "--hex-blob", "--no-tablespaces", "--skip-triggers",
                 "--default-character-set=utf8mb4", "--skip-comments")
 
@@ -259,14 +262,20 @@ class MySQLDatastores:
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream ``mysqldump`` of ``database`` (as the admin) to ``write``; return bytes.
 
-        The dump holds no CREATE DATABASE / USE lines, so it loads into any database.
+        The dump holds no CREATE DATABASE / USE lines, so it loads into any database, and
+        not MariaDB's first line ``/*M!999999\\- enable the sandbox mode */`` (mysqldump
+        of MariaDB 10.11.8 and later writes it, with no option to leave it out): MySQL 8's
+        client reads ``\\-`` as a command it does not know and stops at line 1.
         """
         admin = self.server.admin
+        out = SandboxLineFilter(write)
         with _defaults_file(admin["user"], admin["password"], admin["host"],
                             admin["port"]) as defaults:
             argv = [_program("mysqldump", "mariadb-dump"), f"--defaults-extra-file={defaults}",
                     *DUMP_OPTIONS, "--", database]
-            return _stream_out(argv, write, closed)
+            total = _stream_out(argv, out, closed)
+        out.flush()
+        return total - out.dropped
 
     def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
         """Load SQL from ``stdin`` into the app's database as the app's own user.
@@ -282,6 +291,41 @@ class MySQLDatastores:
                     "--batch", "--sandbox", "--local-infile=0",
                     "--default-character-set=utf8mb4", "--", creds.database]
             return _stream_in(argv, stdin)
+
+
+class SandboxLineFilter:
+    """Passes text on, less a first line that is MariaDB's ``SANDBOX_LINE``.
+
+    Holds back the start of the text until its first newline (or ``HEAD_LIMIT``
+    characters) is seen; ``dropped`` is the number of bytes left out.
+    """
+
+    HEAD_LIMIT = 256
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.head: str | None = ""
+        self.dropped = 0
+
+    def __call__(self, text: str) -> None:
+        if self.head is None:
+            self.write(text)
+            return
+        self.head += text
+        if "\n" in self.head or len(self.head) >= self.HEAD_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is held back (at the end of the text)."""
+        if self.head is None:
+            return
+        head, self.head = self.head, None
+        first, newline, rest = head.partition("\n")
+        if first.strip() == SANDBOX_LINE:  # it ends with a space
+            self.dropped = len((first + newline).encode())
+            head = rest
+        if head:
+            self.write(head)
 
 
 def _reason(exc: BaseException) -> str:
