@@ -111,6 +111,8 @@ def serve(argv: list[str]) -> int:
     logging.getLogger("gitpaas").info(
         "gitpaas serving ssh on %s:%d%s", host, ssh.port,
         f", http on port {router.port}" if router else "")
+    logging.getLogger("gitpaas").info("ssh host keys: %s", ", ".join(
+        f"{key.get_name()} {key.fingerprint}" for key in ssh.host_keys))
     print(f"gitpaas: ssh port {ssh.port}" + (f", http port {router.port}" if router else ""),
           flush=True)
     stop.wait()

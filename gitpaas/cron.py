@@ -153,9 +153,6 @@ class CronRunner:
         except Exception:  # noqa: BLE001 - a broken job must not stop the runner
             log.exception("cron job of %s failed", app)
             status = "failed (internal error)"
-        finally:
-            with self._lock:
-                self._running.discard((app, job.id))
         duration = time.time() - started
         try:
             store.cron_finished(app, job, status, duration)
@@ -166,6 +163,9 @@ class CronRunner:
                     "status": status})
         except GitPaasError as exc:
             log.warning("cron %s: cannot record the run: %s", app, exc.message)
+        finally:
+            with self._lock:  # the run counts as running until it is recorded
+                self._running.discard((app, job.id))
 
     def loop(self, stop: threading.Event, interval: float = TICK_SECONDS) -> None:
         """Tick until ``stop`` is set."""

@@ -92,6 +92,19 @@ class Platform:
         return PostgresDatastores(Server(s.postgres_admin_url, s.postgres_app_host,
                                          s.postgres_app_port), s.instance)
 
+    @cached_property
+    def redis_stores(self):
+        """Per-app Redis containers (``redis:create``) on the apps' own networks."""
+        from . import images
+        from .datastores.redis import RedisDatastores
+
+        networks = self.runtime.sandbox.networks
+        return RedisDatastores(
+            self.docker, self.settings.instance,
+            image=lambda: images.require_image(self.docker, self.settings, "redis"),
+            network=lambda app: networks.ensure(app) if networks is not None else None,
+            maxmemory=self.settings.redis_maxmemory, mem_limit=self.settings.redis_memory)
+
     def lock(self, app: str, what: str, notify=None):
         """The per-app lock (see ``locks.app_lock``)."""
         return app_lock(self.settings.data_dir / "locks", app, what,

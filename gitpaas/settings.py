@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -27,6 +28,16 @@ class Settings:
 
     data_dir: Path = Path("/var/lib/gitpaas")
     ssh_listen: str = "0.0.0.0:2222"
+    # SSH limits (docs/security.md). Connections at once, in all and from one source (an
+    # IPv4 address or an IPv6 /64); 0: no cap.
+    ssh_max_connections: int = 256
+    ssh_max_connections_per_source: int = 32
+    # New connections a second from one source before the key exchange (token bucket;
+    # 0: no throttle), and how many may come at once before the next ones wait.
+    ssh_rate_per_source: float = 8.0
+    ssh_burst_per_source: int = 12
+    # Seconds a connection has to authenticate and open its session.
+    ssh_preauth_timeout: float = 30.0
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -44,6 +55,9 @@ class Settings:
     postgres_admin_url: str = ""
     postgres_app_host: str = "172.17.0.1"
     postgres_app_port: int = 0
+    # Each app's own Redis (redis:create): its maxmemory, and the container's memory limit.
+    redis_maxmemory: str = "128mb"
+    redis_memory: str = "256m"
     # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
     # storage:mount may bind into containers (comma-separated; admins only).
     storage_roots: str = ""
@@ -138,10 +152,6 @@ class Settings:
         return self.data_dir / "repos"
 
     @property
-    def host_key_path(self) -> Path:
-        return self.data_dir / "ssh_host_ecdsa_key"
-
-    @property
     def storage_dir(self) -> Path:
         """Where apps' persistent directories live: ``<data_dir>/storage/<app>/``."""
         return self.data_dir / "storage"
@@ -157,27 +167,86 @@ class Settings:
         return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _coerce(name: str, raw: Any, kind: Any) -> Any:
-    if raw is None:
-        return None
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    word = str(raw).strip().lower() if isinstance(raw, str) else None
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("expected true or false (also yes/no, on/off, 1/0)")
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError("expected a whole number")
+        return int(raw)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip().isascii():
+        return int(raw.strip(), 10)
+    raise ValueError("expected a whole number")
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError("expected a number")
+    if isinstance(raw, str) and not raw.strip().isascii():
+        raise ValueError("expected a number")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+def _to_mapping(raw: Any) -> dict[str, str]:
+    if isinstance(raw, str):
+        try:
+            raw = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError("expected a mapping (YAML or JSON)") from exc
+    if not isinstance(raw, Mapping):
+        raise ValueError("expected a mapping (YAML or JSON)")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _coerce(name: str, raw: Any, kind: Any, origin: str = "") -> Any:
+    """``raw`` as the type of field ``name``; a value that does not parse is an error that
+    names the setting (never a silent default: ``ture`` is not False)."""
+    kind = getattr(kind, "__name__", str(kind))
     try:
-        if kind is Path or kind == "Path":
+        if raw is None:
+            if kind == "str":
+                return ""  # "key:" with nothing after it in YAML
+            raise ValueError("no value")
+        if kind == "Path":
+            if not isinstance(raw, str | os.PathLike) or not str(raw):
+                raise ValueError("expected a path")
             return Path(raw)
-        if kind is bool or kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-        if kind is int or kind == "int":
-            return int(raw)
-        if kind is float or kind == "float":
-            return float(raw)
-        if "Mapping" in str(kind):
-            if isinstance(raw, str):
-                raw = yaml.safe_load(raw) or {}
-            return {str(k): str(v) for k, v in dict(raw).items()}
+        if kind == "bool":
+            return _to_bool(raw)
+        if kind == "int":
+            return _to_int(raw)
+        if kind == "float":
+            return _to_float(raw)
+        if "Mapping" in kind:
+            return _to_mapping(raw)
+        if isinstance(raw, list | dict | set | tuple):
+            raise ValueError("expected a single value")
         return str(raw)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid setting {name}={raw!r}: {exc}") from exc
+        where = f" ({origin})" if origin else ""
+        raise InvalidInput(f"invalid setting {name}={raw!r}{where}: {exc}") from exc
 
 
 def _check_network_pool(settings: Settings) -> None:
@@ -199,6 +268,7 @@ def load(
     env = os.environ if environ is None else environ
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # where each value came from, for the error message
     data_dir = overrides.get("data_dir") or env.get("GITPAAS_DATA_DIR") or Settings.data_dir
     path = config_file or env.get("GITPAAS_CONFIG")
     if not path and (Path(data_dir) / "gitpaas.yaml").is_file():
@@ -211,16 +281,20 @@ def load(
         if not isinstance(loaded, dict):
             raise InvalidInput(f"config file {path} must hold a mapping")
         values.update(loaded)
+        origin.update({str(k): f"in {path}" for k in loaded})
     known = {f.name: f.type for f in fields(Settings)}
     for name in known:
-        raw = env.get(f"GITPAAS_{name.upper()}")
+        variable = f"GITPAAS_{name.upper()}"
+        raw = env.get(variable)
         if raw is not None and raw != "":
             values[name] = raw
+            origin[name] = f"from {variable}"
     values.update(overrides)
+    origin.update({k: "given" for k in overrides})
     unknown = set(values) - set(known)
     if unknown:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    coerced = {k: _coerce(k, v, known[k]) for k, v in values.items()}
+    coerced = {k: _coerce(k, v, known[k], origin.get(k, "")) for k, v in values.items()}
     settings = Settings(**coerced)
     _check_network_pool(settings)
     names.instance_name(settings.instance)

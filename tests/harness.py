@@ -198,9 +198,13 @@ class Server:
     def cleanup(self, docker_client) -> None:
         """Remove every container and image this instance made, and its data dir."""
         self.stop()
-        label = f"gitpaas.instance={self.instance}"
-        for c in docker_client.containers.list(all=True, filters={"label": label}):
-            c.remove(force=True)
+        for label in (f"gitpaas.instance={self.instance}",
+                      f"gitpaas.datastore.instance={self.instance}"):
+            for c in docker_client.containers.list(all=True, filters={"label": label}):
+                c.remove(force=True)
+        for v in docker_client.volumes.list(
+                filters={"label": f"gitpaas.datastore.instance={self.instance}"}):
+            v.remove(force=True)
         for image in docker_client.images.list():
             if any(t.startswith(f"{self.instance}/") for t in image.tags):
                 for tag in image.tags:

@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains")
+           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis")
 
 
 def load_all() -> None:

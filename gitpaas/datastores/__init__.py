@@ -16,6 +16,8 @@ def destroy_for_app(platform: Any, app: str) -> None:
             platform.mysql.destroy(datastore.name, datastore.user)
         elif datastore.kind == "postgres":
             platform.postgres.destroy(datastore.name, datastore.user)
+        elif datastore.kind == "redis":
+            platform.redis_stores.destroy(app)
         store.remove_datastore(app, datastore.kind)
     for mount in store.mounts(app):
         store.remove_mount(app, mount.host_path, mount.container_path)

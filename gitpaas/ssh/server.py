@@ -5,6 +5,9 @@ registered commands. Refused: passwords, keyboard-interactive, shell, subsystems
 and every kind of forwarding. A pty request is granted but only recorded: no process on
 the host gets a terminal; ``run --tty`` and ``enter`` pass its size to the container's
 pty, other commands only get "\r\n" line ends for the client's raw terminal.
+
+Before any of that: the connection caps and the per-source throttle (``limits.py``), the
+algorithm allow-list (``crypto.py``) and a pre-auth deadline; accept errors are retried.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import logging
 import shlex
 import socket
 import threading
+import time
+from collections import Counter
 from typing import Any
 
 import paramiko
@@ -23,10 +28,16 @@ from ..errors import GitPaasError, UserError
 from ..git import repos
 from ..git.receive import serve_receive_pack, serve_upload_pack
 from ..store import Key
-from .hostkey import load_host_key
+from . import limits
+from .crypto import HardenedTransport
+from .hostkey import load_host_keys
+from .limits import Limiter
 
 log = logging.getLogger(__name__)
-AUTH_TIMEOUT = 30
+ACCEPT_BACKOFF_MIN = 0.01
+ACCEPT_BACKOFF_MAX = 1.0
+REFUSAL_LOG_SECONDS = 10.0
+ACCEPT_ERROR_LOG_SECONDS = 30.0
 EXEC_TIMEOUT = 30
 CLOSE_GRACE = 5
 KEEPALIVE = 30
@@ -216,17 +227,41 @@ class Session:
             repo.close()
 
 
-def handle_connection(platform: Any, host_key: paramiko.PKey, sock: socket.socket) -> None:
-    """Serve one TCP connection: handshake, auth, one exec, exit status, close."""
-    transport = paramiko.Transport(sock)
+def _refuse(sock: socket.socket, reason: str) -> None:
+    """Close a connection before any SSH work, with one line a person can read."""
     try:
-        transport.add_server_key(host_key)
+        sock.send(f"gitpaas: {reason}, try again later\r\n".encode(), socket.MSG_DONTWAIT)
+    except OSError:
+        pass
+    sock.close()
+
+
+def handle_connection(platform: Any, host_keys: list[paramiko.PKey], sock: socket.socket,
+                      address: str = "", wait: float = 0.0) -> None:
+    """Serve one TCP connection: handshake, auth, one exec, exit status, close.
+
+    ``wait``: seconds to hold the connection before the banner (its source's turn). From
+    its start, a connection has ``ssh_preauth_timeout`` seconds in all to authenticate and
+    open its session.
+    """
+    settings = platform.settings
+    deadline = time.monotonic() + settings.ssh_preauth_timeout
+    if wait > 0:
+        time.sleep(wait)
+    transport = HardenedTransport(sock)
+    try:
+        for key in host_keys:
+            transport.add_server_key(key)
         policy = Policy(platform)
-        transport.start_server(server=policy)
-        transport.set_keepalive(KEEPALIVE)
-        channel = transport.accept(AUTH_TIMEOUT)
+        negotiated = threading.Event()
+        transport.start_server(event=negotiated, server=policy)
+        channel = _accept(transport, negotiated, deadline)
         if channel is None:
+            if time.monotonic() >= deadline:
+                log.info("ssh connection from %s closed: not authenticated within %ss",
+                         address, settings.ssh_preauth_timeout)
             return
+        transport.set_keepalive(KEEPALIVE)
         if not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None:
             channel.close()
             return
@@ -247,12 +282,33 @@ def handle_connection(platform: Any, host_key: paramiko.PKey, sock: socket.socke
         transport.close()
 
 
+def _accept(transport: paramiko.Transport, negotiated: threading.Event,
+            deadline: float) -> paramiko.Channel | None:
+    """The session channel of an authenticated client, or None at the pre-auth deadline
+    (or as soon as the transport died)."""
+    if not negotiated.wait(max(0.0, deadline - time.monotonic())):
+        return None
+    while transport.is_active():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        channel = transport.accept(min(left, 1.0))
+        if channel is not None:
+            return channel
+    return None
+
+
 class SSHServer:
-    """Accepts SSH connections, one thread each."""
+    """Accepts SSH connections, one thread each, within the limits of the settings."""
 
     def __init__(self, platform: Any, host: str, port: int) -> None:
         self.platform = platform
-        self.host_key = load_host_key(platform.settings.host_key_path)
+        settings = platform.settings
+        self.host_keys = load_host_keys(settings.data_dir)
+        self.limiter = Limiter(max_total=settings.ssh_max_connections,
+                               max_per_source=settings.ssh_max_connections_per_source,
+                               rate=settings.ssh_rate_per_source,
+                               burst=settings.ssh_burst_per_source)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -260,18 +316,72 @@ class SSHServer:
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self._stopped = threading.Event()
+        self._refused: Counter[str] = Counter()
+        self._refused_logged = float("-inf")
+
+    @property
+    def host_key(self) -> paramiko.PKey:
+        """The preferred host key (Ed25519)."""
+        return self.host_keys[0]
 
     def serve_forever(self) -> None:
+        """Accept until :meth:`stop`. An accept error (EMFILE when the process ran out of
+        file descriptors, ENOBUFS, ...) is logged and retried with back-off: SSH comes
+        back by itself once the resource does."""
+        backoff = 0.0
+        logged = 0.0
         while not self._stopped.is_set():
             try:
-                conn, _ = self.sock.accept()
-            except OSError:
+                conn, peer = self.sock.accept()
+            except OSError as exc:
                 if self._stopped.is_set():
                     return
-                raise
+                backoff = min(ACCEPT_BACKOFF_MAX, backoff * 2 or ACCEPT_BACKOFF_MIN)
+                if time.monotonic() - logged >= ACCEPT_ERROR_LOG_SECONDS:
+                    log.error("ssh: cannot accept connections (%s); retrying", exc)
+                    logged = time.monotonic()
+                self._stopped.wait(backoff)
+                continue
+            if backoff:
+                log.warning("ssh: accepting connections again")
+                backoff, logged = 0.0, 0.0
+            self._start(conn, peer[0])
+
+    def _start(self, conn: socket.socket, address: str) -> None:
+        reason = self.limiter.admit(address)
+        wait = None if reason else self.limiter.reserve(address)
+        if wait is None:
+            if reason is None:
+                reason = limits.TOO_FAST
+                self.limiter.release(address)
+            self._note_refusal(reason)
+            _refuse(conn, reason)
+            return
+        try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=handle_connection, args=(self.platform, self.host_key, conn),
-                             daemon=True, name="ssh-conn").start()
+            threading.Thread(target=self._serve, args=(conn, address, wait), daemon=True,
+                             name="ssh-conn").start()
+        except (OSError, RuntimeError) as exc:  # no thread to be had: refuse, keep going
+            log.error("ssh: cannot serve a connection from %s: %s", address, exc)
+            self.limiter.release(address)
+            conn.close()
+
+    def _serve(self, conn: socket.socket, address: str, wait: float) -> None:
+        try:
+            handle_connection(self.platform, self.host_keys, conn, address, wait)
+        finally:
+            self.limiter.release(address)
+
+    def _note_refusal(self, reason: str) -> None:
+        """Count refusals; log them at most every REFUSAL_LOG_SECONDS (a flood must not
+        flood the log too). Called by the accept thread only."""
+        self._refused[reason] += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= REFUSAL_LOG_SECONDS:
+            log.warning("ssh: refused %s", ", ".join(
+                f"{n} ({why})" for why, n in sorted(self._refused.items())))
+            self._refused.clear()
+            self._refused_logged = now
 
     def stop(self) -> None:
         self._stopped.set()

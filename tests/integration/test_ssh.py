@@ -38,16 +38,21 @@ def connect(port: int) -> paramiko.Transport:
     return transport
 
 
-def test_host_key_is_created_0600_and_kept(ssh_server, tmp_path):
+def test_host_keys_are_created_0600_and_kept(ssh_server, tmp_path):
     server, _, s = ssh_server
-    mode = stat.S_IMODE(os.stat(s.host_key_path).st_mode)
-    assert mode == 0o600
-    first = s.host_key_path.read_bytes()
+    files = [s.data_dir / "ssh_host_ed25519_key", s.data_dir / "ssh_host_rsa_key"]
+    for path in files:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert not (s.data_dir / "ssh_host_ecdsa_key").exists()  # never made any more
+    first = [p.read_bytes() for p in files]
     again = SSHServer(server.platform, "127.0.0.1", 0)
     again.stop()
-    assert s.host_key_path.read_bytes() == first
+    assert [p.read_bytes() for p in files] == first
+    assert [k.get_name() for k in server.host_keys] == ["ssh-ed25519", "ssh-rsa"]
+    assert server.host_keys[1].get_bits() >= 3072
     t = connect(server.port)
     assert t.get_remote_server_key().asbytes() == server.host_key.asbytes()
+    assert t.host_key_type == "ssh-ed25519"
     t.close()
 
 

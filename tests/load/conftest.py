@@ -12,9 +12,25 @@ import json
 import os
 from pathlib import Path
 
-from tests.e2e.conftest import clients, server  # noqa: F401 - fixtures for tests/load
+import pytest
+
+from tests.e2e.conftest import clients  # noqa: F401 - fixtures for tests/load
+from tests.harness import serving
 
 FULL = os.environ.get("GITPAAS_LOAD_FULL", "") not in ("", "0")
+# The full run opens 200 SSH sessions at once from 127.0.0.1, standing for many users: it
+# measures capacity, so the per-source cap and throttle (made for one client) are lifted.
+# The small run in CI keeps the defaults (20 sessions at once fit them).
+LOAD_ENV = {"GITPAAS_SSH_MAX_CONNECTIONS_PER_SOURCE": "0",
+            "GITPAAS_SSH_RATE_PER_SOURCE": "0"} if FULL else {}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, redis_url, docker_client, clients):  # noqa: F811
+    """A running server with an admin key registered (``server.admin_key``)."""
+    with serving(tmp_path_factory.mktemp("server"), redis_url, docker_client,
+                 extra_env=LOAD_ENV) as srv:
+        yield srv
 
 
 def size(full: int, small: int, env: str) -> int:

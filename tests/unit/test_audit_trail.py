@@ -22,7 +22,7 @@ from gitpaas.platform import Platform
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
              "keys", "mysql:info", "mysql:export", "storage", "cron", "postgres:info",
-             "postgres:export", "drains"}
+             "postgres:export", "drains", "redis:info"}
 
 # Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
 AUDITED_IN_E2E = {"run", "enter"}
@@ -51,6 +51,8 @@ MUTATING = {
     "mysql:destroy": (["shop", "--confirm", "shop"], "mysql:destroy", "shop"),
     "drains:add": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:add", "shop"),
     "drains:remove": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:remove", "shop"),
+    "redis:create": (["shop"], "redis:create", "shop"),
+    "redis:destroy": (["shop", "--confirm", "shop"], "redis:destroy", "shop"),
     "postgres:create": (["shop"], "postgres:create", "shop"),
     "postgres:import": (["shop"], "postgres:import", "shop"),
     "postgres:destroy": (["shop", "--confirm", "shop"], "postgres:destroy", "shop"),
@@ -165,6 +167,24 @@ class FakePostgres:
         return {"tables": 0, "bytes": 0}
 
 
+class FakeRedisStores:
+    """Redis servers that exist only here."""
+
+    def create(self, app):
+        from gitpaas.datastores.redis import Credentials
+
+        return Credentials(f"t-redis-{app}", 6379, "pw")
+
+    def wait_ready(self, app, password):
+        pass
+
+    def destroy(self, app):
+        pass
+
+    def stats(self, app, password):
+        return {"state": "running"}
+
+
 def make_key(store, name):
     key = paramiko.ECDSAKey.generate(bits=256)
     blob = key.asbytes()
@@ -176,7 +196,8 @@ def platform(tmp_path):
     p = Platform(settings_mod.load({"data_dir": tmp_path / "data", "instance": "audit"},
                                    environ={}))
     p.__dict__.update(routes=FakeRoutes(), runtime=FakeRuntime(), deployer=FakeDeployer(p),
-                      mysql=FakeMySQL(), postgres=FakePostgres())
+                      mysql=FakeMySQL(), postgres=FakePostgres(),
+                      redis_stores=FakeRedisStores())
     return p
 
 

@@ -27,7 +27,8 @@ def test_shipped_recipes_parse():
         recipe = images.load_recipe(name)
         assert recipe.suite == "bookworm"
         assert recipe.packages
-        assert recipe.workdir == "/app"
+        # Buildpacks' bases work in /app; service images (redis) in their data dir.
+        assert recipe.workdir == ("/var/lib/redis" if name == "redis" else "/app")
 
 
 def test_image_name_is_content_addressed_unless_overridden():

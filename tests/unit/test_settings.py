@@ -58,3 +58,98 @@ def test_unknown_yaml_key_is_refused(tmp_path):
     path.write_text("domian: typo.example\n")
     with pytest.raises(InvalidInput, match="unknown setting"):
         settings.load(environ={}, config_file=path)
+
+
+# -- issue 13: strict settings: a value that does not parse is an error naming the key ----
+
+BOOLS = [f.name for f in settings.fields(settings.Settings) if f.type == "bool"]
+INTS = [f.name for f in settings.fields(settings.Settings) if f.type == "int"]
+FLOATS = [f.name for f in settings.fields(settings.Settings) if f.type == "float"]
+
+
+def test_every_typed_field_is_covered():
+    assert "router_https_redirect" in BOOLS and "stop_timeout" in INTS
+    assert "health_timeout" in FLOATS and len(BOOLS + INTS + FLOATS) > 20
+
+
+@pytest.mark.parametrize("name", BOOLS)
+@pytest.mark.parametrize("raw", ["ture", "2", "", " ", "enabled", "yess", "Y"])
+def test_an_unparsable_boolean_is_an_error_naming_the_key(name, raw):
+    if raw == "":
+        # An empty variable means "unset" (the default), as it always did.
+        assert settings.load(environ={f"GITPAAS_{name.upper()}": raw}) is not None
+        return
+    with pytest.raises(InvalidInput) as info:
+        settings.load(environ={f"GITPAAS_{name.upper()}": raw})
+    assert name in info.value.message and f"GITPAAS_{name.upper()}" in info.value.message
+
+
+@pytest.mark.parametrize("raw, value", [
+    ("true", True), ("TRUE", True), (" yes ", True), ("on", True), ("1", True),
+    ("false", False), ("False", False), ("no", False), ("off", False), ("0", False),
+])
+def test_booleans_that_parse(raw, value):
+    s = settings.load(environ={"GITPAAS_ROUTER_HTTPS_REDIRECT": raw})
+    assert s.router_https_redirect is value
+
+
+@pytest.mark.parametrize("name", INTS)
+@pytest.mark.parametrize("raw", ["ten", "1.5", "1e3", "²", "٣", "0x10", "true"])
+def test_an_unparsable_integer_is_an_error_naming_the_key(name, raw):
+    with pytest.raises(InvalidInput) as info:
+        settings.load(environ={f"GITPAAS_{name.upper()}": raw})
+    assert name in info.value.message
+
+
+@pytest.mark.parametrize("name", FLOATS)
+@pytest.mark.parametrize("raw", ["soon", "1,5", "nan", "inf", "-inf", "²", "true"])
+def test_an_unparsable_number_is_an_error_naming_the_key(name, raw):
+    with pytest.raises(InvalidInput) as info:
+        settings.load(environ={f"GITPAAS_{name.upper()}": raw})
+    assert name in info.value.message
+
+
+@pytest.mark.parametrize("yaml_text, name", [
+    ("router_https_redirect: ture\n", "router_https_redirect"),
+    ("router_https_redirect: 2\n", "router_https_redirect"),
+    ("stop_timeout: 2.5\n", "stop_timeout"),
+    ("stop_timeout: true\n", "stop_timeout"),
+    ("stop_timeout:\n", "stop_timeout"),
+    ("health_timeout: [1]\n", "health_timeout"),
+    ("health_timeout: yes\n", "health_timeout"),
+    ("domain: [a, b]\n", "domain"),
+    ("base_images: [a]\n", "base_images"),
+    ("data_dir: {}\n", "data_dir"),
+])
+def test_yaml_values_of_the_wrong_type_are_errors_naming_the_key(tmp_path, yaml_text, name):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(InvalidInput) as info:
+        settings.load(environ={}, config_file=path)
+    assert name in info.value.message and str(path) in info.value.message
+
+
+def test_yaml_values_of_the_right_type(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("router_https_redirect: true\ncreate_on_push: no\nstop_timeout: 7\n"
+                    "health_timeout: 3\nkeep_releases: 4.0\nwebhook_url:\n"
+                    "base_images: {static: x/y}\n")
+    s = settings.load(environ={}, config_file=path)
+    assert s.router_https_redirect is True and s.create_on_push is False
+    assert s.stop_timeout == 7 and s.health_timeout == 3.0 and s.keep_releases == 4
+    assert s.webhook_url == "" and s.base_images == {"static": "x/y"}
+
+
+def test_the_server_refuses_to_start_on_a_bad_value(tmp_path):
+    import subprocess
+    import sys
+
+    gitpaas = str(Path(sys.executable).parent / "gitpaas")
+    result = subprocess.run([gitpaas, "serve", "--no-router"], capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/usr/bin:/bin",
+                                             "GITPAAS_DATA_DIR": str(tmp_path),
+                                             "GITPAAS_ROUTER_HTTPS_REDIRECT": "ture"})
+    assert result.returncode != 0
+    assert result.stderr.rstrip().splitlines() == [
+        " !     invalid setting router_https_redirect='ture' (from "
+        "GITPAAS_ROUTER_HTTPS_REDIRECT): expected true or false (also yes/no, on/off, 1/0)"]

@@ -1,0 +1,280 @@
+"""Issue 11, findings 6 and 8: the SSH server's caps, throttle, pre-auth timeout and
+algorithms, against a real server with raw sockets and a raw paramiko client.
+
+Sources other than 127.0.0.1 are other loopback addresses (127.0.0.2, ...): the traffic
+still goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+
+import paramiko
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gitpaas import settings as settings_mod
+from gitpaas import sshkeys
+from gitpaas.platform import Platform
+from gitpaas.ssh import crypto
+from gitpaas.ssh.server import SSHServer
+
+
+@pytest.fixture
+def make_server(tmp_path, redis_url):
+    """Start an SSH server with the given settings; returns (server, client key)."""
+    started: list[SSHServer] = []
+
+    def make(data_dir_name: str = "data", **overrides) -> tuple[SSHServer, paramiko.PKey]:
+        s = settings_mod.load({"data_dir": tmp_path / data_dir_name, "instance": "sshlimits",
+                               "redis_url": redis_url, **overrides}, environ={})
+        platform = Platform(s)
+        key = paramiko.Ed25519Key.from_private_key(io.StringIO(
+            _ed25519_pem()))
+        platform.store.add_key("admin", sshkeys.fingerprint(key.asbytes()),
+                               f"{key.get_name()} {key.get_base64()}")
+        server = SSHServer(platform, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server, key
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def _ed25519_pem() -> str:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption()).decode()
+
+
+def raw(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A TCP connection to the server from ``source`` (a loopback address)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                    source_address=(source, 0))
+    return sock
+
+
+def first_line(sock: socket.socket, timeout: float = 10) -> bytes:
+    """What the server says first: its SSH banner, a refusal, or b"" when it closed."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\n" not in data:
+        chunk = sock.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def exec_version(port: int, key: paramiko.PKey) -> str:
+    t = paramiko.Transport(("127.0.0.1", port))
+    try:
+        t.start_client(timeout=10)
+        t.auth_publickey("git", key)
+        chan = t.open_session(timeout=10)
+        chan.exec_command("version")
+        return chan.makefile("rb").read().decode()
+    finally:
+        t.close()
+
+
+# -- caps ---------------------------------------------------------------------------------
+
+
+def test_per_source_cap_refuses_before_the_banner_and_spares_other_sources(make_server):
+    server, key = make_server(ssh_max_connections_per_source=3, ssh_rate_per_source=0)
+    held = [raw(server.port, "127.0.0.2") for _ in range(3)]
+    assert all(first_line(s).startswith(b"SSH-2.0-") for s in held)
+    extra = raw(server.port, "127.0.0.2")
+    line = first_line(extra)
+    assert line.startswith(b"gitpaas: too many connections from one source"), line
+    assert extra.recv(10) == b""  # closed: no banner, no key exchange
+    # Another source is served meanwhile, and the capped one again once a slot is free.
+    assert exec_version(server.port, key).startswith("gitpaas ")
+    held.pop().close()
+    deadline = time.monotonic() + 5
+    while server.limiter.connections("127.0.0.2") > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    again = raw(server.port, "127.0.0.2")
+    assert first_line(again).startswith(b"SSH-2.0-")
+    for s in [*held, extra, again]:
+        s.close()
+
+
+def test_global_cap(make_server):
+    server, key = make_server(ssh_max_connections=4, ssh_rate_per_source=0)
+    held = [raw(server.port, f"127.0.0.{i}") for i in range(2, 6)]
+    assert all(first_line(s).startswith(b"SSH-2.0-") for s in held)
+    extra = raw(server.port, "127.0.0.9")
+    assert first_line(extra).startswith(b"gitpaas: too many connections,")
+    for s in held:
+        s.close()
+    deadline = time.monotonic() + 5
+    while server.limiter.total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.limiter.total == 0  # every slot is given back
+    assert exec_version(server.port, key).startswith("gitpaas ")
+    extra.close()
+
+
+# -- pre-auth throttle (DHEat) -------------------------------------------------------------
+
+
+def test_a_burst_from_one_source_is_paced_then_refused(make_server):
+    server, key = make_server(ssh_rate_per_source=5, ssh_burst_per_source=3)
+    began = time.monotonic()
+    socks = [raw(server.port, "127.0.0.3") for _ in range(10)]
+    lines = []
+    for s in socks:
+        lines.append((first_line(s), time.monotonic() - began))
+    banners = [t for line, t in lines if line.startswith(b"SSH-2.0-")]
+    refused = [line for line, _ in lines if line.startswith(b"gitpaas: connections too fast")]
+    # 3 at once (the burst), 3 more paced at 5 a second, the other 4 refused at once.
+    assert len(banners) == 6 and len(refused) == 4, lines
+    assert max(banners) >= 0.5  # the 6th waited 3/5 s for its token
+    assert exec_version(server.port, key).startswith("gitpaas ")  # 127.0.0.1 unaffected
+    for s in socks:
+        s.close()
+
+
+# -- pre-auth timeout --------------------------------------------------------------------
+
+
+def test_a_connection_that_does_not_authenticate_is_closed(make_server):
+    server, key = make_server(ssh_preauth_timeout=1.5)
+    silent = raw(server.port)
+    assert first_line(silent).startswith(b"SSH-2.0-")
+    began = time.monotonic()
+    silent.settimeout(10)
+    assert silent.recv(100) == b""  # sent nothing at all: closed
+    assert 1.0 < time.monotonic() - began < 5
+    # Key exchange done, never authenticated: closed too, and its slot given back.
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    t.start_client(timeout=10)
+    deadline = time.monotonic() + 6
+    while t.is_active() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not t.is_active()
+    t.close()
+    deadline = time.monotonic() + 5
+    while server.limiter.total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.limiter.total == 0
+    # Authenticated clients are not cut off by it (a session longer than the timeout).
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    t.start_client(timeout=10)
+    t.auth_publickey("git", key)
+    chan = t.open_session(timeout=10)
+    time.sleep(2)
+    chan.exec_command("version")
+    assert chan.makefile("rb").read().decode().startswith("gitpaas ")
+    t.close()
+
+
+# -- accept errors -----------------------------------------------------------------------
+
+
+def test_accept_errors_are_retried(make_server):
+    """An accept that fails (as with EMFILE) does not end the accept loop."""
+    server, key = make_server()
+    real = server.sock
+    failures = {"left": 5}
+
+    class Flaky:
+        def accept(self):
+            if failures["left"]:
+                failures["left"] -= 1
+                raise OSError(24, "Too many open files")
+            return real.accept()
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    server.sock = Flaky()
+    # The loop is blocked in the real accept: the first connection wakes it, the next
+    # accepts fail 5 times, then the second connection is served.
+    assert exec_version(server.port, key).startswith("gitpaas ")
+    assert exec_version(server.port, key).startswith("gitpaas ")
+    assert failures["left"] == 0
+
+
+# -- algorithms ----------------------------------------------------------------------------
+
+
+def server_kexinit(port: int) -> list[list[str]]:
+    """The algorithm lists of the server's KEXINIT (read off the wire)."""
+    sock = raw(port)
+    sock.sendall(b"SSH-2.0-probe\r\n")
+    sock.settimeout(10)
+    data = b""
+    while b"\n" not in data:
+        data += sock.recv(4096)
+    data = data.split(b"\n", 1)[1]
+    while len(data) < 5 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        data += sock.recv(65536)
+    sock.close()
+    msg = paramiko.Message(data[5:5 + int.from_bytes(data[:4], "big") - 1])
+    assert msg.get_byte() == bytes([20])  # MSG_KEXINIT
+    msg.get_bytes(16)
+    return [msg.get_list() for _ in range(10)]
+
+
+def test_only_allow_listed_algorithms_are_offered(make_server):
+    server, _ = make_server()
+    kex, keys, enc, _, mac, _, comp, _, _, _ = server_kexinit(server.port)
+    assert kex == ["mlkem768x25519-sha256", "curve25519-sha256@libssh.org",
+                   "diffie-hellman-group16-sha512", "kex-strict-s-v00@openssh.com"]
+    assert keys == ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256"]
+    assert enc == ["aes256-gcm@openssh.com", "aes128-gcm@openssh.com", "aes256-ctr",
+                   "aes192-ctr", "aes128-ctr"]
+    assert mac == ["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"]
+    assert comp == ["none"]
+    weak = ("cbc", "3des", "md5", "sha1", "nistp", "group14", "group1-", "exchange", "ssh-rsa")
+    assert not [a for a in kex + keys + enc + mac for w in weak if w in a]
+    assert set(kex) - {"kex-strict-s-v00@openssh.com"} <= set(crypto.KEX)
+
+
+@pytest.mark.parametrize("kind, names", [
+    ("ciphers", ["aes128-cbc", "aes256-cbc", "3des-cbc"]),
+    ("digests", ["hmac-sha1", "hmac-md5", "hmac-sha1-96", "hmac-md5-96"]),
+    ("kex", ["ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+             "diffie-hellman-group14-sha256"]),
+    ("key_types", ["ecdsa-sha2-nistp256"]),
+])
+def test_a_client_offering_only_weak_algorithms_is_refused(make_server, kind, names):
+    server, _ = make_server()
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    setattr(t.get_security_options(), kind, names)
+    with pytest.raises(paramiko.SSHException):
+        t.start_client(timeout=10)
+    t.close()
+
+
+def test_a_legacy_ecdsa_host_key_is_kept_last_for_pinned_clients(make_server, tmp_path):
+    legacy = tmp_path / "old" / "ssh_host_ecdsa_key"
+    legacy.parent.mkdir()
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption())
+    legacy.write_bytes(pem)
+    legacy.chmod(0o600)
+    server, key = make_server("old")
+    _, keys, *_ = server_kexinit(server.port)
+    assert keys == ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256", "ecdsa-sha2-nistp256"]
+    # A client that knows only the old key (as OpenSSH does when known_hosts holds it)
+    # still gets that very key.
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    t.get_security_options().key_types = ["ecdsa-sha2-nistp256"]
+    t.start_client(timeout=10)
+    assert t.get_remote_server_key().asbytes() == paramiko.ECDSAKey(
+        filename=str(legacy)).asbytes()
+    t.close()
+    assert legacy.read_bytes() == pem
