@@ -23,6 +23,7 @@ from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
 from .. import faults
 from ..errors import InvalidInput
+from . import limits
 from .indexpack import PackRefused, store_pack
 from .limits import object_size_cap
 
@@ -82,10 +83,8 @@ class DeployingReceivePackHandler(ReceivePackHandler):
         # so a deploy could go live while the push as a whole is refused.
         return [c for c in super().capabilities() if c != CAPABILITY_ATOMIC]
 
-    def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook,
-                 max_object_bytes: int | None = None) -> None:
+    def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)
-        self._max_object_bytes = max_object_bytes
         self._hook = on_update
         self._started = time.monotonic()
         self._received = False
@@ -112,7 +111,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
             try:
                 store_pack(self.repo.path, self.proto.recv,
                            max_input_bytes=self._receive_max_input_size(),
-                           max_object_bytes=self._max_object_bytes)
+                           max_object_bytes=limits.current_cap())
             except (PackRefused, OSError) as exc:  # as dulwich: the reason, in one line
                 log.info("pack refused: %s", exc)
                 yield (b"unpack", " ".join(str(exc).split()).encode("utf-8", "replace"))

@@ -149,3 +149,16 @@ def _index_packs() -> list[int]:
     out = subprocess.run(["pgrep", "-f", "git index-pack --stdin --fix-thin --strict"],
                          capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
+
+
+def test_serve_receive_pack_applies_the_object_cap_it_is_given(repo):
+    from gitpaas.git.receive import serve_receive_pack
+
+    data = b"x" * 5000
+    line = f"{pk.ZERO} {pk.blob_sha(data)} refs/tags/big\0report-status\n"
+    wire = pk.pkt(line) + pk.FLUSH + pk.pack([pk.blob_entry(data)])
+    for cap, expected in ((4096, b"unpack an object of 5000 bytes exceeds the limit of 4096"),
+                          (8192, b"unpack ok")):
+        sent: list[bytes] = []
+        serve_receive_pack(repo, io.BytesIO(wire).read, sent.append, lambda *a: None, cap)
+        assert expected in b"".join(sent), (cap, sent)
