@@ -14,7 +14,8 @@ the protocol (advertisement, commands, report-status); the pack bytes go through
   once every object has passed, and ``index-pack`` applies no delta before the trailer;
 - zlib bombs: inflating stops as soon as an object yields more than it declared;
 - ``--strict``: every object is checked as ``git fsck`` would (trees, commits, tags, and
-  that the objects they name are in the pack or the repo).
+  that the objects they name are in the pack or the repo); only ``LENIENT_FSCK``'s
+  cosmetic findings are let through.
 
 Whatever ends the session early, ``index-pack`` is killed and waited for; its temporary
 files (``objects/pack/tmp_*``) are removed here. No shell: an argument list.
@@ -250,8 +251,15 @@ def git_binary() -> str:
     return git
 
 
+# fsck's findings that ``--strict`` would make fatal but that only say an old tool wrote
+# the object (git itself reads them fine): refusing them would lock old histories out.
+# Everything else fsck reports stays fatal (.git, .., duplicate names, bad commits...).
+LENIENT_FSCK = ("zeroPaddedFilemode", "badFilemode")
+
+
 def index_pack_argv(git: str, max_input_bytes: int | None) -> list[str]:
-    argv = [git, "index-pack", "--stdin", "--fix-thin", "--strict"]
+    strict = ",".join(f"{msg}=ignore" for msg in LENIENT_FSCK)
+    argv = [git, "index-pack", "--stdin", "--fix-thin", f"--strict={strict}"]
     if max_input_bytes:
         argv.append(f"--max-input-size={max_input_bytes}")
     return argv
