@@ -22,7 +22,8 @@ pytestmark = pytest.mark.timeout(600)
 def partial_files(srv, app: str) -> list[str]:
     """What an unfinished receive leaves in the app's repo."""
     objects = srv.data_dir / "repos" / f"{app}.git" / "objects"
-    found = [p.name for p in objects.glob("tmp_pack_*")]
+    # dulwich writes objects/tmp_pack_*, git index-pack objects/pack/tmp_pack_*.
+    found = [p.name for p in [*objects.glob("tmp_pack_*"), *objects.glob("pack/tmp_*")]]
     pack = objects / "pack"
     if pack.is_dir():
         names = {p.name for p in pack.iterdir()}
@@ -62,7 +63,8 @@ def test_a_client_killed_mid_pack_leaves_no_partial_pack(server, busybox_image, 
     push = start_push(server, repo, app)
     objects = server.data_dir / "repos" / f"{app}.git" / "objects"
     def partial_size() -> int:
-        return sum(p.stat().st_size for p in objects.glob("tmp_pack_*") if p.exists())
+        return sum(p.stat().st_size for p in [*objects.glob("tmp_pack_*"),
+                                               *objects.glob("pack/tmp_*")] if p.exists())
 
     try:
         size = wait_until(lambda: partial_size() > (1 << 20) and partial_size(), 120,
