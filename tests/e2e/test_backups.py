@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from tests.conftest import require
+from tests.e2e.conftest import drop_instance_databases
 from tests.e2e.test_postgres import drop_instance as drop_instance_postgres
 from tests.e2e.test_push import httpd_app
-from tests.e2e.test_wordpress import drop_instance_databases
 from tests.harness import HAS_ROUTER, make_repo, serving
 
 pytestmark = pytest.mark.timeout(900)
