@@ -2,7 +2,7 @@
 
 Checks: the services (Docker, Redis, MySQL and PostgreSQL when configured, the edge's
 HTTP port), disk space of the data dir and of Docker's root, certificate expiry
-(``<data_dir>/edge/certs`` and ``router_tls_dir``), backup age (when backups are
+(``<data_dir>/edge/certs``), backup age (when backups are
 configured), and containers that keep restarting. ``gitpaas serve`` runs the same checks
 every ``doctor_interval`` seconds and notifies each problem when it appears (``Watcher``).
 """
@@ -110,8 +110,6 @@ def check_disks(platform: Any) -> list[Problem]:
 
 def certificate_files(settings: Any) -> list[Path]:
     dirs = [settings.data_dir / "edge" / "certs"]
-    if settings.router_tls_dir:
-        dirs.append(Path(settings.router_tls_dir))
     found = []
     for directory in dirs:
         if directory.is_dir():
