@@ -126,7 +126,7 @@ def test_scale_ps_and_routes(server, shop, docker_client):
 
 
 def test_logs_interleave_and_survive_a_restart(server, shop, docker_client):
-    assert wait_for(lambda: "worker.1 | tick hi" in ok(server.ssh("logs", "shop")))
+    assert wait_for(lambda: "worker.1 | tick hi" in ok(server.ssh("logs", "shop")), 60)
     out = ok(server.ssh("ps:restart", "shop"))
     assert out.strip() == "Restarting shop... done, v6"
     old = wait_for(lambda: not [c for c in containers(docker_client, server, running=False)

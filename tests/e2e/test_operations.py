@@ -173,7 +173,7 @@ def test_scheduled_backups_run_in_serve_and_logs_rotate(tmp_path, redis_url, doc
         # (The edge's access log is nginx's own, rotated by the edge:
         # tests/integration/test_edge_settings.py.)
         # Retention: at most one snapshot a day is kept (keep 7 daily, 4 weekly).
-        time.sleep(4)
-        assert len(json.loads(srv.gitpaas("backups", "--json").stdout)) == 1
+        assert wait_for(lambda: len(json.loads(
+            srv.gitpaas("backups", "--json").stdout or "[]")) == 1, 30)
         assert (tmp_path / "gp.log").is_file()
         assert "another passphrase" not in (tmp_path / "gp.log").read_text()
