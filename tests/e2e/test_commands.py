@@ -52,7 +52,9 @@ def shop(server, busybox_image, tmp_path_factory):
 
 def containers(docker_client, server, app: str = "shop", running: bool = True) -> list:
     label = [f"gitpaas.instance={server.instance}", f"gitpaas.app={app}"]
-    found = docker_client.containers.list(all=not running, filters={"label": label})
+    # A container retired between Docker's listing and its inspection is skipped.
+    found = docker_client.containers.list(all=not running, filters={"label": label},
+                                          ignore_removed=True)
     return sorted(found, key=lambda c: c.name)
 
 
