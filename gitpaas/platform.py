@@ -9,6 +9,7 @@ from dulwich.objects import Commit
 from dulwich.repo import Repo
 
 from . import names
+from .addresses import app_hosts
 from .applogs import LogArchive
 from .build.docker import BuildLimits, DockerBuilder
 from .build.sandbox import BuildSandbox
@@ -112,6 +113,10 @@ class Platform:
             image=lambda: images.require_image(self.docker, self.settings, "redis"),
             network=lambda app: networks.ensure(app) if networks is not None else None,
             maxmemory=self.settings.redis_maxmemory, mem_limit=self.settings.redis_memory)
+
+    def hosts(self, app: str) -> list[str]:
+        """Every host name ``app`` answers at (``addresses.app_hosts``)."""
+        return app_hosts(self.settings, app, self.store.domains(app))
 
     def lock(self, app: str, what: str, notify=None):
         """The per-app lock (see ``locks.app_lock``)."""

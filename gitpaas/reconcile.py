@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import names
+from . import names, procfile
 from .applogs import epoch_seconds, normalize_timestamp
 from .errors import Conflict, GitPaasError, InvalidInput
 from .health import WebCheck, wait_healthy
@@ -150,7 +150,7 @@ class Reconciler:
             self._remove(containers, grace, report)
             self._route(app, [], report)
             return
-        desired = self.platform.deployer.desired(app, current)
+        desired = procfile.desired(current.processes, self.platform.store.formation(app))
         keep: dict[tuple[str, int], ContainerInfo] = {}
         orphans = []
         for info in containers:
@@ -211,7 +211,7 @@ class Reconciler:
         """Point the app's hosts at ``backends`` where they differ; True if any did."""
         routes = self.platform.routes
         changed = False
-        for host, have in routes.get_many(self.platform.deployer.hosts(app)).items():
+        for host, have in routes.get_many(self.platform.hosts(app)).items():
             if backends:
                 if have[:1] == [app] and sorted(have[1:]) == sorted(backends):
                     continue
@@ -233,8 +233,8 @@ class Reconciler:
             publish(self.platform, app)
 
     def _owners(self) -> dict[str, str]:
-        store, deployer = self.platform.store, self.platform.deployer
-        return {h: a.name for a in store.list_apps() for h in deployer.hosts(a.name)}
+        platform = self.platform
+        return {h: a.name for a in platform.store.list_apps() for h in platform.hosts(a.name)}
 
     def _remove_unowned_routes(self, report: Report) -> None:
         """Frontends this instance wrote for hosts no app owns any more (a removed domain,
