@@ -49,7 +49,9 @@ class Flag:
 
 @dataclass(frozen=True)
 class Option:
-    """An option with a value (``--opt VALUE`` or ``--opt=VALUE``; the last one counts)."""
+    """An option with a value (``--opt VALUE`` or ``--opt=VALUE``; the last one counts).
+    ``required`` ones are shown without brackets; the command says what is missing in its
+    own words (``--confirm``: "this destroys shop and its data: add --confirm shop")."""
 
     name: str
     metavar: str
@@ -271,9 +273,6 @@ def parse(spec: Spec, argv: Sequence[str], platform: Platform | None = None,
     rest = spec.rest
     if rest is not None and not rest.optional and not parsed.command:
         raise bad(spec, f"give the command after --: {rest.metavar}")
-    for p in spec.params:
-        if isinstance(p, Option) and p.required and p.key not in parsed.options:
-            raise bad(spec, f"missing {p.name} {p.metavar}")
     assign(spec, parsed, positionals)
     return parsed
 

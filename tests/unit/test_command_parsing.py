@@ -167,7 +167,7 @@ def test_one_rule_for_the_app():
     ("ps", ["--json=1"], "--json takes no value (usage: ps [APP] [--json])"),
     ("git:set", ["shop", "branch", "x"], "expected deploy-branch, got 'branch'"),
     ("config:set", ["shop", "A=1", "B"], "expected KEY=VALUE, got 'B'"),
-    ("apps:destroy", ["shop"], "missing --confirm APP (usage: apps:destroy [APP]"),
+    ("apps:destroy", ["shop", "--confirm"], "--confirm needs a value (usage: apps:destroy"),
     ("run", ["shop"], "give the command after --: COMMAND [ARGS...] (usage: run [APP]"),
     ("certs:add", ["shop", "a.crt"], "unexpected argument 'a.crt' (usage: certs:add"),
     ("apps:create", [], "missing APP (usage: apps:create APP)"),
