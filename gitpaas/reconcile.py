@@ -41,6 +41,8 @@ STOPPED = "stopped"  # release status set by ps:stop: the app is meant to run no
 # (``docker pause`` to debug): left alone, kept in the routes, shown by ``ps``.
 LIVE = {"running", "restarting", "paused"}
 ROUTED = {"running", "paused"}
+# A file's modification time comes from the kernel's coarse clock (a tick behind).
+LOCK_CLOCK_SLACK = 0.05
 ORPHAN_GRACE = 60.0  # seconds an orphan may live (the deploy that made it may be retiring it)
 
 
@@ -96,17 +98,21 @@ class Reconciler:
         grace = self.orphan_grace if grace is None else grace
         store = self.platform.store
         apps = {a.name for a in store.list_apps()}
+        listed_at = time.time()
         containers = self.platform.runtime.list()
         by_app: dict[str, list[ContainerInfo]] = {}
         for info in containers:
             by_app.setdefault(info.app, []).append(info)
         for app in sorted(apps | set(by_app)):
             try:
-                with self._try_lock(app, "reconcile"):
-                    # Listed again under the lock: a deploy that finished since the first
-                    # listing has containers the reconciler must not start twice.
-                    mine = [c for c in self.platform.runtime.list(app)
-                            if not self._user_run_active(c)]
+                with self._try_lock(app, "reconcile") as released:
+                    # One listing a pass, unless the app's lock was let go since it began:
+                    # a deploy that finished meanwhile has containers the reconciler must
+                    # not start twice, so that app is listed again under its lock.
+                    listed = by_app.get(app, [])
+                    if released >= listed_at - LOCK_CLOCK_SLACK:
+                        listed = self.platform.runtime.list(app)
+                    mine = [c for c in listed if not self._user_run_active(c)]
                     if app in apps:
                         self._reconcile_app(app, mine, grace, report)
                     else:
