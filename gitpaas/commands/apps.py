@@ -19,7 +19,7 @@ def fmt_time(ts: float | None) -> str:
 @command("apps", JSON)
 def apps_list(ctx: Context, p: Parsed) -> None:
     """List the apps you can reach."""
-    apps = Apps(ctx.platform, ctx.key).list()
+    apps = Apps(ctx.platform, ctx.key).reachable()
     if p.flag("--json"):
         ctx.json([{"name": a.name, "owner": a.owner, "release": a.current_version,
                    "deploy_branch": a.deploy_branch} for a in apps])

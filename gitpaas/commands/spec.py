@@ -180,11 +180,14 @@ class Parsed:
 
     def flag(self, name: str) -> bool:
         """Whether the flag (its first shown name) was given."""
-        self._declared(name, Flag)
+        if not any(isinstance(p, Flag) and p.key == name for p in self.spec.params):
+            raise KeyError(f"{self.spec.name} declares no flag {name}")
         return name in self.flags
 
     def option(self, name: str) -> str | None:
-        self._declared(name, Option)
+        """The option's value (the last one given), or None."""
+        if not any(isinstance(p, Option) and p.key == name for p in self.spec.params):
+            raise KeyError(f"{self.spec.name} declares no option {name}")
         return self.options.get(name)
 
     def arg(self, metavar: str) -> str | None:
@@ -207,10 +210,6 @@ class Parsed:
         """The app of a command declared with ``app=APP``."""
         assert self.app is not None, self.spec.name
         return self.app
-
-    def _declared(self, name: str, kind: type) -> None:
-        if not any(isinstance(p, kind) and p.key == name for p in self.spec.params):
-            raise KeyError(f"{self.spec.name} declares no {kind.__name__.lower()} {name}")
 
 
 def bad(spec: Spec, message: str) -> InvalidInput:

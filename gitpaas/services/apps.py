@@ -44,7 +44,7 @@ class Apps:
 
     # -- the apps -----------------------------------------------------------------------
 
-    def list(self) -> list[App]:
+    def reachable(self) -> list[App]:
         """The apps the key may see."""
         return self.access.reachable()
 
@@ -213,7 +213,6 @@ class reported_failure:  # noqa: N801 - used as a statement: ``with reported_fai
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is not None:
             self.write("failed\n")
-        return False
