@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import names
 from ..edge.certstore import MAX_PEM_BYTES, HostState, covers, format_time, parse_bundle
 from ..errors import InvalidInput, NotFound
+from ..services.access import Access
 from .registry import Context, command
 from .spec import APP, Arg, Flag, Parsed
 
@@ -59,7 +60,7 @@ def certs_add(ctx: Context, p: Parsed) -> None:
         cert_data, key_data = _read(ctx, crt), _read(ctx, key)
     bundle = parse_bundle(cert_data, key_data)
     platform = ctx.platform
-    with platform.lock(app.name, f"certs:add by {ctx.key.name}", ctx.err):
+    with Access(platform, ctx.key, ctx.err).change(app.name, "certs:add") as change:
         hosts = [h for h in platform.certs.hosts(app.name)
                  if any(covers(n, h) for n in bundle.info.names)]
         if not hosts:
@@ -69,7 +70,7 @@ def certs_add(ctx: Context, p: Parsed) -> None:
         for host in hosts:
             platform.certs.store.install(host, bundle.chain_pem, bundle.key_pem,
                                          HostState(app=app.name, source="own", status="valid"))
-        platform.store.record_event(ctx.key.name, "certs:add", app.name, " ".join(hosts))
+        change.detail = " ".join(hosts)
     ctx.out(f"Installed the certificate for {', '.join(hosts)}"
             f" (valid until {format_time(bundle.info.not_after)})")
 
@@ -80,11 +81,11 @@ def certs_remove(ctx: Context, p: Parsed) -> None:
     app = p.the_app
     host = names.hostname(p.required("HOST"))
     platform = ctx.platform
-    with platform.lock(app.name, f"certs:remove by {ctx.key.name}", ctx.err):
+    with Access(platform, ctx.key, ctx.err).change(app.name, "certs:remove") as change:
         if host not in platform.certs.hosts(app.name):
             raise NotFound(f"{app.name} has no host {host}")
         if not platform.certs.store.remove(host):
             raise NotFound(f"{host} has no certificate")
-        platform.store.record_event(ctx.key.name, "certs:remove", app.name, host)
+        change.detail = host
     platform.certs.request(app.name)
     ctx.out(f"Removed the certificate of {host}")

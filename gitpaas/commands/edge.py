@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..edge.appsettings import publish
 from ..edge.config import parse_size
 from ..errors import InvalidInput
+from ..services.access import Access
 from .args import PAIR_RE, key_values
 from .registry import Context, command
 from .spec import APP, Arg, Flag, Parsed
@@ -77,10 +78,9 @@ def edge_set(ctx: Context, p: Parsed) -> None:
         else:
             values[name] = _check(ctx, name, value)
     platform = ctx.platform
-    with platform.lock(app.name, f"edge:set by {ctx.key.name}", ctx.err):
+    with Access(platform, ctx.key, ctx.err).change(app.name, "edge:set") as change:
         platform.store.set_edge_settings(app.name, values, unset)
         publish(platform, app.name)
-        platform.store.record_event(ctx.key.name, "edge:set", app.name,
-                                    " ".join(f"{k}={v}" for k, v in values.items())
-                                    + "".join(f" {k}=" for k in unset))
+        change.detail = (" ".join(f"{k}={v}" for k, v in values.items())
+                         + "".join(f" {k}=" for k in unset))
     ctx.out(f"-----> Edge settings of {app.name} updated")

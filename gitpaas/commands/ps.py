@@ -12,6 +12,7 @@ import time
 from .. import names
 from ..applogs import epoch_seconds, normalize_timestamp
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..services.access import Access
 from ..services.apps import Apps
 from ..store import App, Release
 from .args import PAIR_RE, key_values, parse_count
@@ -118,7 +119,7 @@ def ps_scale(ctx: Context, p: Parsed) -> None:
     app = p.the_app
     counts = parse_scale(p.many("PROCESS=COUNT"))
     store = ctx.platform.store
-    with ctx.platform.lock(app.name, f"ps:scale by {ctx.key.name}", ctx.err):
+    with Access(ctx.platform, ctx.key, ctx.err).change(app.name, "ps:scale") as change:
         current = store.current_release(app.name)
         unknown = sorted(set(counts) - known_processes(current)) if current else []
         if unknown:
@@ -129,7 +130,8 @@ def ps_scale(ctx: Context, p: Parsed) -> None:
         if not ctx.key.is_admin:
             check_total(ctx, app, current, previous, {**previous, **counts})
         store.set_formation(app.name, counts)
-        store.record_event(ctx.key.name, "ps:scale", app.name, text)
+        change.detail = text
+        change.record_now()
         if current is None:
             ctx.out(f"Scaling {app.name} to {text}... done (no release yet)")
             return
@@ -144,9 +146,9 @@ def ps_scale(ctx: Context, p: Parsed) -> None:
 def ps_restart(ctx: Context, p: Parsed) -> None:
     """Restart every process (a new release of the current one, without downtime)."""
     app = p.the_app
-    with ctx.platform.lock(app.name, f"ps:restart by {ctx.key.name}", ctx.err):
+    with Access(ctx.platform, ctx.key, ctx.err).change(app.name, "ps:restart") as change:
         current = current_or_fail(ctx, app)
-        ctx.platform.store.record_event(ctx.key.name, "ps:restart", app.name)
+        change.record_now()
         roll(ctx, app, current, "Restart", f"Restarting {app.name}")
 
 

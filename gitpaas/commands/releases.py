@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InvalidInput, NotFound
+from ..services.access import Access
 from ..store import Release
 from .apps import fmt_time
 from .args import parse_count
@@ -59,7 +60,7 @@ def rollback(ctx: Context, p: Parsed) -> None:
     app = p.the_app
     target_arg = p.arg("vN")
     store = ctx.platform.store
-    with ctx.platform.lock(app.name, f"rollback by {ctx.key.name}", ctx.err):
+    with Access(ctx.platform, ctx.key, ctx.err).change(app.name, "rollback") as change:
         current = store.current_release(app.name)
         if current is None:
             raise NotFound(f"{app.name} has no release yet")
@@ -79,5 +80,5 @@ def rollback(ctx: Context, p: Parsed) -> None:
             raise
         old = store.get_config(app.name)
         store.set_config(app.name, target.config, [k for k in old if k not in target.config])
-        store.record_event(ctx.key.name, "rollback", app.name, f"to v{target.version}")
+        change.detail = f"to v{target.version}"
     ctx.out(f"done, v{new.version}")

@@ -28,8 +28,14 @@ class Change:
     """One change of an app under its lock; ``detail`` goes into the recorded event."""
 
     app: App
+    recorder: Callable[[str], None]
     detail: str = ""
     record: bool = True
+
+    def record_now(self) -> None:
+        """Record the event now (before a roll-out that may fail), not at the end."""
+        self.recorder(self.detail)
+        self.record = False
 
 
 class Access:
@@ -75,10 +81,10 @@ class Access:
         error (unless it set ``record`` False)."""
         app = self.owned(name, owner_only) if owner_only else self.app(name)
         with self.platform.lock(app.name, f"{action} by {self.key.name}", self.notify):
-            change = Change(app)
+            change = Change(app, lambda detail: self.record(action, app.name, detail))
             yield change
             if change.record:
-                self.record(action, app.name, change.detail)
+                change.record_now()
 
 
 def require_owner(key: Key, app: App, what: str) -> None:
