@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..services.access import Access
+from ..services.apps import Apps
 from .apps import fmt_time
 from .args import parse_count
 from .registry import Context, command
@@ -16,14 +17,7 @@ def routes(ctx: Context, p: Parsed) -> None:
     """Show the Hipache frontends in Redis (identifier, then backends)."""
     as_json = p.flag("--json")
     platform = ctx.platform
-    if p.app is not None:
-        table = platform.routes.get_many(platform.hosts(p.app.name))
-    elif ctx.key.is_admin:
-        table = platform.routes.all()
-    else:
-        hosts = [h for a in Access(platform, ctx.key).reachable()
-                 for h in platform.hosts(a.name)]
-        table = platform.routes.get_many(hosts)
+    table = Apps(platform, ctx.key).routes(p.app.name if p.app else None)
     table = {h: v for h, v in sorted(table.items()) if v}
     if as_json:
         ctx.json({f"{platform.settings.routes_prefix}frontend:{h}": v for h, v in table.items()})

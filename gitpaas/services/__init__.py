@@ -3,7 +3,9 @@ key may act on the app it names (``Access``). Commands parse, call one service f
 and print; they do not reach the store, Docker or Redis themselves.
 
 - ``access.py``: who may act on which app (the one place the checks live).
-- ``apps.py``: create, info, destroy, stop/start, domains, sharing.
-- ``datastores.py``: mysql/postgres/redis databases of an app (create, info, destroy,
-  export, import), one shape for every kind.
+- ``apps.py``: create, info, destroy, stop/start, processes, run/enter, routes, domains,
+  sharing.
+- ``domains.py``: which extra host names an app may take.
+
+The deployer (``deploy.py``) is the other service: it makes releases live.
 """

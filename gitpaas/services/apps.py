@@ -7,6 +7,7 @@ changes run under the app's lock and are recorded in the audit trail.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from ..git import repos
 from ..hooks import run_platform_hooks
 from ..runtime import ContainerInfo
 from ..store import App, Key, Release
+from ..terminal import Terminal
 from .access import Access, Writer
 from .domains import check_free
 
@@ -142,6 +144,43 @@ class Apps:
                 platform.deployer.start_release(app.name, current, lambda _: None)
             return current
 
+    def run(self, name: str, argv: list[str], term: Terminal, process: str) -> int:
+        """``argv`` in a one-off container of the current release (audited: the command,
+        never config values); its exit status."""
+        app = self.access.app(name)
+        self.access.record("run", app.name, audit_text(argv))
+        return self.platform.deployer.run_command(app.name, argv, term, process)
+
+    def enter(self, name: str, target: str | None, argv: list[str],
+              terminal: Callable[[], Terminal]) -> int:
+        """``argv`` inside a running container of the current release: ``target``
+        (``web.1``), else the first web one; its exit status."""
+        app = self.access.app(name)
+        running = [c for c in self.platform.runtime.list(app.name)
+                   if c.status == "running" and c.release == app.current_version
+                   and not c.oneoff]
+        if target is not None:
+            chosen = [c for c in running if f"{c.process}.{c.replica}" == target]
+        else:
+            chosen = sorted(running, key=lambda c: (c.process != "web", c.process, c.replica))
+        if not chosen:
+            raise NotFound(f"{app.name} has no running {target or 'container'}: see ps")
+        info = chosen[0]
+        self.access.record("enter", app.name,
+                           f"{info.process}.{info.replica}: {audit_text(argv)}")
+        return self.platform.runtime.exec_attached(info.id, argv, terminal())
+
+    def routes(self, name: str | None) -> dict[str, list[str]]:
+        """The frontends in Redis of the app ``name``; without one, of every app the key
+        reaches (an admin: every frontend, others' too)."""
+        platform = self.platform
+        if name is not None:
+            return platform.routes.get_many(platform.hosts(self.access.app(name).name))
+        if self.key.is_admin:
+            return platform.routes.all()
+        return platform.routes.get_many([h for a in self.access.reachable()
+                                         for h in platform.hosts(a.name)])
+
     # -- domains ------------------------------------------------------------------------
 
     def domains(self, name: str) -> tuple[str, list[str]]:
@@ -202,6 +241,12 @@ class Apps:
         if not self.platform.store.remove_share(app.name, key_name):
             raise NotFound(f"{app.name} is not shared with {key_name}")
         self.access.record("sharing:remove", app.name, key_name)
+
+
+def audit_text(argv: list[str], limit: int = 200) -> str:
+    """The command as the audit trail keeps it (never config values: only what was typed)."""
+    text = shlex.join(argv)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class reported_failure:  # noqa: N801 - used as a statement: ``with reported_failure(out):``

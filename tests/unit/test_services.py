@@ -17,6 +17,8 @@ STRANGER_CALLS = {
     "start": ("shop", print), "processes": ("shop",), "domains": ("shop",),
     "add_domain": ("shop", "www.example.com"), "remove_domain": ("shop", "www.example.com"),
     "sharing": ("shop",), "share": ("shop", "carol"), "unshare": ("shop", "carol"),
+    "routes": ("shop",), "run": ("shop", ["sh"], None, "run"),
+    "enter": ("shop", None, ["sh"], lambda: None),
 }
 
 
