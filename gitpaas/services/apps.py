@@ -175,7 +175,8 @@ class Apps:
         reaches (an admin: every frontend, others' too)."""
         platform = self.platform
         if name is not None:
-            return platform.routes.get_many(platform.hosts(self.access.app(name).name))
+            app = self.access.app(name)
+            return platform.routes.get_many(platform.hosts(app.name))
         if self.key.is_admin:
             return platform.routes.all()
         return platform.routes.get_many([h for a in self.access.reachable()
