@@ -114,7 +114,6 @@ def found_or_fail(ctx: Context, kind: Kind, app: App) -> Datastore:
 def create(kind: Kind, ctx: Context, p: Parsed) -> None:
     """``<kind>:create``: make it, record it, roll out its config vars; undone on failure."""
     platform, store = ctx.platform, ctx.platform.store
-    adapter = kind.adapter(platform)
     with Access(platform, ctx.key, ctx.err).change(p.the_app.name, f"{kind.name}:create") \
             as change:
         app = change.app
@@ -124,6 +123,7 @@ def create(kind: Kind, ctx: Context, p: Parsed) -> None:
             if store.find_datastore(app.name, other):
                 raise UserError(ONE_URL.format(app=app.name, thing=KINDS[other].thing,
                                                other=other))
+        adapter = kind.adapter(platform)  # after the checks: it may be unconfigured
         creds = adapter.create(app.name)
         try:
             if not kind.sql:
@@ -178,12 +178,12 @@ def destroy(kind: Kind, ctx: Context, p: Parsed) -> None:
     access = Access(platform, ctx.key, ctx.err)
     access.for_destroy(p.the_app.name, p.option("--confirm"), kind.destroy_what,
                        kind.destroy_loses)
-    adapter = kind.adapter(platform)
     with access.change(p.the_app.name, f"{kind.name}:destroy") as change:
         app = change.app
         found = platform.store.find_datastore(app.name, kind.name)
         if found is None:
             raise NotFound(MISSING_ON_DESTROY.get(kind.name, kind.missing).format(app=app.name))
+        adapter = kind.adapter(platform)
         if kind.sql:
             adapter.destroy(found.name, found.user)
         else:
