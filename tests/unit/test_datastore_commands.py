@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from gitpaas.commands import load_all
 from gitpaas.commands.registry import COMMANDS
+from gitpaas.errors import ServiceError
 from tests.unit.test_audit_trail import make_key, platform, run  # noqa: F401 - a fixture
 
 
-class Unconfigured:
-    """An adapter whose server is not configured: any use is a mistake here."""
+def without_mysql(platform):  # noqa: F811
+    """``platform`` as if mysql_admin_url were unset: asking for MySQL fails."""
+    platform.__dict__.pop("mysql", None)
 
-    def __getattr__(self, name):
-        raise AssertionError(f"the adapter was used: {name}")
+    class NoMySQL(type(platform)):
+        @property
+        def mysql(self):
+            raise ServiceError("MySQL is not configured")
+
+    platform.__class__ = NoMySQL
 
 
 def test_every_kind_has_the_same_verbs_and_its_own_words():
@@ -30,7 +36,7 @@ def test_one_database_url_refused_before_the_other_server_is_asked(platform):  #
     admin = make_key(store, "admin")
     store.create_app("shop", "admin", "main")
     assert run(platform, admin, ["postgres:create", "shop"])[0] == 0
-    platform.__dict__["mysql"] = Unconfigured()
+    without_mysql(platform)
     code, out, err = run(platform, admin, ["mysql:create", "shop"])
     assert code == 1 and err == (" !     shop has a PostgreSQL database: an app has one"
                                  " DATABASE_URL (postgres:destroy first)\n")
