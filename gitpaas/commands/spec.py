@@ -282,8 +282,7 @@ def assign(spec: Spec, parsed: Parsed, positionals: list[str]) -> None:
         if spec.accepts(len(positionals) - 1) or not any(
                 spec.accepts(n) for n in range(len(positionals) + 1, len(positionals) + 4)):
             raise bad(spec, f"unexpected argument {positionals[-1]!r}")
-        missing = next(a for a in spec.args if not a.optional)
-        raise bad(spec, f"missing {missing.metavar}")
+        raise bad(spec, f"missing {first_missing(spec, len(positionals)).metavar}")
     extra = len(positionals) - sum(a.count for a in spec.args if not a.optional)
     at = 0
     for arg in spec.args:
@@ -299,6 +298,16 @@ def assign(spec: Spec, parsed: Parsed, positionals: list[str]) -> None:
                 raise bad(spec, f"expected {arg.metavar}, got {value!r}")
         if values:
             parsed.values[arg.metavar] = values
+
+
+def first_missing(spec: Spec, given: int) -> Arg:
+    """The first required argument that ``given`` positionals leave without a value."""
+    required = [a for a in spec.args if not a.optional]
+    for arg in required:
+        if given < arg.count:
+            return arg
+        given -= arg.count
+    return required[-1]
 
 
 def resolve_app(spec: Spec, platform: Platform, key: Key, positionals: list[str],

@@ -166,6 +166,7 @@ def test_one_rule_for_the_app():
     ("ps", ["--bogus"], "unknown option '--bogus' (usage: ps [APP] [--json])"),
     ("ps", ["--json=1"], "--json takes no value (usage: ps [APP] [--json])"),
     ("git:set", ["shop", "branch", "x"], "expected deploy-branch, got 'branch'"),
+    ("git:set", ["shop", "deploy-branch"], "missing PATTERN (usage: git:set [APP]"),
     ("config:set", ["shop", "A=1", "B"], "expected KEY=VALUE, got 'B'"),
     ("apps:destroy", ["shop", "--confirm"], "--confirm needs a value (usage: apps:destroy"),
     ("run", ["shop"], "give the command after --: COMMAND [ARGS...] (usage: run [APP]"),
