@@ -21,11 +21,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from croniter import croniter
 
 from .errors import GitPaasError, InvalidInput
+
+if TYPE_CHECKING:
+    from .platform import Platform
 
 log = logging.getLogger(__name__)
 ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
@@ -97,7 +100,7 @@ def release_jobs(extra: dict) -> list[CronJob]:
 class CronRunner:
     """Starts due jobs of every app's current release; one run of a job at a time."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self._running: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -176,7 +179,7 @@ class CronRunner:
                 log.exception("cron tick failed")
 
 
-def start_in_thread(platform: Any, interval: float = TICK_SECONDS) -> threading.Event:
+def start_in_thread(platform: Platform, interval: float = TICK_SECONDS) -> threading.Event:
     """Run a ``CronRunner`` on a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     runner = CronRunner(platform)

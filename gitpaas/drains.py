@@ -28,11 +28,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import names
 from .errors import Forbidden, InvalidInput
+
+if TYPE_CHECKING:
+    from .platform import Platform
 
 log = logging.getLogger(__name__)
 SCHEMES = ("syslog+tcp", "syslog+tls", "https", "http")
@@ -236,7 +239,7 @@ class Sender:
 class DrainForwarder:
     """Follows the containers and events of apps with drains; feeds their senders."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.senders: dict[tuple[str, str], Sender] = {}
         self.followed: set[str] = set()
@@ -305,7 +308,7 @@ class DrainForwarder:
                 log.exception("drain pass failed")
 
 
-def start_in_thread(platform: Any, interval: float = POLL_SECONDS) -> threading.Event:
+def start_in_thread(platform: Platform, interval: float = POLL_SECONDS) -> threading.Event:
     """Run a ``DrainForwarder`` on a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     forwarder = DrainForwarder(platform)

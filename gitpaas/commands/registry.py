@@ -10,11 +10,14 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import Forbidden, GitPaasError, InvalidInput, UserError
 from ..store import Key
 from ..terminal import Terminal
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ EXIT_OK, EXIT_USER, EXIT_SERVICE, EXIT_INTERNAL = 0, 1, 2, 3
 class Context:
     """One command invocation: who runs it, with which streams."""
 
-    platform: Any
+    platform: Platform
     key: Key
     stdin: IO[bytes]
     write_out: Callable[[str], None]

@@ -4,10 +4,13 @@ databases, and persistent storage."""
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 
-def destroy_for_app(platform: Any, app: str) -> None:
+def destroy_for_app(platform: Platform, app: str) -> None:
     """Remove every datastore of ``app`` (called by ``apps:destroy``): its databases and
     users, its mount records and its storage directory ``<data_dir>/storage/<app>/``."""
     store = platform.store

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
@@ -32,6 +32,9 @@ from . import limits
 from .crypto import HardenedTransport
 from .hostkey import load_host_keys
 from .limits import Limiter
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 log = logging.getLogger(__name__)
 ACCEPT_BACKOFF_MIN = 0.01
@@ -47,7 +50,7 @@ GIT_COMMANDS = {"git-receive-pack", "git-upload-pack"}
 class Policy(paramiko.ServerInterface):
     """paramiko's callbacks: decide quickly, never block the transport thread."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.key: Key | None = None
         self.command: bytes | None = None
@@ -135,7 +138,7 @@ class Policy(paramiko.ServerInterface):
 class Session:
     """Runs the one exec request of an authenticated connection on its channel."""
 
-    def __init__(self, platform: Any, key: Key, channel: paramiko.Channel,
+    def __init__(self, platform: Platform, key: Key, channel: paramiko.Channel,
                  pty_size: tuple[int, int] | None = None) -> None:
         self.platform = platform
         self.key = key
@@ -236,7 +239,7 @@ def _refuse(sock: socket.socket, reason: str) -> None:
     sock.close()
 
 
-def handle_connection(platform: Any, host_keys: list[paramiko.PKey], sock: socket.socket,
+def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: socket.socket,
                       address: str = "", wait: float = 0.0) -> None:
     """Serve one TCP connection: handshake, auth, one exec, exit status, close.
 
@@ -301,7 +304,7 @@ def _accept(transport: paramiko.Transport, negotiated: threading.Event,
 class SSHServer:
     """Accepts SSH connections, one thread each, within the limits of the settings."""
 
-    def __init__(self, platform: Any, host: str, port: int) -> None:
+    def __init__(self, platform: Platform, host: str, port: int) -> None:
         self.platform = platform
         settings = platform.settings
         self.host_keys = load_host_keys(settings.data_dir)
