@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
@@ -92,7 +92,7 @@ def parse_cron(raw: object) -> list[CronJob]:
     return jobs
 
 
-def release_jobs(extra: dict) -> list[CronJob]:
+def release_jobs(extra: dict[str, Any]) -> list[CronJob]:
     """The jobs a release recorded (see ``deploy.spec_extra``)."""
     return [CronJob(j["command"], j["schedule"]) for j in extra.get("cron") or []]
 

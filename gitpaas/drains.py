@@ -89,7 +89,7 @@ def parse_url(url: str, admin: bool) -> Drain:
     return drain
 
 
-def check_destination(drain: Drain) -> list[tuple]:
+def check_destination(drain: Drain) -> list[tuple[Any, ...]]:
     """The addresses to connect to; refused when a non-admin's drain reaches a non-global
     address (checked at every connection: DNS may change)."""
     try:

@@ -70,10 +70,13 @@ class Context:
             raise Forbidden("only admins may do that")
 
 
+CommandFunc = Callable[[Context, list[str]], int | None]
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
-    func: Callable[[Context, list[str]], int | None]
+    func: CommandFunc
     summary: str
     usage: str
     admin_only: bool = False
@@ -87,13 +90,14 @@ DEPLOY_KEY_REFUSAL = ("a deploy key may only push to {app} and read its releases
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, usage: str = "", admin_only: bool = False, deploy_key: bool = False):
+def command(name: str, usage: str = "", admin_only: bool = False,
+            deploy_key: bool = False) -> Callable[[CommandFunc], CommandFunc]:
     """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary.
 
     ``deploy_key``: a deploy key may run it (on its one app; access checks still apply).
     """
 
-    def register(func):
+    def register(func: CommandFunc) -> CommandFunc:
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
         COMMANDS[name] = Command(name, func, summary, usage or name, admin_only, deploy_key)
         return func

@@ -14,6 +14,7 @@ import itertools
 import logging
 import random
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -181,7 +182,7 @@ class RouteCache:
         for host, result in zip(hosts, results, strict=True):
             self._inflight.pop(host).set_result(self._store(host, result, generation))
 
-    async def _read_many(self, hosts: list[str]) -> list[list]:
+    async def _read_many(self, hosts: list[str]) -> list[list[Any]]:
         """The lookup script's answer for each host, in one script call."""
         if not hosts:
             return []
@@ -221,7 +222,7 @@ class RouteCache:
                     loaded += 1
         return loaded
 
-    def _store(self, host: str, result: list, generation: int) -> Route:
+    def _store(self, host: str, result: list[Any], generation: int) -> Route:
         found, values, dead = result
         key = found or None
         identifier, urls = (values[0], list(values[1:])) if values else ("", [])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 from docker.utils.socket import STDERR, frames_iter
 
@@ -18,12 +20,13 @@ __all__ = ["Terminal", "stream"]
 CHUNK = 32 * 1024
 
 
-def raw_socket(sock) -> socket.socket:
+def raw_socket(sock: Any) -> socket.socket:
     """The socket under docker-py's wrapper of a hijacked connection."""
-    return getattr(sock, "_sock", sock)
+    raw: socket.socket = getattr(sock, "_sock", sock)
+    return raw
 
 
-def _pump_input(term: Terminal, sock) -> None:
+def _pump_input(term: Terminal, sock: Any) -> None:
     raw = raw_socket(sock)
     try:
         while True:
@@ -43,12 +46,13 @@ def _pump_input(term: Terminal, sock) -> None:
         pass
 
 
-def stream(sock, term: Terminal) -> None:
+def stream(sock: Any, term: Terminal) -> None:
     """Copy the user's input to ``sock`` and its output back until the output ends."""
     threading.Thread(target=_pump_input, args=(term, sock), daemon=True,
                      name="attach-stdin").start()
     try:
-        for kind, data in frames_iter(sock, term.tty):
+        frames: Iterator[tuple[int, bytes]] = frames_iter(sock, term.tty)  # type: ignore[no-untyped-call]
+        for kind, data in frames:
             if data:
                 (term.err if kind == STDERR else term.out)(data)
     except OSError:

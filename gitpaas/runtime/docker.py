@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import docker
 import docker.errors
@@ -76,12 +77,12 @@ def binds(mounts: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {host: {"bind": container, "mode": "rw"} for host, container in mounts.items()}
 
 
-def summary_name(summary: Mapping) -> str:
+def summary_name(summary: Mapping[str, Any]) -> str:
     """A container summary's name (Docker lists it as ``/name``)."""
     return next(iter(summary.get("Names") or []), "").lstrip("/")
 
 
-def created_at(summary: Mapping) -> str:
+def created_at(summary: Mapping[str, Any]) -> str:
     """A summary's creation time as Docker writes timestamps (RFC 3339, UTC)."""
     created = summary.get("Created")
     if not created:
@@ -89,7 +90,7 @@ def created_at(summary: Mapping) -> str:
     return datetime.fromtimestamp(int(created), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def owned(instance: str, summary: Mapping) -> bool:
+def owned(instance: str, summary: Mapping[str, Any]) -> bool:
     """Whether gitpaas made this container: its labels and its name must agree.
 
     Labels alone prove nothing: a build's intermediate container carries whatever ``LABEL``
@@ -132,9 +133,9 @@ class Sandbox:
     networks: AppNetworks | None = None
     pids_limit: int = 0  # 0: none
 
-    def options(self, app: str) -> dict:
+    def options(self, app: str) -> dict[str, Any]:
         """docker-py ``containers.create`` arguments for one container of ``app``."""
-        opts: dict = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
+        opts: dict[str, Any] = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
                       "cap_add": list(KEPT_CAPABILITIES)}
         if self.pids_limit:
             opts["pids_limit"] = self.pids_limit
@@ -191,7 +192,7 @@ class DockerRuntime:
                   f"{LABEL}.replica": str(replica),
                   # set, so that no image label of that name can make this a one-off
                   f"{LABEL}.oneoff": ""}
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if web:
             kwargs["ports"] = {f"{PORT}/tcp": (self.host, None)}
         if mem_limit:
@@ -250,7 +251,7 @@ class DockerRuntime:
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
                   f"{LABEL}.replica": str(replica),
                   f"{LABEL}.oneoff": "cron" if process == "cron" else "1"}
-        limits: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        limits: dict[str, Any] = {"mem_limit": mem_limit} if mem_limit else {}
         if nano_cpus:
             limits["nano_cpus"] = nano_cpus
         container = None
@@ -318,7 +319,7 @@ class DockerRuntime:
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
                   f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "run"}
-        kwargs: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        kwargs: dict[str, Any] = {"mem_limit": mem_limit} if mem_limit else {}
         if nano_cpus:
             kwargs["nano_cpus"] = nano_cpus
         if mounts:
@@ -423,7 +424,7 @@ class DockerRuntime:
         infos = [self._summary_info(s) for s in found if owned(self.instance, s)]
         return sorted(infos, key=lambda i: (i.app, i.release, i.process, i.replica))
 
-    def _summary_info(self, summary: Mapping) -> ContainerInfo:
+    def _summary_info(self, summary: Mapping[str, Any]) -> ContainerInfo:
         labels = summary.get("Labels") or {}
         port = next((int(p["PublicPort"]) for p in summary.get("Ports") or []
                      if p.get("PrivatePort") == PORT and p.get("PublicPort")
@@ -462,7 +463,7 @@ class DockerRuntime:
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:
         """Log lines prefixed by Docker's RFC 3339 timestamps ('' if the container is gone)."""
-        kwargs: dict = {"timestamps": True, "tail": tail if tail is not None else "all"}
+        kwargs: dict[str, Any] = {"timestamps": True, "tail": tail if tail is not None else "all"}
         if since:
             kwargs["since"] = since
         try:

@@ -9,6 +9,8 @@ is named here (docs/security.md lists what ssh-audit says).
 
 from __future__ import annotations
 
+from typing import Any
+
 import paramiko
 
 KEX = (
@@ -41,7 +43,7 @@ HOST_KEY_ALGORITHMS = (
 )
 
 
-def _supported(wanted: tuple[str, ...], known: dict) -> tuple[str, ...]:
+def _supported(wanted: tuple[str, ...], known: dict[str, Any]) -> tuple[str, ...]:
     return tuple(name for name in wanted if name in known)
 
 
