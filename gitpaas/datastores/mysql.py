@@ -18,6 +18,7 @@ This module and ``store/`` are the only ones that import pymysql.
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import re
 import secrets
@@ -114,10 +115,10 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
         return Credentials(p.hostname or "", port, p.path.lstrip("/"),
                            unquote(p.username or ""), unquote(p.password or ""))
     if all(config.get(k) for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD")):
-        host, _, port = config["DB_HOST"].partition(":")
-        if port and not port.isdigit():
+        host, _, port_text = config["DB_HOST"].partition(":")
+        if port_text and not port_text.isdigit():
             return None
-        return Credentials(host, int(port or 3306), config["DB_NAME"], config["DB_USER"],
+        return Credentials(host, int(port_text or 3306), config["DB_NAME"], config["DB_USER"],
                            config["DB_PASSWORD"])
     return None
 
@@ -266,7 +267,7 @@ class MySQLDatastores:
 
 def _reason(exc: BaseException) -> str:
     """A pymysql error's message (never holds a password)."""
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = getattr(exc, "args", ())
     return str(args[1]) if len(args) > 1 else str(exc)
 
 
@@ -306,7 +307,7 @@ def _stream_out(argv: list[str], write: Callable[[str], None],
     total = 0
     with tempfile.TemporaryFile() as errors, subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors) as proc:
-        assert proc.stdout is not None
+        assert isinstance(proc.stdout, io.BufferedReader)  # a pipe with the default buffer
         while chunk := proc.stdout.read1(CHUNK):
             total += len(chunk)
             write(decoder.decode(chunk))

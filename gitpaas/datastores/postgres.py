@@ -18,6 +18,7 @@ This module is the only one that imports psycopg.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -291,7 +292,7 @@ def _stream_out(argv: list[str], env: dict[str, str], write: Callable[[bytes], N
     with tempfile.TemporaryFile() as errors, subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
             env=env) as proc:
-        assert proc.stdout is not None
+        assert isinstance(proc.stdout, io.BufferedReader)  # a pipe with the default buffer
         while chunk := proc.stdout.read1(CHUNK):
             total += len(chunk)
             write(chunk)

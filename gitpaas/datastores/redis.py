@@ -125,15 +125,18 @@ class RedisDatastores:
             raise Conflict(f"{app} has a Redis container already ({name})")
         password = new_password()
         network = self.network(app)
+        # docker-py takes plain dicts; its stubs allow no "unless-stopped" and want a
+        # LogConfig object
+        options: dict[str, Any] = {
+            "restart_policy": {"Name": "unless-stopped"},
+            "log_config": {"Type": "json-file", "Config": {"max-size": "1m"}}}
         try:
             self.client.volumes.create(name, labels=self.labels(app))
             container = self.client.containers.create(
                 self.image(), name=name, labels=self.labels(app), user="redis",
                 volumes={name: {"bind": "/var/lib/redis", "mode": "rw"}},
                 network=network, mem_limit=self.mem_limit, pids_limit=256,
-                security_opt=["no-new-privileges"], cap_drop=["ALL"],
-                restart_policy={"Name": "unless-stopped"},
-                log_config={"Type": "json-file", "Config": {"max-size": "1m"}})
+                security_opt=["no-new-privileges"], cap_drop=["ALL"], **options)
             container.put_archive("/", config_tar(config_file(password, self.maxmemory)))
             container.start()
         except docker.errors.ImageNotFound as exc:
@@ -154,7 +157,7 @@ class RedisDatastores:
         networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
         for settings in networks.values():
             if settings.get("IPAddress"):
-                return settings["IPAddress"]
+                return str(settings["IPAddress"])
         raise ServiceError(f"the Redis container of {app} has no address (not running?)")
 
     def stats(self, app: str, password: str) -> dict[str, Any]:
