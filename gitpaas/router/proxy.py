@@ -580,9 +580,9 @@ class ClientConn(asyncio.Protocol):
             kind, status = "connect_refused", 502
         else:
             if self.closed or self.current is not ex:
-                router.pool.release(conn, self.loop_time())  # type: ignore[arg-type]
+                router.pool.release(conn, self.loop_time())
             else:
-                conn.attach(self, ex)  # type: ignore[attr-defined]
+                conn.attach(self, ex)
             return
         router.metrics.error(kind)
         self._failed(ex, status)

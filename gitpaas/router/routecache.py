@@ -14,6 +14,7 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -187,7 +188,7 @@ class RouteCache:
         if not hosts:
             return []
         try:
-            results = await self._script(args=[self.prefix, *hosts])
+            results: list[list[Any]] = await self._script(args=[self.prefix, *hosts])
         except (RedisError, OSError) as exc:
             self._down_until = time.monotonic() + 0.5
             raise RedisUnavailable(str(exc)) from exc
@@ -341,8 +342,8 @@ class RouteCache:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -62,5 +62,5 @@ def server_context(tls_dir: str | Path) -> ssl.SSLContext:
             sock.context = chosen
 
     for ctx in {id(c): c for c in [base, *contexts.values()]}.values():
-        ctx.sni_callback = on_sni  # type: ignore[assignment]
+        ctx.sni_callback = on_sni
     return base
