@@ -10,11 +10,11 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Forbidden, GitPaasError, InvalidInput, UserError
 from ..store import Key
-from ..terminal import Terminal
+from ..terminal import ByteReader, Terminal
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -30,7 +30,7 @@ class Context:
 
     platform: Platform
     key: Key
-    stdin: IO[bytes]
+    stdin: ByteReader
     write_out: Callable[[str], None]
     write_err: Callable[[str], None]
     is_local: bool = False

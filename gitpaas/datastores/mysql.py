@@ -30,13 +30,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import pymysql
 
 from .. import names
 from ..errors import Conflict, InvalidInput, ServiceError
+from ..terminal import ByteReader
 
 IDENTIFIER_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_DATABASE = 64
@@ -249,7 +250,7 @@ class MySQLDatastores:
                     *DUMP_OPTIONS, "--", database]
             return _stream_out(argv, write, closed)
 
-    def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
+    def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load SQL from ``stdin`` into the app's database as the app's own user.
 
         Running as the app's user means a dump can change nothing but that database;
@@ -325,7 +326,7 @@ def _stream_out(argv: list[str], write: Callable[[str], None],
     return total
 
 
-def _stream_in(argv: list[str], stdin: IO[bytes]) -> int:
+def _stream_in(argv: list[str], stdin: ByteReader) -> int:
     total = 0
     with tempfile.TemporaryFile() as output, subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT) as proc:

@@ -28,13 +28,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import psycopg
 from psycopg import sql
 
 from ..errors import Conflict, InvalidInput, ServiceError
+from ..terminal import ByteReader
 from .mysql import database_name, new_password
 
 CUSTOM_MAGIC = b"PGDMP"
@@ -207,7 +208,7 @@ class PostgresDatastores:
                     f"--username={admin['user']}", "--no-password", f"--dbname={database}"]
             return _stream_out(argv, env, write, closed)
 
-    def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
+    def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load a dump from ``stdin`` into the app's database, as the app's own role."""
         head = stdin.read(len(CUSTOM_MAGIC))
         if not head:
@@ -307,7 +308,7 @@ def _stream_out(argv: list[str], env: dict[str, str], write: Callable[[bytes], N
     return total
 
 
-def _stream_in(argv: list[str], env: dict[str, str], head: bytes, stdin: IO[bytes]) -> int:
+def _stream_in(argv: list[str], env: dict[str, str], head: bytes, stdin: ByteReader) -> int:
     total = len(head)
     with tempfile.TemporaryFile() as output, subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,

@@ -21,12 +21,18 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import paramiko
+from paramiko.common import (
+    AUTH_FAILED,
+    AUTH_SUCCESSFUL,
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+    OPEN_SUCCEEDED,
+)
 
 from .. import sshkeys
 from ..commands.registry import EXIT_INTERNAL, EXIT_USER, Context, check_argv, run_command
 from ..errors import GitPaasError, UserError
 from ..git import repos
-from ..git.receive import serve_receive_pack, serve_upload_pack
+from ..git.receive import Progress, serve_receive_pack, serve_upload_pack
 from ..store import Key
 from . import limits
 from .crypto import HardenedTransport
@@ -62,26 +68,26 @@ class Policy(paramiko.ServerInterface):
         return "publickey"
 
     def check_auth_password(self, username: str, password: str) -> int:
-        return paramiko.AUTH_FAILED
+        return AUTH_FAILED
 
     def check_auth_interactive(self, username: str, submethods: str) -> int:
-        return paramiko.AUTH_FAILED
+        return AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         try:
             found = self.platform.store.key_by_fingerprint(sshkeys.fingerprint(key.asbytes()))
         except GitPaasError:
             log.exception("cannot look up a key")
-            return paramiko.AUTH_FAILED
+            return AUTH_FAILED
         if found is None:
-            return paramiko.AUTH_FAILED
+            return AUTH_FAILED
         self.key = found
-        return paramiko.AUTH_SUCCESSFUL
+        return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if kind == "session" and self.key is not None:
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return OPEN_SUCCEEDED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         if self.key is None or self.command is not None:
@@ -129,7 +135,7 @@ class Policy(paramiko.ServerInterface):
 
     def check_channel_direct_tcpip_request(self, chanid: int, origin: Any,
                                            destination: Any) -> int:
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_global_request(self, kind: str, msg: Any) -> bool:
         return False
@@ -205,7 +211,8 @@ class Session:
                 serve_upload_pack(repo, self.channel.recv, self.channel.sendall)
                 return 0
 
-            def on_update(ref, old, new, progress):
+            def on_update(ref: bytes, old: bytes, new: bytes,
+                          progress: Progress) -> str | None:
                 return platform.on_push(app.name, repo, self.key, ref, old, new, progress)
 
             # Held from before the refs are advertised until they moved: a second push
@@ -265,7 +272,8 @@ def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: 
                          address, settings.ssh_preauth_timeout)
             return
         transport.set_keepalive(KEEPALIVE)
-        if not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None:
+        if (not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None
+                or policy.key is None):
             channel.close()
             return
         session = Session(platform, policy.key, channel, policy.pty_size)
