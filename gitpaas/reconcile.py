@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -132,7 +133,7 @@ class Reconciler:
         limit = self.platform.settings.run_timeout + 60
         return time.time() - epoch_seconds(stamp) < limit
 
-    def _try_lock(self, app: str, what: str):
+    def _try_lock(self, app: str, what: str) -> AbstractContextManager[None]:
         try:
             names.app_name(app)
         except InvalidInput:
