@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from dulwich.errors import GitProtocolError, HangupException
+from dulwich.objects import ObjectID
 from dulwich.protocol import CAPABILITY_ATOMIC, SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
-from dulwich.refs import check_ref_format
+from dulwich.refs import Ref, check_ref_format
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
@@ -35,7 +36,7 @@ REF_REFUSED = b"refused: only refs/heads/* and refs/tags/* may be pushed"
 
 def ref_allowed(ref: bytes) -> bool:
     """Only well-formed branch and tag names: no ``..``, no control characters."""
-    return (ref.startswith(ALLOWED_REF_PREFIXES) and check_ref_format(ref)
+    return (ref.startswith(ALLOWED_REF_PREFIXES) and check_ref_format(Ref(ref))
             and b".." not in ref and len(ref) <= 1024)
 
 
@@ -84,6 +85,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
     def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)
         self._hook = on_update
+        self._name = os.path.basename(repo.path.rstrip("/"))
         self._started = time.monotonic()
         self._received = False
 
@@ -94,7 +96,8 @@ class DeployingReceivePackHandler(ReceivePackHandler):
                 self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
         return Progress(writer)
 
-    def _apply_pack(self, refs: list[tuple[bytes, bytes, bytes]]):
+    def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]],
+                    ) -> Iterator[tuple[bytes, bytes]]:
         """Refuse the whole push before reading the pack when a ref name is not allowed:
         nothing is written to the repository (not even the objects)."""
         bad = [ref for _, _, ref in refs if not ref_allowed(ref)]
@@ -110,14 +113,14 @@ class DeployingReceivePackHandler(ReceivePackHandler):
     def _exists(self, sha: bytes) -> bool:
         """dulwich does no connectivity check: a ref may only name a stored object."""
         try:
-            return sha in self.repo.object_store
+            return ObjectID(sha) in self.repo.object_store
         except (ValueError, KeyError):
             return False
 
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
         if not self._received:  # refs advertised, commands and pack read, pack stored
             self._received = True
-            log.info("receive %s: %.3f s", os.path.basename(self.repo.path.rstrip("/")),
+            log.info("receive %s: %.3f s", self._name,
                      time.monotonic() - self._started)
         try:
             if not ref_allowed(ref_name):
@@ -128,7 +131,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
             # The caller holds the app's lock for the whole session; dulwich ignores a
             # failed compare-and-swap, so check here that the ref still holds ``old``.
             try:
-                current = self.repo.refs[ref_name]
+                current: bytes = self.repo.refs[Ref(ref_name)]
             except KeyError:
                 current = ZERO
             if current != old_sha:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from dulwich.errors import NotGitRepository
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from .. import names
@@ -24,7 +25,7 @@ def ensure_repo(repos_dir: Path, app: str, branch: str, max_push_bytes: int) -> 
     except NotGitRepository:
         path.mkdir(parents=True, exist_ok=True)
         repo = Repo.init_bare(str(path))
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
+        repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/" + branch.encode()))
     set_max_input_size(repo, max_push_bytes)
     return repo
 
