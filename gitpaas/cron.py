@@ -29,6 +29,7 @@ from .errors import GitPaasError, InvalidInput
 
 if TYPE_CHECKING:
     from .platform import Platform
+    from .store import Release
 
 log = logging.getLogger(__name__)
 ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
@@ -131,7 +132,7 @@ class CronRunner:
                     started.append((app.name, job.id))
         return started
 
-    def _start(self, app: str, release, job: CronJob, index: int) -> bool:
+    def _start(self, app: str, release: Release, job: CronJob, index: int) -> bool:
         with self._lock:
             if (app, job.id) in self._running:
                 log.info("cron %s %r: the previous run still runs; slot skipped", app,
@@ -144,7 +145,7 @@ class CronRunner:
                          name=f"cron-{app}-{index}").start()
         return True
 
-    def _run(self, app: str, release, job: CronJob, index: int) -> None:
+    def _run(self, app: str, release: Release, job: CronJob, index: int) -> None:
         store = self.platform.store
         started = time.time()
         store.cron_started(app, job, started)

@@ -28,7 +28,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from email.message import Message
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import names
@@ -133,7 +134,8 @@ class Line:
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     """Refuse every redirect (a drain posts where it was told, nowhere else)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
+                         msg: str, headers: Message, newurl: str) -> urllib.request.Request:
         raise OSError(f"the drain answered a redirect ({code}): not followed")
 
 
@@ -163,7 +165,7 @@ class Sender:
         self._wake.set()
 
     def _batch(self) -> list[Line]:
-        batch = []
+        batch: list[Line] = []
         while self.queue and len(batch) < BATCH_LINES:
             batch.append(self.queue.popleft())
         return batch

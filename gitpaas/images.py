@@ -306,7 +306,8 @@ def _image_id(client: Any, name: str) -> str | None:
     import docker.errors
 
     try:
-        return client.images.get(name).id
+        image_id: str | None = client.images.get(name).id
+        return image_id
     except docker.errors.ImageNotFound:
         return None
 

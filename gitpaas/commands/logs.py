@@ -10,7 +10,7 @@ import time
 
 from ..applogs import LogLine, epoch_seconds, matches, merge, parse_docker
 from ..errors import InvalidInput
-from ..runtime import ContainerInfo
+from ..runtime import ContainerInfo, DockerRuntime
 from .args import no_more, pop_flag, pop_option, take_app
 from .registry import Context, command
 
@@ -23,7 +23,7 @@ def source(info: ContainerInfo) -> str:
     return f"{info.process}.{info.replica}"
 
 
-def live_lines(runtime, containers: list[ContainerInfo], process: str | None,
+def live_lines(runtime: DockerRuntime, containers: list[ContainerInfo], process: str | None,
                tail: int | None = None, since: int | None = None) -> dict[str, list[LogLine]]:
     """The timestamped lines of each selected container, by container id."""
     return {c.id: parse_docker(runtime.timed_logs(c.id, tail=tail, since=since), source(c))

@@ -20,6 +20,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from ..errors import DeployError, ServiceError
 from ..terminal import Terminal
@@ -57,7 +58,10 @@ class ContainerInfo:
         return f"http://{self.host}:{self.port}"
 
 
-def container_name(instance: str, app: str, release: int, process: str, replica: int) -> str:
+def container_name(instance: str, app: str, release: int, process: str,
+                   replica: int | str) -> str:
+    """``<instance>.<app>.v<release>.<process>.<replica>`` (a one-off's replica: a
+    random suffix)."""
     return f"{instance}.{app}.v{release}.{process}.{replica}"
 
 
@@ -162,7 +166,7 @@ class DockerRuntime:
         if self.sandbox.networks is not None:
             self.sandbox.networks.remove(app)
 
-    def _info(self, c) -> ContainerInfo:
+    def _info(self, c: Container) -> ContainerInfo:
         labels = c.labels
         port = None
         bindings = (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{PORT}/tcp")
@@ -170,7 +174,7 @@ class DockerRuntime:
             port = int(bindings[0]["HostPort"])
         state = c.attrs.get("State", {})
         return ContainerInfo(
-            id=c.id, name=c.name, app=labels.get(f"{LABEL}.app", ""),
+            id=c.id or "", name=c.name or "", app=labels.get(f"{LABEL}.app", ""),
             release=int(labels.get(f"{LABEL}.release", "0")),
             process=labels.get(f"{LABEL}.process", ""),
             replica=int(labels.get(f"{LABEL}.replica", "0")),
@@ -392,7 +396,7 @@ class DockerRuntime:
             pass  # the process may have ended already
 
     @staticmethod
-    def _kill_quietly(container) -> None:
+    def _kill_quietly(container: Container) -> None:
         try:
             container.kill()
         except docker.errors.DockerException:
@@ -467,7 +471,7 @@ class DockerRuntime:
         if since:
             kwargs["since"] = since
         try:
-            raw = self.client.containers.get(container_id).logs(**kwargs)
+            raw: bytes = self.client.containers.get(container_id).logs(**kwargs)
         except docker.errors.DockerException:
             return ""
         return raw.decode("utf-8", "replace")
