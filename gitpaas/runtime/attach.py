@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 from docker.utils.socket import STDERR, frames_iter
@@ -51,8 +50,7 @@ def stream(sock: Any, term: Terminal) -> None:
     threading.Thread(target=_pump_input, args=(term, sock), daemon=True,
                      name="attach-stdin").start()
     try:
-        frames: Iterator[tuple[int, bytes]] = frames_iter(sock, term.tty)  # type: ignore[no-untyped-call]
-        for kind, data in frames:
+        for kind, data in frames_iter(sock, term.tty):
             if data:
                 (term.err if kind == STDERR else term.out)(data)
     except OSError:

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import paramiko
@@ -62,7 +63,8 @@ class Policy(paramiko.ServerInterface):
         self.command: bytes | None = None
         self.exec_ready = threading.Event()
         self.pty_size: tuple[int, int] | None = None  # (columns, rows)
-        self.on_resize: Any = None  # set by the session: (columns, rows) -> None
+        # set by the session: called with (columns, rows)
+        self.on_resize: Callable[[int, int], None] | None = None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -158,7 +160,7 @@ class Session:
         if term is not None:
             term.resized(columns, rows)
 
-    def _text_writer(self, send: Any) -> Any:
+    def _text_writer(self, send: Callable[[bytes], None]) -> Callable[[str], None]:
         # A client with a pty put its terminal in raw mode: line ends need "\r\n".
         if self.pty_size is None:
             return lambda s: send(s.encode("utf-8", "replace"))
