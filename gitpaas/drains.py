@@ -37,6 +37,7 @@ from .errors import Forbidden, InvalidInput
 
 if TYPE_CHECKING:
     from .platform import Platform
+    from .runtime import ContainerInfo
 
 log = logging.getLogger(__name__)
 SCHEMES = ("syslog+tcp", "syslog+tls", "https", "http")
@@ -284,7 +285,7 @@ class DrainForwarder:
             threading.Thread(target=self._follow, args=(info, int(now)), daemon=True,
                              name=f"drain-follow-{info.name}").start()
 
-    def _follow(self, info: Any, since: int) -> None:
+    def _follow(self, info: ContainerInfo, since: int) -> None:
         source, release = f"{info.process}.{info.replica}", f"v{info.release}"
         try:
             for text in self.platform.runtime.follow_logs(info.id, since):

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import docker
 import docker.errors
@@ -33,6 +33,7 @@ ENV_FILE = ".gitpaas-env"
 LABEL = "gitpaas"
 ARCHIVE_TAIL = 500  # log lines of a removed container handed to ``on_remove``
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,27 @@ class Sandbox:
         if self.networks is not None:
             opts["network"] = self.networks.ensure(app)
         return opts
+
+
+class Follow(Generic[T]):
+    """Items of a Docker stream as they come; ``close`` ends it from any thread."""
+
+    def __init__(self, raw: Any, items: Iterator[T]) -> None:
+        self._raw = raw  # docker-py's CancellableStream
+        self._items = items
+
+    def __iter__(self) -> Iterator[T]:
+        try:
+            yield from self._items
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection: the reader's iteration ends (or raises) at once."""
+        try:
+            self._raw.close()
+        except Exception:  # noqa: BLE001 - closing a stream that broke already
+            log.debug("closing a Docker stream failed", exc_info=True)
 
 
 class DockerRuntime:
@@ -454,15 +476,30 @@ class DockerRuntime:
             return ""
         return raw.decode("utf-8", "replace")
 
-    def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
-        """The container's lines from ``since`` (epoch seconds) on, as they come."""
+    def follow_logs(self, container_id: str, since: int,
+                    timestamps: bool = False) -> Follow[str]:
+        """The container's lines from ``since`` (epoch seconds) on, as Docker sends them,
+        until the container stops or the stream is closed (with ``timestamps``: each
+        prefixed by Docker's RFC 3339 time)."""
         from ..drains import lines_of
 
         try:
-            yield from lines_of(self.client.api.logs(container_id, stream=True, follow=True,
-                                                     since=since))
+            raw = self.client.api.logs(container_id, stream=True, follow=True, since=since,
+                                       timestamps=timestamps)
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        return Follow(raw, lines_of(raw))
+
+    def follow_starts(self, app: str, since: int) -> Follow[str]:
+        """The ids of ``app``'s containers that start from ``since`` (epoch seconds) on,
+        from Docker's event stream (labels only: check them against ``list``)."""
+        filters = {"type": ["container"], "event": ["start"],
+                   "label": [f"{LABEL}.instance={self.instance}", f"{LABEL}.app={app}"]}
+        try:
+            raw = self.client.api.events(since=since, filters=filters, decode=True)
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        return Follow(raw, (str(event.get("id", "")) for event in raw))
 
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:
