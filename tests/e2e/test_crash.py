@@ -20,7 +20,7 @@ import pytest
 from gitpaas.faults import STAGES
 from tests.conftest import unique
 from tests.e2e.test_push import httpd_app
-from tests.harness import GITPAAS, Server, commit_files, make_repo
+from tests.harness import GITPAAS, Server, commit_files, make_repo, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -94,16 +94,6 @@ def start_with_fault(srv: Server, fault: str | None) -> None:
     else:
         srv.extra_env.pop("GITPAAS_FAULT_PAUSE", None)
     srv.start()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 def app_containers(docker_client, srv: Server, app: str) -> list[str]:
