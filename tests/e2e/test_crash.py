@@ -125,7 +125,8 @@ def test_sigkill_at_each_stage(crash_server, busybox_image, tmp_path, docker_cli
     want = [f"{srv.instance}.{app}.v{version}.web.1"]
     wait_for(lambda: app_containers(docker_client, srv, app) == want, 30,
              f"containers left: {app_containers(docker_client, srv, app)}")
-    time.sleep(1.0)  # a few more requests on the repaired state
+    served = load.total
+    wait_for(lambda: load.total >= served + 5, 20, "requests on the repaired state")
     load.stop.set()
     load.join(15)
     assert load.failures == [], load.failures[:5]

@@ -4,12 +4,11 @@ the current release, its output is in ``logs -p cron``; a bad schedule fails the
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from tests.e2e.test_push import httpd_app
-from tests.harness import commit_files, make_repo, serving
+from tests.harness import commit_files, make_repo, serving, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -28,13 +27,12 @@ def test_a_job_every_minute_runs_and_logs(tmp_path, redis_url, docker_client, cl
         listed = json.loads(server.ssh("cron", "cronapp", "--json").stdout)
         assert [(j["schedule"], j["command"]) for j in listed] == [
             ("* * * * *", "echo cron ran with $GREETING")]
-        deadline = time.monotonic() + 90
-        logs = ""
-        while time.monotonic() < deadline:
-            logs = server.ssh("logs", "cronapp", "-p", "cron").stdout
-            if "cron ran with salut" in logs:
-                break
-            time.sleep(2)
+
+        def ran() -> str:
+            text = server.ssh("logs", "cronapp", "-p", "cron").stdout
+            return text if "cron ran with salut" in text else ""
+
+        logs = wait_for(ran, 90, "the cron job's line", interval=1)
         assert "cron.1 | cron ran with salut" in logs, server.log()[-3000:]
         state = json.loads(server.ssh("cron", "cronapp", "--json").stdout)[0]
         assert state["status"] == "succeeded" and state["last_run"]
