@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlparse
 import docker
 import docker.errors
 import redis
+from docker.models.containers import Container
 
 from ..errors import Conflict, InvalidInput, NotFound, ServiceError
 from .mysql import new_password
@@ -107,7 +108,7 @@ class RedisDatastores:
         return {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                 f"{LABEL}.kind": "redis"}
 
-    def _container(self, app: str) -> Any:
+    def _container(self, app: str) -> Container | None:
         try:
             found = self.client.containers.get(self.name(app))
         except docker.errors.NotFound:
