@@ -1,5 +1,6 @@
 """``logs -t`` follows Docker's log stream (issue 13): lines arrive as the container writes
-them, containers that start while it follows are followed too, and leaving ends it."""
+them, containers that start (or restart) while it follows are followed too, and leaving
+ends it."""
 
 from __future__ import annotations
 
@@ -58,10 +59,12 @@ class Client:
         return [(t, line) for t, line in self.received if line.startswith(prefix)]
 
 
-def test_logs_tail_follows_the_stream_and_new_containers(platform, busybox_image):
+def test_logs_tail_follows_the_stream_and_new_containers(platform, busybox_image,
+                                                         docker_client):
     runtime = platform.runtime
-    runtime.start("shop", 1, busybox_image, "worker", 1, {}, TICKER.format(word="tick"))
-    assert wait_for(lambda: "tick 1" in runtime.timed_logs(runtime.list("shop")[0].id))
+    first = runtime.start("shop", 1, busybox_image, "worker", 1, {},
+                          TICKER.format(word="tick"))
+    assert wait_for(lambda: "tick 1" in runtime.timed_logs(first.id))
     client = Client(platform, "shop", "-t", "-n", "1")
     try:
         assert wait_for(lambda: len(client.lines("worker.1 | tick")) >= 8, timeout=30)
@@ -75,6 +78,9 @@ def test_logs_tail_follows_the_stream_and_new_containers(platform, busybox_image
         runtime.start("shop", 1, busybox_image, "worker", 2, {}, TICKER.format(word="tock"))
         assert wait_for(lambda: len(client.lines("worker.2 | tock")) >= 2, timeout=30)
         assert client.lines("worker.2 | tock")[0][1] == "worker.2 | tock 0"
+        # and one that restarts (its stream ended) is followed again
+        docker_client.containers.get(first.id).restart(timeout=1)
+        assert wait_for(lambda: client.lines("worker.1 | tick 0"), timeout=30)
     finally:
         client.left.set()
     client.thread.join(5)
