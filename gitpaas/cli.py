@@ -1,5 +1,5 @@
-"""The ``gitpaas`` command: ``serve``, ``router``, ``images:build`` and, as the local admin,
-every registered command (``gitpaas keys:add NAME FILE``, ``gitpaas apps`` ...)."""
+"""The ``gitpaas`` command: ``serve``, ``router``, ``edge:stop``, ``images:build`` and, as the
+local admin, every registered command (``gitpaas keys:add NAME FILE``, ``gitpaas apps`` ...)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from . import settings as settings_mod
 from .commands.registry import EXIT_USER, Context, run_command
@@ -18,7 +19,7 @@ from .errors import GitPaasError
 from .store import Key
 
 LOCAL_ADMIN = Key(name="local", fingerprint="", public_key="", is_admin=True, created_at=0.0)
-SERVER_COMMANDS = {"serve", "router", "images:build"}
+SERVER_COMMANDS = {"serve", "router", "edge:stop", "images:build", "migrate"}
 
 
 def local_pty_size() -> tuple[int, int] | None:
@@ -65,78 +66,166 @@ def load_settings(opts: argparse.Namespace, **extra: object) -> settings_mod.Set
     return settings_mod.load(overrides, config_file=opts.config)
 
 
-def configure_logging(level: str = "INFO") -> None:
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_BACKUPS = 5
+
+
+def configure_logging(level: str = "INFO", log_file: str = "", max_bytes: int = 0) -> None:
+    """Log to stderr (the journal under systemd), or to ``log_file`` rotated at
+    ``max_bytes`` with the router's access lines in ``access.log`` next to it."""
+    from logging.handlers import RotatingFileHandler
+
+    handlers: list[logging.Handler] | None = None
+    if log_file:
+        path = Path(log_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers = [RotatingFileHandler(path, maxBytes=max_bytes, backupCount=LOG_BACKUPS)]
+        access = RotatingFileHandler(path.with_name("access.log"), maxBytes=max_bytes,
+                                     backupCount=LOG_BACKUPS)
+        access.setFormatter(logging.Formatter(LOG_FORMAT))
+        access_log = logging.getLogger("gitpaas.router.access")
+        access_log.addHandler(access)
+        access_log.propagate = False
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=LOG_FORMAT, handlers=handlers, force=bool(handlers))
     logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 
+def start_edge(settings: settings_mod.Settings) -> threading.Event:
+    """Start (or adopt) the edge's nginx and supervise it; set the event to stop
+    supervising. nginx itself keeps running: ``gitpaas edge:stop`` stops it."""
+    from .edge import Edge, EdgeConfig
+
+    return Edge(EdgeConfig.from_settings(settings)).start_supervised()
+
+
 def serve(argv: list[str]) -> int:
-    """Run the SSH server and the router until SIGTERM or SIGINT."""
+    """Run the SSH server and supervise the edge (nginx) until SIGTERM or SIGINT."""
     parser = common_parser("gitpaas serve")
     parser.add_argument("--ssh-listen")
     parser.add_argument("--http-listen")
-    parser.add_argument("--no-router", action="store_true", help="run only the SSH server")
+    parser.add_argument("--no-router", action="store_true",
+                        help="run only the SSH server (no edge)")
     parser.add_argument("--log-level", default="INFO")
     opts = parser.parse_args(argv)
-    configure_logging(opts.log_level)
     settings = load_settings(opts, ssh_listen=opts.ssh_listen, http_listen=opts.http_listen)
+    configure_logging(opts.log_level, settings.log_file, settings.log_max_bytes)
+    from .backups.restore import serve_lock
+
+    # Held while serving: backups:restore refuses to run under a live server.
+    # A restarted serve waits (a minute at most) for the previous one to let go.
+    with serve_lock(settings, f"gitpaas serve (pid {os.getpid()})", 60.0):
+        return _serve(settings, opts)
+
+
+def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
+    from . import doctor
+    from .backups import schedule
     from .platform import Platform
     from .ssh.server import SSHServer
 
     platform = Platform(settings)
     platform.store  # noqa: B018 - open and migrate the store before accepting connections
+    # The edge first: an nginx still running from before is adopted and keeps serving.
+    stop_edge = None if opts.no_router else start_edge(settings)
+    http_port = None if opts.no_router else settings.listen("http")[1]
+    from .git.maintenance import start_in_thread as start_maintenance
     from .reconcile import start_in_thread as start_reconciler
 
     # Before accepting connections: interrupted deploys marked failed, Docker and Redis
     # brought back to the recorded state; then a pass every reconcile_interval seconds.
     _, stop_reconciler = start_reconciler(platform, settings.reconcile_interval)
+    # Partial packs of receives a previous process did not finish go before any push;
+    # then repos are repacked every repo_gc_interval seconds.
+    stop_maintenance = start_maintenance(platform.repo_maintainer(), settings.repo_gc_interval)
     from .cron import start_in_thread as start_cron
 
     stop_cron = start_cron(platform, settings.cron_interval)
     from .drains import start_in_thread as start_drains
 
     stop_drains = start_drains(platform)
+    from .edge.certs import start_in_thread as start_certs
+
+    # Certificates: a pass now and every few minutes, and at once after a deploy.
+    _, stop_certs = start_certs(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
-    router = None
-    if not opts.no_router:
-        from . import router as router_mod
-
-        router = router_mod.start_in_thread(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=ssh.serve_forever, daemon=True, name="ssh-accept").start()
     logging.getLogger("gitpaas").info(
         "gitpaas serving ssh on %s:%d%s", host, ssh.port,
-        f", http on port {router.port}" if router else "")
+        f", http on port {http_port} (nginx)" if http_port else "")
     logging.getLogger("gitpaas").info("ssh host keys: %s", ", ".join(
         f"{key.get_name()} {key.fingerprint}" for key in ssh.host_keys))
-    print(f"gitpaas: ssh port {ssh.port}" + (f", http port {router.port}" if router else ""),
+    print(f"gitpaas: ssh port {ssh.port}" + (f", http port {http_port}" if http_port else ""),
           flush=True)
+    stop_backups = schedule.start_in_thread(platform)
+    stop_doctor = threading.Event()
+    if settings.doctor_interval > 0:
+        threading.Thread(target=doctor.Watcher(platform).loop, daemon=True, name="doctor",
+                         args=(stop_doctor, settings.doctor_interval)).start()
     stop.wait()
+    stop_doctor.set()
+    stop_backups.set()
     stop_reconciler.set()
+    stop_maintenance.set()
     stop_cron.set()
     stop_drains.set()
+    stop_certs.set()
     ssh.stop()
-    if router is not None:
-        router.stop()
+    if stop_edge is not None:
+        stop_edge.set()  # nginx keeps serving until the next serve adopts it
     return 0
 
 
 def router_main(argv: list[str]) -> int:
-    """Run the router alone (several routers may share one Redis)."""
+    """Start (or adopt) and supervise the edge alone, on an extra host sharing the Redis."""
     parser = common_parser("gitpaas router")
     parser.add_argument("--http-listen")
-    parser.add_argument("--workers", type=int, help="worker processes (router_workers)")
+    parser.add_argument("--workers", type=int, help="nginx worker processes (router_workers)")
     parser.add_argument("--log-level", default="INFO")
     opts = parser.parse_args(argv)
     configure_logging(opts.log_level)
-    from . import router as router_mod
-
     settings = load_settings(opts, http_listen=opts.http_listen, router_workers=opts.workers)
-    router_mod.run(settings, workers=settings.router_workers)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop_edge = start_edge(settings)
+    print(f"gitpaas: edge http port {settings.listen('http')[1]}", flush=True)
+    stop.wait()
+    stop_edge.set()
+    return 0
+
+
+def edge_stop(argv: list[str]) -> int:
+    """Stop the edge's nginx of this data dir (requests under way finish first)."""
+    parser = common_parser("gitpaas edge:stop")
+    parser.add_argument("--fast", action="store_true", help="do not wait for requests")
+    opts = parser.parse_args(argv)
+    from .edge import Edge, EdgeConfig
+
+    edge = Edge(EdgeConfig.from_settings(load_settings(opts)))
+    if edge.stop(graceful=not opts.fast):
+        print("-----> edge stopped")
+    else:
+        print("-----> edge was not running")
+    return 0
+
+
+def migrate(argv: list[str]) -> int:
+    """Bring the state store's schema to this version's (``scripts/upgrade`` runs it)."""
+    parser = common_parser("gitpaas migrate")
+    opts = parser.parse_args(argv)
+    configure_logging("WARNING")
+    from .store import open_store
+
+    settings = load_settings(opts)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = open_store(settings.database, settings.secret_key_path)
+    print(f"gitpaas: the state store is at schema version {store.schema_version()}")
+    store.close()
     return 0
 
 
@@ -169,7 +258,8 @@ def _write_err_bytes(data: bytes) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SERVER_COMMANDS:
-        handler = {"serve": serve, "router": router_main, "images:build": images_build}
+        handler = {"serve": serve, "router": router_main, "edge:stop": edge_stop,
+                   "images:build": images_build, "migrate": migrate}
         try:
             return handler[argv[0]](argv[1:])
         except GitPaasError as exc:

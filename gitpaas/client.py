@@ -23,7 +23,7 @@ DEFAULT_REMOTE = "paas"
 NO_APP = frozenset({"help", "version", "apps", "apps:create", "keys", "keys:add",
                     "keys:remove"})
 SSH_URL_RE = re.compile(r"ssh://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)"
-                        r"(?::(?P<port>\d+))?/(?P<path>.+)")
+                        r"(?::(?P<port>[0-9]{1,5}))?/(?P<path>.+)")
 SCP_URL_RE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]]+\]|[^:/]+):(?P<path>[^/].*)")
 USAGE = """usage: paas [--remote NAME] [--app APP] COMMAND [ARGS...]
 
@@ -67,7 +67,8 @@ def remote_url(name: str) -> str:
         raise ClientError("git is not installed") from exc
     if result.returncode != 0:
         raise ClientError(f"no git remote named {name!r} here"
-                          f" (git remote add {name} ssh://git@HOST:2222/APP.git)")
+                          f" (git remote add {name} GIT_URL; the server's apps:info APP"
+                          " shows the app's git_url)")
     return result.stdout.strip()
 
 

@@ -19,15 +19,16 @@ from typing import Any
 from dulwich.repo import Repo
 
 from . import faults, procfile
+from .addresses import app_url
 from .appjson import AppSpec, parse_app_json, parse_checks
 from .build import buildpacks, policy
 from .build.context import build_context, read_blob, tree_paths
 from .build.docker import DockerBuilder
 from .errors import DeployError, GitPaasError, UserError
 from .health import WebCheck, wait_healthy, wait_stable
-from .hooks import SHIPPED, run_hooks
+from .hooks import hook_dirs, run_hooks
 from .routes import Routes
-from .runtime import ContainerInfo, DockerRuntime
+from .runtime import ContainerInfo, DockerRuntime, StorageMount
 from .settings import Settings
 from .store import Release, Store
 from .terminal import Terminal
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
 RELEASE_PHASE = "release"
 MAX_PARALLEL_STARTS = 4
+MAX_PARALLEL_STOPS = 16
 
 
 @dataclass
@@ -58,6 +60,22 @@ def image_name(settings: Settings, app: str, version: int) -> str:
     return f"{settings.instance}/{app}:v{version}"
 
 
+def legacy_storage_name(relative: str) -> str:
+    """The volume name of a legacy storage directory ``<data_dir>/storage/<app>/<relative>``:
+    ``uploads`` stays ``uploads``; any other character than A-Z a-z 0-9 _ - becomes ``.``
+    (``media/2024`` -> ``media.2024``), which a tenant's own names never hold."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "." for c in relative)
+
+
+def _inside(path: Path, root: Path) -> str | None:
+    """``path`` relative to ``root`` (compared as written), or None if not below it."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return None
+    return str(relative) if relative.parts else None
+
+
 def spec_extra(spec: AppSpec) -> dict[str, Any]:
     """What a release keeps of the app's spec (reused by config changes and rollbacks)."""
     return {"healthchecks": {p: [dataclasses.asdict(c) for c in checks]
@@ -76,25 +94,22 @@ class Deployer:
         self.builder = builder
         self.runtime = runtime
         self.routes = routes
-        self.retiring: list[threading.Thread] = []
+        # One retirer thread per app, and the newest live version it must retire below.
+        self._retire_lock = threading.Lock()
+        self._retire_below: dict[str, int] = {}
+        self._retirers: dict[str, threading.Thread] = {}
 
     def hosts(self, app: str) -> list[str]:
         """Every host name the app answers at."""
         return [f"{app}.{self.settings.domain}", *self.store.domains(app)]
 
     def url(self, app: str) -> str:
-        """The app's address as a browser would use it."""
-        port = self.settings.listen("http")[1]
-        return f"http://{app}.{self.settings.domain}{'' if port == 80 else f':{port}'}/"
+        """The app's address as a browser would use it (``addresses.app_url``)."""
+        return app_url(self.settings, app)
 
     @property
     def hook_dirs(self) -> list[Path]:
-        # The shipped hooks are the webhook notifier, which does nothing without a URL:
-        # skipping it then saves a Python start-up per deploy (0.1-0.3 s on a busy host).
-        dirs = [SHIPPED] if self.settings.webhook_url else []
-        if self.settings.hooks_dir:
-            dirs.append(Path(self.settings.hooks_dir))
-        return dirs
+        return hook_dirs(self.settings.webhook_url, self.settings.hooks_dir)
 
     def _hooks(self, event: str, release: Release | dict[str, Any], progress: ProgressFn) -> None:
         if isinstance(release, Release):
@@ -118,37 +133,48 @@ class Deployer:
 
     def deploy_commit(self, app: str, repo: Repo, commit: bytes, actor: str,
                       progress: ProgressFn) -> Release:
-        """Build ``commit`` and roll it out as the app's next release."""
+        """Build ``commit`` and roll it out as the app's next release.
+
+        The release is recorded (``pending``) first: the store allocates its version once.
+        Everything up to go-live is undone on failure (the image removed, the release
+        ``failed``); nothing after go-live can touch the live image."""
         timings = Timings()
         start = time.monotonic()
-        version = self.store.next_version(app)
         short = commit.decode()[:7]
-        tag = image_name(self.settings, app, version)
-        progress(f"-----> Building {app} (v{version}) from {short}")
         spec = self._app_spec(repo, commit)
-        processes = self._processes(repo, commit)
+        release = self.store.add_release(
+            app, functools.partial(image_name, self.settings, app), commit.decode(),
+            self.store.get_config(app), self._processes(repo, commit), f"Deploy {short}",
+            actor, extra=spec_extra(spec))
+        try:
+            self._build(app, release, repo, commit, spec, progress, timings, start)
+            self._go_live(app, release, progress, timings)
+        except BaseException:
+            self.store.set_release_status(app, release.version, "failed")
+            self.builder.remove(release.image)
+            raise
+        self._after_live(app, release, progress, timings)
+        return release
+
+    def _build(self, app: str, release: Release, repo: Repo, commit: bytes, spec: AppSpec,
+               progress: ProgressFn, timings: Timings, start: float) -> None:
+        """The image of ``release`` from ``commit`` (and the predeploy script's commit)."""
+        version, tag = release.version, release.image
+        progress(f"-----> Building {app} (v{version}) from {commit.decode()[:7]}")
         self._hooks("pre-build", {"app": app, "release": version, "image": tag,
-                                  "commit": commit.decode(), "actor": actor}, progress)
+                                  "commit": commit.decode(), "actor": release.created_by},
+                    progress)
         files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
         context = build_context(repo.object_store, commit, files,
                                 self.settings.max_context_bytes, self.settings.max_context_files)
         start = timings.mark("prepare", start)
-        try:
-            with context:
-                faults.point("build")
-                self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
-            start = timings.mark("build", start)
-            if spec.predeploy:
-                self._run_once(app, version, tag, "predeploy", spec.predeploy,
-                               self.store.get_config(app), progress, commit_to=tag)
-            release = self.store.add_release(
-                app, tag, commit.decode(), self.store.get_config(app), processes,
-                f"Deploy {short}", actor, extra=spec_extra(spec))
-            self._roll_out(app, release, progress, timings)
-        except BaseException:
-            self.builder.remove(tag)
-            raise
-        return release
+        with context:
+            faults.point("build")
+            self.builder.build(context, tag, {}, progress, buildargs, dockerfile)
+        timings.mark("build", start)
+        if spec.predeploy:
+            self._run_once(app, version, tag, "predeploy", spec.predeploy, release.config,
+                           progress, commit_to=tag)
 
     def _app_spec(self, repo: Repo, commit: bytes) -> AppSpec:
         store = repo.object_store
@@ -188,6 +214,35 @@ class Deployer:
         text = read_blob(repo.object_store, commit, "Procfile")
         return procfile.parse(text.decode("utf-8", "replace")) if text else {}
 
+    def rebuild_image(self, app: str, repo: Repo, release: Release,
+                      progress: ProgressFn) -> None:
+        """Build ``release``'s commit again under its image name (a restore onto a
+        machine without the image), missing base images included; predeploy runs again."""
+        commit = release.commit.encode()
+        progress(f"-----> Rebuilding {release.image} from {release.commit[:7]}")
+        paths = tree_paths(repo.object_store, commit)
+        found = buildpacks.detect(paths, self.store.get_app(app).buildpack)
+        if found.name != buildpacks.DOCKERFILE:
+            from .images import build_images, require_image
+
+            try:
+                require_image(self.builder.client, self.settings, found.name)
+            except GitPaasError:
+                if found.name in self.settings.base_images:
+                    raise  # the operator's own image: not ours to build
+                progress(f"-----> Building the base image {found.name}")
+                build_images(self.settings, [found.name], progress=progress,
+                             client=self.builder.client)
+        files, dockerfile, buildargs = self._context_files(app, repo, commit, progress)
+        context = build_context(repo.object_store, commit, files,
+                                self.settings.max_context_bytes, self.settings.max_context_files)
+        with context:
+            self.builder.build(context, release.image, {}, progress, buildargs, dockerfile)
+        spec = self._app_spec(repo, commit)
+        if spec.predeploy:
+            self._run_once(app, release.version, release.image, "predeploy", spec.predeploy,
+                           release.config, progress, commit_to=release.image)
+
     # -- from a config change, a scale or a rollback ------------------------------------
 
     def deploy_release(self, app: str, source: Release, config: dict[str, str],
@@ -215,19 +270,57 @@ class Deployer:
                     "GITPAAS_RELEASE": f"v{release.version}", "DYNO": f"{process}.{replica}"})
         return env
 
-    def _mounts(self, app: str) -> dict[str, str]:
-        """The app's persistent directories, host -> container (see ``storage:mount``).
+    def _mounts(self, app: str, image: str) -> list[StorageMount]:
+        """The app's storage (see ``storage:mount``): its volumes, mounted by name, and the
+        host directories an admin bound.
 
-        A host directory that became a symlink (a container can do that to a directory
-        it sees) is refused: Docker would follow it anywhere on the host.
+        A row that still names a host directory inside ``<data_dir>/storage/<app>/`` (made
+        before storage became volumes) is moved first: its files are copied into the
+        volume of the same name (``legacy_storage_name``) and the row then names the
+        volume; the old directory is kept until ``apps:destroy``.
+        An admin's host directory that became a symlink is refused.
         """
-        mounts = {}
+        mounts = []
+        own = self.settings.storage_dir / app
         for m in self.store.mounts(app):
-            if Path(m.host_path).resolve() != Path(m.host_path):
-                raise DeployError(f"storage {m.host_path} is no longer a plain directory"
-                                  " (a symlink?): fix or unmount it")
-            mounts[m.host_path] = m.container_path
+            if m.host_path.startswith("/"):
+                relative = _inside(Path(m.host_path), own)
+                if relative is None:
+                    mounts.append(StorageMount(self._admin_bind(m.host_path),
+                                               m.container_path, volume=False))
+                    continue
+                name = self._move_legacy(app, m.host_path, m.container_path, relative,
+                                         image)
+            else:
+                name = m.host_path
+            mounts.append(StorageMount(self.runtime.volumes.ensure(app, name),
+                                       m.container_path))
         return mounts
+
+    @staticmethod
+    def _admin_bind(path: str) -> str:
+        if Path(path).resolve() != Path(path):
+            raise DeployError(f"storage {path} is no longer a plain directory"
+                              " (a symlink?): fix or unmount it")
+        return path
+
+    def _move_legacy(self, app: str, host_path: str, target: str, relative: str,
+                     image: str) -> str:
+        """Copy a legacy storage directory into its volume; the row names the volume."""
+        name = legacy_storage_name(relative)
+        volumes = self.runtime.volumes
+        if not volumes.exists(app, name):
+            volume = volumes.ensure(app, name)
+            helper = self.settings.storage_helper_image or image
+            try:
+                volumes.copy_host_dir(volume, helper, self.settings.storage_dir / app,
+                                      relative)
+            except GitPaasError:
+                volumes.client.volumes.get(volume).remove(force=True)
+                raise
+            log.info("storage of %s: moved %s into volume %s", app, host_path, volume)
+        self.store.replace_mount_source(app, target, host_path, name)
+        return name
 
     def _limits(self, app: str, process: str) -> tuple[str | None, int | None]:
         resources = self.store.resources(app)
@@ -243,7 +336,7 @@ class Deployer:
         process = what.split()[0]  # "release phase" runs as process "release"
         code = self.runtime.run_once(app, version, image, process, env, command,
                                      lambda line: progress(f"       {line}"),
-                                     commit_to=commit_to, mounts=self._mounts(app))
+                                     commit_to=commit_to, mounts=self._mounts(app, image))
         if code != 0:
             raise DeployError(f"{what} failed (exit {code})")
 
@@ -255,8 +348,8 @@ class Deployer:
         return self.runtime.run_once(app, release.version, release.image, "cron", env,
                                      command, lambda line: None,
                                      timeout=self.settings.run_timeout,
-                                     mounts=self._mounts(app), replica=index, keep_logs=True,
-                                     mem_limit=memory, nano_cpus=nano_cpus)
+                                     mounts=self._mounts(app, release.image), replica=index,
+                                     keep_logs=True, mem_limit=memory, nano_cpus=nano_cpus)
 
     def notify(self, event: str, payload: dict[str, Any]) -> None:
         """Run the hooks of ``event`` (the webhook among them); never raises."""
@@ -277,7 +370,8 @@ class Deployer:
         env["DYNO"] = "run.1"
         return self.runtime.run_attached(app, release.version, release.image, process, env,
                                          argv, term, timeout=self.settings.run_timeout,
-                                         mounts=self._mounts(app), mem_limit=memory,
+                                         mounts=self._mounts(app, release.image),
+                                         mem_limit=memory,
                                          nano_cpus=nano_cpus)
 
     def _checks(self, release: Release, process: str) -> list[WebCheck]:
@@ -298,17 +392,19 @@ class Deployer:
                                      + 1)}
 
     def start_container(self, app: str, release: Release, process: str, replica: int,
-                        command: str, mounts: dict[str, str] | None = None) -> ContainerInfo:
+                        command: str, mounts: list[StorageMount] | None = None
+                        ) -> ContainerInfo:
         """Start one container of ``release`` (used by the roll-out and the reconciler)."""
         memory, nano_cpus = self._limits(app, process)
         return self.runtime.start(app, release.version, release.image, process, replica,
                                   self._env(release, process, replica), command or None,
                                   web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
-                                  mounts=self._mounts(app) if mounts is None else mounts)
+                                  mounts=self._mounts(app, release.image) if mounts is None
+                                  else mounts)
 
     def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
         started: list[ContainerInfo] = []
-        mounts = self._mounts(app)
+        mounts = self._mounts(app, release.image)
         jobs = [functools.partial(self.start_container, app, release, process, replica,
                                   command, mounts)
                 for (process, replica), command in self.desired(app, release).items()]
@@ -336,16 +432,29 @@ class Deployer:
                 progress(f"-----> Checking {info.process}.{info.replica}")
                 for check in self._checks(release, "web"):
                     wait_healthy(info, check, lambda i: refresh(i.id), logs)
+        # Every other process is watched side by side, each for the whole window.
         others = [c for c in started if c.process != "web"]
-        for info in others:
-            wait_stable(info, self.settings.process_check_seconds / max(1, len(others)),
-                        lambda i: refresh(i.id), logs)
+        if others:
+            with ThreadPoolExecutor(max_workers=len(others),
+                                    thread_name_prefix=f"watch-{release.app}") as pool:
+                for future in [pool.submit(wait_stable, info,
+                                           self.settings.process_check_seconds,
+                                           lambda i: refresh(i.id), logs)
+                               for info in others]:
+                    future.result()
 
     def _tail_logs(self, info: ContainerInfo) -> str:
         return self.runtime.logs(info.id, 20)
 
     def _roll_out(self, app: str, release: Release, progress: ProgressFn,
                   timings: Timings) -> None:
+        self._go_live(app, release, progress, timings)
+        self._after_live(app, release, progress, timings)
+
+    def _go_live(self, app: str, release: Release, progress: ProgressFn,
+                 timings: Timings) -> None:
+        """Start, check and route ``release``; on any failure undo all of it (the old
+        release keeps serving) and mark it ``failed``."""
         started: list[ContainerInfo] = []
         previous: dict[str, list[str]] | None = None
         now = time.monotonic()
@@ -380,9 +489,6 @@ class Deployer:
                 progress(f" !     {exc.message}")
             raise
         progress(f"-----> {app} v{release.version} is live at {self.url(app)}")
-        self._after_live(app, release, progress)
-        timings.mark("after", now)
-        log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
 
     def _restore_routes(self, app: str, previous: dict[str, list[str]]) -> None:
         """Point the hosts back at the old release (a failure after the swap)."""
@@ -392,29 +498,66 @@ class Deployer:
             except GitPaasError:
                 log.exception("cannot restore the route of %s (the reconciler will)", host)
 
-    def _after_live(self, app: str, release: Release, progress: ProgressFn) -> None:
-        """Postdeploy script and hooks (reported, not fatal), then retire and prune."""
-        postdeploy = release.extra.get("postdeploy")
-        if postdeploy:
-            try:
-                self._run_once(app, release.version, release.image, "postdeploy", postdeploy,
-                               release.config, progress)
-            except GitPaasError as exc:
-                progress(f" !     {exc.message} (the release is live)")
+    def _after_live(self, app: str, release: Release, progress: ProgressFn,
+                    timings: Timings) -> None:
+        """Postdeploy script and hooks, then retire and prune. The release is live: any
+        error here is reported and logged, never a failed deploy."""
+        now = time.monotonic()
         try:
-            self._hooks("post-deploy", release, progress)
-        except GitPaasError as exc:
-            progress(f" !     {exc.message}")
-        thread = threading.Thread(target=self._retire, args=(app, release.version),
-                                  daemon=True, name=f"retire-{app}")
-        self.retiring.append(thread)
+            postdeploy = release.extra.get("postdeploy")
+            if postdeploy:
+                try:
+                    self._run_once(app, release.version, release.image, "postdeploy",
+                                   postdeploy, release.config, progress)
+                except GitPaasError as exc:
+                    progress(f" !     {exc.message} (the release is live)")
+            try:
+                self._hooks("post-deploy", release, progress)
+            except GitPaasError as exc:
+                progress(f" !     {exc.message}")
+        except Exception:  # noqa: BLE001 - after go-live nothing may undo the release
+            log.exception("after go-live of %s v%d", app, release.version)
+            progress(" !     an internal error after go-live (the release is live; the server"
+                     " log has the details)")
+        finally:
+            self.retire(app, release.version)
+        timings.mark("after", now)
+        log.info("deploy timings %s v%d: %s", app, release.version, timings.text())
+
+    def retire(self, app: str, version: int) -> None:
+        """Retire, off the caller's path, the containers of ``app``'s releases older than
+        ``version`` (live now). One retirement at a time per app: a burst of releases is
+        retired in passes, each below the newest live version, so no more than the live
+        release and the one being retired run once the burst ends."""
+        with self._retire_lock:
+            self._retire_below[app] = max(version, self._retire_below.get(app, 0))
+            if app in self._retirers:
+                return  # the running retirer takes the new version on its next pass
+            thread = threading.Thread(target=self._retirer, args=(app,), daemon=True,
+                                      name=f"retire-{app}")
+            self._retirers[app] = thread
         thread.start()
+
+    def _retirer(self, app: str) -> None:
+        try:
+            while True:
+                with self._retire_lock:
+                    version = self._retire_below.pop(app, None)
+                    if version is None:
+                        del self._retirers[app]
+                        return
+                self._retire(app, version)
+        except BaseException:
+            with self._retire_lock:  # the next release starts a new retirer
+                self._retirers.pop(app, None)
+            raise
 
     def _retire(self, app: str, version: int) -> None:
         """Drain (routes already point elsewhere), SIGTERM, wait, SIGKILL, remove; prune.
 
         Only containers of releases older than ``version`` are touched, so listing them
-        here, off the push's path, cannot catch a newer release's containers."""
+        here, off the push's path, cannot catch a newer release's containers. They are
+        stopped side by side: a pass lasts one ``stop_timeout`` at most, however many."""
         old: list[ContainerInfo] = []
         try:
             old = [c for c in self.runtime.list(app) if c.release < version]
@@ -422,12 +565,13 @@ class Deployer:
                 time.sleep(self.settings.drain_seconds)
                 faults.point("retire")
                 log.info("retiring %s", ", ".join(c.name for c in old))
-                self.runtime.remove(old, stop_timeout=self.settings.stop_timeout)
+                with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STOPS, len(old)),
+                                        thread_name_prefix=f"stop-{app}") as pool:
+                    list(pool.map(lambda c: self.runtime.remove(
+                        [c], stop_timeout=self.settings.stop_timeout), old))
             self.prune_images(app)
         except Exception:  # noqa: BLE001 - the reconciler removes what is left
             log.exception("retiring %s failed", [c.name for c in old])
-        finally:
-            self.retiring[:] = [t for t in self.retiring if t.is_alive()]
 
     def prune_images(self, app: str) -> None:
         """Keep the images of the last ``keep_releases`` good releases; remove the rest."""
@@ -445,5 +589,11 @@ class Deployer:
 
     def wait_retired(self, timeout: float = 60) -> None:
         """Wait for retirements under way (for tests and shutdown)."""
-        for thread in list(self.retiring):
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._retire_lock:
+                threads = list(self._retirers.values())
+            if not threads:
+                return
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))

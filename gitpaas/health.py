@@ -11,14 +11,20 @@ from .errors import DeployError
 from .runtime import ContainerInfo
 
 POLL = 0.1
+# The default check's first retries come sooner: a new server is usually listening
+# within a few ms of its start, and a whole POLL lost on each push is visible.
+FIRST_POLL = 0.005
 
 
 @dataclass(frozen=True)
 class WebCheck:
-    """GET ``path`` until the status is below 500 (and the body holds ``content``).
+    """GET ``path`` until the answer passes (and the body holds ``content``).
 
-    With ``attempts`` (app.json / CHECKS), that many tries ``wait`` seconds apart; without,
-    tries every 100 ms until ``deadline`` seconds have passed (the default check).
+    With ``attempts`` (app.json / CHECKS: checks the app declared), that many tries
+    ``wait`` seconds apart, and the status must be 200-399 (as Dokku's ``curl --fail`` and
+    Kubernetes' httpGet probes); without (the default ``GET /`` of an app that declared
+    none), tries every 100 ms until ``deadline`` seconds have passed, and any status below
+    500 passes (an app without ``/`` is still up).
     """
 
     path: str = "/"
@@ -28,6 +34,14 @@ class WebCheck:
     wait: float = POLL
     initial_delay: float = 0.0
     deadline: float = 30.0
+
+    @property
+    def explicit(self) -> bool:
+        """Declared by the app (app.json or CHECKS), not the default check."""
+        return self.attempts is not None
+
+    def status_ok(self, status: int) -> bool:
+        return 200 <= status < 400 if self.explicit else status < 500
 
 
 def probe(host: str, port: int, check: WebCheck) -> tuple[int, str]:
@@ -70,10 +84,10 @@ def wait_healthy(info: ContainerInfo, check: WebCheck,
         if current and current.port:
             try:
                 status, body = probe(current.host, current.port, check)
-                if status < 500 and (not check.content or check.content in body):
+                if check.status_ok(status) and (not check.content or check.content in body):
                     return
-                last = f"GET {check.path} returned {status}" if status >= 500 else (
-                    f"GET {check.path} did not contain {check.content!r}")
+                last = (f"GET {check.path} returned {status}" if not check.status_ok(status)
+                        else f"GET {check.path} did not contain {check.content!r}")
             except (OSError, http.client.HTTPException) as exc:
                 last = f"GET {check.path} failed: {getattr(exc, 'strerror', None) or exc!r}"
         if check.attempts is not None:
@@ -82,7 +96,7 @@ def wait_healthy(info: ContainerInfo, check: WebCheck,
                                   f" (after {tries} attempts)")
         elif time.monotonic() >= deadline:
             raise DeployError(f"health check of {label}: {last}")
-        time.sleep(check.wait if check.attempts is not None else POLL)
+        time.sleep(check.wait if check.attempts is not None else default_poll(tries))
 
 
 def wait_stable(info: ContainerInfo, seconds: float,
@@ -95,3 +109,8 @@ def wait_stable(info: ContainerInfo, seconds: float,
         if failure:
             raise DeployError(str(failure).replace("health check of", "start of"))
         time.sleep(POLL)
+
+
+def default_poll(tries: int) -> float:
+    """Seconds before try ``tries + 1`` of the default check: 5 ms, doubling up to POLL."""
+    return min(POLL, FIRST_POLL * 2 ** (tries - 1))

@@ -1,6 +1,8 @@
 """Platform lifecycle hooks: executables run in name order at each event.
 
-Events: ``pre-build``, ``pre-release``, ``post-deploy``, ``post-destroy``. Each hook gets
+Events: ``pre-build``, ``pre-release``, ``post-deploy``, ``post-destroy``, and ``notify``
+(a problem an operator must hear of: a failed deploy or backup, a crash loop, a full
+disk; see ``notify.py``). Each hook gets
 the event as JSON on stdin and ``APP``, ``RELEASE``, ``IMAGE``, ``EVENT`` in its
 environment; its output goes to the push. A ``pre-*`` hook that exits non-zero aborts
 the deploy with its last line as the reason. Hooks live in ``<dir>/<event>/``: the
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from .errors import DeployError
 
-EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy", "cron-failed")
+EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy", "cron-failed", "notify")
 HOOK_TIMEOUT = 300
 SHIPPED = Path(__file__).resolve().parent.parent / "hooks"
 
@@ -30,6 +32,15 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def hook_dirs(webhook_url: str, operator_dir: str) -> list[Path]:
+    """Where hooks live: the shipped ones (only the webhook notifier, skipped without a URL:
+    it saves a Python start-up per event) and the operator's ``hooks_dir``."""
+    dirs = [SHIPPED] if webhook_url else []
+    if operator_dir:
+        dirs.append(Path(operator_dir))
+    return dirs
 
 
 def hook_files(dirs: Iterable[Path], event: str) -> list[Path]:

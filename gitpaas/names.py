@@ -14,6 +14,7 @@ CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 PROCESS_RE = re.compile(r"[a-z][a-z0-9_-]{0,29}")
 HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 BRANCH_RE = re.compile(r"[A-Za-z0-9._/*-]{1,200}")
+STORAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 RESERVED_APPS = frozenset({"git", "help", "version", "apps", "keys", "routes"})
 
 
@@ -71,9 +72,39 @@ def hostname(value: str) -> str:
     return value
 
 
+NUMERIC_LABEL_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
+
+
+def is_ip_literal(host: str) -> bool:
+    """Whether a client would take ``host`` as an IP address, in any notation.
+
+    Browsers (the WHATWG URL standard) and ``inet_aton`` read a host whose last label is
+    a number (``127.0.0.1``, ``2130706433``, ``0x7f.1``, ``0177.0.0.1``) as IPv4; no DNS
+    top-level domain is numeric. IPv6 literals (``[::1]``) hold characters no host name
+    has.
+    """
+    host = host.lower().rstrip(".")
+    if ":" in host or host.startswith("["):
+        return True
+    last = host.rsplit(".", 1)[-1]
+    return bool(NUMERIC_LABEL_RE.fullmatch(last))
+
+
+def is_local_name(host: str) -> bool:
+    """``localhost`` and any name under it (RFC 6761: they all mean the host itself)."""
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost")
+
+
 def branch_pattern(value: str) -> str:
     """A branch name or glob such as ``release/*``."""
     _check(value, BRANCH_RE, "branch", "letters, digits, '.', '_', '/', '*', '-'")
     if ".." in value or value.startswith(("/", "-")) or value.endswith(("/", ".lock")):
         raise InvalidInput(f"invalid branch {value!r}")
     return value
+
+
+def storage_name(value: str) -> str:
+    """An app's storage (a Docker volume ``<instance>.<app>.<name>``): one word, no path."""
+    return _check(value, STORAGE_RE, "storage name",
+                  "1-64 characters of A-Z a-z 0-9 _ - (a name, not a path)")

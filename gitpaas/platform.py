@@ -16,8 +16,9 @@ from .applogs import LogArchive
 from .build.docker import BuildLimits, DockerBuilder
 from .build.sandbox import BuildSandbox
 from .deploy import Deployer
-from .errors import Forbidden, GitPaasError, NotFound, ServiceError
+from .errors import Conflict, Forbidden, GitPaasError, NotFound, ServiceError
 from .git import repos
+from .git.maintenance import Maintainer
 from .git.receive import ZERO, Progress
 from .locks import app_lock
 from .routes import Routes
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .datastores.mysql import MySQLDatastores
     from .datastores.postgres import PostgresDatastores
     from .datastores.redis import RedisDatastores
+    from .edge.certs import CertManager
 
 
 class Platform:
@@ -85,6 +87,13 @@ class Platform:
             s.build_timeout))
 
     @cached_property
+    def certs(self) -> CertManager:
+        """The edge's certificates and automatic HTTPS (see ``edge.certs``)."""
+        from .edge.certs import CertManager
+
+        return CertManager(self)
+
+    @cached_property
     def mysql(self) -> MySQLDatastores:
         """App databases on the MySQL server of ``mysql_admin_url`` (see ``datastores``)."""
         from .datastores.mysql import MySQLDatastores, Server
@@ -125,6 +134,11 @@ class Platform:
         """The per-app lock if it is free now, else ``Conflict`` at once."""
         return app_lock(self.settings.data_dir / "locks", app, what, 0.0)
 
+    def repo_maintainer(self) -> Maintainer:
+        """Cleans and repacks app repos (see ``git.maintenance``)."""
+        return Maintainer(self.settings.repos_dir, self.lock_now,
+                          lambda: [a.name for a in self.store.list_apps()])
+
     # -- access -------------------------------------------------------------------------
 
     def app_for(self, key: Key, name: str) -> App:
@@ -134,20 +148,35 @@ class Platform:
             raise NotFound(f"no app named {name!r}, or you may not use it")
         return app
 
-    def app_for_push(self, key: Key, name: str) -> App:
-        """The app to push to, created on first push when the settings allow it."""
+    def app_for_push(self, key: Key, name: str) -> App | None:
+        """The app to push to, or None when it does not exist yet and ``key`` may create it
+        by pushing (``create_app_for_push``, under the app's lock, then makes it)."""
         app = self.store.find_app(names.app_name(name))
         if app is None and key.deploy_app is not None:
             raise NotFound(f"no app named {name!r}, or you may not use it")
         if app is None:
             if not self.settings.create_on_push:
                 raise Forbidden(f"no app named {name!r}; create it first with apps:create")
-            app = self.store.create_app(name, key.name, self.settings.deploy_branch,
-                                        f"{name}.{self.settings.domain}")
-            self.store.record_event(key.name, "apps:create", name, "created by push")
-            return app
+            return None
         if not self.store.can_access(key, app):
             raise NotFound(f"no app named {name!r}, or you may not use it")
+        return app
+
+    def create_app_for_push(self, key: Key, name: str) -> App:
+        """Create-if-absent for a first push (the caller holds the app's lock): an app that
+        another push made meanwhile is used if ``key`` may, as any existing app."""
+        app = self.app_for_push(key, name)
+        if app is not None:
+            return app
+        try:
+            app = self.store.create_app(name, key.name, self.settings.deploy_branch,
+                                        f"{name}.{self.settings.domain}")
+        except Conflict:
+            app = self.app_for_push(key, name)  # made by a push that held no lock
+            if app is None:
+                raise
+            return app
+        self.store.record_event(key.name, "apps:create", name, "created by push")
         return app
 
     def repo(self, app: App) -> Repo:
@@ -184,7 +213,11 @@ class Platform:
         try:
             self.deployer.deploy_commit(app.name, repo, new, key.name, progress)
             self.store.record_event(key.name, "deploy", app.name, new.decode()[:12])
+            self.certs.request(app.name)  # in the background; never fails the deploy
         except GitPaasError as exc:
+            from .notify import notify
+
             self.store.record_event(key.name, "deploy-failed", app.name, exc.message)
+            notify(self, "deploy-failed", app.name, exc.message)
             return f"deploy failed: {exc.message}"
         return None

@@ -5,11 +5,13 @@ whose lock it can take without waiting (a deploy, a config change or a scale in 
 is never fought: that app is skipped until the next pass), it
 
 - starts missing containers of the current release, as the formation says (after a
-  Docker daemon restart, a ``docker rm``, a container that exited);
+  Docker daemon restart, a ``docker rm``, a container that exited); a paused container is
+  the operator's (``docker pause`` to debug): it is neither replaced nor unrouted;
 - removes this instance's orphans: containers of other releases, left-over one-off
   containers, replicas beyond the formation, containers of apps that no longer exist;
 - rewrites the app's routes when its backends changed (a restarted container gets a new
-  host port), and removes frontends of hosts no app owns.
+  host port), and removes frontends of hosts that were this instance's (``Routes.written``)
+  and that no app owns any more; a frontend another Hipache tool wrote is left alone.
 
 Backends written for an app only ever come from containers labelled with that app and its
 current release, so a host is never routed to another app's container.
@@ -39,7 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STOPPED = "stopped"  # release status set by ps:stop: the app is meant to run nothing
-LIVE = {"running", "restarting"}  # Docker restarts these itself (restart policy)
+# Docker restarts these itself (restart policy); "paused" is an operator's state
+# (``docker pause`` to debug): left alone, kept in the routes, shown by ``ps``.
+LIVE = {"running", "restarting", "paused"}
+ROUTED = {"running", "paused"}
 ORPHAN_GRACE = 60.0  # seconds an orphan may live (the deploy that made it may be retiring it)
 
 
@@ -66,6 +71,7 @@ class Reconciler:
         self.platform = platform
         self.orphan_grace = orphan_grace
         self._orphan_seen: dict[str, float] = {}
+        self._first_pass = True
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -166,8 +172,10 @@ class Reconciler:
                 if started is not None:
                     keep[slot] = started
         web = [keep[s] for s in sorted(keep)
-               if s[0] == "web" and keep[s].port and keep[s].status == "running"]
+               if s[0] == "web" and keep[s].port and keep[s].status in ROUTED]
         rerouted = self._route(app, [c.backend for c in web], report)
+        if rerouted or self._first_pass:
+            self._publish_edge_settings(app)
         if rerouted and orphans:  # let requests under way on the old backends finish
             time.sleep(self.platform.settings.drain_seconds)
         self._remove([c for c in orphans if c.release != current.version], grace, report)
@@ -220,29 +228,45 @@ class Reconciler:
             changed = True
         return changed
 
+    def _publish_edge_settings(self, app: str) -> None:
+        """The app's edge settings into Redis (an empty Redis after a restart lacks them)."""
+        stored = self.platform.store.edge_settings(app)
+        if stored or not self._first_pass:
+            from .edge.appsettings import publish
+
+            publish(self.platform, app)
+
     def _owners(self) -> dict[str, str]:
         store, deployer = self.platform.store, self.platform.deployer
         return {h: a.name for a in store.list_apps() for h in deployer.hosts(a.name)}
 
     def _remove_unowned_routes(self, report: Report) -> None:
-        """Frontends of hosts that no app owns (a removed domain, a destroyed app).
+        """Frontends this instance wrote for hosts no app owns any more (a removed domain,
+        a destroyed app). Frontends other Hipache tools wrote are not this instance's.
 
         Owners are read after the routes, so a domain or app added meanwhile keeps its
         route."""
         routes = self.platform.routes
-        frontends = routes.all()
+        written = routes.written()
+        if not written:
+            return
+        frontends = routes.get_many(sorted(written))
         owners = self._owners()
         for host, frontend in frontends.items():
-            if host not in owners and frontend:
+            if host not in owners:
                 routes.remove([host])
-                report.routed.append(host)
+                if frontend:
+                    report.routed.append(host)
 
     # -- the loop -----------------------------------------------------------------------
 
     def start_up(self) -> Report:
         """At start-up: mark interrupted deploys failed, then reconcile without grace."""
         report = self.mark_interrupted()
-        again = self.run_once(grace=0.0)
+        try:
+            again = self.run_once(grace=0.0)
+        finally:
+            self._first_pass = False
         again.failed_releases = report.failed_releases
         return again
 

@@ -4,11 +4,15 @@
 URLs. ``<prefix>dead:<host>`` is a set of dead backend indexes, written by routers. Every
 change is published on ``<prefix>routes`` with the host names as the message, so routers
 drop their cached entries at once.
+
+``<prefix>written`` is a set of the hosts whose frontend this instance wrote (kept in the
+same MULTI as the frontend): the reconciler removes only those when no app owns them any
+more, never a frontend another Hipache tool wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import redis
 
@@ -25,6 +29,16 @@ def dead_key(prefix: str, host: str) -> str:
 
 def channel(prefix: str) -> str:
     return f"{prefix}routes"
+
+
+def written_key(prefix: str) -> str:
+    return f"{prefix}written"
+
+
+def edge_key(prefix: str, app: str) -> str:
+    """Hash of the app's edge settings, read by the edge with the frontend (element 0 of
+    the frontend list names the app)."""
+    return f"{prefix}edge:{app}"
 
 
 class Routes:
@@ -46,11 +60,33 @@ class Routes:
                 pipe.delete(key)
                 if backends:
                     pipe.rpush(key, app, *backends)
+                    pipe.sadd(written_key(self.prefix), host)
+                else:
+                    pipe.srem(written_key(self.prefix), host)
                 pipe.delete(dead_key(self.prefix, host))
             pipe.publish(channel(self.prefix), " ".join(hosts))
             pipe.execute()
         except redis.RedisError as exc:
             raise ServiceError(f"cannot update routes in Redis: {exc}") from exc
+
+    def set_edge_settings(self, app: str, values: Mapping[str, str],
+                          hosts: Iterable[str]) -> None:
+        """Replace the app's edge settings hash and announce its hosts (the edge re-reads)."""
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(edge_key(self.prefix, app))
+            if values:
+                pipe.hset(edge_key(self.prefix, app), mapping=dict(values))
+            pipe.publish(channel(self.prefix), " ".join(hosts))
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot update edge settings in Redis: {exc}") from exc
+
+    def edge_settings(self, app: str) -> dict[str, str]:
+        try:
+            return dict(self._redis.hgetall(edge_key(self.prefix, app)))
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot read edge settings from Redis: {exc}") from exc
 
     def remove(self, hosts: Iterable[str]) -> None:
         """Delete the frontends of ``hosts``."""
@@ -74,6 +110,13 @@ class Routes:
             raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
         skip = len(frontend_key(self.prefix, ""))
         return {key[skip:]: value for key, value in zip(keys, self._read(keys), strict=True)}
+
+    def written(self) -> set[str]:
+        """Hosts whose frontend this instance wrote (and did not remove since)."""
+        try:
+            return set(self._redis.smembers(written_key(self.prefix)))
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
 
     def _read(self, keys: list[str]) -> list[list[str]]:
         """LRANGE of every key, pipelined: one round trip, not one per key."""

@@ -40,6 +40,16 @@ class Settings:
     ssh_preauth_timeout: float = 30.0
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
+    # The server's own host names besides ``domain`` and the machine's host name
+    # (comma-separated): only admins may give them to an app (domains:add).
+    server_names: str = ""
+    # What users are told (git remotes, app URLs, help; see ``addresses``): the SSH host
+    # and port clients connect to ("" : the domain; 0: ssh_listen's port) and the edge's
+    # public scheme (http or https) and port (0: http_listen's, or the https listener's).
+    ssh_public_host: str = ""
+    ssh_public_port: int = 0
+    public_scheme: str = "http"
+    public_port: int = 0
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = ""
     instance: str = "gitpaas"
@@ -58,9 +68,13 @@ class Settings:
     # Each app's own Redis (redis:create): its maxmemory, and the container's memory limit.
     redis_maxmemory: str = "128mb"
     redis_memory: str = "256m"
-    # Absolute directories, besides <data_dir>/storage/<app>/, whose subdirectories
-    # storage:mount may bind into containers (comma-separated; admins only).
+    # Absolute directories whose subdirectories an admin's storage:mount may bind into
+    # containers by host path (comma-separated; admins only). Tenants get volumes.
     storage_roots: str = ""
+    # Local image whose tar and cp read and write storage volumes in throwaway containers
+    # (the move of pre-volume storage directories; exports and imports). "" = the app's
+    # own release image for the move.
+    storage_helper_image: str = ""
     # Each app's containers live on a Docker network of their own, with a subnet taken from
     # this pool (IPv4, carved into /app_network_prefix subnets: a /16 into /26 gives 1024
     # apps of up to 61 containers each). Subnets already used by Docker or a host route are
@@ -85,6 +99,8 @@ class Settings:
     git_idle_timeout: float = 300.0
     # Seconds between passes of the reconciler in ``gitpaas serve`` (0: only at start-up).
     reconcile_interval: float = 5.0
+    # Seconds between repacks of app repos (git gc, at idle I/O priority; 0: never).
+    repo_gc_interval: float = 3600.0
     keep_releases: int = 5
     max_context_bytes: int = 512 * 1024 * 1024
     max_context_files: int = 50_000
@@ -94,6 +110,12 @@ class Settings:
     # Limits of every container unless resources:set says otherwise ("" = none).
     default_memory: str = "512m"
     default_cpus: float = 0.0
+    # Ceilings of what a non-admin may ask with resources:set ("" / 0: the default above
+    # is the ceiling; both empty / 0: none). Admins may set more.
+    max_memory: str = ""
+    max_cpus: float = 0.0
+    # Most containers one app may run (all process types together) when a non-admin scales.
+    max_replicas: int = 10
     # Extra CA certificates (PEM file) trusted by syslog+tls:// and https:// log drains.
     drain_ca_file: str = ""
     # Seconds between checks for due cron jobs (app.json "cron") in ``gitpaas serve``.
@@ -114,11 +136,30 @@ class Settings:
     # Images a Dockerfile's FROM may name besides gitpaas-base/*, the app's own images and
     # scratch: comma-separated patterns (fnmatch), e.g. "debian:bookworm*,python:3.12-slim".
     build_allowed_images: str = ""
+    # Backups (restic; see docs/operations.md). backup_repo: a directory, or an sftp:/s3:
+    # URL passed to restic ("" = no backups). The password file is read by restic only
+    # (RESTIC_PASSWORD_FILE); default <data_dir>/backup.password, made on first use.
+    backup_repo: str = ""
+    backup_password_file: str = ""
+    # "daily", "hourly", "weekly", "off", or seconds between backups made by serve.
+    backup_schedule: str = "daily"
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    # doctor: percent of a disk in use that counts as a problem; restarts of one
+    # container that count as a crash loop; seconds between doctor passes in serve.
+    disk_threshold: int = 90
+    crash_restarts: int = 3
+    doctor_interval: float = 300.0
+    # serve's log: "" = stderr (the journal under systemd), else a file rotated at
+    # log_max_bytes (and access.log next to it for the router's access lines).
+    log_file: str = ""
+    log_max_bytes: int = 10 * 1024 * 1024
     # Image name of each buildpack's base, by buildpack name (see images/).
     base_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # Router (gitpaas.router, see docs/router.md). Durations in seconds.
+    # The edge (nginx, see docs/router.md). Durations in seconds.
+    # nginx worker processes.
     router_workers: int = 1
-    # host:port of the Prometheus /metrics page; empty: none. Worker i serves port + i.
+    # host:port of the Prometheus /metrics page; empty: none.
     router_admin_listen: str = ""
     # How long a failing backend stays in dead:<host> (Hipache's deadBackendTTL).
     router_dead_ttl: float = 30.0
@@ -130,12 +171,33 @@ class Settings:
     router_idle_timeout: float = 60.0
     router_backend_timeout: float = 300.0
     router_max_header_bytes: int = 65536
-    # One line per request on logger gitpaas.router.access (at INFO).
+    # One line per request in <data_dir>/edge/logs/access.log.
     router_access_log: bool = True
-    # TLS: <dir>/<domain>.crt and <domain>.key, chosen by SNI; empty https_listen: no TLS.
+    # TLS: <data_dir>/edge/certs/<host>.crt and .key, chosen by SNI; empty: no TLS.
     router_https_listen: str = ""
-    router_tls_dir: str = ""
+    # Every plain-HTTP request answers 301 to HTTPS (per app: edge:set APP https-redirect=true).
     router_https_redirect: bool = False
+    # access.log is rotated (to .1, .2) past this size (checked each second by serve/router).
+    edge_access_log_max_size: str = "100m"
+    # Request body limit of an app unless edge:set says otherwise, and the ceiling of all.
+    edge_client_max_body_size: str = "100m"
+    edge_max_body_size: str = "1g"
+    # Per client IP: open connections, requests per second (and burst); addresses exempt.
+    edge_limit_conn: int = 512
+    edge_limit_rate: int = 200
+    edge_limit_burst: int = 400
+    edge_limit_exempt: str = "127.0.0.0/8 ::1"
+    # The user nginx's workers run as ("": gitpaas' own user). Its workers read the
+    # certificate keys and write temp files under <data_dir>/edge, which must be
+    # reachable by that user (the data dir is 0700).
+    edge_user: str = ""
+    # Automatic HTTPS (docs/https.md): the ACME directory URL ("" = off), e.g. Let's
+    # Encrypt's https://acme-v02.api.letsencrypt.org/directory; the account's contact
+    # e-mail; a CA bundle (PEM file) that verifies the ACME server instead of the
+    # system's (tests: Pebble's).
+    acme_directory: str = ""
+    acme_email: str = ""
+    acme_ca_bundle: str = ""
 
     @property
     def routes_prefix(self) -> str:
@@ -159,6 +221,19 @@ class Settings:
     @property
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret.key"
+
+    @property
+    def backup_password_path(self) -> Path:
+        return Path(self.backup_password_file) if self.backup_password_file \
+            else self.data_dir / "backup.password"
+
+    @property
+    def backup_interval(self) -> float:
+        """Seconds between scheduled backups (0: none)."""
+        named = {"off": 0.0, "hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0}
+        if self.backup_schedule in named:
+            return named[self.backup_schedule] if self.backup_repo else 0.0
+        return float(self.backup_schedule) if self.backup_repo else 0.0
 
     def listen(self, which: str) -> tuple[str, int]:
         """Split ``ssh_listen`` or ``http_listen`` into (host, port)."""
@@ -299,4 +374,16 @@ def load(
     _check_network_pool(settings)
     names.instance_name(settings.instance)
     names.hostname(settings.domain)
+    if settings.ssh_public_host:
+        names.hostname(settings.ssh_public_host)
+    if settings.public_scheme not in {"http", "https"}:
+        raise InvalidInput(f"invalid setting public_scheme={settings.public_scheme!r}:"
+                           " http or https")
+    if settings.backup_schedule not in {"off", "hourly", "daily", "weekly"}:
+        try:
+            if float(settings.backup_schedule) <= 0:
+                raise ValueError
+        except ValueError:
+            raise InvalidInput("backup_schedule must be off, hourly, daily, weekly or a"
+                               f" number of seconds, not {settings.backup_schedule!r}") from None
     return settings

@@ -6,9 +6,15 @@ GITPAAS_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${GITPAAS_VENV:-$GITPAAS_SRC/.venv}
 RUN_DIR=${GITPAAS_RUN_DIR:-/var/lib/gitpaas-services}
 DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-client busybox-static
-              mmdebstrap curl ca-certificates python3-venv wrk nginx-light procps iproute2
-              openssh-server postgresql postgresql-client)
-# openssh-server: bench/run receive starts a throwaway sshd
+              mmdebstrap curl ca-certificates python3-venv wrk procps iproute2
+              nginx libnginx-mod-http-lua lua-resty-core  # the edge (gitpaas runs its own nginx)
+              openssh-server postgresql postgresql-client gcc libc6-dev restic systemd
+              chromium chromium-driver
+              pebble)  # pebble: Let's Encrypt's ACME test server (tests of automatic HTTPS)
+# openssh-server: bench/run receive starts a throwaway sshd; gcc, libc6-dev: the storage
+# race test builds a static renameat2 racer; restic: backups; systemd: the units' tests
+# run systemd-analyze verify (even where it is not PID 1); chromium + chromium-driver:
+# the WordPress smoke test drives a real browser (tests/e2e/test_wordpress_browser.py).
 
 log() { printf '=====> %s\n' "$*" >&2; }
 die() { printf ' !     %s\n' "$*" >&2; exit 1; }
@@ -24,6 +30,11 @@ install_packages() {
         log "installing Debian packages: ${missing[*]}"
         apt-get update -q >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+        if printf '%s\n' "${missing[@]}" | grep -qx nginx; then
+            # Debian starts its own nginx (default site, port 80); gitpaas runs its own
+            # instance under <data_dir>/edge, so the system one is stopped and disabled.
+            { systemctl disable --now nginx || service nginx stop; } >/dev/null 2>&1 || true
+        fi
     fi
 }
 
@@ -218,6 +229,60 @@ SELECT 'CREATE ROLE $user' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname 
 ALTER ROLE $user LOGIN CREATEDB CREATEROLE PASSWORD '$pw';
 SQL
     printf 'postgresql://%s:%s@127.0.0.1:5432/postgres' "$user" "$pw"
+}
+
+has_systemd() { [ -d /run/systemd/system ]; }
+
+# Install scripts/systemd/*.service (ExecStart: /usr/local/bin/gitpaas, linked to the
+# virtualenv by setup), enable them and (re)start them.
+install_units_files() {
+    local unit changed=0
+    for unit in "$GITPAAS_SRC"/scripts/systemd/*.service; do
+        if ! cmp -s "$unit" "/etc/systemd/system/$(basename "$unit")"; then
+            install -m 0644 "$unit" /etc/systemd/system/ && changed=1
+        fi
+    done
+    [ "$changed" = 0 ] || systemctl daemon-reload
+}
+
+install_units() {
+    install_units_files
+    # A serve left by an earlier, pre-systemd setup would hold the ports.
+    stop_serve_nohup "${GITPAAS_DATA_DIR:-/var/lib/gitpaas}"
+    log "enabling and starting gitpaas-router.service and gitpaas.service"
+    systemctl enable gitpaas-router.service gitpaas.service >&2
+    systemctl restart gitpaas-router.service gitpaas.service
+}
+
+# Without systemd: `gitpaas serve` in the background (pid in <data dir>/serve.pid), its log
+# rotated in <data dir>/serve.log (access lines in access.log), anything else in serve.out.
+start_serve_nohup() {
+    local data_dir=$1 pidfile="$1/serve.pid"
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        log "gitpaas serve is running already (pid $(cat "$pidfile"))"
+        return 0
+    fi
+    log "starting gitpaas serve (log: $data_dir/serve.log)"
+    GITPAAS_LOG_FILE=${GITPAAS_LOG_FILE:-$data_dir/serve.log} \
+        nohup "$VENV/bin/gitpaas" serve >>"$data_dir/serve.out" 2>&1 &
+    echo $! >"$pidfile"
+    local ssh_port
+    ssh_port=$(printf '%s' "${GITPAAS_SSH_LISTEN:-0.0.0.0:2222}" | sed 's/.*://')
+    wait_for 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port" \
+        || { tail -20 "$data_dir/serve.out" "$data_dir/serve.log" >&2; die "gitpaas serve did not start"; }
+}
+
+# Stop the nohup-started `gitpaas serve` of <data dir> (SIGTERM, then wait).
+stop_serve_nohup() {
+    local pidfile="$1/serve.pid" pid
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        log "stopping gitpaas serve (pid $pid)"
+        kill "$pid"
+        wait_for 60 bash -c "! kill -0 $pid" || die "gitpaas serve (pid $pid) did not stop"
+    fi
+    rm -f "$pidfile"
 }
 
 start_services() {

@@ -38,11 +38,8 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "",
 
 
 def _has_router() -> bool:
-    """Whether this checkout has the HTTP router (else ``serve --no-router``)."""
-    if importlib.util.find_spec("gitpaas.router") is None:  # parent first: no exception
-        return False
-    return importlib.util.find_spec("gitpaas.router.server") is not None or hasattr(
-        importlib.import_module("gitpaas.router"), "start_in_thread")
+    """Whether this checkout has the edge (else ``serve --no-router``)."""
+    return importlib.util.find_spec("gitpaas.edge") is not None
 
 
 HAS_ROUTER = _has_router()
@@ -104,6 +101,8 @@ class Server:
     admin_key: Path | None = None
     # False: ``serve --no-router`` (run a separate ``gitpaas router`` on http_port).
     router: bool = True
+    # The command to start instead of ``gitpaas serve`` (e.g. a systemd unit's ExecStart).
+    command: list[str] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -126,6 +125,8 @@ class Server:
         log = open(self.root / "serve.log", "ab")  # noqa: SIM115 - closed with the process
         with_router = HAS_ROUTER and self.router
         args = [GITPAAS, "serve"] + ([] if with_router else ["--no-router"])
+        if self.command:
+            args, with_router = list(self.command), "--no-router" not in self.command
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -148,6 +149,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop_edge(self) -> None:
+        """``gitpaas edge:stop``: the edge's nginx outlives ``serve`` until told."""
+        if (self.data_dir / "edge" / "nginx.pid").exists():
+            self.gitpaas("edge:stop", "--fast")
 
     def kill(self) -> None:
         """SIGKILL the server (no clean-up of any kind), and reap it."""
@@ -215,16 +221,21 @@ class Server:
     def cleanup(self, docker_client) -> None:
         """Remove every container and image this instance made, and its data dir."""
         self.stop()
+        self.stop_edge()
         for label in (f"gitpaas.instance={self.instance}",
-                      f"gitpaas.datastore.instance={self.instance}"):
+                      f"gitpaas.datastore.instance={self.instance}",
+                      f"gitpaas.volume-job={self.instance}"):
             for c in docker_client.containers.list(all=True, filters={"label": label}):
                 c.remove(force=True)
-        for v in docker_client.volumes.list(
-                filters={"label": f"gitpaas.datastore.instance={self.instance}"}):
-            v.remove(force=True)
-        for image in docker_client.images.list():
-            if any(t.startswith(f"{self.instance}/") for t in image.tags):
-                for tag in image.tags:
+        for label in (f"gitpaas.instance={self.instance}",
+                      f"gitpaas.datastore.instance={self.instance}"):
+            for v in docker_client.volumes.list(filters={"label": label}):
+                v.remove(force=True)
+        # Summaries, not inspects: another run's image removed meanwhile is no error.
+        for image in docker_client.api.images():
+            tags = image.get("RepoTags") or []
+            if any(t.startswith(f"{self.instance}/") for t in tags):
+                for tag in tags:
                     try:
                         docker_client.images.remove(tag, force=True)
                     except Exception:  # noqa: BLE001

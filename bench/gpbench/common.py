@@ -134,6 +134,8 @@ def drop_redis_keys(prefix: str) -> None:
 def platform(tmp: Path, client, **env: str) -> Iterator[Server]:  # noqa: ANN001
     """A running ``gitpaas serve`` with an admin key; everything it made is removed after."""
     tmp.mkdir(parents=True, exist_ok=True)
+    # the bench's local busybox images (``busybox_image``) as FROM
+    env = {"GITPAAS_BUILD_ALLOWED_IMAGES": "gitpaas-bench-*", **env}
     srv = Server(root=tmp, instance=f"bench{secrets.token_hex(3)}", redis_url=REDIS_URL,
                  extra_env=dict(env))
     try:
@@ -173,6 +175,25 @@ def deploy_timings(log: str, app: str, version: int) -> dict[str, float]:
         if m and m.group(1) == app and int(m.group(2)) == version:
             return {k: float(v) for k, v in (p.split("=") for p in m.group(3).split())}
     return {}
+
+
+PACK_RE = re.compile(r"pack stored in (\S+?)(?:\.git)?: (\d+) objects, (\d+) bytes, "
+                     r"([\d.]+) s: waiting for the client ([\d.]+) s, for index-pack "
+                     r"([\d.]+) s, after the last byte ([\d.]+) s$")
+
+
+def pack_stages(log: str, app: str) -> list[dict[str, float]]:
+    """The stages of every pack stored for ``app`` (``git/indexpack.py``'s log line):
+    ``total``, ``client`` (waiting for bytes), ``index_pack`` (waiting for index-pack to
+    take them), ``tail`` (index-pack after the last byte); the rest is the scan."""
+    found = []
+    for line in log.splitlines():
+        m = PACK_RE.search(line)
+        if m and m.group(1) == app:
+            total, client, index, tail = (float(m.group(i)) for i in range(4, 8))
+            found.append({"total": total, "client": client, "index_pack": index,
+                          "tail": tail, "scan": max(0.0, total - client - index - tail)})
+    return found
 
 
 def receive_times(log: str, app: str) -> list[float]:

@@ -17,7 +17,6 @@ from .common import (
     deploy_timings,
     docker_client,
     median,
-    pct,
     platform,
     receive_times,
     remove_image,
@@ -26,6 +25,7 @@ from .common import (
 )
 
 STAGES = ("receive", "prepare", "build", "start", "check", "swap", "after")
+TARGET_TOTAL, TARGET_OWN = 0.6, 0.05  # seconds (issue 17)
 CGI = '#!/bin/sh\nprintf \'Content-Type: text/plain\\r\\n\\r\\n%s\\n\' "$GITPAAS_RELEASE"\n'
 
 
@@ -128,39 +128,52 @@ def run(args: argparse.Namespace, table: Table) -> None:
                 first = srv.push(repo, "shop")
                 if first.returncode != 0:
                     raise RuntimeError(f"first push failed: {first.stderr[-2000:]}")
-                scale = srv.ssh("ps:scale", "shop", "web=2")
-                if scale.returncode != 0:
-                    raise RuntimeError(f"ps:scale failed: {scale.stderr}")
-                baseline_once(base_dir, base_tag, 2, 0)  # warm the build cache
+                replicas = max(1, args.replicas)
+                if replicas != 1:
+                    scale = srv.ssh("ps:scale", "shop", f"web={replicas}")
+                    if scale.returncode != 0:
+                        raise RuntimeError(f"ps:scale failed: {scale.stderr}")
+                baseline_once(base_dir, base_tag, replicas, 0)  # warm the build cache
                 gitpaas_once(srv, repo, "shop", 0)      # warm the platform
                 totals, base, stages = [], [], []
                 for i in range(1, args.reps + 1):
                     # interleaved, so both see the same noise
-                    base.append(baseline_once(base_dir, base_tag, 2, i))
+                    base.append(baseline_once(base_dir, base_tag, replicas, i))
                     total, _, timing = gitpaas_once(srv, repo, "shop", i)
+                    timing["receive"] = receive_times(srv.log(), "shop")[-1]
                     totals.append(total)
                     stages.append(timing)
-                receives = receive_times(srv.log(), "shop")[-args.reps:]
-                for timing, received in zip(stages, receives, strict=False):
-                    timing["receive"] = received
+                    print(f"       push {i}: {total:.3f} s (by hand {base[-1]:.3f} s): "
+                          + " ".join(f"{k}={timing.get(k, 0.0):.3f}" for k in STAGES)
+                          + f" own={own_share(total, timing):.3f}", flush=True)
     finally:
         subprocess.run(["docker", "rmi", "-f", base_tag], capture_output=True, timeout=120)
         remove_image(client, image)
-    report(table, totals, base, stages, args.reps)
+    report(table, totals, base, stages, args.reps, replicas)
+
+
+def own_share(total: float, timing: dict[str, float]) -> float:
+    """The platform's own share of a push: all but Docker's build and start."""
+    return total - timing.get("build", 0.0) - timing.get("start", 0.0)
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.3f}-{max(values):.3f}"
 
 
 def report(table: Table, totals: list[float], base: list[float],
-           stages: list[dict[str, float]], reps: int) -> None:
+           stages: list[dict[str, float]], reps: int, replicas: int) -> None:
     p50, b50 = median(totals), median(base)
-    table.add("push", f"push to live, p50 of {reps} (p90 {pct(totals, 0.9):.3f})", secs(p50),
-              f"{secs(b50)} by hand", p50 / b50, "< 1.5 s", p50 < 1.5)
+    table.add("push", f"push to live ({replicas} web), p50 of {reps} (range "
+              f"{spread(totals)})", secs(p50), f"{secs(b50)} by hand", p50 / b50,
+              f"< {TARGET_TOTAL} s", p50 < TARGET_TOTAL)
     for stage in STAGES:
         values = [s.get(stage, 0.0) for s in stages]
-        table.add("push", f"  stage {stage}, p50", secs(median(values)))
-    own = [t - s.get("build", 0.0) - s.get("start", 0.0) for t, s in zip(totals, stages,
-                                                                          strict=True)]
-    table.add("push", "platform's own share (total-build-start), p50", secs(median(own)),
-              "", None, "< 0.3 s", median(own) < 0.3)
+        table.add("push", f"  stage {stage}, p50 (range {spread(values)})",
+                  secs(median(values)))
+    own = [own_share(t, s) for t, s in zip(totals, stages, strict=True)]
+    table.add("push", f"platform's own share (total-build-start), p50 (range {spread(own)})",
+              secs(median(own)), "", None, f"< {TARGET_OWN} s", median(own) < TARGET_OWN)
 
 
 def budget(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """A commit's tree streamed as a tar build context, without a checkout, path-safe.
 
 Refused: ``.git`` in any case and its 8.3 alias ``git~1``, ``..``, absolute paths,
-symlinks whose target leaves the tree, submodules. Set-uid/set-gid bits are dropped.
+symlinks whose target leaves the tree (resolved through the tree's other symlinks),
+submodules. Set-uid/set-gid bits are dropped.
 Size and file count are capped.
 """
 
@@ -47,13 +48,39 @@ def check_path(path: str) -> str:
     return path
 
 
-def check_symlink(path: str, target: str) -> None:
-    """A symlink must point inside the tree (relative, not through ``..`` past the root)."""
+MAX_LINK_HOPS = 40  # as Linux's MAXSYMLINKS
+
+
+def check_symlink(path: str, target: str, links: dict[str, str] | None = None) -> None:
+    """A symlink must point inside the tree, resolved as the kernel would: through the
+    tree's other symlinks (``links``: path -> target), never ``..`` past the root.
+
+    ``s -> .`` and ``x -> s/..`` look inside to a lexical check, but ``x`` is the
+    parent of the tree: resolving each component through ``links`` catches it.
+    """
+    links = links if links is not None else {path: target}
     if target.startswith("/") or "\x00" in target:
         raise UnsafeTree(f"symlink {path!r} points outside the tree")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-    if resolved == ".." or resolved.startswith("../"):
-        raise UnsafeTree(f"symlink {path!r} points outside the tree")
+    resolved = [p for p in posixpath.dirname(path).split("/") if p]
+    todo = target.split("/")
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise UnsafeTree(f"symlink {path!r} points outside the tree")
+            resolved.pop()
+            continue
+        resolved.append(part)
+        inner = links.get("/".join(resolved))
+        if inner is not None:
+            hops += 1
+            if hops > MAX_LINK_HOPS or inner.startswith("/") or "\x00" in inner:
+                raise UnsafeTree(f"symlink {path!r} points outside the tree (or loops)")
+            resolved.pop()
+            todo = inner.split("/") + todo
 
 
 def raw_tree_names(raw: bytes) -> list[bytes]:
@@ -133,13 +160,19 @@ def build_context(store: BaseObjectStore, commit_id: bytes,
     commit = store[ObjectID(commit_id)]
     if not isinstance(commit, Commit):
         raise UnsafeTree("the pushed ref is not a commit")
+    entries = []
+    for entry in walk_tree(store, commit.tree):
+        entries.append(entry)
+        if len(entries) > max_files:
+            raise UnsafeTree(f"the pushed tree has more than {max_files} files")
+    links = {e.path: store[ObjectID(e.sha)].as_raw_string().decode("utf-8", "surrogateescape")
+             for e in entries if stat.S_ISLNK(e.mode)}
+    for path, target in links.items():
+        check_symlink(path, target, links)
     out = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller
-    total = count = 0
+    total = 0
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in walk_tree(store, commit.tree):
-            count += 1
-            if count > max_files:
-                raise UnsafeTree(f"the pushed tree has more than {max_files} files")
+        for entry in entries:
             data = store[ObjectID(entry.sha)].as_raw_string()
             total += len(data)
             if total > max_bytes:
@@ -147,9 +180,7 @@ def build_context(store: BaseObjectStore, commit_id: bytes,
             info = tarfile.TarInfo(entry.path)
             info.mtime = commit.commit_time
             if stat.S_ISLNK(entry.mode):
-                target = data.decode("utf-8", "surrogateescape")
-                check_symlink(entry.path, target)
-                info.type, info.linkname = tarfile.SYMTYPE, target
+                info.type, info.linkname = tarfile.SYMTYPE, links[entry.path]
                 tar.addfile(info)
                 continue
             info.size = len(data)

@@ -54,6 +54,15 @@ def chain_rules(pool: str) -> list[list[str]]:
             ["-j", "RETURN"]]
 
 
+def listed_rule(rule: list[str]) -> list[str]:
+    """``rule`` as ``iptables -S`` prints it (a port match names its module)."""
+    if "--dport" in rule and "-p" in rule:
+        proto = rule[rule.index("-p") + 1]
+        at = rule.index("-p") + 2
+        return [*rule[:at], "-m", proto, *rule[at:]]
+    return rule
+
+
 class BuildSandbox:
     """The build network of one instance and its firewall chain."""
 
@@ -103,6 +112,8 @@ class BuildSandbox:
         return done.returncode == 0
 
     def _ensure_rules(self) -> None:
+        if self._rules_in_place():
+            return  # one iptables run per build instead of nine (~30 ms on a busy host)
         if not self._run("-n", "-L", self.chain, check=False):
             self._run("-N", self.chain)
         # Inserted at their place, so a chain made by an older version gains new rules in
@@ -114,6 +125,24 @@ class BuildSandbox:
             jump = ["-i", self.bridge, "-j", self.chain]
             if not self._run("-C", hook, *jump, check=False):
                 self._run("-I", hook, "1", *jump)
+
+    def _rules_in_place(self) -> bool:
+        """Whether ``iptables -S`` already shows the chain's rules first and in order and
+        every hook's jump. Only a listing that matches line for line counts: anything
+        else (another iptables' spelling included) takes the checking path below."""
+        try:
+            done = subprocess.run([self.iptables, "-w", "5", "-S"], capture_output=True,
+                                  text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if done.returncode != 0:
+            return False
+        lines = done.stdout.splitlines()
+        chain = [line for line in lines if line.startswith(f"-A {self.chain} ")]
+        wanted = [f"-A {self.chain} {' '.join(listed_rule(rule))}"
+                  for rule in chain_rules(str(self.pool))]
+        jumps = {f"-A {hook} -i {self.bridge} -j {self.chain}" for hook in HOOKS}
+        return chain[:len(wanted)] == wanted and jumps <= set(lines)
 
     def remove(self) -> None:
         """Remove the rules, the chain and the network (nothing left is fine)."""

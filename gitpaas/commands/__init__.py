@@ -3,7 +3,8 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis")
+           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis",
+           "edge", "certs", "backups", "doctor")
 
 
 def load_all() -> None:

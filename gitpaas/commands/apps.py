@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .. import names
+from ..addresses import app_url, git_remote
 from ..errors import InvalidInput
 from ..git import repos
 from .args import no_more, pop_flag, reachable_apps, take_app, take_destroy_target
@@ -26,7 +27,8 @@ def apps_list(ctx: Context, args: list[str]) -> None:
                    "deploy_branch": a.deploy_branch} for a in apps])
         return
     if not apps:
-        ctx.out("You have no apps. Push one: git push ssh://git@HOST:2222/APP.git main")
+        ctx.out("You have no apps. Push one:"
+                f" git push {git_remote(ctx.platform.settings, 'APP')} main")
         return
     for a in apps:
         release = f"v{a.current_version}" if a.current_version else "(not deployed)"
@@ -42,7 +44,9 @@ def apps_create(ctx: Context, args: list[str]) -> None:
     ctx.platform.store.create_app(name, ctx.key.name, ctx.platform.settings.deploy_branch,
                                   f"{name}.{ctx.platform.settings.domain}")
     ctx.platform.store.record_event(ctx.key.name, "apps:create", name)
-    ctx.out(f"Creating {name}... done, http://{name}.{ctx.platform.settings.domain}/")
+    settings = ctx.platform.settings
+    ctx.out(f"Creating {name}... done, {app_url(settings, name)}")
+    ctx.out(f"Push to it: git push {git_remote(settings, name)} main")
 
 
 @command("apps:info", "apps:info [APP] [--json]")
@@ -57,7 +61,8 @@ def apps_info(ctx: Context, args: list[str]) -> None:
         "deploy_branch": app.deploy_branch, "created_at": fmt_time(app.created_at),
         "hosts": platform.deployer.hosts(app.name),
         "formation": platform.store.formation(app.name),
-        "git_url": f"ssh://git@HOST:{platform.settings.listen('ssh')[1]}/{app.name}.git",
+        "url": app_url(platform.settings, app.name),
+        "git_url": git_remote(platform.settings, app.name),
     }
     if as_json:
         ctx.json(info)
@@ -80,6 +85,7 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         ctx.out(f"-----> Destroying {app.name}")
         hosts = platform.deployer.hosts(app.name)
         platform.routes.remove(hosts)
+        platform.certs.forget(hosts)
         platform.runtime.remove(platform.runtime.list(app.name), stop_timeout=5)
         platform.runtime.remove_network(app.name)
         for release in platform.store.list_releases(app.name, limit=100000):
@@ -89,7 +95,8 @@ def apps_destroy(ctx: Context, args: list[str]) -> None:
         destroy_for_app(platform, app.name)
         repos.remove_repo(platform.settings.repos_dir, app.name)
         platform.log_archive.remove(app.name)
-        platform.store.delete_app(app.name)
+        # Recorded first: the event belongs to this app, not to a later one of its name.
         platform.store.record_event(ctx.key.name, "apps:destroy", app.name)
+        platform.store.delete_app(app.name)
         platform.deployer.run_post_destroy(app.name, ctx.key.name, ctx.progress)
     ctx.out(f"Destroying {app.name}... done")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .. import names
 from ..errors import Forbidden, InvalidInput, UserError
 from ..store import App
 from .registry import Context
+
+DIGITS_RE = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts '²' and '٣'
+
+
+def parse_count(value: str, what: str, low: int, high: int) -> int:
+    """A whole number of ASCII digits from ``low`` to ``high``, else ``InvalidInput``."""
+    if not DIGITS_RE.fullmatch(value) or not low <= int(value) <= high:
+        raise InvalidInput(f"{what} takes a number from {low} to {high}, not {value!r}")
+    return int(value)
 
 
 def pop_flag(args: list[str], *flags: str) -> bool:
@@ -62,25 +72,27 @@ def take_app(ctx: Context, args: list[str], only_positional: bool = False,
              rest: int | None = None) -> App:
     """The app the command acts on; removes what it used from ``args``.
 
-    In order: ``--app``/``-a`` anywhere; the first argument when it is the app (always
-    with ``only_positional``; when there are ``rest + 1`` positionals with ``rest``; else
-    when it looks like an app name and more positionals follow, or it names an app);
-    else the only app this key can reach. Pop every other option before calling. An app
-    the key may not use is "not found", like a missing one.
+    One rule for every command: ``--app``/``-a`` anywhere always wins; else a first
+    positional that names an app the key may use is the app; else, if the key reaches
+    exactly one app, that app, and every positional is an argument; else a one-line error
+    asking for ``--app`` that lists only apps the key may use. When the count of
+    positionals says the first must be the app (``only_positional``: the command takes no
+    other; ``rest``: it takes exactly ``rest`` more and ``rest + 1`` were given), a first
+    positional that is not an app the key may use is "not found", like a missing app.
+    Pop every other option before calling.
     """
     explicit = pop_option(args, "--app", "-a")
     if explicit is not None:
         return ctx.platform.app_for(ctx.key, explicit)
     if args and not args[0].startswith("-"):
         first = args[0]
+        app = _usable_app(ctx, first)
+        if app is not None:
+            args.pop(0)
+            return app
         count = len(positionals(args))
         if only_positional or (rest is not None and count == rest + 1):
-            args.pop(0)
-            return ctx.platform.app_for(ctx.key, first)
-        if rest is None and names.APP_RE.fullmatch(first) and (
-                count > 1 or ctx.platform.store.find_app(first) is not None):
-            args.pop(0)
-            return ctx.platform.app_for(ctx.key, first)
+            return ctx.platform.app_for(ctx.key, first)  # "not found": the same either way
     apps = reachable_apps(ctx)
     if len(apps) == 1:
         return apps[0]
@@ -88,6 +100,15 @@ def take_app(ctx: Context, args: list[str], only_positional: bool = False,
         raise UserError("you have no apps yet: push one, or name it with --app APP")
     listed = ", ".join(a.name for a in apps[:10]) + (", ..." if len(apps) > 10 else "")
     raise UserError(f"which app? name it with --app APP (one of: {listed})")
+
+
+def _usable_app(ctx: Context, name: str) -> App | None:
+    """The app ``name`` if it exists and the key may use it; else None (nothing learnt)."""
+    if not names.APP_RE.fullmatch(name):
+        return None
+    store = ctx.platform.store
+    app = store.find_app(name)
+    return app if app is not None and store.can_access(ctx.key, app) else None
 
 
 def require_owner(ctx: Context, app: App, what: str) -> None:

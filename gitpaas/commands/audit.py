@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
 from .apps import fmt_time
-from .args import no_more, pop_flag, pop_option, reachable_apps, take_app
+from .args import no_more, parse_count, pop_flag, pop_option, reachable_apps, take_app
 from .registry import Context, command
+
+MAX_EVENTS = 10_000
 
 
 def wants_app(args: list[str]) -> bool:
@@ -40,9 +41,7 @@ def events(ctx: Context, args: list[str]) -> None:
     """Show the audit trail: who did what, when (newest first)."""
     as_json = pop_flag(args, "--json")
     limit = pop_option(args, "-n", "--num")
-    if limit is not None and not limit.isdigit():
-        raise InvalidInput("-n takes a number")
-    limit_n = int(limit or 50)
+    limit_n = 50 if limit is None else parse_count(limit, "-n", 1, MAX_EVENTS)
     store = ctx.platform.store
     if wants_app(args):
         app = take_app(ctx, args, only_positional=True)
@@ -51,8 +50,7 @@ def events(ctx: Context, args: list[str]) -> None:
     elif ctx.key.is_admin:
         rows = store.events(None, limit_n)
     else:
-        mine = {a.name for a in reachable_apps(ctx)}
-        rows = [r for r in store.events(None, 10_000) if r[3] in mine][:limit_n]
+        rows = store.events(None, limit_n, apps=[a.name for a in reachable_apps(ctx)])
     items = [{"time": fmt_time(r[0]), "actor": r[1], "action": r[2], "app": r[3],
               "detail": r[4]} for r in rows]
     if as_json:

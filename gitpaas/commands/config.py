@@ -11,6 +11,7 @@ import base64
 import binascii
 
 from .. import names
+from ..datastores import mask_secrets
 from ..errors import InvalidInput, NotFound
 from ..store import App
 from .args import no_more, pop_flag, take_app
@@ -49,14 +50,17 @@ def key_list(keys: list[str]) -> str:
     return ", ".join(keys)
 
 
-@command("config", "config [APP] [--json] [--encoded]")
+@command("config", "config [APP] [--reveal] [--json] [--encoded]")
 def config_list(ctx: Context, args: list[str]) -> None:
-    """Show an app's config vars."""
+    """Show an app's config vars (a datastore's password masked unless --reveal)."""
+    reveal = pop_flag(args, "--reveal")
     as_json = pop_flag(args, "--json")
     encoded = pop_flag(args, "--encoded")
     app = take_app(ctx, args, only_positional=True)
     no_more(args)
     config = ctx.platform.store.get_config(app.name)
+    if not reveal:
+        config = masked(ctx, app, config)
     if encoded:
         config = {k: encode_value(v) for k, v in config.items()}
     if as_json:
@@ -66,6 +70,14 @@ def config_list(ctx: Context, args: list[str]) -> None:
     width = max((len(k) for k in config), default=0) + 1
     for key, value in config.items():
         ctx.out(f"{(key + ':').ljust(width)} {value}")
+
+
+def masked(ctx: Context, app: App, config: dict[str, str]) -> dict[str, str]:
+    """``config`` with the secrets of the app's datastores masked, as ``mysql:info``
+    shows them (the keys a datastore set; a password the user set stays as it is)."""
+    if not ctx.platform.store.datastores(app.name):
+        return config
+    return mask_secrets(config)
 
 
 @command("config:get", "config:get [APP] KEY [--encoded]")

@@ -6,17 +6,42 @@ import re
 
 from .. import names
 from ..build import buildpacks
-from ..errors import InvalidInput
+from ..errors import Forbidden, InvalidInput
+from ..settings import Settings
 from .args import no_more, pop_flag, pop_option, take_app
 from .registry import Context, command
 
 MEMORY_RE = re.compile(r"[1-9][0-9]{0,5}[kmg]")
+UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+CPUS_RE = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?|\.[0-9]{1,3}")
+
+
+def memory_bytes(size: str) -> int:
+    """``256m`` -> 268435456 (a size MEMORY_RE accepts)."""
+    return int(size[:-1]) * UNITS[size[-1]]
+
+
+def ceilings(settings: Settings) -> tuple[str, float]:
+    """The most memory and CPUs a non-admin may give a process ('' / 0: no ceiling)."""
+    return (settings.max_memory or settings.default_memory).lower(), \
+        settings.max_cpus or settings.default_cpus
+
+
+def check_ceilings(memory: str, cpus: float, settings: Settings) -> None:
+    """Refuse (non-admins) ``memory`` or ``cpus`` above the admin's ceilings."""
+    max_mem, max_cpus = ceilings(settings)
+    if max_mem and (not memory or memory_bytes(memory) > memory_bytes(max_mem)):
+        raise Forbidden(f"--memory {memory or 'unlimited'} is above the ceiling of {max_mem}"
+                        " (an admin sets max_memory)")
+    if max_cpus and (not cpus or cpus > max_cpus):
+        raise Forbidden(f"--cpus {cpus or 'unlimited'} is above the ceiling of {max_cpus:g}"
+                        " (an admin sets max_cpus)")
 
 
 @command("git:set", "git:set [APP] deploy-branch PATTERN")
 def git_set(ctx: Context, args: list[str]) -> None:
     """Set the branch (or glob, e.g. release/*) whose pushes deploy."""
-    app = take_app(ctx, args)
+    app = take_app(ctx, args, rest=2)
     if len(args) != 2 or args[0] != "deploy-branch":
         raise InvalidInput("usage: git:set [APP] deploy-branch PATTERN")
     pattern = names.branch_pattern(args[1])
@@ -46,10 +71,9 @@ def buildpacks_set(ctx: Context, args: list[str]) -> None:
 
 
 def parse_cpus(value: str) -> float:
-    try:
-        cpus = float(value)
-    except ValueError:
-        raise InvalidInput(f"--cpus takes a number such as 0.5, not {value!r}") from None
+    if not CPUS_RE.fullmatch(value):
+        raise InvalidInput(f"--cpus takes a number such as 0.5, not {value!r}")
+    cpus = float(value)
     if not 0 <= cpus <= 64:
         raise InvalidInput("--cpus must be between 0 (no limit) and 64")
     return cpus
@@ -58,7 +82,11 @@ def parse_cpus(value: str) -> float:
 @command("resources:set",
          "resources:set [APP] [--process TYPE] [--memory 256m] [--cpus 0.5]")
 def resources_set(ctx: Context, args: list[str]) -> None:
-    """Limit memory and CPUs of an app's containers, from its next release on."""
+    """Limit memory and CPUs of an app's containers, from its next release on.
+
+    Non-admins stay at or below the admin's ceilings (``max_memory``/``max_cpus``, else
+    ``default_memory``/``default_cpus``): ``0`` (no limit) is above any ceiling.
+    """
     process = pop_option(args, "--process", "-p") or "*"
     memory = pop_option(args, "--memory", "-m")
     cpus = pop_option(args, "--cpus")
@@ -74,6 +102,8 @@ def resources_set(ctx: Context, args: list[str]) -> None:
         raise InvalidInput("--memory takes a size such as 256m or 1g (0 for no limit)")
     new_mem = current_mem if memory is None else ("" if memory == "0" else memory.lower())
     new_cpus = current_cpus if cpus is None else parse_cpus(cpus)
+    if not ctx.key.is_admin:
+        check_ceilings(new_mem, new_cpus, ctx.platform.settings)
     ctx.platform.store.set_resources(app.name, process, new_mem, new_cpus)
     ctx.platform.store.record_event(ctx.key.name, "resources:set", app.name,
                                     f"{process} memory={new_mem} cpus={new_cpus}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import __version__
+from ..addresses import ssh_command
 from ..errors import UserError
 from .registry import COMMANDS, Context, command
 
@@ -16,7 +17,8 @@ def help_(ctx: Context, args: list[str]) -> None:
             raise UserError(f"unknown command {args[0]!r}, see 'help'")
         ctx.out(f"Usage: {cmd.usage}\n\n  {cmd.summary}")
         return
-    ctx.out("Usage: COMMAND [ARGS]   (over ssh: ssh -p 2222 git@HOST COMMAND [ARGS])\n")
+    ctx.out(f"Usage: COMMAND [ARGS]   (over ssh: {ssh_command(ctx.platform.settings)}"
+            " COMMAND [ARGS])\n")
     width = max(len(c.usage) for c in COMMANDS.values())
     for name in sorted(COMMANDS):
         cmd = COMMANDS[name]

@@ -13,10 +13,10 @@ import threading
 import time
 
 from ..applogs import LogLine, epoch_seconds, matches, merge, parse_docker
-from ..errors import GitPaasError, InvalidInput
+from ..errors import GitPaasError
 from ..runtime import ContainerInfo, DockerRuntime
 from ..runtime.docker import Follow
-from .args import no_more, pop_flag, pop_option, take_app
+from .args import no_more, parse_count, pop_flag, pop_option, take_app
 from .registry import Context, command
 
 DEFAULT_LINES = 100
@@ -45,9 +45,7 @@ def logs(ctx: Context, args: list[str]) -> None:
     process = pop_option(args, "-p", "--ps")
     app = take_app(ctx, args, only_positional=True)
     no_more(args)
-    if count is not None and (not count.isdigit() or not 0 < int(count) <= MAX_LINES):
-        raise InvalidInput(f"-n takes a number from 1 to {MAX_LINES}")
-    limit = int(count or DEFAULT_LINES)
+    limit = DEFAULT_LINES if count is None else parse_count(count, "-n", 1, MAX_LINES)
     platform = ctx.platform
     started = time.time()
     containers = platform.runtime.list(app.name)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from .. import names
 from ..applogs import epoch_seconds, normalize_timestamp
-from ..errors import InvalidInput, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound
 from ..store import App, Release
-from .args import no_more, pop_flag, take_app
+from .args import no_more, parse_count, pop_flag, take_app
 from .registry import Context, command
 
 if TYPE_CHECKING:
@@ -34,9 +34,7 @@ def parse_scale(args: list[str]) -> dict[str, int]:
         if not eq:
             raise InvalidInput(f"expected PROCESS=COUNT, got {arg!r}")
         names.process_type(process)
-        if not count.isdigit() or not 0 <= int(count) <= MAX_REPLICAS:
-            raise InvalidInput(f"{process}: the count must be 0 to {MAX_REPLICAS}")
-        counts[process] = int(count)
+        counts[process] = parse_count(count, process, 0, MAX_REPLICAS)
     return counts
 
 
@@ -76,7 +74,8 @@ def ps(ctx: Context, args: list[str]) -> None:
     containers = platform.runtime.list(app.name)
     rows = [{"name": f"{c.process}.{c.replica}", "process": c.process, "replica": c.replica,
              "release": c.release, "state": c.status,
-             "uptime": uptime(started_at(platform, c)) if c.status == "running" else "-",
+             "uptime": (uptime(started_at(platform, c))
+                        if c.status in {"running", "paused"} else "-"),
              "port": f"{c.host}:{c.port}" if c.port else None} for c in containers]
     if as_json:
         ctx.json({"app": app.name, "release": app.current_version, "formation": formation,
@@ -117,6 +116,23 @@ def roll(ctx: Context, app: App, release: Release, description: str, headline: s
     ctx.out(f"done, v{new.version}")
 
 
+def formation_total(current: Release | None, formation: dict[str, int]) -> int:
+    """Containers a formation runs (a type without a row: 1 if it is web, else 0)."""
+    known = known_processes(current) | set(formation)
+    return sum(formation.get(p, 1 if p == "web" else 0) for p in known)
+
+
+def check_total(ctx: Context, app: App, current: Release | None, previous: dict[str, int],
+                formation: dict[str, int]) -> None:
+    """Refuse (non-admins) a formation of more than ``max_replicas`` containers, unless
+    it runs no more than the one before (scaling down what an admin set is fine)."""
+    limit = ctx.platform.settings.max_replicas
+    total = formation_total(current, formation)
+    if total > limit and total > formation_total(current, previous):
+        raise Forbidden(f"{app.name} would run {total} containers; at most {limit}"
+                        " (an admin sets max_replicas, or scales it)")
+
+
 @command("ps:scale", "ps:scale [APP] PROCESS=COUNT ...")
 def ps_scale(ctx: Context, args: list[str]) -> None:
     """Set how many containers of each process type run, and roll out."""
@@ -132,6 +148,8 @@ def ps_scale(ctx: Context, args: list[str]) -> None:
                                f" (it has: {', '.join(sorted(known_processes(current)))})")
         text = formation_text(counts)
         previous = store.formation(app.name)
+        if not ctx.key.is_admin:
+            check_total(ctx, app, current, previous, {**previous, **counts})
         store.set_formation(app.name, counts)
         store.record_event(ctx.key.name, "ps:scale", app.name, text)
         if current is None:

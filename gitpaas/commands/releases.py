@@ -8,10 +8,11 @@ from typing import Any
 from ..errors import InvalidInput, NotFound
 from ..store import Release
 from .apps import fmt_time
-from .args import no_more, pop_flag, pop_option, take_app
+from .args import no_more, parse_count, pop_flag, pop_option, take_app
 from .registry import Context, command
 
-VERSION_RE = re.compile(r"v?(\d{1,9})")
+VERSION_RE = re.compile(r"v?([0-9]{1,9})")
+MAX_LIST = 10_000
 
 
 def parse_version(value: str) -> int:
@@ -37,9 +38,8 @@ def releases_list(ctx: Context, args: list[str]) -> None:
     limit = pop_option(args, "-n", "--num")
     app = take_app(ctx, args, only_positional=True)
     no_more(args)
-    if limit is not None and not limit.isdigit():
-        raise InvalidInput("-n takes a number")
-    releases = ctx.platform.store.list_releases(app.name, int(limit or 20))
+    count = 20 if limit is None else parse_count(limit, "-n", 1, MAX_LIST)
+    releases = ctx.platform.store.list_releases(app.name, count)
     rows: list[dict[str, Any]] = [
         {"version": r.version, "description": r.description, "created_by": r.created_by,
          "created_at": fmt_time(r.created_at), "commit": r.commit[:7], "status": r.status,

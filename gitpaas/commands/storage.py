@@ -1,15 +1,19 @@
-"""storage, storage:mount, storage:unmount: persistent directories kept across releases.
+"""storage, storage:mount, storage:unmount: persistent storage kept across releases.
 
-The rule for HOSTDIR (checked after resolving symbolic links and ``..``):
+SOURCE in ``SOURCE:CONTAINERDIR`` is either
 
-- a relative path (``uploads``) means ``<data_dir>/storage/<app>/uploads``, created on
-  mount; any absolute path inside ``<data_dir>/storage/<app>/`` is the same;
-- an absolute path elsewhere must lie inside one of the ``storage_roots`` an admin set
-  in the settings, must exist already, and only an admin may mount it.
+- a name (``uploads``: 1-64 of A-Z a-z 0-9 _ -): the app's own Docker volume
+  ``<instance>.<app>.uploads``, made by gitpaas, mounted by name, removed by
+  ``apps:destroy``. This is what tenants use; or
+- (admins only) an absolute host directory inside one of the ``storage_roots`` an admin
+  set in the settings, which must exist already. It is bound by path.
+
+A name is never a path: no tenant's mount is ever resolved through a host directory a
+container could have written (docs/security.md, "Storage").
 
 CONTAINERDIR is an absolute, normalised path other than ``/`` and outside ``/proc``,
-``/sys`` and ``/dev``. Mounts apply from the next release (deploy, config change,
-ps:restart); ``apps:destroy`` removes ``<data_dir>/storage/<app>/``.
+``/sys`` and ``/dev``, neither inside nor above another mount's. Mounts apply from the
+next release (deploy, config change, ps:restart).
 """
 
 from __future__ import annotations
@@ -18,18 +22,14 @@ import posixpath
 import re
 from pathlib import Path
 
-from ..errors import Conflict, Forbidden, InvalidInput
-from ..store import App
+from .. import names
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..store import App, Mount
 from .args import no_more, pop_flag, take_app
 from .registry import Context, command
 
 COMPONENT_RE = re.compile(r"[A-Za-z0-9._@+-]{1,255}")
 FORBIDDEN_TARGETS = ("/proc", "/sys", "/dev")
-
-
-def app_storage(data_storage: Path, app: str) -> Path:
-    """``<data_dir>/storage/<app>``, resolved."""
-    return (data_storage / app).resolve()
 
 
 def _components_ok(path: str) -> bool:
@@ -49,85 +49,109 @@ def container_dir(value: str) -> str:
     return value
 
 
-def host_dir(value: str, storage: Path, roots: list[Path]) -> tuple[Path, bool]:
-    """Resolve HOSTDIR; return (path, inside the app's own storage)."""
+def _nested(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def admin_host_dir(value: str, roots: list[Path]) -> Path:
+    """An admin's absolute HOSTDIR: resolved, inside one of ``roots``."""
     if not _components_ok(value):
         raise InvalidInput(f"invalid host directory {value!r}")
-    path = (Path(value) if value.startswith("/") else storage / value).resolve()
-    if storage in path.parents:
-        return path, True
+    path = Path(value).resolve()
     for root in roots:
         if root.resolve() in path.parents:
-            return path, False
-    raise Forbidden(f"{value} is outside {storage}/ and the storage_roots an admin allowed")
+            return path
+    raise Forbidden(f"{value} is outside the storage_roots an admin allowed")
 
 
-def parse_mount(ctx: Context, app: App, spec: str) -> tuple[Path, str, bool]:
-    """``HOSTDIR:CONTAINERDIR`` -> (host path, container path, own storage)."""
-    host, sep, target = spec.partition(":")
+def _split(spec: str) -> tuple[str, str]:
+    source, sep, target = spec.partition(":")
     if not sep or ":" in target or "," in spec:
-        raise InvalidInput(f"expected HOSTDIR:CONTAINERDIR, got {spec!r}")
+        raise InvalidInput(f"expected NAME:CONTAINERDIR, got {spec!r}")
+    return source, container_dir(target)
+
+
+def parse_mount(ctx: Context, spec: str) -> tuple[str, str, bool]:
+    """``SOURCE:CONTAINERDIR`` -> (volume name or host path, container path, is a volume).
+
+    Host paths are for admins: anyone else is refused before the path is even looked at.
+    """
+    source, target = _split(spec)
+    if not source.startswith("/"):
+        return names.storage_name(source), target, True
+    if not ctx.key.is_admin:
+        raise Forbidden("only an admin may bind a host directory; name your storage"
+                        " instead (uploads:/data): each name is a volume of the app's own")
     settings = ctx.platform.settings
     roots = [Path(r.strip()) for r in settings.storage_roots.split(",") if r.strip()]
-    storage = app_storage(settings.storage_dir, app.name)
-    path, own = host_dir(host, storage, [r for r in roots if r.is_absolute()])
-    return path, container_dir(target), own
+    return str(admin_host_dir(source, [r for r in roots if r.is_absolute()])), target, False
 
 
 def _one_spec(ctx: Context, args: list[str], verb: str) -> tuple[App, str]:
     app = take_app(ctx, args, rest=1)
     if len(args) != 1:
-        raise InvalidInput(f"usage: storage:{verb} [APP] HOSTDIR:CONTAINERDIR")
+        raise InvalidInput(f"usage: storage:{verb} [APP] NAME:CONTAINERDIR")
     return app, args.pop()
+
+
+def _volume(ctx: Context, app: str, m: Mount) -> str | None:
+    if m.host_path.startswith("/"):
+        return None
+    return f"{ctx.platform.settings.instance}.{app}.{m.host_path}"
 
 
 @command("storage", "storage [APP] [--json]")
 def storage_list(ctx: Context, args: list[str]) -> None:
-    """List the app's persistent directories (host directory -> container directory)."""
+    """List the app's storage (NAME or host directory -> container directory)."""
     as_json = pop_flag(args, "--json")
     app = take_app(ctx, args, only_positional=True)
     no_more(args)
     mounts = ctx.platform.store.mounts(app.name)
     if as_json:
-        ctx.json([{"host": m.host_path, "container": m.container_path} for m in mounts])
+        ctx.json([{"host": m.host_path, "container": m.container_path,
+                   "volume": _volume(ctx, app.name, m)} for m in mounts])
         return
     ctx.out(f"=== {app.name} Storage")
     for m in mounts:
         ctx.out(f"{m.host_path}:{m.container_path}")
 
 
-@command("storage:mount", "storage:mount [APP] HOSTDIR:CONTAINERDIR")
+@command("storage:mount", "storage:mount [APP] NAME:CONTAINERDIR")
 def storage_mount(ctx: Context, args: list[str]) -> None:
-    """Bind a persistent directory into the app's containers (from the next release)."""
+    """Mount the app's volume NAME into its containers (from the next release)."""
     app, spec = _one_spec(ctx, args, "mount")
-    path, target, own = parse_mount(ctx, app, spec)
+    source, target, volume = parse_mount(ctx, spec)
     for m in ctx.platform.store.mounts(app.name):
-        other = Path(m.host_path)
-        if other == path or other in path.parents or path in other.parents:
+        if _nested(m.container_path, target):
+            raise Conflict(f"{target} overlaps {m.container_path}, mounted already: mount"
+                           " neither inside the other")
+        if not volume and m.host_path.startswith("/") and _nested(m.host_path, source):
             # Nested binds let a container swap the inner directory for a symlink that
             # Docker would follow at the next start (anywhere on the host).
-            raise Conflict(f"{path} overlaps {other}, mounted already: mount neither inside"
-                           " the other")
-    if own:
-        path.mkdir(parents=True, exist_ok=True)
-    else:
-        ctx.require_admin()
-        if not path.is_dir():
-            raise InvalidInput(f"{path} is not a directory")
-    ctx.platform.store.add_mount(app.name, str(path), target)
+            raise Conflict(f"{source} overlaps {m.host_path}, mounted already: mount"
+                           " neither inside the other")
+    if not volume and not Path(source).is_dir():
+        raise InvalidInput(f"{source} is not a directory")
+    ctx.platform.store.add_mount(app.name, source, target)
     ctx.platform.store.record_event(ctx.key.name, "storage:mount", app.name,
-                                    f"{path}:{target}")
-    ctx.out(f"Mounting {path} at {target} in {app.name}... done"
+                                    f"{source}:{target}")
+    ctx.out(f"Mounting {source} at {target} in {app.name}... done"
             " (from the next release: deploy or ps:restart)")
 
 
-@command("storage:unmount", "storage:unmount [APP] HOSTDIR:CONTAINERDIR")
+@command("storage:unmount", "storage:unmount [APP] NAME:CONTAINERDIR")
 def storage_unmount(ctx: Context, args: list[str]) -> None:
-    """Stop binding a directory into the app's containers (its files are kept)."""
+    """Stop mounting storage into the app's containers (its files are kept)."""
     app, spec = _one_spec(ctx, args, "unmount")
-    path, target, _ = parse_mount(ctx, app, spec)
-    ctx.platform.store.remove_mount(app.name, str(path), target)
+    source, target = _split(spec)
+    # Matched as listed by ``storage`` (a name, or a host path an admin bound), nothing
+    # resolved: unmounting takes nothing from the host.
+    found = [m for m in ctx.platform.store.mounts(app.name)
+             if m.container_path == target and m.host_path.rstrip("/") == source.rstrip("/")]
+    if not found:
+        raise NotFound(f"{app.name} has no mount {spec}")
+    ctx.platform.store.remove_mount(app.name, found[0].host_path, target)
     ctx.platform.store.record_event(ctx.key.name, "storage:unmount", app.name,
-                                    f"{path}:{target}")
-    ctx.out(f"Unmounting {path} from {target} in {app.name}... done"
+                                    f"{source}:{target}")
+    ctx.out(f"Unmounting {source} from {target} in {app.name}... done"
             " (from the next release: deploy or ps:restart; the files are kept)")

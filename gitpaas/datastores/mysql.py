@@ -45,6 +45,9 @@ MAX_USER = 80
 PASSWORD_LENGTH = 32
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 CHUNK = 64 * 1024
+# MariaDB's mysqldump (10.11.8+) starts every dump with this line; MySQL's client fails on
+# it ("Unknown command '\\-'"), so mysql:export leaves it out.
+SANDBOX_LINE = "/*M!999999\\- enable the sandbox mode */"
 DUMP_OPTIONS = ("--single-transaction", "--hex-blob", "--no-tablespaces", "--skip-triggers",
                 "--default-character-set=utf8mb4", "--skip-comments")
 
@@ -117,7 +120,7 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
                            unquote(p.username or ""), unquote(p.password or ""))
     if all(config.get(k) for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD")):
         host, _, port_text = config["DB_HOST"].partition(":")
-        if port_text and not port_text.isdigit():
+        if port_text and not (port_text.isascii() and port_text.isdigit()):
             return None
         return Credentials(host, int(port_text or 3306), config["DB_NAME"], config["DB_USER"],
                            config["DB_PASSWORD"])
@@ -217,6 +220,26 @@ class MySQLDatastores:
         return Credentials(self.server.app_host, self.server.port_for_apps, database, user,
                            password)
 
+    def recreate(self, database: str, user: str, password: str) -> None:
+        """Create ``database`` and ``user`` with a known password (a restore: the password
+        is the one in the app's restored config vars); refuse if either exists."""
+        if self.database_exists(database) or self.user_exists(user):
+            raise Conflict(f"MySQL database or user {database} exists already: drop it"
+                           " first, or restore onto a fresh server")
+        qdb = quote_identifier(database)
+        quote_identifier(user)
+        with self._admin() as cur:
+            cur.execute(f"CREATE DATABASE {qdb} CHARACTER SET utf8mb4"
+                        " COLLATE utf8mb4_unicode_ci")
+            try:
+                cur.execute("CREATE USER %s@%s IDENTIFIED BY %s",
+                            (user, self.server.user_host, password))
+                cur.execute(f"GRANT ALL PRIVILEGES ON {qdb}.* TO %s@%s",
+                            (user, self.server.user_host))
+            except BaseException:
+                self._drop(cur, database, user)
+                raise
+
     def destroy(self, database: str, user: str) -> None:
         """Drop the database and the user (each if it exists)."""
         with self._admin() as cur:
@@ -241,14 +264,20 @@ class MySQLDatastores:
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream ``mysqldump`` of ``database`` (as the admin) to ``write``; return bytes.
 
-        The dump holds no CREATE DATABASE / USE lines, so it loads into any database.
+        The dump holds no CREATE DATABASE / USE lines, so it loads into any database, and
+        not MariaDB's first line ``/*M!999999\\- enable the sandbox mode */`` (mysqldump
+        of MariaDB 10.11.8 and later writes it, with no option to leave it out): MySQL 8's
+        client reads ``\\-`` as a command it does not know and stops at line 1.
         """
         admin = self.server.admin
+        out = SandboxLineFilter(write)
         with _defaults_file(admin["user"], admin["password"], admin["host"],
                             admin["port"]) as defaults:
             argv = [_program("mysqldump", "mariadb-dump"), f"--defaults-extra-file={defaults}",
                     *DUMP_OPTIONS, "--", database]
-            return _stream_out(argv, write, closed)
+            total = _stream_out(argv, out, closed)
+        out.flush()
+        return total - out.dropped
 
     def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load SQL from ``stdin`` into the app's database as the app's own user.
@@ -264,6 +293,41 @@ class MySQLDatastores:
                     "--batch", "--sandbox", "--local-infile=0",
                     "--default-character-set=utf8mb4", "--", creds.database]
             return _stream_in(argv, stdin)
+
+
+class SandboxLineFilter:
+    """Passes text on, less a first line that is MariaDB's ``SANDBOX_LINE``.
+
+    Holds back the start of the text until its first newline (or ``HEAD_LIMIT``
+    characters) is seen; ``dropped`` is the number of bytes left out.
+    """
+
+    HEAD_LIMIT = 256
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.head: str | None = ""
+        self.dropped = 0
+
+    def __call__(self, text: str) -> None:
+        if self.head is None:
+            self.write(text)
+            return
+        self.head += text
+        if "\n" in self.head or len(self.head) >= self.HEAD_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is held back (at the end of the text)."""
+        if self.head is None:
+            return
+        head, self.head = self.head, None
+        first, newline, rest = head.partition("\n")
+        if first.strip() == SANDBOX_LINE:  # it ends with a space
+            self.dropped = len((first + newline).encode())
+            head = rest
+        if head:
+            self.write(head)
 
 
 def _reason(exc: BaseException) -> str:

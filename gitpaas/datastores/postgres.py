@@ -151,8 +151,16 @@ class PostgresDatastores:
     def create(self, app: str) -> Credentials:
         """Create the app's role and database; refuse if either exists already."""
         database, role = self.names_for(app)
-        admin = self.server.admin["user"]
         password = new_password()
+        self.recreate(database, role, password)
+        return Credentials(self.server.app_host, self.server.port_for_apps, database, role,
+                           password)
+
+    def recreate(self, database: str, role: str, password: str) -> None:
+        """Create ``role`` (with ``password``) and its ``database``; refuse if either
+        exists. ``create`` makes a new password; a restore passes the one in the app's
+        restored config vars."""
+        admin = self.server.admin["user"]
         with self._connect() as conn:
             taken = conn.execute(
                 "SELECT (SELECT count(*) FROM pg_database WHERE datname = %s)"
@@ -174,8 +182,6 @@ class PostgresDatastores:
             except BaseException:
                 self._drop(conn, database, role)
                 raise
-        return Credentials(self.server.app_host, self.server.port_for_apps, database, role,
-                           password)
 
     def destroy(self, database: str, role: str) -> None:
         """Drop the database (closing its connections) and the role, each if it exists."""

@@ -39,6 +39,11 @@ def _cap() -> int | None:
     return getattr(_state, "cap", None)
 
 
+def current_cap() -> int | None:
+    """The cap ``object_size_cap`` set on this thread (None: no cap)."""
+    return _cap()
+
+
 def delta_result_size(delta: bytes | list[bytes]) -> int:
     """The target size a git delta declares (its second varint)."""
     head = delta[:32] if isinstance(delta, bytes) else b"".join(delta)[:32]

@@ -24,7 +24,10 @@ from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
 from .. import faults
 from ..errors import InvalidInput
+from . import limits
+from .indexpack import PackRefused, store_pack
 from .limits import object_size_cap
+from .maintenance import clean_partial
 
 log = logging.getLogger(__name__)
 ZERO = b"0" * 40
@@ -108,7 +111,33 @@ class DeployingReceivePackHandler(ReceivePackHandler):
                 yield (ref, REF_REFUSED)
             return
         faults.point("receive")
-        yield from super()._apply_pack(refs)
+        if any(new != ZERO for _, new, _ in refs):
+            try:
+                store_pack(self.repo.path, self.proto.recv,
+                           max_input_bytes=self._receive_max_input_size(),
+                           max_object_bytes=limits.current_cap())
+            except (PackRefused, OSError) as exc:  # as dulwich: the reason, in one line
+                log.info("pack refused: %s", exc)
+                yield (b"unpack", " ".join(str(exc).split()).encode("utf-8", "replace"))
+                return
+        yield (b"unpack", b"ok")
+        for old, new, ref in refs:
+            yield (ref, self._update_ref(ref, old, new))
+
+    def _update_ref(self, ref: bytes, old: bytes, new: bytes) -> bytes:
+        """Run the hook (the deploy), then move or delete the ref; the ref's status."""
+        reason = self._on_update(ref, old, new)
+        if reason:
+            return reason
+        try:
+            if new == ZERO:
+                self.repo.refs.remove_if_equals(ref, old)
+            else:
+                self.repo.refs.set_if_equals(ref, old, new)
+        except (OSError, KeyError):
+            log.exception("cannot %s %r", "delete" if new == ZERO else "write", ref)
+            return b"failed to delete" if new == ZERO else b"failed to write"
+        return b"ok"
 
     def _exists(self, sha: bytes) -> bool:
         """dulwich does no connectivity check: a ref may only name a stored object."""
@@ -151,8 +180,13 @@ def serve_receive_pack(repo: Repo, recv: Callable[[int], bytes], send: Callable[
     refs are advertised only once earlier pushes have moved theirs). Objects larger than
     ``max_object_bytes`` are refused before they are inflated."""
     proto = ReceivableProtocol(recv, send)
-    with object_size_cap(max_object_bytes), malformed_input():
-        DeployingReceivePackHandler(repo, proto, on_update).handle()
+    try:
+        with object_size_cap(max_object_bytes), malformed_input():
+            DeployingReceivePackHandler(repo, proto, on_update).handle()
+    finally:
+        # Whatever ended the session (a refused or truncated pack, a full disk, a client
+        # gone): its partial pack goes now, not when the disk is full.
+        clean_partial(repo.path)
 
 
 def serve_upload_pack(repo: Repo, recv: Callable[[int], bytes],

@@ -2,5 +2,7 @@
 
 from .docker import ContainerInfo, DockerRuntime, Sandbox
 from .network import AppNetworks
+from .volumes import StorageMount, Volumes
 
-__all__ = ["AppNetworks", "ContainerInfo", "DockerRuntime", "Sandbox"]
+__all__ = ["AppNetworks", "ContainerInfo", "DockerRuntime", "Sandbox", "StorageMount",
+           "Volumes"]

@@ -13,7 +13,7 @@ import secrets
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -26,6 +26,7 @@ from ..errors import DeployError, ServiceError
 from ..terminal import Terminal
 from .attach import stream
 from .network import AppNetworks
+from .volumes import StorageMount, Volumes
 
 PORT = 5000
 RUN_SUFFIX = re.compile(r"[0-9a-f]{8}")  # run_attached's container names end so
@@ -77,9 +78,9 @@ def env_tar(env: Mapping[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def binds(mounts: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """docker-py ``volumes`` for ``{host_dir: container_dir}`` (read-write binds)."""
-    return {host: {"bind": container, "mode": "rw"} for host, container in mounts.items()}
+def docker_mounts(mounts: Sequence[StorageMount] | None) -> list | None:
+    """docker-py ``mounts``: tenant storage by volume name, admins' binds by path."""
+    return [m.docker_mount() for m in mounts] if mounts else None
 
 
 def summary_name(summary: Mapping[str, Any]) -> str:
@@ -181,6 +182,7 @@ class DockerRuntime:
         self.host = host
         # Called with a container and its last log lines (timestamped) before removal.
         self.on_remove = on_remove
+        self.volumes = Volumes(client, instance)
         self.sandbox = sandbox or Sandbox()
 
     def remove_network(self, app: str) -> None:
@@ -207,10 +209,10 @@ class DockerRuntime:
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
               mem_limit: str | None = None, nano_cpus: int | None = None,
-              mounts: Mapping[str, str] | None = None) -> ContainerInfo:
+              mounts: Sequence[StorageMount] | None = None) -> ContainerInfo:
         """Create and start one container; web containers publish $PORT on the host.
 
-        ``mounts`` maps host directories to container directories (read-write binds).
+        ``mounts``: the app's storage (volumes by name; admins' host binds).
         """
         name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
@@ -226,7 +228,7 @@ class DockerRuntime:
         if nano_cpus:
             kwargs["nano_cpus"] = nano_cpus
         if mounts:
-            kwargs["volumes"] = binds(mounts)
+            kwargs["mounts"] = docker_mounts(mounts)
         kwargs.update(
             command=["/bin/sh", "-c", command] if command else None, name=name,
             environment=dict(env), labels=labels, init=True,
@@ -263,7 +265,7 @@ class DockerRuntime:
     def run_once(self, app: str, release: int, image: str, process: str,
                  env: Mapping[str, str], command: str, output: Callable[[str], None],
                  timeout: float = 3600, commit_to: str | None = None,
-                 mounts: Mapping[str, str] | None = None, replica: int = 0,
+                 mounts: Sequence[StorageMount] | None = None, replica: int = 0,
                  keep_logs: bool = False, mem_limit: str | None = None,
                  nano_cpus: int | None = None) -> int:
         """Run ``command`` in a one-off container, stream its output, return its exit code.
@@ -289,8 +291,7 @@ class DockerRuntime:
             container = self.client.containers.create(
                 image, command=["/bin/sh", "-c", f". /{ENV_FILE} && rm -f /{ENV_FILE} && "
                                 f"{command}"], name=name, labels=labels, init=True,
-                volumes=binds(mounts) if mounts else None, **limits,
-                **self.sandbox.options(app))
+                mounts=docker_mounts(mounts), **limits, **self.sandbox.options(app))
             container.put_archive("/", env_tar(env))
             container.start()
             # A command that never ends must not hold the app's lock for ever.
@@ -334,7 +335,7 @@ class DockerRuntime:
 
     def run_attached(self, app: str, release: int, image: str, process: str,
                      env: Mapping[str, str], argv: list[str], term: Terminal,
-                     timeout: float = 3600, mounts: Mapping[str, str] | None = None,
+                     timeout: float = 3600, mounts: Sequence[StorageMount] | None = None,
                      mem_limit: str | None = None, nano_cpus: int | None = None) -> int:
         """``run``: ``argv`` in a one-off container of a release, attached to ``term``.
 
@@ -349,7 +350,7 @@ class DockerRuntime:
         if nano_cpus:
             kwargs["nano_cpus"] = nano_cpus
         if mounts:
-            kwargs["volumes"] = binds(mounts)
+            kwargs["mounts"] = docker_mounts(mounts)
         container = None
         try:
             # stdin_open without detach also sets StdinOnce: the container's stdin ends

@@ -106,6 +106,30 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         created_by VARCHAR(64) NOT NULL,
         created_at DOUBLE NOT NULL,
         PRIMARY KEY (app, url_id))"""]),
+    # per-app edge settings (edge:set): client_max_body_size, proxy timeouts, https_redirect
+    (5, ["""CREATE TABLE IF NOT EXISTS gp_edge (
+        app VARCHAR(30) NOT NULL,
+        name VARCHAR(64) NOT NULL,
+        value VARCHAR(255) NOT NULL,
+        PRIMARY KEY (app, name))"""]),
+    # App identity: events belong to one incarnation of a name (issue 11, finding 9). Apps
+    # that exist get their name as uid (new ones get 32 hex digits, longer than any name),
+    # and take the events recorded since they were created; older events keep NULL.
+    (6, ["ALTER TABLE gp_apps ADD COLUMN uid VARCHAR(36)",
+         "ALTER TABLE gp_events ADD COLUMN app_uid VARCHAR(36)",
+         "UPDATE gp_apps SET uid = name WHERE uid IS NULL",
+         """UPDATE gp_events SET app_uid = (SELECT uid FROM gp_apps
+                WHERE gp_apps.name = gp_events.app
+                AND gp_apps.created_at <= gp_events.created_at)
+            WHERE app_uid IS NULL"""]),
+    # 7: backup bookkeeping (backups:create, the schedule in serve, doctor's backup age).
+    (7, ["""CREATE TABLE IF NOT EXISTS gp_backups (
+        id {autoinc},
+        snapshot VARCHAR(80) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        detail TEXT NOT NULL,
+        started_at DOUBLE NOT NULL,
+        finished_at DOUBLE NOT NULL)"""]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +157,8 @@ class Store:
                 raise Conflict(f"{default_host} is taken by another app's domain")
             cur.execute(f"INSERT INTO gp_apps ({APP_COLUMNS}) VALUES (?, ?, ?, NULL, NULL, ?)",
                         (name, owner, deploy_branch, now))
+            # The app's identity: events of an earlier app of the same name are not its.
+            cur.execute("UPDATE gp_apps SET uid = ? WHERE name = ?", (uuid.uuid4().hex, name))
             cur.execute("INSERT INTO gp_formation (app, process, replicas) VALUES (?, 'web', 1)",
                         (name,))
         return App(name, owner, deploy_branch, None, None, now)
@@ -188,7 +191,7 @@ class Store:
         with self.db.transaction() as cur:
             for table in ("gp_config", "gp_releases", "gp_formation", "gp_domains",
                           "gp_shares", "gp_resources", "gp_datastores", "gp_mounts",
-                          "gp_cron", "gp_drains"):
+                          "gp_cron", "gp_drains", "gp_edge"):
                 cur.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             # A deploy key must not reach a later app of the same name.
             cur.execute("DELETE FROM gp_keys WHERE deploy_app = ?", (name,))
@@ -245,17 +248,22 @@ class Store:
         return Release(row[0], row[1], row[2], row[3], config, json.loads(row[5]), row[6],
                        row[7], row[8], row[9], json.loads(row[10]))
 
-    def add_release(self, app: str, image: str, commit: str, config: Mapping[str, str],
-                    processes: Mapping[str, str], description: str, created_by: str,
-                    status: str = "pending", extra: Mapping[str, Any] | None = None) -> Release:
-        """Record the next release of ``app`` (version = highest + 1)."""
+    def add_release(self, app: str, image: str | Callable[[int], str], commit: str,
+                    config: Mapping[str, str], processes: Mapping[str, str],
+                    description: str, created_by: str, status: str = "pending",
+                    extra: Mapping[str, Any] | None = None) -> Release:
+        """Record the next release of ``app``: its version (highest + 1) is allocated here,
+        once, in the transaction. ``image`` may be a function of that version (the tag a
+        build will make)."""
         blob = self.cipher.encrypt(json.dumps(dict(config)).encode())
         now = time.time()
         with self.db.transaction() as cur:
             self._lock_app_row(cur, app)
             last = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?",
                                (app,)).value()
-            version = (last or 0) + 1
+            version = int(last or 0) + 1
+            if callable(image):
+                image = image(version)
             cur.execute(
                 f"INSERT INTO gp_releases ({RELEASE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (app, version, image, commit, blob, json.dumps(dict(processes)), description,
@@ -268,12 +276,6 @@ class Store:
         """Serialise writers of one app (SQLite's BEGIN IMMEDIATE already does)."""
         if cur.dialect == "mysql":
             cur.execute("SELECT name FROM gp_apps WHERE name = ? FOR UPDATE", (app,))
-
-    def next_version(self, app: str) -> int:
-        with self.db.transaction() as cur:
-            last = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?",
-                               (app,)).value()
-        return int(last or 0) + 1
 
     def set_release_status(self, app: str, version: int, status: str) -> None:
         with self.db.transaction() as cur:
@@ -336,6 +338,24 @@ class Store:
             cur.execute("INSERT INTO gp_resources (app, process, memory, cpus) VALUES (?,?,?,?)",
                         (app, process, memory, cpus))
 
+    # -- edge settings ------------------------------------------------------------------
+
+    def edge_settings(self, app: str) -> dict[str, str]:
+        """The app's edge settings (edge:set), by name."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT name, value FROM gp_edge WHERE app = ? ORDER BY name",
+                               (app,)).all()
+        return {r[0]: r[1] for r in rows}
+
+    def set_edge_settings(self, app: str, values: Mapping[str, str],
+                          unset: Iterable[str] = ()) -> None:
+        with self.db.transaction() as cur:
+            for name in [*values, *unset]:
+                cur.execute("DELETE FROM gp_edge WHERE app = ? AND name = ?", (app, name))
+            for name, value in values.items():
+                cur.execute("INSERT INTO gp_edge (app, name, value) VALUES (?, ?, ?)",
+                            (app, name, value))
+
     # -- domains ------------------------------------------------------------------------
 
     def domains(self, app: str) -> list[str]:
@@ -348,6 +368,21 @@ class Store:
         with self.db.transaction() as cur:
             row = cur.execute("SELECT app FROM gp_domains WHERE host = ?", (host,)).one()
         return row[0] if row else None
+
+    def related_domains(self, host: str) -> list[tuple[str, str]]:
+        """(host, app) of the domains that are a parent of ``host`` (``example.com``,
+        ``*.example.com`` for ``www.example.com``) or under it (``a.www.example.com``,
+        ``*.www.example.com``); ``host`` itself is not included."""
+        labels = host.split(".")
+        parents = [".".join(labels[i:]) for i in range(1, len(labels))]
+        parents += ["*." + p for p in parents]
+        params: list[str] = [f"%.{host}"]
+        sql = "SELECT host, app FROM gp_domains WHERE host LIKE ?"
+        if parents:
+            sql += f" OR host IN ({', '.join('?' for _ in parents)})"
+            params += parents
+        with self.db.transaction() as cur:
+            return [(r[0], r[1]) for r in cur.execute(sql + " ORDER BY host", params).all()]
 
     def add_domain(self, app: str, host: str) -> None:
         with self.db.transaction() as cur:
@@ -407,6 +442,12 @@ class Store:
                 raise Conflict(f"{container_path} of {app} is mounted already ({row[0]})")
             cur.execute("INSERT INTO gp_mounts (app, container_path, host_path)"
                         " VALUES (?, ?, ?)", (app, container_path, host_path))
+
+    def replace_mount_source(self, app: str, container_path: str, old: str, new: str) -> None:
+        """The mount at ``container_path`` now takes ``new`` (if it still took ``old``)."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE gp_mounts SET host_path = ? WHERE app = ? AND"
+                        " container_path = ? AND host_path = ?", (new, app, container_path, old))
 
     def remove_mount(self, app: str, host_path: str, container_path: str) -> None:
         with self.db.transaction() as cur:
@@ -491,18 +532,52 @@ class Store:
     def record_event(self, actor: str, action: str, app: str | None = None,
                      detail: str = "") -> None:
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO gp_events (app, actor, action, detail, created_at)"
-                        " VALUES (?, ?, ?, ?, ?)", (app, actor, action, detail, time.time()))
+            row = cur.execute("SELECT uid FROM gp_apps WHERE name = ?", (app,)).one() \
+                if app else None
+            cur.execute("INSERT INTO gp_events (app, app_uid, actor, action, detail,"
+                        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (app, row[0] if row else None, actor, action, detail, time.time()))
 
-    def events(self, app: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
+    def events(self, app: str | None = None, limit: int = 100,
+               apps: Iterable[str] | None = None) -> list[tuple[Any, ...]]:
+        """``(created_at, actor, action, app, detail)``, newest first: of the app ``app``
+        as it is now (not of an earlier app of that name), of the apps ``apps``, or all."""
+        columns = "e.created_at, e.actor, e.action, e.app, e.detail"
+        mine = f"SELECT {columns} FROM gp_events e JOIN gp_apps a ON a.name = e.app" \
+               " AND a.uid = e.app_uid"
         with self.db.transaction() as cur:
             if app:
-                cur.execute("SELECT created_at, actor, action, app, detail FROM gp_events"
-                            " WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit))
+                cur.execute(f"{mine} WHERE e.app = ? ORDER BY e.id DESC LIMIT ?", (app, limit))
+            elif apps is not None:
+                wanted = sorted(set(apps))
+                if not wanted:
+                    return []
+                cur.execute(f"{mine} WHERE e.app IN ({', '.join('?' for _ in wanted)})"
+                            " ORDER BY e.id DESC LIMIT ?", (*wanted, limit))
             else:
-                cur.execute("SELECT created_at, actor, action, app, detail FROM gp_events"
-                            " ORDER BY id DESC LIMIT ?", (limit,))
+                cur.execute(f"SELECT {columns} FROM gp_events e ORDER BY e.id DESC LIMIT ?",
+                            (limit,))
             return cur.all()
+
+    # -- backups ------------------------------------------------------------------------
+
+    def add_backup(self, snapshot: str, status: str, detail: str, started_at: float,
+                   finished_at: float) -> None:
+        """Record one backup attempt (``succeeded`` or ``failed``)."""
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO gp_backups (snapshot, status, detail, started_at,"
+                        " finished_at) VALUES (?, ?, ?, ?, ?)",
+                        (snapshot, status, detail, started_at, finished_at))
+
+    def last_backup(self, status: str | None = None) -> tuple | None:
+        """(snapshot, status, detail, started_at, finished_at) of the newest backup
+        attempt, or of the newest with ``status``; None when there is none."""
+        sql = "SELECT snapshot, status, detail, started_at, finished_at FROM gp_backups"
+        params: tuple = ()
+        if status:
+            sql, params = sql + " WHERE status = ?", (status,)
+        with self.db.transaction() as cur:
+            return cur.execute(sql + " ORDER BY id DESC LIMIT 1", params).one()
 
     def close(self) -> None:
         self.db.close()

@@ -12,6 +12,7 @@ import pytest
 pytestmark = pytest.mark.timeout(300)
 
 NOT_FOUND = " !     no app named 'acl', or you may not use it\n"
+NO_APPS = " !     you have no apps yet: push one, or name it with --app APP\n"
 ROLES = ("admin", "owner", "collab", "stranger")
 EVERYONE_BUT_STRANGER = {"admin", "owner", "collab"}
 OWNER_OR_ADMIN = {"admin", "owner"}
@@ -62,7 +63,13 @@ def test_matrix(server, keys, role):
         if role in allowed:
             assert result.returncode == 0, (role, argv, result.stderr)
         elif role == "stranger":
-            assert (result.returncode, result.stderr) == (1, NOT_FOUND), (role, argv)
+            # Exactly what a missing app answers (config:unset takes any number of
+            # arguments: its first is the app only when it names one the key may use).
+            missing = server.ssh(*[a.replace("acl", "nosuchapp") for a in argv],
+                                 key=keys[role])
+            assert result.returncode == missing.returncode == 1, (role, argv)
+            assert result.stderr == missing.stderr.replace("nosuchapp", "acl"), argv
+            assert result.stderr in {NOT_FOUND, NO_APPS}, (role, argv, result.stderr)
         else:
             assert result.returncode == 1, (role, argv)
             assert "only the owner of acl or an admin may" in result.stderr, (role, argv)

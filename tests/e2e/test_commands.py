@@ -42,7 +42,9 @@ def shop(server, busybox_image, tmp_path_factory):
 
 def containers(docker_client, server, app: str = "shop", running: bool = True) -> list:
     label = [f"gitpaas.instance={server.instance}", f"gitpaas.app={app}"]
-    found = docker_client.containers.list(all=not running, filters={"label": label})
+    # A container retired between Docker's listing and its inspection is skipped.
+    found = docker_client.containers.list(all=not running, filters={"label": label},
+                                          ignore_removed=True)
     return sorted(found, key=lambda c: c.name)
 
 
@@ -116,7 +118,7 @@ def test_scale_ps_and_routes(server, shop, docker_client):
 
 
 def test_logs_interleave_and_survive_a_restart(server, shop, docker_client):
-    assert wait_for(lambda: "worker.1 | tick hi" in ok(server.ssh("logs", "shop")))
+    assert wait_for(lambda: "worker.1 | tick hi" in ok(server.ssh("logs", "shop")), 60)
     out = ok(server.ssh("ps:restart", "shop"))
     assert out.strip() == "Restarting shop... done, v6"
     old = wait_for(lambda: not [c for c in containers(docker_client, server, running=False)

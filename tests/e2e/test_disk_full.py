@@ -2,7 +2,8 @@
 
 The data dir lives on a small tmpfs (``size=``); a filler leaves less room than the next
 push needs. The push fails with a clear message, the previous release keeps serving, the
-state is intact, and once there is room again the same push deploys.
+state is intact, no partial pack is left behind (issue 19), and once there is room again
+the same push deploys with no manual step.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import pytest
 
 from tests.conftest import require
+from tests.e2e.test_faults import partial_files
 from tests.e2e.test_push import httpd_app
 from tests.harness import commit_files, make_repo, serving
 
@@ -31,6 +33,11 @@ def small_disk_server(tmp_path, redis_url, docker_client, clients):
             yield srv
     finally:
         subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+def free_bytes(path) -> int:
+    st = os.statvfs(path.parent)
+    return st.f_bavail * st.f_frsize
 
 
 def fill(path, leave: int) -> None:
@@ -63,6 +70,9 @@ def test_push_on_a_full_disk_fails_clearly_and_keeps_state(small_disk_server, bu
     releases = srv.ssh("releases", "full")
     assert releases.returncode == 0 and "v1" in releases.stdout, releases.stderr
     assert "v2" not in releases.stdout
+    # The refused push left no partial pack (issue 19): the room it took is free again.
+    assert partial_files(srv, "full") == []
+    assert free_bytes(filler) >= 200 * 1024
     filler.unlink()
     again = srv.push(repo, "full")
     assert again.returncode == 0, again.stderr

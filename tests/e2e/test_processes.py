@@ -7,14 +7,17 @@ import json
 import pytest
 
 from tests.e2e.test_push import httpd_app
-from tests.harness import commit_files, make_repo, wait_for
+from tests.harness import commit_files, git, make_repo, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
 
 def containers(docker_client, instance: str, app: str) -> list[str]:
     label = [f"gitpaas.instance={instance}", f"gitpaas.app={app}"]
-    return sorted(c.name for c in docker_client.containers.list(filters={"label": label}))
+    # Summaries, not inspects: a container retired between the listing and its inspection
+    # would raise NotFound.
+    return sorted(c["Names"][0].lstrip("/")
+                  for c in docker_client.api.containers(filters={"label": label}))
 
 
 def test_procfile_web_x2_and_a_worker(server, busybox_image, tmp_path, docker_client, redis_url):
@@ -71,6 +74,20 @@ def test_app_json_health_check_path_and_content(server, busybox_image, tmp_path)
     assert second.returncode != 0
     assert "health check of web.1: GET /health did not contain 'ok' (after 20 attempts)" \
         in second.stderr
+    assert server.get(server.host("hj")) == (200, "home\n")
+    # Issue 13: a declared check needs 200-399; a 404 (the page is gone) fails the deploy,
+    # though the default check would take it (below 500).
+    git(repo, "rm", "-q", "health")
+    files_404 = {"Dockerfile": files["Dockerfile"].replace("COPY index.html health /www/",
+                                                           "COPY index.html /www/"),
+                 "app.json": json.dumps({"healthchecks": {"web": [
+                     {"type": "startup", "path": "/health", "attempts": 3, "wait": 0.2,
+                      "timeout": 2}]}})}
+    commit_files(repo, files_404, "no health page")
+    third = server.push(repo, "hj")
+    assert third.returncode != 0
+    assert "health check of web.1: GET /health returned 404 (after 3 attempts)" \
+        in third.stderr, third.stderr[-2000:]
     assert server.get(server.host("hj")) == (200, "home\n")
 
 

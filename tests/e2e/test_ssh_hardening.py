@@ -55,9 +55,21 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def test_ssh_comes_back_after_the_process_ran_out_of_file_descriptors(srv):
-    """Idle HTTP keep-alive connections eat the process's last descriptors; SSH's accept
-    fails with EMFILE meanwhile and must work again once they are gone."""
+@pytest.fixture
+def unthrottled(tmp_path, redis_url, docker_client, clients):
+    """A server without per-source limits: one source may hold many connections."""
+    with serving(tmp_path, redis_url, docker_client, "f", {
+            "GITPAAS_SSH_MAX_CONNECTIONS_PER_SOURCE": "1000",
+            "GITPAAS_SSH_RATE_PER_SOURCE": "1000", "GITPAAS_SSH_BURST_PER_SOURCE": "1000",
+            "GITPAAS_SSH_MAX_CONNECTIONS": "1000"}) as server:
+        yield server
+
+
+def test_ssh_comes_back_after_the_process_ran_out_of_file_descriptors(unthrottled):
+    """Idle connections eat the process's last descriptors (HTTP is nginx's now, so they
+    are SSH connections that never speak); SSH's accept fails with EMFILE meanwhile and
+    must work again once they are gone."""
+    srv = unthrottled
     pid = srv.proc.pid
     limit = open_fds(pid) + 30
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -65,9 +77,7 @@ def test_ssh_comes_back_after_the_process_ran_out_of_file_descriptors(srv):
     idle: list[socket.socket] = []
     try:
         for _ in range(limit + 20):  # bounded: more than the process can hold
-            conn = socket.create_connection(("127.0.0.1", srv.http_port), timeout=5)
-            conn.sendall(b"GET / HTTP/1.1\r\nHost: nothing.paas.localhost\r\n\r\n")
-            idle.append(conn)
+            idle.append(socket.create_connection(("127.0.0.1", srv.ssh_port), timeout=5))
         deadline = time.monotonic() + 20
         while open_fds(pid) < limit and time.monotonic() < deadline:
             time.sleep(0.1)

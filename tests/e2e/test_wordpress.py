@@ -5,7 +5,6 @@ mysql:export / mysql:import into a fresh app. Real MariaDB, Docker, git, OpenSSH
 from __future__ import annotations
 
 import http.client
-import shutil
 import struct
 import urllib.parse
 import xmlrpc.client
@@ -15,50 +14,15 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from gitpaas import images
 from gitpaas.datastores.mysql import MySQLDatastores
 from gitpaas.datastores.mysql import Server as MySQLServer
-from gitpaas.settings import Settings
 from tests.conftest import require, unique
-from tests.harness import HAS_ROUTER, Server, commit_files, make_repo, serving
+from tests.harness import HAS_ROUTER, Server, commit_files, make_repo
 
 pytestmark = pytest.mark.timeout(900)
 ADMIN_PASSWORD = "correct-horse-battery-staple-42"
 UPLOADS = "/var/lib/wordpress/wp-content/uploads"
 THEME = "gitpaas-e2e"
-
-
-@pytest.fixture(scope="module")
-def wordpress_image(docker_client):
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap (Debian package mmdebstrap)")
-    images.build_images(Settings(), ["wordpress"], progress=lambda _: None,
-                        client=docker_client)
-    return images.recipe_image_name(images.load_recipe("wordpress"))
-
-
-@pytest.fixture(scope="module")
-def wp_server(tmp_path_factory, redis_url, docker_client, mysql_admin_url, clients):
-    """A server with MySQL datastores configured; its databases dropped afterwards."""
-    require(HAS_ROUTER, "the router")
-    env = {"GITPAAS_MYSQL_ADMIN_URL": mysql_admin_url, "GITPAAS_HEALTH_TIMEOUT": "60"}
-    with serving(tmp_path_factory.mktemp("wp"), redis_url, docker_client, "w", env) as srv:
-        try:
-            yield srv
-        finally:
-            drop_instance_databases(mysql_admin_url, srv.instance)
-
-
-def drop_instance_databases(admin_url: str, instance: str) -> None:
-    """Drop whatever databases and users of ``instance`` a failed test left behind."""
-    ds = MySQLDatastores(MySQLServer(admin_url), instance)
-    with ds._admin() as cur:
-        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME"
-                    " LIKE %s", (f"{instance}\\_%",))
-        databases = [r[0] for r in cur.fetchall()]
-        cur.execute("SELECT User FROM mysql.user WHERE User LIKE %s", (f"{instance}\\_%",))
-        users = [r[0] for r in cur.fetchall()]
-    for name in set(databases) | set(users):
-        ds.destroy(name, name)
 
 
 # -- HTTP through the router ------------------------------------------------------------
@@ -136,7 +100,8 @@ def connect(user: str, password: str, database: str):
 
 # -- the site ---------------------------------------------------------------------------
 
-def test_wordpress_site_in_one_push(wp_server, wordpress_image, tmp_path, mysql_admin_url):
+def test_wordpress_site_in_one_push(wp_server, wordpress_image, tmp_path, mysql_admin_url,
+                                    docker_client):
     srv = wp_server
     host = srv.host("blog")
     db = f"{srv.instance}_blog"
@@ -166,7 +131,8 @@ def test_wordpress_site_in_one_push(wp_server, wordpress_image, tmp_path, mysql_
         "name": "pixel.png", "type": "image/png", "bits": xmlrpc.client.Binary(png_pixel())})
     upload_path = urllib.parse.urlparse(media["url"]).path
     assert upload_path.startswith("/wp-content/uploads/") and upload_path.endswith(".png")
-    stored = srv.data_dir / "storage" / "blog" / "uploads" / upload_path[20:]
+    volume = docker_client.volumes.get(f"{srv.instance}.blog.uploads")
+    stored = Path(volume.attrs["Mountpoint"]) / upload_path[20:]
     assert stored.read_bytes() == png_pixel()
 
     def read_back(version: str) -> None:
@@ -220,6 +186,7 @@ def test_wordpress_site_in_one_push(wp_server, wordpress_image, tmp_path, mysql_
         assert not ds.database_exists(f"{srv.instance}_{app}")
         assert not ds.user_exists(f"{srv.instance}_{app}")
     assert not (srv.data_dir / "storage" / "blog").exists()
+    assert not docker_client.volumes.list(filters={"label": f"gitpaas.instance={srv.instance}"})
 
 
 def test_mysql_commands_refuse_what_they_should(wp_server):
@@ -235,7 +202,7 @@ def test_mysql_commands_refuse_what_they_should(wp_server):
     empty = srv.ssh("mysql:import", "lone", input="")
     assert empty.returncode == 1 and "nothing to import" in empty.stderr
     bad = srv.ssh("storage:mount", "lone", "/etc:/data")
-    assert bad.returncode == 1 and "outside" in bad.stderr
+    assert bad.returncode == 1 and "outside the storage_roots" in bad.stderr
     ok(srv.ssh("mysql:destroy", "lone", "--confirm", "lone"), "Dropped MySQL database")
     assert "DB_PASSWORD" not in ok(srv.ssh("config", "lone"))
     ok(srv.ssh("apps:destroy", "lone", "--confirm", "lone"))
@@ -249,7 +216,7 @@ def test_storage_survives_releases(wp_server, busybox_image, tmp_path):
              "Procfile": "web: date +%N >> /www/data/boots; httpd -f -p $PORT -h /www\n"}
     ok(srv.ssh("apps:create", "keep"))
     ok(srv.ssh("storage:mount", "keep", "data:/www/data"))
-    assert f"{srv.data_dir}/storage/keep/data:/www/data" in ok(srv.ssh("storage", "keep"))
+    assert "data:/www/data" in ok(srv.ssh("storage", "keep"))
     repo = make_repo(tmp_path / "keep", files)
     assert srv.push(repo, "keep").returncode == 0
     ok(srv.ssh("ps:restart", "keep"))
@@ -343,6 +310,143 @@ def test_who_may_use_databases_and_storage(wp_server):
     denied = srv.ssh("mysql:destroy", "acldb", "--confirm", "acldb", key=keys["collab"])
     assert denied.returncode == 1 and "only the owner of acldb or an admin" in denied.stderr
     outside = srv.ssh("storage:mount", "acldb", f"{srv.root}:/y", key=keys["collab"])
-    assert outside.returncode == 1 and "outside" in outside.stderr
+    assert outside.returncode == 1 and "only an admin may bind" in outside.stderr
     ok(srv.ssh("mysql:destroy", "acldb", "--confirm", "acldb", key=keys["owner"]))
     ok(srv.ssh("apps:destroy", "acldb", "--confirm", "acldb", key=keys["owner"]))
+
+
+def test_export_loads_on_mysql_8_and_config_masks_the_password(wp_server):
+    """The dump has no MariaDB-only sandbox line (MySQL 8's client stops at it) and loads
+    back with mysql:import; ``config`` masks what mysql:create set unless --reveal."""
+    import json
+
+    from gitpaas.datastores.mysql import SANDBOX_LINE
+
+    srv = wp_server
+    ok(srv.ssh("apps:create", "dumped"))
+    ok(srv.ssh("mysql:create", "dumped"))
+    ok(srv.ssh("mysql:import", "dumped", input=(
+        "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT);\n"
+        "INSERT INTO notes VALUES (1, 'a \\\\- backslash and a\\nnewline');\n")))
+    dump = ok(srv.ssh("mysql:export", "dumped"))
+    assert not dump.startswith("/*M!") and SANDBOX_LINE not in dump, dump[:200]
+    assert dump.lstrip().startswith("/*!40101 SET"), dump[:200]
+    ok(srv.ssh("apps:create", "loaded"))
+    ok(srv.ssh("mysql:create", "loaded"))
+    ok(srv.ssh("mysql:import", "loaded", input=dump), "done")
+    user, password = config(srv, "loaded", "DB_USER"), config(srv, "loaded", "DB_PASSWORD")
+    with connect(user, password, f"{srv.instance}_loaded") as conn, conn.cursor() as cur:
+        cur.execute("SELECT body FROM notes WHERE id = 1")
+        assert cur.fetchone() == ("a \\- backslash and a\nnewline",)
+
+    db = f"{srv.instance}_loaded"
+    shown = ok(srv.ssh("config", "loaded"))
+    assert password not in shown
+    assert f"DATABASE_URL: mysql://{db}:****@172.17.0.1:3306/{db}" in shown
+    assert "DB_PASSWORD:  ****" in shown and f"DB_USER:      {db}" in shown
+    info = ok(srv.ssh("mysql:info", "loaded"))
+    assert f"mysql://{db}:****@172.17.0.1:3306/{db}" in info
+    as_json = json.loads(ok(srv.ssh("config", "loaded", "--json")))
+    assert as_json["DB_PASSWORD"] == "****" and password not in json.dumps(as_json)
+    assert password not in ok(srv.ssh("config", "loaded", "--encoded"))
+    revealed = ok(srv.ssh("config", "loaded", "--reveal"))
+    assert f"DB_PASSWORD:  {password}" in revealed
+    assert f"mysql://{db}:{password}@" in revealed
+    # A password the user set themselves, with no datastore, is theirs to see.
+    ok(srv.ssh("mysql:destroy", "loaded", "--confirm", "loaded"))
+    ok(srv.ssh("config:set", "loaded", "DB_PASSWORD=mine", "--no-restart"))
+    assert "DB_PASSWORD: mine" in ok(srv.ssh("config", "loaded"))
+    for app in ("dumped", "loaded"):
+        ok(srv.ssh("apps:destroy", app, "--confirm", app))
+
+
+# -- what a newcomer meets --------------------------------------------------------------
+
+IP_PHP = "<?php header('Content-Type: text/plain'); echo $_SERVER['REMOTE_ADDR'], \"\\n\";\n"
+PLUGIN_PHP = ("<?php\n/*\nPlugin Name: Pushed plugin\n*/\n"
+              "add_action('send_headers', function () {\n"
+              "    header('X-Pushed-Plugin: on for ' . $_SERVER['REMOTE_ADDR']);\n});\n")
+VISITOR = "127.0.0.2"  # another loopback address: not the edge, not the gateway
+
+
+def visit(server: Server, host: str, path: str, headers: dict[str, str] | None = None,
+          method: str = "GET", body: bytes | None = None):
+    """A request through the edge from ``VISITOR``; returns (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60,
+                                      source_address=(VISITOR, 0))
+    try:
+        conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def log_in(server: Server, host: str) -> str:
+    """Log in as admin; return the Cookie header of the session."""
+    form = urllib.parse.urlencode({"log": "admin", "pwd": ADMIN_PASSWORD,
+                                   "testcookie": "1", "redirect_to": "/wp-admin/"}).encode()
+    test_cookie = "wordpress_test_cookie=WP%20Cookie%20check"
+    status, headers, body = request(server, "POST", host, "/wp-login.php", form, {
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": test_cookie})
+    assert status == 302, body[-2000:]
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+    try:
+        conn.request("POST", "/wp-login.php", body=form, headers={
+            "Host": host, "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": test_cookie})
+        resp = conn.getresponse()
+        resp.read()
+        cookies = [v.split(";", 1)[0] for k, v in resp.getheaders()
+                   if k.lower() == "set-cookie"]
+    finally:
+        conn.close()
+    assert any(c.startswith("wordpress_logged_in_") for c in cookies), cookies
+    return "; ".join(cookies)
+
+
+def test_visitor_address_no_wp_admin_installs_and_pushed_plugins_on(wp_server,
+                                                                   wordpress_image, tmp_path):
+    """Apache's log and PHP see the visitor's address (a forged X-Forwarded-For does not
+    count); wp-admin offers no installs or updates; a plugin named in WP_PLUGINS is active
+    without a click; Apache's OPTIONS * pings are not logged."""
+    srv = wp_server
+    host = srv.host("newcomer")
+    ok(srv.ssh("apps:create", "newcomer"))
+    ok(srv.ssh("mysql:create", "newcomer"))
+    ok(srv.ssh("config:set", "newcomer", f"WP_DEFAULT_THEME={THEME}",
+               "WP_PLUGINS=pushed-plugin"))
+    files = {**site_files(wordpress_image, "v1"), "wp-content/ip.php": IP_PHP,
+             "wp-content/plugins/pushed-plugin/pushed-plugin.php": PLUGIN_PHP}
+    pushed = srv.push(make_repo(tmp_path / "newcomer", files), "newcomer")
+    assert pushed.returncode == 0, pushed.stderr
+    install(srv, host)
+
+    status, _, body = visit(srv, host, "/wp-content/ip.php?who",
+                            {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9"})
+    assert (status, body) == (200, f"{VISITOR}\n".encode())
+    status, headers, _ = visit(srv, host, "/?from-the-visitor")
+    assert status == 200 and headers.get("x-pushed-plugin") == f"on for {VISITOR}", headers
+
+    cookie = log_in(srv, host)
+    status, _, body = request(srv, "GET", host, "/wp-admin/plugin-install.php",
+                              headers={"Cookie": cookie})
+    assert status == 403 and b"not allowed" in body, body[-1000:]
+    status, _, body = request(srv, "GET", host, "/wp-admin/plugins.php",
+                              headers={"Cookie": cookie})
+    assert status == 200 and b"Always active (WP_PLUGINS)" in body
+    assert b"plugin-install.php" not in body and b"action=delete-selected" not in body
+    status, _, body = request(srv, "GET", host, "/wp-admin/update-core.php",
+                              headers={"Cookie": cookie})
+    assert status == 403, body[-1000:]
+
+    def logged() -> list[str]:
+        return ok(srv.ssh("logs", "newcomer", "-n", "1000")).splitlines()
+
+    lines = logged()
+    who = [line for line in lines if "GET /wp-content/ip.php?who " in line]
+    assert len(who) == 1 and f"| {VISITOR} - - [" in who[0], who
+    assert any("GET /?from-the-visitor " in line and f"| {VISITOR} " in line
+               for line in lines), lines[-20:]
+    assert not any("OPTIONS *" in line for line in lines)
+    ok(srv.ssh("apps:destroy", "newcomer", "--confirm", "newcomer"))

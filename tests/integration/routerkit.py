@@ -1,19 +1,22 @@
-"""Helpers for the router conformance tests: real backends, a router, raw HTTP."""
+"""Helpers for the edge conformance tests: real backends, an nginx edge, raw HTTP."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import redis
 
-from gitpaas.router import start_in_thread
-from gitpaas.router.config import RouterConfig
+from gitpaas.edge import Edge, EdgeConfig
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -40,6 +43,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         self.server.hits += 1  # type: ignore[attr-defined]
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self._tunnel()
             return
@@ -97,6 +101,7 @@ class Backend:
         self.server.daemon_threads = True
         self.server.name = name  # type: ignore[attr-defined]
         self.server.hits = 0  # type: ignore[attr-defined]
+        self.server.paths = []  # type: ignore[attr-defined]
         self.server.force_status = 0  # type: ignore[attr-defined]
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -106,6 +111,11 @@ class Backend:
     @property
     def hits(self) -> int:
         return self.server.hits  # type: ignore[attr-defined]
+
+    @property
+    def paths(self) -> list[str]:
+        """The paths of the requests this backend parsed, in order."""
+        return self.server.paths  # type: ignore[attr-defined]
 
     def force(self, status: int) -> None:
         """Answer every request with ``status`` (0: normal)."""
@@ -123,8 +133,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_config(redis_url: str, instance: str, **kw: object) -> RouterConfig:
+def make_config(redis_url: str, instance: str, **kw: object) -> EdgeConfig:
+    """An edge of its own (a temporary directory, free ports on 127.0.0.1). Listen
+    addresses given as ("127.0.0.1", 0) get a free port."""
     base: dict[str, object] = {
+        "directory": Path(tempfile.mkdtemp(prefix="gp-edge-")),
         "listen": ("127.0.0.1", 0),
         "redis_url": redis_url,
         "prefix": f"{instance}:",
@@ -132,20 +145,61 @@ def make_config(redis_url: str, instance: str, **kw: object) -> RouterConfig:
         "cache_ttl": 10.0,
     }
     base.update(kw)
-    return RouterConfig(**base)  # type: ignore[arg-type]
+    for key in ("listen", "https_listen", "admin_listen"):
+        if base.get(key) == ("127.0.0.1", 0):
+            base[key] = ("127.0.0.1", free_port())
+    return EdgeConfig(**base)  # type: ignore[arg-type]
+
+
+@dataclass
+class EdgeHandle:
+    """A running edge: its ports, and the Edge that stops it."""
+
+    edge: Edge
+    config: EdgeConfig
+
+    @property
+    def port(self) -> int:
+        return self.config.listen[1]
+
+    @property
+    def tls_port(self) -> int:
+        assert self.config.https_listen
+        return self.config.https_listen[1]
+
+    @property
+    def admin_port(self) -> int:
+        assert self.config.admin_listen
+        return self.config.admin_listen[1]
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.config.certs_dir
+
+
+def wait_subscribed(redis_url: str, prefix: str, timeout: float = 5.0) -> None:
+    """Until an edge listens on ``<prefix>routes`` (pub/sub)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while client.pubsub_numsub(f"{prefix}routes")[0][1] < 1:
+            assert time.monotonic() < deadline, "the edge did not subscribe"
+            time.sleep(0.01)
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
-def running_router(config: RouterConfig) -> Iterator[object]:
-    handle = start_in_thread(config)
+def running_router(config: EdgeConfig) -> Iterator[EdgeHandle]:
+    """nginx with the edge's config, stopped (and its directory removed) afterwards."""
+    edge = Edge(config)
     try:
-        assert handle.router is not None
-        deadline = time.monotonic() + 5
-        while not handle.router.cache.subscribed.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        yield handle
+        edge.start()
+        wait_subscribed(config.redis_url, config.prefix)
+        yield EdgeHandle(edge, config)
     finally:
-        handle.stop()
+        edge.stop(graceful=False)
+        shutil.rmtree(config.directory, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -265,8 +265,9 @@ def steady(fuzz_router):
 @given(data=http_request())
 def test_router_survives_any_request(fuzz_router, steady, data):
     answer = send_raw(fuzz_router.port, data)
-    if answer:
+    if answer and not answer.startswith(b"<html>"):  # nginx answers HTTP/0.9 without a head
         status_line = answer.split(b"\r\n", 1)[0]
         assert status_line.startswith(b"HTTP/1.1 "), answer[:100]
         status = int(status_line.split()[1])
-        assert status < 500 or status in (502, 503, 504), answer[:200]
+        # nginx: 501 for an unknown transfer coding, 505 for an HTTP version it refuses
+        assert status < 500 or status in (501, 502, 503, 504, 505), answer[:200]

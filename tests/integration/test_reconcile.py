@@ -135,6 +135,25 @@ def test_a_host_is_never_routed_to_another_app(platform, busybox_image):
     assert backends(platform, "gone") == []
 
 
+def test_frontends_of_other_hipache_tools_are_left_alone(platform, busybox_image):
+    import redis
+
+    deploy(platform, busybox_image, "shop")
+    client = redis.Redis.from_url(platform.settings.redis_url)
+    prefix = platform.settings.routes_prefix
+    client.rpush(f"{prefix}frontend:other.example.com", "their-app", "http://127.0.0.1:9")
+    platform.routes.swap("gone", ["gone.paas.localhost"], ["http://127.0.0.1:9"])
+    try:
+        report = Reconciler(platform).run_once()
+        assert report.routed == ["gone.paas.localhost"]
+        assert client.lrange(f"{prefix}frontend:other.example.com", 0, -1) == [
+            b"their-app", b"http://127.0.0.1:9"]
+        assert platform.routes.written() == {"shop.paas.localhost"}
+    finally:
+        client.delete(f"{prefix}frontend:other.example.com")
+        client.close()
+
+
 def test_a_busy_app_is_skipped_then_repaired(platform, busybox_image, docker_client):
     deploy(platform, busybox_image, "shop")
     info = platform.runtime.list("shop")[0]
@@ -167,3 +186,20 @@ def test_start_up_marks_interrupted_releases_failed(platform, busybox_image):
     assert platform.store.current_release("shop").version == current.version
     assert report.removed == [orphan.name]
     assert backends(platform, "shop") == ["shop", *ports(platform, "shop")]
+
+
+def test_a_paused_container_is_left_alone(platform, busybox_image, docker_client):
+    deploy(platform, busybox_image, "shop")
+    info = platform.runtime.list("shop")[0]
+    route = backends(platform, "shop")
+    container = docker_client.containers.get(info.id)
+    container.pause()
+    try:
+        for _ in range(2):
+            report = Reconciler(platform).run_once(grace=0.0)
+            assert not report.changed, report
+        assert [(c.id, c.status) for c in platform.runtime.list("shop")] == [(info.id, "paused")]
+        assert backends(platform, "shop") == route
+    finally:
+        container.unpause()  # the operator can: the container is still there
+    assert answers(route[1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 import urllib.request
@@ -12,14 +11,15 @@ from .routerkit import backends, get, make_config, raw_request, running_router, 
 HOST = "app.example.com"
 
 
-def test_oversized_headers_get_431(redis_url, instance):
+def test_oversized_headers_get_400(redis_url, instance):
+    """nginx answers 400 "Request Header Or Cookie Too Large" (not 431)."""
     config = make_config(redis_url, instance, max_header_bytes=4096)
     with backends("a") as (a,), running_router(config) as router:
         set_route(redis_url, instance, HOST, a.url)
         big = b"X-Big: " + b"y" * 5000 + b"\r\n"
         reply = raw_request(router.port, b"GET / HTTP/1.1\r\nHost: app.example.com\r\n" + big
                             + b"\r\n")
-        assert reply.startswith(b"HTTP/1.1 431 ")
+        assert reply.startswith(b"HTTP/1.1 400 ")
         # a head that never ends is cut off as well
         with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n")
@@ -28,7 +28,7 @@ def test_oversized_headers_get_431(redis_url, instance):
                     s.sendall(b"X-More: " + b"z" * 1000 + b"\r\n")
                 except OSError:
                     break
-            assert s.recv(4096).startswith(b"HTTP/1.1 431 ")
+            assert s.recv(4096).startswith(b"HTTP/1.1 400 ")
         assert get(router.port, HOST)[0] == 200
 
 
@@ -80,22 +80,44 @@ def test_backend_timeout_is_504(redis_url, instance):
         listener.close()
 
 
-def test_metrics_and_access_log(redis_url, instance, caplog):
+def test_metrics_and_access_log(redis_url, instance):
     config = make_config(redis_url, instance, admin_listen=("127.0.0.1", 0))
-    caplog.set_level(logging.INFO, logger="gitpaas.router.access")
     with backends("a") as (a,), running_router(config) as router:
-        set_route(redis_url, instance, HOST, a.url)
+        set_route(redis_url, instance, HOST, a.url, ident="shop")
         assert get(router.port, HOST, "/hello?x=1")[0] == 200
+        assert get(router.port, HOST, "/x", **{"X-Test-Status": "500"})[0] == 500
         assert get(router.port, "nowhere.example.com")[0] == 404
         with urllib.request.urlopen(f"http://127.0.0.1:{router.admin_port}/metrics") as resp:
             text = resp.read().decode()
-    assert 'gitpaas_router_requests_total{worker="0",code="200"} 1' in text
-    assert 'gitpaas_router_requests_total{worker="0",code="404"} 1' in text
-    assert 'gitpaas_router_errors_total{worker="0",kind="unknown_host"} 1' in text
-    assert 'gitpaas_router_request_duration_seconds_count{worker="0"} 2' in text
-    lines = [r.getMessage() for r in caplog.records if r.name == "gitpaas.router.access"]
-    assert len(lines) == 2
-    host, method, path, status, nbytes, backend, duration = lines[0].split(" ")
-    assert (host, method, path, status, backend) == (HOST, "GET", "/hello?x=1", "200", a.url)
-    assert int(nbytes) > 0 and duration.endswith("ms")
-    assert lines[1].split(" ")[3] == "404"
+        # the app's port answers no /metrics
+        assert get(router.port, HOST, "/metrics")[0] == 200
+        time.sleep(1.5)  # the access log is flushed each second
+        lines = config.access_log_path.read_text().splitlines()
+    assert 'gitpaas_edge_requests_total{app="shop",code="200"} 1' in text
+    assert 'gitpaas_edge_requests_total{app="shop",code="500"} 1' in text
+    assert 'gitpaas_edge_requests_total{app="-",code="404"} 1' in text
+    assert 'gitpaas_edge_responses_5xx_total{app="shop"} 1' in text
+    assert len(lines) == 4
+    when, host, method, path, status, nbytes, upstream, duration = lines[0].split(" ")
+    assert (host, method, path, status) == (HOST, "GET", '"/hello?x=1"', "200")
+    assert upstream == a.url.removeprefix("http://")
+    assert int(nbytes) > 0 and float(duration) >= 0
+    assert lines[2].split(" ")[4] == "404"
+
+
+def test_access_log_rotates_past_its_size(redis_url, instance):
+    from gitpaas.edge import Edge
+
+    config = make_config(redis_url, instance, access_log_max_bytes=2000)
+    with backends("a") as (a,), running_router(config):
+        set_route(redis_url, instance, HOST, a.url)
+        for _ in range(40):
+            get(config.listen[1], HOST, "/" + "p" * 50)
+        time.sleep(1.5)
+        edge = Edge(config)
+        assert edge.rotate_logs()
+        get(config.listen[1], HOST, "/after")
+        time.sleep(1.5)
+        rotated = config.access_log_path.with_name("access.log.1").read_text()
+        assert rotated.count("\n") >= 40 or len(rotated.splitlines()) >= 40
+        assert "/after" in config.access_log_path.read_text()  # nginx reopened its log

@@ -213,7 +213,9 @@ def test_slow_reader_then_reuse_of_the_pooled_connection(redis_url, instance):
             conn.close()
 
 
-def test_half_close_before_the_body_ends_gets_400_at_once(redis_url, instance):
+def test_half_close_before_the_body_ends_is_cut_off_at_once(redis_url, instance):
+    """nginx reads the whole body before it proxies: a body cut short never reaches the
+    backend, and the connection ends at once (nginx closes without an answer)."""
     with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
         set_route(redis_url, instance, HOST, a.url)
         sock = socket.create_connection(("127.0.0.1", router.port), timeout=5)
@@ -226,5 +228,6 @@ def test_half_close_before_the_body_ends_gets_400_at_once(redis_url, instance):
         while chunk := sock.recv(65536):
             answer += chunk
         sock.close()
-        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
         assert time.monotonic() - started < 3
+        assert a.hits == 0

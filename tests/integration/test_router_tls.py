@@ -1,4 +1,5 @@
-"""Router conformance: TLS termination with a certificate per domain (SNI), HTTP->HTTPS."""
+"""Edge conformance: TLS with a certificate per name (SNI) from <data_dir>/edge/certs,
+picked up without a reload; HTTP/2; HTTP->HTTPS; ACME HTTP-01 answers from Redis."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import datetime
 import json
 import socket
 import ssl
+import time
 from pathlib import Path
 
+import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -53,17 +56,18 @@ def _served_name(port: int, server_name: str) -> str:
     return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
-def test_certificate_chosen_by_sni_and_forwarded_proto(redis_url, instance, tmp_path):
-    for name in ("shop.example.com", "*.apps.example.com", "default"):
-        _self_signed(tmp_path, name)
-    config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0),
-                         tls_dir=str(tmp_path))
+def test_certificate_chosen_by_sni_and_forwarded_proto(redis_url, instance):
+    config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0))
     with backends("a") as (a,), running_router(config) as router:
+        certs = router.certs_dir
+        for name in ("shop.example.com", "*.apps.example.com"):
+            _self_signed(certs, name)
         assert _served_name(router.tls_port, "shop.example.com") == "shop.example.com"
         assert _served_name(router.tls_port, "x.apps.example.com") == "*.apps.example.com"
-        assert _served_name(router.tls_port, "other.org") == "default"
+        assert _served_name(router.tls_port, "other.org") == "gitpaas-default"
+        assert _served_name(router.tls_port, "a.b.apps.example.com") == "gitpaas-default"
         set_route(redis_url, instance, "shop.example.com", a.url)
-        ctx = ssl.create_default_context(cafile=str(tmp_path / "shop.example.com.crt"))
+        ctx = ssl.create_default_context(cafile=str(certs / "shop.example.com.crt"))
         raw = socket.create_connection(("127.0.0.1", router.tls_port), timeout=5)
         with ctx.wrap_socket(raw, server_hostname="shop.example.com") as tls:
             tls.sendall(b"GET /secure HTTP/1.1\r\nHost: shop.example.com\r\n"
@@ -78,13 +82,57 @@ def test_certificate_chosen_by_sni_and_forwarded_proto(redis_url, instance, tmp_
         assert seen["x-forwarded-port"] == str(router.tls_port)
 
 
-def test_http_redirects_to_https(redis_url, instance, tmp_path):
-    _self_signed(tmp_path, "default")
+def test_new_certificate_is_served_within_a_second(redis_url, instance):
+    config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0))
+    with running_router(config) as router:
+        assert _served_name(router.tls_port, "late.example.com") == "gitpaas-default"
+        _self_signed(router.certs_dir, "late.example.com")
+        written = time.monotonic()
+        while _served_name(router.tls_port, "late.example.com") != "late.example.com":
+            assert time.monotonic() - written < 2.5
+            time.sleep(0.1)
+
+
+def test_http2_over_tls(redis_url, instance):
+    config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0))
+    with running_router(config) as router:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", router.tls_port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="x.example.com") as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+
+
+def test_http_redirects_to_https(redis_url, instance):
     config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0),
-                         tls_dir=str(tmp_path), https_redirect=True)
+                         https_redirect=True)
     with backends("a") as (a,), running_router(config) as router:
         set_route(redis_url, instance, "shop.example.com", a.url)
         status, headers, _ = get(router.port, "shop.example.com", "/cart?id=3")
         assert status == 301
         assert headers["Location"] == f"https://shop.example.com:{router.tls_port}/cart?id=3"
         assert a.hits == 0
+
+
+def test_acme_challenge_is_answered_from_redis_before_routing(redis_url, instance):
+    """The contract with the certificate manager: <prefix>acme:<token> holds the key
+    authorization; any host, plain HTTP, before routing and before any redirect."""
+    config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0),
+                         https_redirect=True)
+    client = redis.Redis.from_url(redis_url)
+    token = "tok-EN_123"
+    with backends("a") as (a,), running_router(config) as router:
+        set_route(redis_url, instance, "shop.example.com", a.url)
+        client.set(f"{instance}:acme:{token}", f"{token}.thumbprint", ex=60)
+        for host in ("shop.example.com", "unknown.example.org"):
+            status, _, body = get(router.port, host, f"/.well-known/acme-challenge/{token}")
+            assert (status, body) == (200, f"{token}.thumbprint".encode())
+        status, _, _ = get(router.port, "shop.example.com", "/.well-known/acme-challenge/nope")
+        assert status == 404
+        status, _, _ = get(router.port, "shop.example.com", "/.well-known/acme-challenge/a/b")
+        assert status == 404
+        assert a.hits == 0
+    client.delete(f"{instance}:acme:{token}")
+    client.close()

@@ -86,7 +86,9 @@ def test_releases_versions_and_activation(store):
     assert store.get_release("shop", 1).status == "succeeded"
     store.set_release_status("shop", 2, "failed")
     assert [r.version for r in store.list_releases("shop")] == [2, 1]
-    assert store.next_version("shop") == 3
+    r3 = store.add_release("shop", lambda v: f"img:v{v}", "0ab", {}, {}, "Deploy 0ab", "alice")
+    assert (r3.version, r3.image) == (3, "img:v3")  # the tag of the version allocated
+    assert store.get_release("shop", 3).image == "img:v3"
     with pytest.raises(NotFound):
         store.get_release("shop", 9)
 
@@ -147,3 +149,36 @@ def test_datastores_and_mounts(store):
     store.add_datastore("blog", "mysql", "gitpaas_blog", "gitpaas_blog")
     store.delete_app("blog")
     assert store.datastores("blog") == [] and store.mounts("blog") == []
+
+
+def test_events_belong_to_an_apps_identity_not_its_name(store):
+    """Issue 11, finding 9: a new app of a destroyed app's name sees none of its history."""
+    store.create_app("oldapp", "victim", "main")
+    store.record_event("victim", "config:set", "oldapp", "SECRET_TOKEN")
+    store.record_event("victim", "domains:add", "oldapp", "private.victim.example")
+    store.record_event("victim", "apps:destroy", "oldapp")
+    store.delete_app("oldapp")
+    store.create_app("oldapp", "mal", "main")
+    store.record_event("mal", "apps:create", "oldapp")
+    assert [e[1:4] for e in store.events("oldapp")] == [("mal", "apps:create", "oldapp")]
+    assert [e[2] for e in store.events(None, 100, apps=["oldapp"])] == ["apps:create"]
+    assert store.events(None, 100, apps=[]) == []
+    assert [e[2] for e in store.events(None)][:4] == ["apps:create", "apps:destroy",
+                                                      "domains:add", "config:set"]
+
+
+def test_migration_5_gives_existing_apps_their_events_since_creation(store):
+    store.create_app("shop", "alice", "main")
+    with store.db.transaction() as cur:
+        cur.execute("ALTER TABLE gp_events DROP COLUMN app_uid")
+        cur.execute("ALTER TABLE gp_apps DROP COLUMN uid")
+        cur.execute("UPDATE gp_meta SET value = '4' WHERE name = 'schema'")
+        created = cur.execute("SELECT created_at FROM gp_apps WHERE name = 'shop'").one()[0]
+        for when, action in ((created - 100, "previous owner"), (created + 1, "mine")):
+            cur.execute("INSERT INTO gp_events (app, actor, action, detail, created_at)"
+                        " VALUES ('shop', 'x', ?, '', ?)", (action, when))
+    store.migrate()
+    assert store.schema_version() >= 5
+    assert [e[2] for e in store.events("shop")] == ["mine"]
+    store.record_event("alice", "later", "shop")
+    assert [e[2] for e in store.events("shop")] == ["later", "mine"]

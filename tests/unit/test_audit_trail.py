@@ -8,6 +8,7 @@ mutating, so a new command cannot skip the audit trail unnoticed.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass, field
 
 import paramiko
@@ -17,12 +18,18 @@ from gitpaas import settings as settings_mod
 from gitpaas import sshkeys
 from gitpaas.commands import load_all
 from gitpaas.commands.registry import COMMANDS, Context, run_command
+from gitpaas.edge.certs import CertManager
 from gitpaas.platform import Platform
+from tests.unit.test_certs import FakeSignals, make_cert
 
 READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps",
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
              "keys", "mysql:info", "mysql:export", "storage", "cron", "postgres:info",
-             "postgres:export", "drains", "redis:info"}
+             "postgres:export", "drains", "redis:info", "edge", "certs", "backups",
+             "doctor"}
+# Mutating, and their events are checked end to end (they need restic):
+# tests/e2e/test_backups.py.
+END_TO_END = {"backups:create", "backups:restore"}
 
 # Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
 AUDITED_IN_E2E = {"run", "enter"}
@@ -49,6 +56,7 @@ MUTATING = {
     "mysql:create": (["shop"], "mysql:create", "shop"),
     "mysql:import": (["shop"], "mysql:import", "shop"),
     "mysql:destroy": (["shop", "--confirm", "shop"], "mysql:destroy", "shop"),
+    "edge:set": (["shop", "proxy-read-timeout=60"], "edge:set", "shop"),
     "drains:add": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:add", "shop"),
     "drains:remove": (["shop", "syslog+tcp://127.0.0.1:5514"], "drains:remove", "shop"),
     "redis:create": (["shop"], "redis:create", "shop"),
@@ -58,6 +66,8 @@ MUTATING = {
     "postgres:destroy": (["shop", "--confirm", "shop"], "postgres:destroy", "shop"),
     "keys:add": (["carol", "-"], "keys:add", None),
     "keys:remove": (["carol"], "keys:remove", None),
+    "certs:add": (["shop"], "certs:add", "shop"),
+    "certs:remove": (["shop", "shop.paas.localhost"], "certs:remove", "shop"),
     "apps:destroy": (["blog", "--confirm", "blog"], "apps:destroy", "blog"),
 }
 
@@ -79,8 +89,18 @@ class FakeRoutes:
     def all(self):
         return dict(self.table)
 
+    def set_edge_settings(self, app, values, hosts):
+        self.table[f"edge:{app}"] = dict(values)
+
+
+class FakeVolumes:
+    def remove_app(self, app):
+        pass
+
 
 class FakeRuntime:
+    volumes = FakeVolumes()
+
     def list(self, app=None, release=None, all_states=True):
         return []
 
@@ -198,6 +218,7 @@ def platform(tmp_path):
     p.__dict__.update(routes=FakeRoutes(), runtime=FakeRuntime(), deployer=FakeDeployer(p),
                       mysql=FakeMySQL(), postgres=FakePostgres(),
                       redis_stores=FakeRedisStores())
+    p.__dict__["certs"] = CertManager(p, signals=FakeSignals())
     return p
 
 
@@ -209,7 +230,7 @@ def run(platform, key, argv, stdin=b""):
 
 def test_every_command_is_classified():
     load_all()
-    assert set(COMMANDS) == READ_ONLY | set(MUTATING) | AUDITED_IN_E2E, \
+    assert set(COMMANDS) == READ_ONLY | set(MUTATING) | AUDITED_IN_E2E | END_TO_END, \
         "classify new commands here"
 
 
@@ -222,10 +243,11 @@ def test_every_mutating_command_records_an_event(platform):
         "shop", "x/shop:v1", "c" * 40, {}, {"web": "run"}, "Deploy", "admin").version)
     carol = paramiko.ECDSAKey.generate(bits=256)
     carol_line = f"{carol.get_name()} {carol.get_base64()} carol\n".encode()
+    chain, cert_key = make_cert(["shop.paas.localhost"], time.time() + 30 * 86400)
+    stdin = {"keys:add": carol_line, "certs:add": chain + cert_key}
     for name, (args, action, app) in MUTATING.items():
         before = len(store.events(None, 10_000))
-        code, out, err = run(platform, admin, [name, *args],
-                             carol_line if name == "keys:add" else b"")
+        code, out, err = run(platform, admin, [name, *args], stdin.get(name, b""))
         assert code == 0, (name, out, err)
         events = store.events(None, 10_000)
         new = [e[1:4] for e in events[: len(events) - before]]

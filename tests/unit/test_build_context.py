@@ -82,6 +82,12 @@ def test_setuid_bits_are_dropped():
     {b"abs": (0o120000, b"/etc/passwd")},
     {b"d/esc": (0o120000, b"../..")},
     {b"sub": (0o160000, b"a" * 40)},
+    # Issue 11, finding 9: lexically inside, really the tree's parent (through s -> .).
+    {b"s": (0o120000, b"."), b"x": (0o120000, b"s/..")},
+    {b"d/s": (0o120000, b".."), b"d/x": (0o120000, b"s/..")},
+    {b"a": (0o120000, b"b/c"), b"b/c": (0o120000, b"../.."), b"x": (0o120000, b"a/f")},
+    {b"d/up": (0o120000, b"../abs"), b"abs": (0o120000, b"/etc")},
+    {b"l1": (0o120000, b"l2"), b"l2": (0o120000, b"l1")},  # a loop
 ])
 def test_unsafe_trees_are_refused(entries):
     repo = MemoryRepo()
@@ -127,3 +133,12 @@ def test_a_name_twice_in_one_tree_is_refused():
         pytest.skip("this object store re-serialises trees; covered end to end")
     with pytest.raises(UnsafeTree, match="appears twice"):
         build_context(store, commit.id)
+
+
+def test_symlinks_that_resolve_inside_the_tree_are_kept():
+    repo = MemoryRepo()
+    sha = commit_tree(repo, {b"s": (0o120000, b"."), b"x": (0o120000, b"s/s/d/f"),
+                             b"d/f": (0o100644, b"x"), b"d/up": (0o120000, b"../d/../s/d"),
+                             b"d/dangling": (0o120000, b"nowhere/..")})
+    found = members(build_context(repo.object_store, sha))
+    assert found["x"].linkname == "s/s/d/f" and found["d/up"].issym()

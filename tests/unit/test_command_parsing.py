@@ -115,8 +115,27 @@ def test_take_app_positional_explicit_and_implicit():
     for argv in (["blog"], ["blog", "FOO"]):
         with pytest.raises(NotFound, match="no app named 'blog', or you may not use it"):
             args_mod.take_app(alice, argv, rest=len(argv) - 1)
-    with pytest.raises(NotFound, match="or you may not use it"):
-        args_mod.take_app(alice, ["blog", "FOO"])
     admin = ctx_for("root", admin=True)
     with pytest.raises(UserError, match="which app"):
         args_mod.take_app(admin, [])
+
+
+def test_one_rule_for_the_app():
+    """Issue 13: --app wins; else a first positional naming a usable app; else the key's
+    only app with every positional an argument; else a one-line error."""
+    alice = ctx_for("alice")
+    # config:unset foo bar, git:set deploy-branch 'release/*' (APP omitted)
+    for given in (["foo", "bar"], ["deploy-branch", "release/*"], ["blog", "FOO"]):
+        argv = list(given)
+        assert args_mod.take_app(alice, argv).name == "shop" and argv == given
+    argv = ["shop", "foo", "bar"]
+    assert args_mod.take_app(alice, argv).name == "shop" and argv == ["foo", "bar"]
+    argv = ["shop", "x", "-a", "shop"]
+    assert args_mod.take_app(alice, argv).name == "shop" and argv == ["shop", "x"]
+    # Several apps: the error lists only what the key may use.
+    carol = ctx_for("carol")
+    carol.platform.store.apps["news"] = App("news", "carol", "main", None, 1, 0.0)
+    carol.platform.store.apps["wiki"] = App("wiki", "carol", "main", None, 1, 0.0)
+    with pytest.raises(UserError, match=r"^which app\? name it with --app APP "
+                                        r"\(one of: news, wiki\)$"):
+        args_mod.take_app(carol, ["foo", "bar"])

@@ -133,3 +133,151 @@ def test_a_failure_after_the_swap_puts_the_old_routes_back(monkeypatch):
         d._roll_out("shop", release(), lambda line: None, Timings())
     assert routes.table == old
     assert len(runtime.removed) == 4 and store.statuses == {3: "failed"}
+
+
+class WatchedRuntime(FakeRuntime):
+    """worker.1 exits 0.3 s after the watch starts; the others keep running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t0 = time.monotonic()
+
+    def get(self, container_id: str) -> ContainerInfo:
+        status = "running"
+        if container_id == "id-worker-1" and time.monotonic() - self.t0 > 0.3:
+            status = "exited"
+        process, replica = container_id.split("-")[1:]
+        return ContainerInfo(container_id, f"{process}.{replica}", "shop", 3, process,
+                             int(replica), status, "127.0.0.1", None, "")
+
+    def logs(self, container_id: str, tail: int = 50) -> str:
+        return "boom"
+
+
+def test_each_process_is_watched_side_by_side_for_the_whole_window():
+    """Issue 13: 4 workers and a 0.5 s window: each is watched for 0.5 s (not 0.125 s
+    one after another), so worker.1 exiting at 0.3 s fails the release."""
+    runtime = WatchedRuntime()
+    d = deployer(runtime, process_check_seconds=0.5)
+    workers = [runtime.get(f"id-worker-{i}") for i in range(1, 5)]
+    runtime.t0 = time.monotonic()
+    with pytest.raises(DeployError, match="worker.1"):
+        d._check_all(release(), workers, lambda _: None)
+    healthy = WatchedRuntime()
+    d = deployer(healthy, process_check_seconds=0.5)
+    started = time.monotonic()
+    d._check_all(release(), [w for w in workers if w.replica != 1], lambda _: None)
+    assert 0.5 <= time.monotonic() - started < 1.5  # side by side: one window, not three
+
+
+class ReleasingStore(FakeStore):
+    """Allocates version 7 in ``add_release``, records statuses."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, str] = {}
+
+    def get_config(self, app: str) -> dict[str, str]:
+        return {"K": "v"}
+
+    def add_release(self, app, image, commit, config, processes, description, created_by,
+                    status="pending", extra=None) -> Release:
+        image = image(7) if callable(image) else image
+        self.statuses[7] = status
+        return Release(app, 7, image, commit, dict(config), dict(processes), description,
+                       created_by, 0.0, status, dict(extra or {}))
+
+    def set_release_status(self, app: str, version: int, status: str) -> None:
+        self.statuses[version] = status
+
+
+class RecordingBuilder:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove(self, tag: str) -> None:
+        self.removed.append(tag)
+
+
+def test_an_error_after_go_live_neither_removes_the_image_nor_fails_the_deploy(monkeypatch):
+    """Issue 13: the cleanup scope ends at go-live; the version is the store's."""
+    from gitpaas.appjson import AppSpec
+
+    store, builder = ReleasingStore(), RecordingBuilder()
+    d = Deployer(Settings(instance="gp"), store, builder, FakeRuntime(), None)  # type: ignore[arg-type]
+    monkeypatch.setattr(d, "_app_spec", lambda repo, commit: AppSpec())
+    monkeypatch.setattr(d, "_processes", lambda repo, commit: {})
+    built = []
+    monkeypatch.setattr(d, "_build", lambda app, rel, *a: built.append(rel.image))
+
+    def go_live(app, rel, progress, timings):
+        store.statuses[rel.version] = "succeeded"
+
+    monkeypatch.setattr(d, "_go_live", go_live)
+
+    def hooks(event, release, progress):
+        if event == "post-deploy":
+            raise RuntimeError("a bug after go-live")
+
+    monkeypatch.setattr(d, "_hooks", hooks)
+    retired = []
+    monkeypatch.setattr(d, "retire", lambda app, version: retired.append(version))
+    lines: list[str] = []
+    release = d.deploy_commit("shop", None, b"a" * 40, "alice", lines.append)  # type: ignore[arg-type]
+    assert release.version == 7 and release.image == "gp/shop:v7" and built == ["gp/shop:v7"]
+    assert builder.removed == [] and store.statuses == {7: "succeeded"}
+    assert retired == [7]
+    assert any("the release is live" in line for line in lines), lines
+    # Before go-live, the same error undoes the build and fails the release.
+    monkeypatch.setattr(d, "_go_live", lambda *a: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        d.deploy_commit("shop", None, b"a" * 40, "alice", lines.append)  # type: ignore[arg-type]
+    assert builder.removed == ["gp/shop:v7"] and store.statuses == {7: "failed"}
+
+
+class RetiringRuntime:
+    """Containers of releases 1..20; removal takes a while and is watched for overlap."""
+
+    def __init__(self) -> None:
+        self.alive = {v: ContainerInfo(f"id{v}", f"web.{v}", "shop", v, "web", 1, "running",
+                                       "127.0.0.1", 5000 + v, "") for v in range(1, 21)}
+        self.lock = threading.Lock()
+        self.listings = 0
+        self.active = self.peak = 0
+
+    def list(self, app: str) -> list[ContainerInfo]:
+        with self.lock:
+            self.listings += 1
+            return list(self.alive.values())
+
+    def remove(self, containers, stop_timeout: int = 10) -> None:
+        time.sleep(0.05)
+        with self.lock:
+            for c in containers:
+                self.alive.pop(c.release, None)
+
+
+def test_one_retirement_at_a_time_per_app(monkeypatch):
+    """Issue 19: releases 2..20 going live in a burst are retired by one thread, in passes
+    below the newest live version; only the live release is left."""
+    runtime = RetiringRuntime()
+    d = deployer(runtime, drain_seconds=0.0)  # type: ignore[arg-type]
+    monkeypatch.setattr(d, "prune_images", lambda app: None)
+    passes: list[int] = []
+    inside = threading.Semaphore(1)
+    real = d._retire
+
+    def watched(app: str, version: int) -> None:
+        assert inside.acquire(blocking=False), "two retirements of one app at once"
+        try:
+            passes.append(version)
+            real(app, version)
+        finally:
+            inside.release()
+
+    monkeypatch.setattr(d, "_retire", watched)
+    for version in range(2, 21):
+        d.retire("shop", version)
+        time.sleep(0.005)
+    d.wait_retired(10)
+    assert list(runtime.alive) == [20]
+    assert passes == sorted(passes) and passes[-1] == 20 and len(passes) < 19

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 from gitpaas.commands import load_all
 from gitpaas.commands.registry import COMMANDS, Context, run_command
+from gitpaas.settings import load
 from gitpaas.store import Key
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
+# help prints the ssh command from the settings: a platform with settings only.
+PLATFORM = SimpleNamespace(settings=load({"ssh_listen": "0.0.0.0:2022"}, environ={}))
 
 
 def run(argv, admin=True):
     out, err = io.StringIO(), io.StringIO()
-    ctx = Context(None, Key("k", "", "", admin, 0.0), io.BytesIO(), out.write, err.write)
+    ctx = Context(PLATFORM, Key("k", "", "", admin, 0.0), io.BytesIO(), out.write, err.write)
     return run_command(ctx, argv), out.getvalue(), err.getvalue()
 
 
@@ -33,6 +37,7 @@ def test_every_command_is_documented_with_its_usage_and_summary():
 def test_help_lists_usages_and_hides_admin_commands():
     code, out, _ = run(["help"])
     assert code == 0 and all(cmd.usage in out for cmd in COMMANDS.values())
+    assert "(over ssh: ssh -p 2022 git@paas.localhost COMMAND [ARGS])" in out
     code, out, _ = run(["help"], admin=False)
     assert "keys:remove" in out and "config:set" in out  # owners manage deploy keys
     assert "\n  keys " not in out  # listing every key stays admin-only
@@ -45,7 +50,7 @@ def test_help_of_a_deploy_key_lists_only_what_it_may_run():
     from gitpaas.store import Key
 
     out = io.StringIO()
-    ctx = Context(None, Key("ci", "", "", False, 0.0, deploy_app="shop"), io.BytesIO(),
+    ctx = Context(PLATFORM, Key("ci", "", "", False, 0.0, deploy_app="shop"), io.BytesIO(),
                   out.write, out.write)
     assert run_command(ctx, ["help"]) == 0
     listed = {line.split()[0] for line in out.getvalue().splitlines()[2:] if line.strip()}

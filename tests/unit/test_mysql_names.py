@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gitpaas.commands.storage import container_dir, host_dir
+from gitpaas.commands.storage import admin_host_dir, container_dir
 from gitpaas.datastores.mysql import (
     MAX_DATABASE,
     MAX_USER,
@@ -17,7 +17,9 @@ from gitpaas.datastores.mysql import (
     new_password,
     quote_identifier,
 )
+from gitpaas.deploy import legacy_storage_name
 from gitpaas.errors import Forbidden, InvalidInput
+from gitpaas.names import storage_name
 
 
 def test_names_join_instance_and_app_with_dashes_as_underscores():
@@ -86,16 +88,25 @@ def test_container_dirs():
             container_dir(bad)
 
 
-def test_host_dirs_stay_in_the_app_storage_or_allowed_roots(tmp_path: Path):
-    storage = (tmp_path / "storage" / "blog").resolve()
-    assert host_dir("uploads", storage, []) == (storage / "uploads", True)
-    assert host_dir(str(storage / "a/b"), storage, []) == (storage / "a/b", True)
-    for bad in ("../other/uploads", str(storage), str(tmp_path / "storage" / "blog2" / "x"),
-                "/etc", "/var/lib/gitpaas/secret.key"):
+def test_admin_host_dirs_stay_in_allowed_roots(tmp_path: Path):
+    shared = tmp_path / "shared"
+    for bad in ("../other/uploads", str(tmp_path / "storage" / "blog2" / "x"), "/etc",
+                "/var/lib/gitpaas/secret.key", str(shared), str(shared / ".." / "x")):
         with pytest.raises((Forbidden, InvalidInput)):
-            host_dir(bad, storage, [])
+            admin_host_dir(bad, [shared])
     (tmp_path / "link").symlink_to("/etc")
     with pytest.raises(Forbidden):
-        host_dir(str(tmp_path / "link" / "x"), storage, [tmp_path / "shared"])
-    assert host_dir(str(tmp_path / "shared" / "x"), storage, [tmp_path / "shared"]) == (
-        (tmp_path / "shared" / "x").resolve(), False)
+        admin_host_dir(str(tmp_path / "link" / "x"), [shared])
+    assert admin_host_dir(str(shared / "x"), [shared]) == (shared / "x").resolve()
+
+
+def test_storage_names_are_one_word_and_legacy_paths_map_to_them():
+    for good in ("uploads", "a", "wp_content-2", "A" * 64):
+        assert storage_name(good) == good
+    for bad in ("", "a/b", "..", ".", "-x", "_x", "a.b", "A" * 65, "up loads", "/x", "x:y",
+                "²", "ü"):
+        with pytest.raises(InvalidInput):
+            storage_name(bad)
+    assert legacy_storage_name("uploads") == "uploads"
+    assert legacy_storage_name("media/2024") == "media.2024"
+    assert legacy_storage_name("a@b+c") == "a.b.c"

@@ -1,0 +1,500 @@
+-- gitpaas' edge: Hipache routes from Redis served by nginx (see docs/router.md).
+--
+-- Routes live in Redis as Hipache keeps them; each nginx worker reads them through the
+-- shared dict gp_routes (one entry per request host), filled on a miss by one EVAL and
+-- invalidated by the pub/sub channel <prefix>routes. Entries past their TTL keep serving
+-- while a background timer re-reads them, so Redis being down only hurts unknown hosts.
+local resp = require "gitpaas_resp"
+local balancer = require "ngx.balancer"
+local lrucache = require "resty.lrucache"
+
+local ngx, tonumber, tostring, type, pairs, ipairs = ngx, tonumber, tostring, type, pairs, ipairs
+local find, sub, lower, gmatch, byte, format = string.find, string.sub, string.lower, string.gmatch,
+  string.byte, string.format
+local concat, random = table.concat, math.random
+
+local M = {}
+local conf
+local routes = ngx.shared.gp_routes
+local state = ngx.shared.gp_state
+local metrics = ngx.shared.gp_metrics
+local parsed = lrucache.new(20000)
+
+-- One round trip per host: the first non-empty frontend of the lookup order, the host's
+-- dead set and its expiry, and the app's edge settings (hash <prefix>edge:<identifier>).
+local LOOKUP = [[
+local prefix, host = ARGV[1], ARGV[2]
+local names, rest = {host}, host
+while true do
+  local dot = string.find(rest, '.', 1, true)
+  if not dot then break end
+  rest = string.sub(rest, dot + 1)
+  if rest == '' then break end
+  names[#names + 1] = '*.' .. rest
+end
+if host ~= '*' then names[#names + 1] = '*' end
+local found, list = '', {}
+for _, name in ipairs(names) do
+  list = redis.call('LRANGE', prefix .. 'frontend:' .. name, 0, -1)
+  if #list > 0 then found = name break end
+end
+local settings = {}
+if #list > 0 then settings = redis.call('HGETALL', prefix .. 'edge:' .. list[1]) end
+local dkey = prefix .. 'dead:' .. host
+return {found, list, redis.call('SMEMBERS', dkey), redis.call('PTTL', dkey), settings}
+]]
+
+function M.init(c)
+  conf = c
+end
+
+-- -- route entries ------------------------------------------------------------------------
+
+-- Serialised: expires \n fetched \n identifier \n dead_until \n dead,csv \n k=v;k=v \n urls...
+local function serialize(answer, now)
+  local ttl = conf.cache_ttl
+  local list = answer[2]
+  local found = answer[1] ~= "" and #list > 0
+  if not found then ttl = conf.miss_ttl end
+  local expires = now + ttl * (0.75 + 0.5 * random())
+  local dead = answer[3]
+  local pttl = tonumber(answer[4]) or -2
+  local dead_until = pttl > 0 and now + pttl / 1000 or (pttl == -1 and now + 1e9 or 0)
+  local settings, s = answer[5] or {}, {}
+  for i = 1, #settings, 2 do s[#s + 1] = settings[i] .. "=" .. settings[i + 1] end
+  local parts = {expires, now, found and list[1] or "", dead_until, concat(dead, ","),
+                 concat(s, ";")}
+  if found then
+    for i = 2, #list do parts[#parts + 1] = list[i] end
+  end
+  return concat(parts, "\n"), ttl
+end
+
+local function parse_backend(url)
+  local host, port = url:match("^http://([^:/]+):(%d+)/?$")
+  if not host then host = url:match("^http://([^:/]+)/?$") port = 80 end
+  if not host then host, port = url:match("^([%w%.%-]+):(%d+)$") end
+  if not host then return nil end
+  return host, tonumber(port)
+end
+
+local function parse(raw)
+  local r = parsed:get(raw)
+  if r then return r end
+  local fields, i = {}, 0
+  for line in gmatch(raw .. "\n", "([^\n]*)\n") do i = i + 1 fields[i] = line end
+  r = {expires = tonumber(fields[1]), fetched = tonumber(fields[2]), ident = fields[3],
+       dead_until = tonumber(fields[4]), dead = {}, backends = {}, n = i - 6}
+  r.found = r.ident ~= ""
+  for d in gmatch(fields[5], "[^,]+") do r.dead[tonumber(d)] = true end
+  for kv in gmatch(fields[6], "[^;]+") do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if k then r[k] = v end
+  end
+  r.max_body = tonumber(r.client_max_body_size or "")
+  r.read_timeout = tonumber(r.proxy_read_timeout or "")
+  r.send_timeout = tonumber(r.proxy_send_timeout or "")
+  r.connect_timeout = tonumber(r.proxy_connect_timeout or "")
+  r.redirect = r.https_redirect == "true"
+  for j = 7, i do
+    local host, port = parse_backend(fields[j])
+    if host then
+      r.backends[#r.backends + 1] = {host = host, port = port, idx = j - 7, url = fields[j]}
+    end
+  end
+  parsed:set(raw, r)
+  return r
+end
+
+local lookup2
+
+local function fetch(host)
+  if state:get("down") then return nil, "redis is down" end
+  local answer, err = resp.call(conf, {"EVAL", LOOKUP, 0, conf.prefix, host}, conf.redis_timeout)
+  if not answer then
+    state:set("down", true, 0.5)
+    ngx.log(ngx.WARN, "gitpaas edge: redis: ", err)
+    return nil, err
+  end
+  local raw, ttl = serialize(answer, ngx.now())
+  -- kept past the TTL: a stale entry still serves while Redis is away
+  routes:set(host, raw, 0)
+  return parse(raw)
+end
+
+local function refresh(premature, host)
+  if premature then return end
+  fetch(host)
+  state:delete("rf\t" .. host)
+end
+
+-- A per-worker first level: host -> parsed entry, dropped whole when any invalidation
+-- happened (gp_state "gen"), so a known host costs one shared-dict read and a table lookup.
+local l1, l1_gen, l1_n = {}, -1, 0
+
+local function lookup(host)
+  local gen = state:get("gen") or 0
+  if gen ~= l1_gen then l1, l1_gen, l1_n = {}, gen, 0 end
+  local r = l1[host]
+  if r and r.expires > ngx.now() then return r end
+  r = lookup2(host)
+  if r and l1_n < 50000 then
+    if not l1[host] then l1_n = l1_n + 1 end
+    l1[host] = r
+  end
+  return r
+end
+
+lookup2 = function(host)
+  local raw = routes:get(host)
+  if not raw then return fetch(host) end
+  local r = parse(raw)
+  local now = ngx.now()
+  if r.expires > now and r.fetched >= (state:get("epoch") or 0) then return r end
+  if not r.found then  -- a stale miss is re-read at once: a new frontend shows quickly
+    return fetch(host) or r
+  end
+  if state:add("rf\t" .. host, true, 5) then ngx.timer.at(0, refresh, host) end
+  return r
+end
+M.lookup = lookup
+
+-- -- choosing a backend -------------------------------------------------------------------
+
+local function is_dead(r, host, b)
+  if r.n < 2 then return false end  -- Hipache: a lone backend is never excluded
+  if r.dead[b.idx] and r.dead_until > ngx.now() then return true end
+  return state:get("d\t" .. host .. "\t" .. b.idx) ~= nil
+end
+
+local function pick(r, host, tried)
+  local backends = r.backends
+  if #backends == 1 and not tried then return backends[1], 1 end
+  local live = {}
+  for _, b in ipairs(backends) do
+    if not (tried and tried[b.idx]) and not is_dead(r, host, b) then live[#live + 1] = b end
+  end
+  if #live == 0 then return nil, 0 end
+  return live[random(#live)], #live
+end
+
+local function mark_dead(ctx, b)
+  local r = ctx.route
+  if r.n < 2 then return end
+  state:set("d\t" .. ctx.host .. "\t" .. b.idx, true, conf.dead_ttl)
+  local marks = ctx.marks or {}
+  marks[#marks + 1] = b.idx
+  ctx.marks = marks
+end
+
+local function push_dead(premature, host, marks)
+  if premature then return end
+  local key = conf.prefix .. "dead:" .. host
+  local cmds = {{"MULTI"}}
+  for _, idx in ipairs(marks) do cmds[#cmds + 1] = {"SADD", key, idx} end
+  cmds[#cmds + 1] = {"EXPIRE", key, math.ceil(conf.dead_ttl)}
+  cmds[#cmds + 1] = {"EXEC"}
+  local ok, err = resp.pipeline(conf, cmds, conf.redis_timeout)
+  if not ok then ngx.log(ngx.WARN, "gitpaas edge: dead mark not written: ", err) end
+end
+
+-- -- phases -------------------------------------------------------------------------------
+
+local HOP = {["keep-alive"] = "http_keep_alive", ["proxy-connection"] = "http_proxy_connection",
+             te = "http_te", trailer = "http_trailer"}
+local KEEP = {host = true, ["content-length"] = true, ["transfer-encoding"] = true,
+              upgrade = true, connection = true}
+
+local re_find = ngx.re.find
+local HOP_RE = [[\n(?:connection|keep-alive|te|trailer|proxy-connection)[ \t]*:]]
+
+-- Any LF not preceded by CR in the request head (nginx itself accepts bare LF).
+local function bare_lf(raw)
+  if byte(raw, 1) == 10 then return true end
+  local pos = find(raw, "\n", 2, true)
+  while pos do
+    if byte(raw, pos - 1) ~= 13 then return true end
+    pos = find(raw, "\n", pos + 1, true)
+  end
+  return false
+end
+
+local function strip_hop_by_hop(raw)
+  if raw and not re_find(raw, HOP_RE, "joi") then return end
+  local h = ngx.var.http_connection
+  if h then
+    for token in gmatch(h, "[^,%s]+") do
+      token = lower(token)
+      if not KEEP[token] then ngx.req.clear_header(token) end
+    end
+  end
+  for name, var in pairs(HOP) do
+    if ngx.var[var] then ngx.req.clear_header(name) end
+  end
+end
+
+-- access_by_lua: validate, route, pick the first backend.
+function M.route()
+  local raw
+  if ngx.req.http_version() < 2 then
+    raw = ngx.req.raw_header()
+    if bare_lf(raw) then return ngx.exit(400) end
+  end
+  local hh = ngx.var.http_host
+  if not hh or hh == "" then return ngx.exit(400) end
+  local host = ngx.var.host
+  if host == "__ping__" then
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print("ok\n")
+    return ngx.exit(200)
+  end
+  local r = lookup(host)
+  if not r then return ngx.exit(503) end
+  if not r.found or r.n == 0 then return ngx.exit(404) end
+  local ctx = ngx.ctx
+  ctx.app = r.ident
+  if (r.redirect or conf.https_redirect) and ngx.var.scheme == "http" and conf.https_port then
+    local port = conf.https_port == 443 and "" or ":" .. conf.https_port
+    return ngx.redirect("https://" .. host .. port .. ngx.var.request_uri, 301)
+  end
+  local limit = r.max_body or conf.max_body
+  if limit and limit > 0 then
+    local cl = tonumber(ngx.var.http_content_length or "")
+    if cl and cl > limit then return ngx.exit(413) end
+  end
+  local b, live = pick(r, host)
+  if not b then return ngx.exit(502) end
+  strip_hop_by_hop(raw)
+  ctx.route, ctx.host, ctx.current = r, host, b
+  ctx.more = live - 1 < conf.retries and live - 1 or conf.retries
+end
+
+-- balancer_by_lua: the first pick, then another live backend after each failure.
+function M.balance()
+  local ctx = ngx.ctx
+  local r = ctx.route
+  local b = ctx.current
+  if ctx.tried then
+    local failure, code = balancer.get_last_failure()
+    -- a 503 with Retry-After is an answer (busy), not a dead backend
+    if not (code == 503 and ngx.var.upstream_http_retry_after) then mark_dead(ctx, b) end
+    ctx.tried[b.idx] = true
+    b = pick(r, ctx.host, ctx.tried)
+    if not b then return ngx.exit(502) end
+    ctx.current = b
+    ctx.retried = true
+  else
+    ctx.tried = {[b.idx] = true}
+    if ctx.more > 0 then balancer.set_more_tries(ctx.more) end
+    if r.read_timeout or r.send_timeout or r.connect_timeout then
+      balancer.set_timeouts(r.connect_timeout or conf.connect_timeout,
+                            r.send_timeout or conf.send_timeout,
+                            r.read_timeout or conf.read_timeout)
+    end
+  end
+  local ok, err = balancer.set_current_peer(b.host, b.port)
+  if not ok then
+    ngx.log(ngx.ERR, "gitpaas edge: bad backend ", b.url, ": ", err)
+    return ngx.exit(502)
+  end
+end
+
+-- log_by_lua: counters, and the dead marks written to Redis.
+function M.log()
+  local ctx = ngx.ctx
+  local status = ngx.status
+  local app = ctx.app or "-"
+  metrics:incr("r\t" .. app .. "\t" .. status, 1, 0)
+  if status >= 500 then metrics:incr("e\t" .. app, 1, 0) end
+  local r = ctx.route
+  if not r then return end
+  local us = status >= 502 and status <= 504 and ngx.var.upstream_status
+  if us then
+    local last = tonumber(us:match("(%d+)%s*$") or "")
+    if (last == 502 or last == 504 or (last == 503 and not ngx.var.upstream_http_retry_after))
+       and ctx.current then
+      mark_dead(ctx, ctx.current)
+    end
+  end
+  if ctx.marks then ngx.timer.at(0, push_dead, ctx.host, ctx.marks) end
+end
+
+local PAGES = {
+  [400] = "Bad request\n", [404] = "No application is configured for this host.\n",
+  [408] = "Request timeout\n", [413] = "Request body too large\n",
+  [429] = "Too many requests\n",
+  [502] = "No backend could answer this request.\n",
+  [503] = "Service unavailable, try again shortly.\n",
+  [504] = "The application did not answer in time.\n",
+}
+
+-- content_by_lua of the error_page location: short pages that name no app.
+function M.error_page()
+  local status = ngx.status
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(PAGES[status] or "Error\n")
+end
+
+-- GET /.well-known/acme-challenge/<token> on any host: <prefix>acme:<token> from Redis.
+function M.acme()
+  local token = ngx.var.uri:match("^/%.well%-known/acme%-challenge/([%w_%-]+)$")
+  if not token then return ngx.exit(404) end
+  local value = resp.call(conf, {"GET", conf.prefix .. "acme:" .. token}, conf.redis_timeout)
+  if not value or value == ngx.null then return ngx.exit(404) end
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.print(value)
+end
+
+-- -- certificates (ssl_certificate_by_lua) -------------------------------------------------
+
+local certs = {}
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+local function load_cert(name)
+  local now = ngx.now()
+  local epoch = state:get("cert_epoch") or 0
+  local c = certs[name]
+  if c and c.checked + 1 > now and c.epoch == epoch then return c end
+  local crt = read_file(conf.certs_dir .. "/" .. name .. ".crt")
+  local key = crt and read_file(conf.certs_dir .. "/" .. name .. ".key")
+  if c and c.crt == crt and c.key == key then
+    c.checked, c.epoch = now, epoch
+    return c
+  end
+  c = {checked = now, epoch = epoch, crt = crt, key = key}
+  if crt and key then
+    local ssl = require "ngx.ssl"
+    c.chain = ssl.parse_pem_cert(crt)
+    c.pkey = ssl.parse_pem_priv_key(key)
+  end
+  certs[name] = c
+  return c
+end
+
+function M.certificate()
+  local ssl = require "ngx.ssl"
+  local name = ssl.server_name()
+  if not name then return end
+  name = lower(name)
+  if not name:match("^[%w%-%.]+$") or find(name, "..", 1, true) or byte(name, 1) == 46 then
+    return
+  end
+  local c = load_cert(name)
+  if not c.chain then
+    local parent = name:match("^[^.]+%.(.+)$")
+    if parent then c = load_cert("*." .. parent) end
+  end
+  if c.chain and c.pkey then
+    ssl.clear_certs()
+    local ok, err = ssl.set_cert(c.chain)
+    if ok then ok, err = ssl.set_priv_key(c.pkey) end
+    if not ok then ngx.log(ngx.ERR, "gitpaas edge: certificate of ", name, ": ", err) end
+  end
+end
+
+-- -- metrics ------------------------------------------------------------------------------
+
+local function label(v)
+  return (v:gsub("[\\\"\n]", function(ch) return ch == "\n" and "\\n" or "\\" .. ch end))
+end
+
+function M.metrics()
+  local out = {"# TYPE gitpaas_edge_requests_total counter"}
+  local errors = {"# TYPE gitpaas_edge_responses_5xx_total counter"}
+  for _, key in ipairs(metrics:get_keys(0)) do
+    local kind, app, code = key:match("^(%a)\t([^\t]*)\t?(%d*)$")
+    local v = metrics:get(key)
+    if kind == "r" then
+      out[#out + 1] = format('gitpaas_edge_requests_total{app="%s",code="%s"} %d', label(app), code, v)
+    elseif kind == "e" then
+      errors[#errors + 1] = format('gitpaas_edge_responses_5xx_total{app="%s"} %d', label(app), v)
+    end
+  end
+  out[#out + 1] = concat(errors, "\n")
+  out[#out + 1] = "# TYPE gitpaas_edge_cached_routes gauge"
+  out[#out + 1] = "gitpaas_edge_cached_routes " .. #routes:get_keys(0)
+  out[#out + 1] = "# TYPE gitpaas_edge_redis_subscribed gauge"
+  out[#out + 1] = "gitpaas_edge_redis_subscribed " .. (state:get("subscribed") and 1 or 0)
+  ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+  ngx.print(concat(out, "\n"), "\n")
+end
+
+-- -- pub/sub: invalidation ----------------------------------------------------------------
+
+local function invalidate(names)
+  state:incr("gen", 1, 0)
+  for name in gmatch(names, "%S+") do
+    name = lower(name)
+    if name == "*" then
+      routes:flush_all()
+    elseif sub(name, 1, 2) == "*." then
+      local suffix = sub(name, 2)
+      local n = #suffix
+      for _, key in ipairs(routes:get_keys(0)) do
+        if #key > n and sub(key, -n) == suffix then routes:delete(key) end
+      end
+    else
+      routes:delete(name)
+    end
+  end
+end
+M.invalidate = invalidate
+
+local subscriber
+
+local function subscribe_loop()
+  local sock, err = resp.connect(conf, 1000)
+  if not sock then return err end
+  local chan_routes, chan_certs = conf.prefix .. "routes", conf.prefix .. "certs"
+  sock:send(resp.encode({"SUBSCRIBE", chan_routes, chan_certs}))
+  for _ = 1, 2 do
+    local v, e = resp.read_reply(sock)
+    if not v then sock:close() return e end
+  end
+  -- messages may have been lost while nobody listened: everything cached becomes stale
+  state:set("epoch", ngx.now())
+  state:incr("gen", 1, 0)
+  state:incr("cert_epoch", 1, 0)
+  state:set("subscribed", true)
+  state:set("subscribed_at", ngx.now())
+  sock:settimeout(1000)
+  while not ngx.worker.exiting() do
+    local msg, e = resp.read_reply(sock)
+    if msg then
+      if type(msg) == "table" and msg[1] == "message" then
+        if msg[2] == chan_routes then invalidate(msg[3])
+        elseif msg[2] == chan_certs then state:incr("cert_epoch", 1, 0) end
+      end
+    elseif e ~= "timeout" then
+      sock:close()
+      state:delete("subscribed")
+      return e
+    end
+  end
+  sock:close()
+end
+
+subscriber = function(premature, backoff)
+  if premature or ngx.worker.exiting() then return end
+  local err = subscribe_loop()
+  if ngx.worker.exiting() then return end
+  if err then ngx.log(ngx.WARN, "gitpaas edge: pub/sub: ", err) end
+  if ngx.now() - (state:get("subscribed_at") or 0) > 5 then backoff = nil end
+  backoff = math.min((backoff or 0.025) * 2, 1)
+  ngx.timer.at(backoff, subscriber, backoff)
+end
+
+function M.init_worker()
+  math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
+  if ngx.worker.id() == 0 then ngx.timer.at(0, subscriber) end
+end
+
+return M

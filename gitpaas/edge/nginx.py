@@ -1,0 +1,279 @@
+"""Start, adopt, reload, supervise and stop the edge's nginx.
+
+nginx runs as a daemon with its own prefix and pid file under ``<data_dir>/edge``: it is
+not a child that dies with ``gitpaas serve``. A ``serve`` that starts while an nginx of
+its data dir runs adopts it (and reloads it when the rendered config changed); a
+``serve`` that stops leaves it running. ``gitpaas edge:stop`` (:meth:`Edge.stop`) stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from ..errors import ServiceError
+from ..secrets import write_private_file
+from .config import EdgeConfig, render_lua, render_nginx
+
+log = logging.getLogger("gitpaas.edge")
+ROTATE_KEEP = 2  # access.log.1 and access.log.2 are kept
+
+
+def nginx_binary() -> str:
+    """The nginx executable (Debian: /usr/sbin/nginx)."""
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                      else None)
+    if not found:
+        raise ServiceError("nginx is not installed (Debian: nginx libnginx-mod-http-lua)")
+    return found
+
+
+def _write_if_changed(path: Path, text: str, private: bool = False) -> bool:
+    data = text.encode()
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    if private:
+        write_private_file(path, data)
+    else:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return True
+
+
+def make_self_signed(crt: Path, key: Path, name: str = "gitpaas-default") -> None:
+    """A self-signed certificate for clients whose SNI name has no certificate file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(private.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .sign(private, hashes.SHA256()))
+    write_private_file(key, private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+class Edge:
+    """One nginx instance, known by its directory (config, pid file, logs, certs)."""
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self._workers: set[int] = set()
+
+    # -- files ----------------------------------------------------------------------------
+
+    def write_config(self) -> bool:
+        """Render nginx.conf and conf.lua (and the default certificate); True if changed."""
+        c = self.config
+        for sub in ("logs", "tmp", "certs"):
+            (c.directory / sub).mkdir(parents=True, exist_ok=True)
+        c.directory.chmod(0o700)
+        crt, key = c.default_cert
+        if not (crt.exists() and key.exists()):
+            make_self_signed(crt, key)
+        changed = _write_if_changed(c.lua_conf_path, render_lua(c), private=True)
+        return _write_if_changed(c.conf_path, render_nginx(c)) or changed
+
+    def _command(self, *extra: str) -> list[str]:
+        c = self.config
+        return [nginx_binary(), "-p", str(c.directory), "-c", str(c.conf_path),
+                "-e", str(c.error_log_path), *extra]
+
+    def test_config(self) -> None:
+        """``nginx -t``: raise ServiceError with nginx's message when the config is bad."""
+        result = subprocess.run(self._command("-t", "-q"), capture_output=True, text=True,
+                                timeout=60)
+        if result.returncode != 0:
+            raise ServiceError(f"nginx refused its config: {result.stderr.strip()[-800:]}")
+
+    # -- the process ----------------------------------------------------------------------
+
+    def pid(self) -> int | None:
+        """The master's pid when an nginx of this directory runs, else None."""
+        try:
+            pid = int(self.config.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        if str(self.config.conf_path).encode() not in cmdline:
+            return None  # a stale pid file: the number belongs to another process now
+        try:
+            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+        return None if status == "Z" else pid
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Adopt the running nginx of this directory (reloading it if the config changed),
+        or start one. Returns the master's pid once it listens."""
+        changed = self.write_config()
+        pid = self.pid()
+        if pid is not None:
+            if changed:
+                self.test_config()
+                os.kill(pid, signal.SIGHUP)
+                log.info("edge: adopted nginx (pid %d), config changed: reloaded", pid)
+            else:
+                log.info("edge: adopted nginx (pid %d)", pid)
+        else:
+            self.test_config()
+            result = subprocess.run(self._command(), capture_output=True, text=True,
+                                    timeout=60, stdin=subprocess.DEVNULL)
+            if result.returncode != 0:
+                raise ServiceError(f"nginx did not start: {result.stderr.strip()[-800:]}")
+            log.info("edge: nginx started")
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> int:
+        """Wait until the master's pid file exists and the HTTP port accepts."""
+        deadline = time.monotonic() + timeout
+        host, port = self.config.listen
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+        while True:
+            pid = self.pid()
+            if pid is not None:
+                try:
+                    socket.create_connection((host, port), 0.5).close()
+                    return pid
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise ServiceError(f"nginx did not come up: {self.error_tail()}")
+            time.sleep(0.02)
+
+    def reload(self) -> None:
+        """Re-render; if the config changed, check it and tell nginx (SIGHUP)."""
+        if self.write_config():
+            self.test_config()
+            pid = self.pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGHUP)
+
+    def stop(self, graceful: bool = True, timeout: float = 15.0) -> bool:
+        """Stop nginx (SIGQUIT: finish requests under way; then SIGTERM, SIGKILL).
+        False when none was running."""
+        pid = self.pid()
+        if pid is None:  # maybe workers a killed master left behind
+            orphans = self._own_processes()
+            self._kill_orphan_workers()
+            return bool(orphans)
+        for sig, wait in ((signal.SIGQUIT if graceful else signal.SIGTERM, timeout),
+                          (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if self.pid() is None:
+                    return True
+                time.sleep(0.02)
+        return True
+
+    def error_tail(self, size: int = 1500) -> str:
+        try:
+            return self.config.error_log_path.read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
+    # -- supervision ----------------------------------------------------------------------
+
+    def rotate_logs(self) -> bool:
+        """When access.log outgrew its limit: shift it to .1 (.1 to .2) and have nginx
+        reopen its logs (SIGUSR1). True if rotated."""
+        path = self.config.access_log_path
+        try:
+            if path.stat().st_size < self.config.access_log_max_bytes:
+                return False
+        except FileNotFoundError:
+            return False
+        for i in range(ROTATE_KEEP - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{i}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+        os.replace(path, path.with_name(f"{path.name}.1"))
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGUSR1)
+        return True
+
+    def _note_workers(self, pid: int) -> None:
+        """Remember the master's workers: if the master is killed, they would keep the
+        ports and the next master could not bind them."""
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            self._workers = {int(c) for c in children}
+        except (OSError, ValueError):
+            pass
+
+    def _own_processes(self) -> set[int]:
+        """nginx processes holding this edge's error log open (a killed master's workers
+        among them): found in /proc, so that a fresh supervisor finds them too."""
+        target = str(self.config.error_log_path)
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if not (entry / "cmdline").read_bytes().startswith(b"nginx: "):
+                    continue
+                if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def _kill_orphan_workers(self) -> None:
+        for pid in self._workers | self._own_processes():
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"nginx: "):
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+        self._workers = set()
+
+    def supervise(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Until ``stop``: restart nginx if it died (killing workers its master left
+        behind), rotate the access log."""
+        while not stop.wait(interval):
+            try:
+                pid = self.pid()
+                if pid is None:
+                    log.warning("edge: nginx is not running: starting it")
+                    self._kill_orphan_workers()
+                    pid = self.start()
+                self._note_workers(pid)
+                self.rotate_logs()
+            except Exception as exc:  # noqa: BLE001 - the supervisor must outlive one failure
+                log.warning("edge: supervision: %s", exc)
+
+    def start_supervised(self, interval: float = 1.0) -> threading.Event:
+        """Start (or adopt) nginx, then supervise it on a daemon thread; set the event to
+        stop supervising (nginx keeps running)."""
+        self._note_workers(self.start())
+        stop = threading.Event()
+        threading.Thread(target=self.supervise, args=(stop, interval), daemon=True,
+                         name="edge-supervisor").start()
+        return stop

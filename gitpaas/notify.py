@@ -1,0 +1,36 @@
+"""Notifications: a problem an operator must hear of becomes an event in the store and
+runs the ``notify`` hooks (the shipped one posts it to ``webhook_url``).
+
+Kinds: ``deploy-failed``, ``backup-failed``, ``crash-loop``, ``disk-full``,
+``certificate-expiry``, ``backup-stale``, ``service-down``. Never raises: a notification
+that cannot be delivered is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from .errors import GitPaasError
+from .hooks import hook_dirs, run_hooks
+
+log = logging.getLogger(__name__)
+
+
+def notify(platform: Any, kind: str, app: str | None, detail: str) -> None:
+    """Record ``kind`` as an event and run the ``notify`` hooks with it."""
+    log.warning("notification %s%s: %s", kind, f" ({app})" if app else "", detail)
+    try:
+        platform.store.record_event("gitpaas", kind, app, detail)
+    except GitPaasError as exc:
+        log.warning("cannot record the %s event: %s", kind, exc.message)
+    settings = platform.settings
+    env = {"GITPAAS_WEBHOOK_URL": settings.webhook_url} if settings.webhook_url else {}
+    payload = {"kind": kind, "app": app or "", "detail": detail,
+               "instance": settings.instance, "host": socket.gethostname()}
+    try:
+        run_hooks(hook_dirs(settings.webhook_url, settings.hooks_dir), "notify", payload,
+                  log.info, env)
+    except Exception:  # noqa: BLE001 - a notification must never break its caller
+        log.exception("notify hooks failed for %s", kind)
