@@ -260,7 +260,7 @@ class MySQLDatastores:
 
     # -- dump and load ------------------------------------------------------------------
 
-    def export(self, database: str, write: Callable[[str], None],
+    def export(self, database: str, write: Callable[[str], object],
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream ``mysqldump`` of ``database`` (as the admin) to ``write``; return bytes.
 
@@ -304,7 +304,7 @@ class SandboxLineFilter:
 
     HEAD_LIMIT = 256
 
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], object]) -> None:
         self.write = write
         self.head: str | None = ""
         self.dropped = 0
@@ -366,7 +366,7 @@ def _defaults_file(user: str, password: str, host: str, port: int) -> Iterator[s
         Path(path).unlink(missing_ok=True)
 
 
-def _stream_out(argv: list[str], write: Callable[[str], None],
+def _stream_out(argv: list[str], write: Callable[[str], object],
                 closed: Callable[[], bool]) -> int:
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     total = 0

@@ -204,7 +204,7 @@ class PostgresDatastores:
 
     # -- dump and load ------------------------------------------------------------------
 
-    def export(self, database: str, write: Callable[[bytes], None],
+    def export(self, database: str, write: Callable[[bytes], object],
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream a ``pg_dump`` custom-format archive of ``database``; return its bytes."""
         admin = self.server.admin
@@ -293,7 +293,7 @@ def _passfile(login: dict[str, Any], database: str) -> Iterator[dict[str, str]]:
         Path(path).unlink(missing_ok=True)
 
 
-def _stream_out(argv: list[str], env: dict[str, str], write: Callable[[bytes], None],
+def _stream_out(argv: list[str], env: dict[str, str], write: Callable[[bytes], object],
                 closed: Callable[[], bool]) -> int:
     total = 0
     with tempfile.TemporaryFile() as errors, subprocess.Popen(

@@ -66,3 +66,14 @@ class Mount:
     app: str
     host_path: str
     container_path: str
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup attempt: ``status`` is ``succeeded`` or ``failed`` (``detail`` says why)."""
+
+    snapshot: str
+    status: str
+    detail: str
+    started_at: float
+    finished_at: float

@@ -15,7 +15,7 @@ from ..errors import Conflict, NotFound, ServiceError
 from ..secrets import Cipher
 from . import schema
 from .db import Cursor, Database
-from .models import App, Datastore, Key, Mount, Release
+from .models import App, Backup, Datastore, Key, Mount, Release
 
 if TYPE_CHECKING:
     from ..cron import CronJob
@@ -569,15 +569,16 @@ class Store:
                         " finished_at) VALUES (?, ?, ?, ?, ?)",
                         (snapshot, status, detail, started_at, finished_at))
 
-    def last_backup(self, status: str | None = None) -> tuple | None:
-        """(snapshot, status, detail, started_at, finished_at) of the newest backup
-        attempt, or of the newest with ``status``; None when there is none."""
+    def last_backup(self, status: str | None = None) -> Backup | None:
+        """The newest backup attempt, or the newest with ``status``; None when there is
+        none."""
         sql = "SELECT snapshot, status, detail, started_at, finished_at FROM gp_backups"
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if status:
             sql, params = sql + " WHERE status = ?", (status,)
         with self.db.transaction() as cur:
-            return cur.execute(sql + " ORDER BY id DESC LIMIT 1", params).one()
+            row = cur.execute(sql + " ORDER BY id DESC LIMIT 1", params).one()
+        return Backup(*row) if row else None
 
     def close(self) -> None:
         self.db.close()
