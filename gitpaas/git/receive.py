@@ -87,6 +87,10 @@ class DeployingReceivePackHandler(ReceivePackHandler):
 
     def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)
+        # dulwich types these as its BackendRepo and Protocol: the pack goes to this repo's
+        # path, read from this protocol's recv.
+        self._repo = repo
+        self._receivable = proto
         self._hook = on_update
         self._name = os.path.basename(repo.path.rstrip("/"))
         self._started = time.monotonic()
@@ -113,7 +117,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
         faults.point("receive")
         if any(new != ZERO for _, new, _ in refs):
             try:
-                store_pack(self.repo.path, self.proto.recv,
+                store_pack(self._repo.path, self._receivable.recv,
                            max_input_bytes=self._receive_max_input_size(),
                            max_object_bytes=limits.current_cap())
             except (PackRefused, OSError) as exc:  # as dulwich: the reason, in one line
@@ -124,7 +128,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
         for old, new, ref in refs:
             yield (ref, self._update_ref(ref, old, new))
 
-    def _update_ref(self, ref: bytes, old: bytes, new: bytes) -> bytes:
+    def _update_ref(self, ref: Ref, old: ObjectID, new: ObjectID) -> bytes:
         """Run the hook (the deploy), then move or delete the ref; the ref's status."""
         reason = self._on_update(ref, old, new)
         if reason:
