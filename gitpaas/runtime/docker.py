@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.types import Mount
 
 from ..errors import DeployError, ServiceError
 from ..terminal import Terminal
@@ -78,7 +79,7 @@ def env_tar(env: Mapping[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def docker_mounts(mounts: Sequence[StorageMount] | None) -> list | None:
+def docker_mounts(mounts: Sequence[StorageMount] | None) -> list[Mount] | None:
     """docker-py ``mounts``: tenant storage by volume name, admins' binds by path."""
     return [m.docker_mount() for m in mounts] if mounts else None
 
