@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import paramiko
 from paramiko.common import (
@@ -317,7 +317,8 @@ def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: 
     deadline = time.monotonic() + settings.ssh_preauth_timeout
     if wait > 0:
         time.sleep(wait)
-    transport = HardenedTransport(QuickAckSocket(sock))
+    # (paramiko wants a socket: the wrapper is one in all but its class, see __getattr__)
+    transport = HardenedTransport(cast(socket.socket, QuickAckSocket(sock)))
     try:
         for key in host_keys:
             transport.add_server_key(key)
