@@ -16,7 +16,7 @@ import os
 import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from ..errors import Conflict, GitPaasError, UserError
@@ -26,6 +26,7 @@ from . import DUMPS, MANIFEST, STAGING, Manifest, Progress, backup_lock, dump_pa
 if TYPE_CHECKING:
     from ..platform import Platform
     from ..settings import Settings
+    from ..store import Datastore
 
 RESTORE_DIR = ".restore"
 
@@ -195,7 +196,7 @@ def _databases(platform: Platform, progress: Progress) -> None:
         shutil.rmtree(dumps, ignore_errors=True)
 
 
-def _database(platform: Platform, app: str, datastore: Any, dumps: Path,
+def _database(platform: Platform, app: str, datastore: Datastore, dumps: Path,
               progress: Progress) -> None:
     from ..datastores import mysql, postgres
 
