@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from dulwich.objects import Commit
 from dulwich.repo import Repo
@@ -24,6 +27,14 @@ from .runtime import AppNetworks, DockerRuntime, Sandbox
 from .settings import Settings
 from .store import App, Key, Store, open_store
 
+if TYPE_CHECKING:
+    import docker
+
+    from .datastores.mysql import MySQLDatastores
+    from .datastores.postgres import PostgresDatastores
+    from .datastores.redis import RedisDatastores
+    from .edge.certs import CertManager
+
 
 class Platform:
     """Settings plus lazily opened store, Docker, Redis and the deployer."""
@@ -37,7 +48,7 @@ class Platform:
         return open_store(self.settings.database, self.settings.secret_key_path)
 
     @cached_property
-    def docker(self):
+    def docker(self) -> docker.DockerClient:
         import docker
 
         try:
@@ -77,14 +88,14 @@ class Platform:
             s.build_timeout))
 
     @cached_property
-    def certs(self):
+    def certs(self) -> CertManager:
         """The edge's certificates and automatic HTTPS (see ``edge.certs``)."""
         from .edge.certs import CertManager
 
         return CertManager(self)
 
     @cached_property
-    def mysql(self):
+    def mysql(self) -> MySQLDatastores:
         """App databases on the MySQL server of ``mysql_admin_url`` (see ``datastores``)."""
         from .datastores.mysql import MySQLDatastores, Server
 
@@ -93,7 +104,7 @@ class Platform:
                                       s.mysql_user_host), s.instance)
 
     @cached_property
-    def postgres(self):
+    def postgres(self) -> PostgresDatastores:
         """App databases on the PostgreSQL server of ``postgres_admin_url``."""
         from .datastores.postgres import PostgresDatastores, Server
 
@@ -102,7 +113,7 @@ class Platform:
                                          s.postgres_app_port), s.instance)
 
     @cached_property
-    def redis_stores(self):
+    def redis_stores(self) -> RedisDatastores:
         """Per-app Redis containers (``redis:create``) on the apps' own networks."""
         from . import images
         from .datastores.redis import RedisDatastores
@@ -118,12 +129,13 @@ class Platform:
         """Every host name ``app`` answers at (``addresses.app_hosts``)."""
         return app_hosts(self.settings, app, self.store.domains(app))
 
-    def lock(self, app: str, what: str, notify=None):
+    def lock(self, app: str, what: str, notify: Callable[[str], None] | None = None,
+             ) -> AbstractContextManager[float]:
         """The per-app lock (see ``locks.app_lock``)."""
         return app_lock(self.settings.data_dir / "locks", app, what,
                         self.settings.lock_timeout, notify)
 
-    def lock_now(self, app: str, what: str):
+    def lock_now(self, app: str, what: str) -> AbstractContextManager[float]:
         """The per-app lock if it is free now, else ``Conflict`` at once."""
         return app_lock(self.settings.data_dir / "locks", app, what, 0.0)
 

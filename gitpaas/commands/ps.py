@@ -8,6 +8,7 @@ containers retired. So routes are always right and no request fails on the way.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from .. import names
 from ..applogs import epoch_seconds, normalize_timestamp
@@ -18,6 +19,9 @@ from ..store import App, Release
 from .args import PAIR_RE, key_values, parse_count
 from .registry import Context, command
 from .spec import APP, Arg, Flag, Parsed
+
+if TYPE_CHECKING:
+    pass
 
 MAX_REPLICAS = 20
 

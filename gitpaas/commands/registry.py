@@ -10,12 +10,15 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Forbidden, GitPaasError, InvalidInput, UserError
 from ..store import Key
-from ..terminal import Terminal
+from ..terminal import ByteReader, Terminal
 from .spec import NO_APP, Param, Parsed, Spec, parse
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +29,9 @@ EXIT_OK, EXIT_USER, EXIT_SERVICE, EXIT_INTERNAL = 0, 1, 2, 3
 class Context:
     """One command invocation: who runs it, with which streams."""
 
-    platform: Any
+    platform: Platform
     key: Key
-    stdin: IO[bytes]
+    stdin: ByteReader
     write_out: Callable[[str], None]
     write_err: Callable[[str], None]
     is_local: bool = False
@@ -68,10 +71,13 @@ class Context:
             raise Forbidden("only admins may do that")
 
 
+CommandFunc = Callable[[Context, Parsed], int | None]
+
+
 @dataclass(frozen=True)
 class Command:
     spec: Spec
-    func: Callable[[Context, Parsed], int | None]
+    func: CommandFunc
     summary: str
     admin_only: bool = False
     # Whether a deploy key (keys:add --deploy-only APP) may run it, on its own app.
@@ -91,9 +97,6 @@ DEPLOY_KEY_REFUSAL = ("a deploy key may only push to {app} and read its releases
                       " (releases, logs)")
 
 COMMANDS: dict[str, Command] = {}
-
-
-CommandFunc = Callable[[Context, Parsed], int | None]
 
 
 def command(name: str, *params: Param, app: str = NO_APP, note: str = "",
