@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from .. import __version__
 from ..errors import GitPaasError, ServiceError
@@ -207,15 +207,10 @@ def dump_state(database_url: str, staging: Path) -> None:
         return
     from ..datastores import mysql
 
-    p = urlparse(database_url)
-    with mysql._defaults_file(unquote(p.username or ""), unquote(p.password or ""),
-                              p.hostname or "127.0.0.1", p.port or 3306) as defaults:
-        argv = [mysql._program("mysqldump", "mariadb-dump"),
-                f"--defaults-extra-file={defaults}", *mysql.DUMP_OPTIONS, "--",
-                p.path.lstrip("/")]
-        with open(staging / "state.sql", "w", encoding="utf-8") as out:
-            os.chmod(staging / "state.sql", 0o600)
-            mysql._stream_out(argv, out.write, lambda: False)
+    with open(staging / "state.sql", "w", encoding="utf-8") as out:
+        os.chmod(staging / "state.sql", 0o600)
+        mysql.dump(mysql.Server(database_url).admin, urlparse(database_url).path.lstrip("/"),
+                   out.write)
 
 
 def dump_path(kind: str, app: str) -> str:

@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from ..errors import Conflict, GitPaasError, UserError
 from ..locks import app_lock
@@ -147,13 +147,9 @@ def _load_state_dump(database_url: str, dump: Path) -> None:
                         " database before restoring")
     from ..datastores import mysql
 
-    p = urlparse(database_url)
-    with mysql._defaults_file(unquote(p.username or ""), unquote(p.password or ""),
-                              p.hostname or "127.0.0.1", p.port or 3306) as defaults:
-        argv = [mysql._program("mysql", "mariadb"), f"--defaults-extra-file={defaults}",
-                "--batch", "--sandbox", "--local-infile=0", "--", p.path.lstrip("/")]
-        with open(dump, "rb") as stdin:
-            mysql._stream_in(argv, stdin)
+    with open(dump, "rb") as stdin:
+        mysql.load(mysql.Server(database_url).admin, urlparse(database_url).path.lstrip("/"),
+                   stdin)
 
 
 def _fix_mount_paths(platform: Any, manifest: dict) -> None:

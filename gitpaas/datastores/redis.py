@@ -21,14 +21,13 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
 
 import docker
 import docker.errors
 import redis
 
 from ..errors import Conflict, InvalidInput, NotFound, ServiceError
-from .mysql import new_password
+from .common import SecretRepr, new_password, parse_url, url_of
 
 PORT = 6379
 LABEL = "gitpaas.datastore"
@@ -36,35 +35,27 @@ CONFIG_PATH = "/etc/redis/gitpaas.conf"
 CONFIG_KEYS = ("REDIS_URL",)
 
 
-@dataclass(frozen=True)
-class Credentials:
+@dataclass(frozen=True, repr=False)
+class Credentials(SecretRepr):
     """How an app reaches its Redis. ``repr`` never shows the password."""
 
     host: str
     port: int
     password: str
 
-    def __repr__(self) -> str:
-        return f"Credentials(host={self.host!r}, port={self.port}, password='****')"
-
     def url(self, reveal: bool = True) -> str:
-        password = quote(self.password, safe="") if reveal else "****"
-        return f"redis://:{password}@{self.host}:{self.port}/0"
+        """``redis://:password@host:port/0`` (password masked unless ``reveal``)."""
+        return url_of("redis", "", self.password, self.host, self.port, "0", reveal)
 
     def config_vars(self) -> dict[str, str]:
+        """The config var an app gets: REDIS_URL."""
         return {"REDIS_URL": self.url()}
 
 
 def credentials_from_config(config: dict[str, str]) -> Credentials | None:
-    url = config.get("REDIS_URL", "")
-    if not url.startswith("redis://"):
-        return None
-    p = urlparse(url)
-    try:
-        port = p.port or PORT
-    except ValueError:
-        return None
-    return Credentials(p.hostname or "", port, unquote(p.password or ""))
+    """The credentials in an app's REDIS_URL, or None."""
+    parsed = parse_url(config.get("REDIS_URL", ""), ("redis",), PORT)
+    return Credentials(parsed.host, parsed.port, parsed.password) if parsed else None
 
 
 def config_file(password: str, maxmemory: str) -> bytes:
