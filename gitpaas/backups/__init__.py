@@ -8,7 +8,9 @@ into any data dir) and holds:
   (each app's bare repo, hard-linked under the app's lock: git writes new files and
   renames, so the links are a consistent copy), ``mysql/<app>.sql`` and
   ``postgres/<app>.pgdump`` (each app database: ``mysqldump --single-transaction``, or a
-  ``pg_dump`` custom-format archive) and ``gitpaas-backup.json`` (the manifest);
+  ``pg_dump`` custom-format archive), ``redis/<app>.rdb`` (each app's Redis: a
+  ``BGSAVE`` snapshot copied out of its container) and ``gitpaas-backup.json`` (the
+  manifest);
 - ``secret.key`` (the key of the encrypted config vars), ``gitpaas.yaml``;
 - ``storage/`` (the apps' persistent directories) and any mounted directory outside it
   (stored with its absolute path); where the runtime keeps storage in Docker volumes
@@ -43,7 +45,7 @@ BACKED_UP = ("secret.key", "gitpaas.yaml", "storage", "edge/certs", "edge/acme")
 MANIFEST = "gitpaas-backup.json"
 FORMAT = 1
 # Datastore kinds whose databases a backup dumps, with the dump's file suffix.
-DUMPS = {"mysql": "sql", "postgres": "pgdump"}
+DUMPS = {"mysql": "sql", "postgres": "pgdump", "redis": "rdb"}
 Progress = Callable[[str], None]
 
 
@@ -137,7 +139,10 @@ def _stage(platform: Any, staging: Path, progress: Progress) -> dict:
             with platform.lock(app.name, "backups:create", None):
                 link_tree(source, staging / "repos" / f"{app.name}.git")
         for datastore in store.datastores(app.name):
-            if datastore.kind in DUMPS:
+            if datastore.kind == "redis":
+                dump_app_redis(platform, app.name, staging / dump_path("redis", app.name),
+                               progress)
+            elif datastore.kind in DUMPS:
                 progress(f"-----> Dumping the {datastore.kind} database of {app.name}")
                 dump_app_database(platform, datastore.kind, datastore.name,
                                   staging / dump_path(datastore.kind, app.name))
@@ -230,6 +235,23 @@ def dump_app_database(platform: Any, kind: str, database: str, target: Path) -> 
     with open(target, "wb") as out:
         os.chmod(target, 0o600)
         platform.postgres.export(database, out.write)
+
+
+def dump_app_redis(platform: Any, app: str, target: Path, progress: Progress) -> None:
+    """A snapshot of the app's Redis into ``target`` (0600), with the password of its
+    REDIS_URL (a Redis whose REDIS_URL was unset is skipped, with a warning)."""
+    from ..datastores import redis
+
+    creds = redis.credentials_from_config(platform.store.get_config(app))
+    if creds is None:
+        progress(f" !     {app}: REDIS_URL is not in its config vars; its Redis is not in"
+                 " this backup")
+        return
+    progress(f"-----> Dumping the Redis of {app}")
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    with open(target, "wb") as out:
+        os.chmod(target, 0o600)
+        platform.redis_stores.export_rdb(app, creds.password, out.write)
 
 
 def link_tree(source: Path, target: Path) -> None:

@@ -176,9 +176,11 @@ def _databases(platform: Any, progress: Progress) -> None:
     try:
         for app in store.list_apps():
             for datastore in store.datastores(app.name):
-                if datastore.kind in DUMPS:
+                if datastore.kind == "redis":
+                    _redis(platform, app.name, dumps, progress)
+                elif datastore.kind in DUMPS:
                     _database(platform, app.name, datastore, dumps, progress)
-                else:  # e.g. a Redis container: not in backups yet
+                else:
                     progress(f" !     {app.name}: its {datastore.kind} datastore is not in"
                              f" backups: {datastore.kind}:destroy and {datastore.kind}:create")
     finally:
@@ -204,6 +206,25 @@ def _database(platform: Any, app: str, datastore: Any, dumps: Path,
         with open(dump, "rb") as stdin:
             client.import_(module.Credentials(creds.host, creds.port, datastore.name,
                                               datastore.user, creds.password), stdin)
+
+
+def _redis(platform: Any, app: str, dumps: Path, progress: Progress) -> None:
+    """The app's Redis started anew with the password of its restored REDIS_URL and the
+    data of its snapshot (empty when the backup has none)."""
+    from ..datastores import redis
+
+    creds = redis.credentials_from_config(platform.store.get_config(app))
+    if creds is None:
+        progress(f" !     {app}: no REDIS_URL in its config vars; its Redis is not restored")
+        return
+    progress(f"-----> Restoring the Redis of {app}")
+    dump = dumps / dump_path("redis", app)
+    if not dump.is_file():
+        progress(f" !     {app}: the backup holds no snapshot of its Redis: started empty")
+        platform.redis_stores.restore(app, creds.password, None)
+        return
+    with open(dump, "rb") as rdb:
+        platform.redis_stores.restore(app, creds.password, rdb)
 
 
 def _images(platform: Any, progress: Progress) -> None:
