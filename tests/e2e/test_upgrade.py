@@ -41,6 +41,17 @@ def context(files: dict[str, str]) -> io.BytesIO:
     return buf
 
 
+def old_image(docker_client, busybox_image: str, instance: str) -> str:
+    """The image of the first release of ``old``: httpd, GREETING appended to its page."""
+    image = f"{instance}/old:v1"
+    docker_client.images.build(fileobj=context({
+        "Dockerfile": f"FROM {busybox_image}\nCOPY index.html /www/index.html\n"
+                      'CMD ["/bin/sh", "-c", "echo $GREETING >> /www/index.html;'
+                      ' exec /bin/httpd -f -p 5000 -h /www"]\n',
+        "index.html": "old app\n"}), custom_context=True, tag=image, rm=True)
+    return image
+
+
 def make_v1_data_dir(srv: Server, image: str) -> None:
     """State as the first schema wrote it, with one deployed app ``old`` running ``image``."""
     data = srv.data_dir
@@ -71,12 +82,7 @@ def test_a_version_1_data_dir_migrates_and_its_app_serves(tmp_path, redis_url, d
     srv = Server(root=tmp_path, instance=unique("m"), redis_url=redis_url)
     make_key(tmp_path, "admin")
     srv.admin_key = tmp_path / "id_admin"
-    image = f"{srv.instance}/old:v1"
-    docker_client.images.build(fileobj=context({
-        "Dockerfile": f"FROM {busybox_image}\nCOPY index.html /www/index.html\n"
-                      'CMD ["/bin/sh", "-c", "echo $GREETING >> /www/index.html;'
-                      ' exec /bin/httpd -f -p 5000 -h /www"]\n',
-        "index.html": "old app\n"}), custom_context=True, tag=image, rm=True)
+    image = old_image(docker_client, busybox_image, srv.instance)
     try:
         make_v1_data_dir(srv, image)
         migrated = srv.gitpaas("migrate")
@@ -163,12 +169,7 @@ def test_scripts_upgrade_backs_up_migrates_and_restarts_serve(tmp_path, redis_ur
         "GITPAAS_BACKUP_PASSWORD_FILE": str(password), "GITPAAS_BACKUP_SCHEDULE": "off"})
     make_key(tmp_path, "admin")
     srv.admin_key = tmp_path / "id_admin"
-    image = f"{srv.instance}/old:v1"
-    docker_client.images.build(fileobj=context({
-        "Dockerfile": f"FROM {busybox_image}\nCOPY index.html /www/index.html\n"
-                      'CMD ["/bin/sh", "-c", "echo $GREETING >> /www/index.html;'
-                      ' exec /bin/httpd -f -p 5000 -h /www"]\n',
-        "index.html": "old app\n"}), custom_context=True, tag=image, rm=True)
+    image = old_image(docker_client, busybox_image, srv.instance)
     venv = side_venv(tmp_path)
     pids: list[int] = []
     try:

@@ -5,47 +5,21 @@ on 127.0.0.1; only the name's resolution is faked (no DNS server here)."""
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from gitpaas import drains
 from gitpaas.errors import Forbidden
+from tests.e2e.test_drains import self_signed
 
 PUBLIC = "1.1.1.1"  # what the fake resolver first answers (a global address); no packet
 # ever goes there: the patched connect sends it to the local server or refuses it.
-
-
-def certificate(directory: Path, name: str) -> tuple[str, str]:
-    """A self-signed certificate (its own CA) for ``name``: (cert file, key file)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    crt, pem = directory / f"{name}.crt", directory / f"{name}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    return str(crt), str(pem)
 
 
 class Receiver:
@@ -91,6 +65,15 @@ class Receiver:
         self.server.server_close()
 
 
+def send_one(drain: drains.Drain, ca_file: str = "") -> None:
+    """One line through a drain's sender, synchronously (its errors raise)."""
+    sender = drains.Sender(drain, ca_file=ca_file)
+    try:
+        sender._send([drains.Line("shop", "web.1", "v1", "hello", 0.0)])
+    finally:
+        sender.stop()
+
+
 @pytest.fixture
 def rebinding(monkeypatch) -> Iterator[dict[str, list]]:
     """``drain.test`` resolves to PUBLIC once, then to 127.0.0.1 (a rebinding name).
@@ -121,16 +104,12 @@ def rebinding(monkeypatch) -> Iterator[dict[str, list]]:
 
 def test_an_https_drain_connects_to_the_checked_address_and_verifies_the_name(
         tmp_path, rebinding):
-    crt, key = certificate(tmp_path, "drain.test")
+    crt, key = self_signed(tmp_path, "drain.test")
     receiver = Receiver(tls=(crt, key))
     rebinding["target"] = [receiver.port]
     try:
-        drain = drains.Drain("https://drain.test/in?token=s3cret", "https", "drain.test", 443)
-        sender = drains.Sender(drain, ca_file=crt)
-        try:
-            sender._send([drains.Line("shop", "web.1", "v1", "hello", 0.0)])
-        finally:
-            sender.stop()
+        send_one(drains.Drain("https://drain.test/in?token=s3cret", "https", "drain.test",
+                              443), crt)
     finally:
         receiver.close()
     # One lookup: the checked answer is the one connected to; the second answer
@@ -147,12 +126,7 @@ def test_a_user_and_password_in_the_url_are_sent_as_basic_authentication(rebindi
     rebinding["target"] = [0, receiver.port]
     try:
         url = f"http://user:t%40k@127.0.0.1:{receiver.port}/in"
-        sender = drains.Sender(drains.Drain(url, "http", "127.0.0.1", receiver.port,
-                                            private_ok=True))
-        try:
-            sender._send([drains.Line("shop", "web.1", "v1", "hello", 0.0)])
-        finally:
-            sender.stop()
+        send_one(drains.Drain(url, "http", "127.0.0.1", receiver.port, private_ok=True))
     finally:
         receiver.close()
     [request] = receiver.requests
@@ -160,7 +134,7 @@ def test_a_user_and_password_in_the_url_are_sent_as_basic_authentication(rebindi
 
 
 def test_the_certificate_is_checked_against_the_name_not_the_address(tmp_path, rebinding):
-    crt, key = certificate(tmp_path, "other.test")
+    crt, key = self_signed(tmp_path, "other.test")
     receiver = Receiver(tls=(crt, key))
     rebinding["target"] = [receiver.port]
     try:
@@ -186,7 +160,7 @@ def test_redirects_are_not_followed(rebinding):
 
 
 def test_a_tenants_drain_to_a_local_address_is_refused_and_never_connects(tmp_path):
-    crt, key = certificate(tmp_path, "localhost")
+    crt, key = self_signed(tmp_path, "localhost")
     receiver = Receiver(tls=(crt, key))
     try:
         url = f"https://localhost:{receiver.port}/in"
