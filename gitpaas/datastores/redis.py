@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ class RedisDatastores:
 
     def restore(self, app: str, password: str, rdb: IO[bytes] | None) -> Credentials:
         """Start the app's Redis anew with ``password`` (the restored config vars') and
-        the data of ``rdb`` (an ``export_rdb`` file; None: empty).
+        the data of ``rdb`` (an ``export_rdb`` file, seekable; None: empty).
 
         Redis loads an RDB file only while append-only is off, so the server first starts
         with it off and the file in place, then turns it on (``CONFIG SET``: the data are
@@ -213,7 +214,14 @@ class RedisDatastores:
         try:
             self.wait_ready(app, password)
             container.stop(timeout=10)  # it saves its (empty) data set: replaced below
-            container.put_archive("/", config_tar(rdb.read(), RDB_PATH))
+            with tempfile.TemporaryFile() as archive:  # a tar of the file, not in memory
+                with tarfile.open(fileobj=archive, mode="w") as tar:
+                    info = tarfile.TarInfo(RDB_PATH.lstrip("/"))
+                    info.size, info.mode = rdb.seek(0, io.SEEK_END), 0o644
+                    rdb.seek(0)
+                    tar.addfile(info, rdb)
+                archive.seek(0)
+                container.put_archive("/", archive)
             container.start()
             self.wait_ready(app, password)
             client = self._client(app, password)
