@@ -227,7 +227,7 @@ class RedisDatastores:
             client = self._client(app, password)
             client.config_set("appendonly", "yes")
             self._wait(client, lambda i: not int(i["aof_rewrite_in_progress"])
-                       and not int(i["aof_rewrite_scheduled"]) and int(i["aof_rewrites"]),
+                       and not int(i["aof_rewrite_scheduled"]) and int(i["aof_rewrites"]) > 0,
                        "the append-only rewrite")
             container.put_archive("/", config_tar(config_file(password, self.maxmemory)))
         except (docker.errors.DockerException, redis.RedisError, ServiceError) as exc:
