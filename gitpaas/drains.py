@@ -197,8 +197,7 @@ def post(drain: Drain, body: bytes, context: ssl.SSLContext, timeout: float = 10
         else CheckedHTTPConnection(drain, timeout))
     try:
         conn.request("POST", target, body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
+        response = conn.getresponse()  # its body is never read: only the status counts
         if 300 <= response.status < 400:
             raise OSError(f"the drain answered a redirect ({response.status}): not followed")
         if response.status >= 300:
