@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from .. import names
 from ..errors import InvalidInput, ServiceError
+from ..terminal import ByteReader
 
 PASSWORD_LENGTH = 32
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -255,7 +256,7 @@ def _tail(output: IO[bytes]) -> str:
     return output.read().decode("utf-8", "replace").strip()
 
 
-def stream_out(argv: list[str], write: Callable[[bytes], None],
+def stream_out(argv: list[str], write: Callable[[bytes], object],
                closed: Callable[[], bool] = lambda: False,
                env: dict[str, str] | None = None) -> int:
     """Run ``argv`` and pass its stdout on to ``write`` as it comes; return the bytes.
@@ -279,7 +280,7 @@ def stream_out(argv: list[str], write: Callable[[bytes], None],
     return total
 
 
-def stream_in(argv: list[str], stdin: IO[bytes], env: dict[str, str] | None = None,
+def stream_in(argv: list[str], stdin: ByteReader, env: dict[str, str] | None = None,
               head: bytes = b"") -> int:
     """Run ``argv`` with ``head`` and then ``stdin`` as its input; return the bytes sent.
     ``InvalidInput`` (``the import failed``) with the last line of its output when it
@@ -305,7 +306,7 @@ def stream_in(argv: list[str], stdin: IO[bytes], env: dict[str, str] | None = No
     return total
 
 
-def first_bytes(stdin: IO[bytes], size: int) -> bytes:
+def first_bytes(stdin: ByteReader, size: int) -> bytes:
     """The first ``size`` bytes of an import; ``InvalidInput`` when there are none."""
     head = stdin.read(size)
     if not head:

@@ -22,11 +22,12 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import pymysql
 
 from ..errors import Conflict, InvalidInput
+from ..terminal import ByteReader
 from .common import (
     AdminServer,
     DatabaseCredentials,
@@ -180,7 +181,7 @@ class MySQLDatastores(DatabaseDatastores[Server, Credentials]):
 
     # -- dump and load ------------------------------------------------------------------
 
-    def export(self, database: str, write: Callable[[str], None],
+    def export(self, database: str, write: Callable[[str], object],
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream ``mysqldump`` of ``database`` (as the admin) to ``write``; return bytes.
 
@@ -191,7 +192,7 @@ class MySQLDatastores(DatabaseDatastores[Server, Credentials]):
         """
         return dump(self.server.admin, database, write, closed)
 
-    def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
+    def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load SQL from ``stdin`` into the app's database as the app's own user.
 
         Running as the app's user means a dump can change nothing but that database;
@@ -203,7 +204,7 @@ class MySQLDatastores(DatabaseDatastores[Server, Credentials]):
                     creds.database, stdin)
 
 
-def dump(login: dict[str, Any], database: str, write: Callable[[str], None],
+def dump(login: dict[str, Any], database: str, write: Callable[[str], object],
          closed: Callable[[], bool] = lambda: False) -> int:
     """Stream ``mysqldump`` of ``database`` (``login``: host, port, user, password) to
     ``write`` as text, without MariaDB's sandbox line; return the bytes written."""
@@ -219,7 +220,7 @@ def dump(login: dict[str, Any], database: str, write: Callable[[str], None],
     return total - out.dropped
 
 
-def load(login: dict[str, Any], database: str, stdin: IO[bytes]) -> int:
+def load(login: dict[str, Any], database: str, stdin: ByteReader) -> int:
     """Run the SQL of ``stdin`` in ``database`` with ``mysql --sandbox`` as ``login``'s
     user; return the bytes read. ``InvalidInput`` when it fails or there is nothing."""
     head = first_bytes(stdin, 1)
@@ -239,7 +240,7 @@ class SandboxLineFilter:
 
     HEAD_LIMIT = 256
 
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], object]) -> None:
         self.write = write
         self.head: str | None = ""
         self.dropped = 0

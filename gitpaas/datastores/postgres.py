@@ -23,13 +23,14 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import psycopg
 from psycopg import sql
 
 from ..errors import Conflict, InvalidInput, ServiceError
+from ..terminal import ByteReader
 from .common import (
     AdminServer,
     DatabaseCredentials,
@@ -154,7 +155,7 @@ class PostgresDatastores(DatabaseDatastores[Server, Credentials]):
 
     # -- dump and load ------------------------------------------------------------------
 
-    def export(self, database: str, write: Callable[[bytes], None],
+    def export(self, database: str, write: Callable[[bytes], object],
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream a ``pg_dump`` custom-format archive of ``database``; return its bytes."""
         admin = self.server.admin
@@ -165,7 +166,7 @@ class PostgresDatastores(DatabaseDatastores[Server, Credentials]):
                     f"--username={admin['user']}", "--no-password", f"--dbname={database}"]
             return stream_out(argv, write, closed, env)
 
-    def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
+    def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load a dump from ``stdin`` into the app's database, as the app's own role."""
         head = first_bytes(stdin, len(CUSTOM_MAGIC))
         admin = self.server.admin

@@ -27,6 +27,7 @@ from typing import IO, Any
 import docker
 import docker.errors
 import redis
+from docker.models.containers import Container
 
 from ..errors import Conflict, InvalidInput, NotFound, ServiceError
 from .common import CHUNK, SecretRepr, new_password, parse_url, url_of
@@ -127,7 +128,7 @@ class RedisDatastores:
         return {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                 f"{LABEL}.kind": "redis"}
 
-    def _container(self, app: str) -> Any:
+    def _container(self, app: str) -> Container | None:
         try:
             found = self.client.containers.get(self.name(app))
         except docker.errors.NotFound:
@@ -146,15 +147,18 @@ class RedisDatastores:
             raise Conflict(f"{app} has a Redis container already ({name})")
         password = password or new_password()
         network = self.network(app)
+        # docker-py takes plain dicts; its stubs allow no "unless-stopped" and want a
+        # LogConfig object
+        options: dict[str, Any] = {
+            "restart_policy": {"Name": "unless-stopped"},
+            "log_config": {"Type": "json-file", "Config": {"max-size": "1m"}}}
         try:
             self.client.volumes.create(name, labels=self.labels(app))
             container = self.client.containers.create(
                 self.image(), name=name, labels=self.labels(app), user="redis",
                 volumes={name: {"bind": DATA_DIR, "mode": "rw"}},
                 network=network, mem_limit=self.mem_limit, pids_limit=256,
-                security_opt=["no-new-privileges"], cap_drop=["ALL"],
-                restart_policy={"Name": "unless-stopped"},
-                log_config={"Type": "json-file", "Config": {"max-size": "1m"}})
+                security_opt=["no-new-privileges"], cap_drop=["ALL"], **options)
             container.put_archive("/", config_tar(config_file(password, self.maxmemory,
                                                               appendonly)))
             container.start()
@@ -169,7 +173,7 @@ class RedisDatastores:
 
     # -- backups ------------------------------------------------------------------------
 
-    def export_rdb(self, app: str, password: str, write: Callable[[bytes], None]) -> int:
+    def export_rdb(self, app: str, password: str, write: Callable[[bytes], object]) -> int:
         """A snapshot of the app's Redis (``BGSAVE``: consistent, the server keeps
         serving), its ``dump.rdb`` streamed out of the container to ``write``; return its
         bytes."""
@@ -257,7 +261,7 @@ class RedisDatastores:
         networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
         for settings in networks.values():
             if settings.get("IPAddress"):
-                return settings["IPAddress"]
+                return str(settings["IPAddress"])
         raise ServiceError(f"the Redis container of {app} has no address (not running?)")
 
     def stats(self, app: str, password: str) -> dict[str, Any]:

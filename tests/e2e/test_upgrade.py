@@ -24,7 +24,7 @@ from gitpaas import sshkeys
 from gitpaas.secrets import Cipher
 from gitpaas.store import schema
 from tests.conftest import unique
-from tests.harness import Server, make_key
+from tests.harness import Server, make_key, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -126,13 +126,6 @@ def side_venv(directory: Path) -> Path:
                       "sys.exit(main())\n")
     script.chmod(0o755)
     return venv
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def serve_pid(srv: Server) -> int:
