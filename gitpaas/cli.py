@@ -99,6 +99,19 @@ def start_edge(settings: settings_mod.Settings) -> threading.Event:
     return Edge(EdgeConfig.from_settings(settings)).start_supervised()
 
 
+def start_registry(settings: settings_mod.Settings):
+    """``runtime: swarm``: start and supervise the image registry the nodes pull from,
+    trusted by this host's engine (see ``registry``)."""
+    from .registry import RegistryFiles, RegistryProcess
+
+    files = RegistryFiles(settings)
+    process = RegistryProcess(files)
+    process.start()
+    files.trust_on_host()
+    process.supervise()
+    return process
+
+
 def serve(argv: list[str]) -> int:
     """Run the SSH server and supervise the edge (nginx) until SIGTERM or SIGINT."""
     parser = common_parser("gitpaas serve")
@@ -126,6 +139,7 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
 
     platform = Platform(settings)
     platform.store  # noqa: B018 - open and migrate the store before accepting connections
+    registry = start_registry(settings) if settings.runtime == "swarm" else None
     # The edge first: an nginx still running from before is adopted and keeps serving.
     stop_edge = None if opts.no_router else start_edge(settings)
     http_port = None if opts.no_router else settings.listen("http")[1]
@@ -175,6 +189,8 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
     stop_drains.set()
     stop_certs.set()
     ssh.stop()
+    if registry is not None:
+        registry.stop()
     if stop_edge is not None:
         stop_edge.set()  # nginx keeps serving until the next serve adopts it
     return 0

@@ -1,18 +1,80 @@
-"""The swarm test cluster itself: three node containers, one manager, all ready."""
+"""The swarm runtime against a real three-node swarm (node containers, tests/swarmkit.py)
+and the registry gitpaas runs: images built on the host run on nodes that never built
+them, one service per process type, config never in the service's spec."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 
+from gitpaas.registry import RegistryFiles, RegistryProcess
+from gitpaas.runtime import DockerRuntime
+from gitpaas.runtime.swarm import SwarmRuntime, service_name
+from gitpaas.settings import Settings
+from tests.conftest import unique
+from tests.harness import free_port
 from tests.swarmkit import swarm_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+COMMAND = "echo \"$DYNO $GREETING\" > /www/index.html && exec httpd -f -p 5000 -h /www"
 
 
 @pytest.fixture(scope="module")
 def cluster(docker_client):
     with swarm_cluster(docker_client, 3) as made:
         yield made
+
+
+@pytest.fixture(scope="module")
+def registry(cluster, tmp_path_factory):
+    """gitpaas' registry on the test bridge's gateway, trusted by the host and nodes."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("reg"), instance=unique("t"),
+                        registry_listen=f"{cluster.gateway}:{free_port()}")
+    files = RegistryFiles(settings)
+    process = RegistryProcess(files)
+    process.start()
+    host_dir = files.trust_on_host()
+    cluster.trust_ca(settings.registry_listen, files.ca_cert.read_bytes())
+    try:
+        yield settings
+    finally:
+        process.stop()
+        shutil.rmtree(host_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def swarm(cluster, registry, docker_client, busybox_image):
+    """A SwarmRuntime of a fresh instance, and an app image built on the host only."""
+    from gitpaas.registry import Registry
+
+    instance = unique("t")
+    settings = Settings(data_dir=registry.data_dir, instance=instance,
+                        registry_listen=registry.registry_listen)
+    image = f"{instance}/shop:v1"
+    repo, tag = image.split(":")
+    docker_client.images.get(busybox_image).tag(repo, tag)
+    runtime = SwarmRuntime(cluster.manager.client, DockerRuntime(docker_client, instance),
+                           Registry(settings), instance)
+    try:
+        yield runtime, image
+    finally:
+        runtime.remove(runtime.list())
+        runtime.remove_unused_secrets()
+        docker_client.images.remove(image, force=True)
+
+
+def get(host: str, port: int) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
 
 
 def test_three_nodes_one_manager(cluster):
@@ -23,3 +85,63 @@ def test_three_nodes_one_manager(cluster):
     assert [m.attrs["Description"]["Hostname"] for m in managers] == ["node1"]
     assert {n.attrs["Status"]["Addr"] for n in nodes} == {n.ip for n in cluster.nodes}
     assert all(n.client.info()["Driver"] == "overlay2" for n in cluster.nodes)
+
+
+def test_web_three_replicas_spread_over_the_nodes_each_answering(swarm, cluster):
+    runtime, image = swarm
+    for node in cluster.nodes:  # no node ever built or pulled it
+        assert not node.client.images.list(name=f"*/{image.split(':')[0]}")
+    started = runtime.start_process("shop", 1, image, "web", 3,
+                                    {"GREETING": "hello 'there'", "PORT": "5000"},
+                                    COMMAND, web=True, mem_limit="64m")
+    assert sorted(c.replica for c in started) == [1, 2, 3]
+    assert {c.host for c in started} == {n.ip for n in cluster.nodes}
+    answers = {get(c.host, c.port) for c in started}
+    assert answers == {(200, f"web.{i} hello 'there'\n") for i in (1, 2, 3)}
+    assert sorted((c.process, c.replica, c.status) for c in runtime.list("shop")) == [
+        ("web", 1, "running"), ("web", 2, "running"), ("web", 3, "running")]
+    assert runtime.get(started[0].id).port == started[0].port
+
+
+def test_config_is_in_a_secret_never_in_the_service(swarm, cluster):
+    runtime, image = swarm
+    runtime.start_process("shop", 2, image, "worker", 1,
+                          {"SECRET_TOKEN": "s3cr3t-value"}, "sleep 600")
+    name = service_name(runtime.instance, "shop", 2, "worker")
+    spec = cluster.manager.client.api.inspect_service(name)
+    text = json.dumps(spec)
+    assert "s3cr3t-value" not in text
+    assert "SECRET_TOKEN" not in text
+    secret = cluster.manager.client.secrets.get(f"{name}_env")
+    assert "s3cr3t-value" not in json.dumps(secret.attrs)
+    limits = spec["Spec"]["TaskTemplate"]
+    assert limits["RestartPolicy"]["Condition"] == "any"
+    assert "ALL" in limits["ContainerSpec"]["CapabilityDrop"]
+
+
+def test_removal_takes_the_service_and_its_secret(swarm, cluster):
+    runtime, image = swarm
+    started = runtime.start_process("shop", 3, image, "web", 1, {}, COMMAND, web=True)
+    runtime.remove(started)
+    assert runtime.list("shop") == []
+    name = service_name(runtime.instance, "shop", 3, "web")
+    assert not cluster.manager.client.secrets.list(filters={"name": f"{name}_env"})
+
+
+def test_a_pruned_image_is_deleted_from_the_registry(swarm):
+    runtime, image = swarm
+    runtime.publish(image)
+    assert runtime.registry.exists(image)
+    runtime.forget_image(image)
+    assert not runtime.registry.exists(image)
+
+
+def test_the_registry_speaks_tls_only_with_our_ca(registry):
+    import requests
+
+    files = RegistryFiles(registry)
+    assert requests.get(f"https://{registry.registry_listen}/v2/", timeout=5,
+                        verify=str(files.ca_cert)).status_code == 200
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://{registry.registry_listen}/v2/", timeout=5)
+    assert Path(files.tls / "ca.key").stat().st_mode & 0o077 == 0
