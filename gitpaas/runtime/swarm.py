@@ -400,3 +400,68 @@ def connect(url: str) -> docker.DockerClient:
         raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
     return client
 
+
+
+class Nodes:
+    """The swarm's nodes, for ``hosts``, ``hosts:add`` and ``hosts:drain``."""
+
+    def __init__(self, runtime: SwarmRuntime) -> None:
+        self.runtime = runtime
+        self.client = runtime.client
+
+    def list(self) -> list[dict]:
+        """Each node: hostname, id, role, state, availability, address, and the replicas
+        of this instance's apps it runs (``app.process`` counts)."""
+        try:
+            nodes = self.client.api.nodes()
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
+        running: dict[str, dict[str, int]] = {}
+        for task in self.runtime.list():
+            if task.status == "running":
+                key = f"{task.app}.{task.process}"
+                per_node = running.setdefault(task.host, {})
+                per_node[key] = per_node.get(key, 0) + 1
+        rows = []
+        for node in nodes:
+            spec, status = node.get("Spec") or {}, node.get("Status") or {}
+            address = status.get("Addr", "")
+            rows.append({"hostname": (node.get("Description") or {}).get("Hostname", ""),
+                         "id": node["ID"], "role": spec.get("Role", ""),
+                         "state": status.get("State", ""),
+                         "availability": spec.get("Availability", ""),
+                         "address": address, "runs": running.get(address, {})})
+        return sorted(rows, key=lambda r: (r["role"] != "manager", r["hostname"]))
+
+    def find(self, name: str) -> dict:
+        """The node whose hostname or id is ``name``."""
+        matches = [n for n in self.list() if name in (n["hostname"], n["id"])]
+        if len(matches) != 1:
+            from ..errors import NotFound
+
+            known = ", ".join(n["hostname"] for n in self.list())
+            raise NotFound(f"no single node named {name!r} (nodes: {known})")
+        return matches[0]
+
+    def set_availability(self, name: str, availability: str) -> dict:
+        """``drain`` (Swarm moves its replicas to other nodes) or ``active``."""
+        node = self.find(name)
+        try:
+            inspected = self.client.api.inspect_node(node["id"])
+            spec = dict(inspected["Spec"], Availability=availability)
+            self.client.api.update_node(node["id"], inspected["Version"]["Index"], spec)
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"cannot update node {name}: {exc}") from exc
+        return node
+
+    def join_command(self) -> tuple[str, str]:
+        """``docker swarm join ...`` for a new worker, and the manager's address."""
+        try:
+            attrs = self.client.api.inspect_swarm()
+            info = self.client.info()
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
+        token = attrs["JoinTokens"]["Worker"]
+        managers = (info.get("Swarm") or {}).get("RemoteManagers") or []
+        address = managers[0]["Addr"] if managers else ""
+        return f"docker swarm join --token {token} {address}", address
