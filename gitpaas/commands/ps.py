@@ -78,6 +78,11 @@ def ps(ctx: Context, args: list[str]) -> None:
         return
     release = f"v{app.current_version}" if app.current_version else "not deployed"
     ctx.out(f"=== {app.name} ({release}): {formation_text(formation)}")
+    from .storage import storage_node
+
+    pinned = storage_node(platform, app.name)
+    if pinned:
+        ctx.out(f"pinned to node {pinned} (its storage is there)")
     if not rows:
         ctx.out("no processes running" + (" (ps:start starts them)"
                                           if app.current_version else ""))

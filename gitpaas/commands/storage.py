@@ -114,6 +114,17 @@ def storage_list(ctx: Context, args: list[str]) -> None:
     ctx.out(f"=== {app.name} Storage")
     for m in mounts:
         ctx.out(f"{m.host_path}:{m.container_path}")
+    pinned = storage_node(ctx.platform, app.name)
+    if pinned:
+        ctx.out(f"pinned to node {pinned}: the storage lives there, so do the replicas")
+
+
+def storage_node(platform, app: str) -> str | None:
+    """``runtime: swarm``: the node that holds the app's storage (None: none, or one host)."""
+    runtime = platform.runtime
+    if not getattr(runtime, "services", False):
+        return None
+    return runtime.storage_node(app)
 
 
 @command("storage:mount", "storage:mount [APP] NAME:CONTAINERDIR")

@@ -61,11 +61,12 @@ ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
 
 
 def service_name(instance: str, app: str, release: int, process: str) -> str:
-    """``<instance>_<app>_v<release>_<process>`` (Swarm allows 63 characters: a long
-    process name is replaced by a hash of it)."""
+    """``<instance>_<app>_v<release>_<process>``; Swarm allows 63 characters, so a longer
+    one is ``<instance>_<app>_h<hash of release and process>`` (at most 20 + 30 + 13)."""
     name = f"{instance}_{app}_v{release}_{process}"
     if len(name) > NAME_MAX:
-        name = f"{instance}_{app}_v{release}_p{hashlib.sha256(process.encode()).hexdigest()[:8]}"
+        digest = hashlib.sha256(f"{release}/{process}".encode()).hexdigest()[:10]
+        name = f"{instance}_{app}_h{digest}"
     return name
 
 
@@ -103,7 +104,12 @@ class SwarmRuntime:
     # -- what the single-engine runtime does here -------------------------------------
 
     def remove_network(self, app: str) -> None:
+        """``apps:destroy``, after the services: the app's network and storage pin."""
         self.local.remove_network(app)
+        try:
+            self.unpin(app)
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
 
     def run_once(self, *args, **kwargs) -> int:
         """One-off containers run on this host's engine (it holds every release image)."""
@@ -155,7 +161,11 @@ class SwarmRuntime:
         name = service_name(self.instance, app, release, process)
         labels = self._labels(app, release, process)
         argv = ["/bin/sh", "-c", command] if command else self._image_argv(image)
+        constraints = list(constraints)
         try:
+            if mounts:  # the app's volumes live on one node: its replicas run there
+                self.storage_node(app, pin=True)
+                constraints.append(f"node.labels.{self.pin_label(app)}==true")
             ref = self.publish(image)
             self._remove_service(name)  # a leftover of a failed deploy holds the name
             secret = self._make_secret(f"{name}_env", env, labels)
@@ -215,6 +225,50 @@ class SwarmRuntime:
                                   f" {self.start_timeout:.0f} s{why}")
             time.sleep(0.3)
 
+    # -- storage ------------------------------------------------------------------------
+
+    def pin_label(self, app: str) -> str:
+        """The node label that marks the node holding ``app``'s storage volumes."""
+        return f"gitpaas-storage-{self.instance}-{app}"
+
+    def storage_node(self, app: str, pin: bool = False) -> str | None:
+        """The hostname of the node holding ``app``'s storage; with ``pin``, choose one
+        first if none does: the ready, active node holding the fewest apps' storage
+        (then the first by name). Kept as a node label, in the swarm's own state, so an
+        operator moves it with ``docker node update --label-rm/--label-add``."""
+        label = self.pin_label(app)
+        nodes = self.client.api.nodes()
+        for node in nodes:
+            if (node.get("Spec") or {}).get("Labels", {}).get(label) == "true":
+                return node["Description"]["Hostname"]
+        if not pin:
+            return None
+        ready = [n for n in nodes if n["Status"].get("State") == "ready"
+                 and n["Spec"].get("Availability") == "active"]
+        if not ready:
+            raise DeployError("no ready node to keep the app's storage on")
+        prefix = f"gitpaas-storage-{self.instance}-"
+
+        def load(node: Mapping) -> tuple[int, str]:
+            pins = [k for k in (node["Spec"].get("Labels") or {}) if k.startswith(prefix)]
+            return len(pins), node["Description"]["Hostname"]
+
+        chosen = min(ready, key=load)
+        spec = dict(chosen["Spec"])
+        spec["Labels"] = {**(spec.get("Labels") or {}), label: "true"}
+        self.client.api.update_node(chosen["ID"], chosen["Version"]["Index"], spec)
+        return chosen["Description"]["Hostname"]
+
+    def unpin(self, app: str) -> None:
+        """Forget where ``app``'s storage lives (``apps:destroy``)."""
+        label = self.pin_label(app)
+        for node in self.client.api.nodes():
+            labels = dict((node.get("Spec") or {}).get("Labels") or {})
+            if label in labels:
+                del labels[label]
+                self.client.api.update_node(node["ID"], node["Version"]["Index"],
+                                            dict(node["Spec"], Labels=labels))
+
     # -- listing --------------------------------------------------------------------------
 
     def _owned_services(self, app: str | None = None, release: int | None = None) -> list:
@@ -246,7 +300,17 @@ class SwarmRuntime:
         if not names:
             return []
         try:
-            return self.client.api.tasks(filters={"service": names})
+            try:
+                return self.client.api.tasks(filters={"service": names})
+            except docker.errors.NotFound:
+                # A service removed since it was listed (a retirement): ask per service.
+                found = []
+                for name in names:
+                    try:
+                        found += self.client.api.tasks(filters={"service": [name]})
+                    except docker.errors.NotFound:
+                        continue
+                return found
         except docker.errors.DockerException as exc:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
 

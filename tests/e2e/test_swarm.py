@@ -134,3 +134,25 @@ def test_hosts_drain_moves_replicas_with_no_failed_request(srv, shop):
         load.finish()
         srv.ssh("hosts:activate", "node3")
     assert load.failed == []
+
+
+def test_storage_pins_the_app_to_one_node(srv, busybox_image, tmp_path):
+    repo = make_repo(tmp_path / "files", swarm_app(busybox_image))
+    assert srv.push(repo, "files").returncode == 0
+    mounted = srv.ssh("storage:mount", "files", "data:/data")
+    assert mounted.returncode == 0, mounted.stderr
+    scaled = srv.ssh("ps:scale", "files", "web=2")
+    assert scaled.returncode == 0, scaled.stderr
+    listed = srv.ssh("storage", "files").stdout
+    pinned = listed.split("pinned to node ")[1].split(":")[0]
+    assert pinned in {"node1", "node2", "node3"}
+    assert f"pinned to node {pinned}" in srv.ssh("ps", "files").stdout
+    tasks = web_tasks(srv, "files")
+    assert len(tasks) == 2 and {node_of(srv, t) for t in tasks} == {pinned}
+    # both replicas share the one volume on that node
+    node = next(n for n in srv.cluster.nodes if n.hostname == pinned)
+    assert any(v.name.endswith(".files.data") for v in node.client.volumes.list())
+    destroyed = srv.ssh("apps:destroy", "files", "--confirm", "files")
+    assert destroyed.returncode == 0, destroyed.stderr
+    labels = [n.attrs["Spec"].get("Labels") or {} for n in srv.cluster.manager.client.nodes.list()]
+    assert not any(k.endswith("-files") for lab in labels for k in lab)
