@@ -65,7 +65,7 @@ class Platform:
         from .runtime.swarm import SwarmRuntime, connect
 
         swarm = SwarmRuntime(connect(settings.swarm_docker_url), local, Registry(settings),
-                             settings.instance)
+                             settings.instance, stop_timeout=settings.stop_timeout)
         return swarm  # type: ignore[return-value] - the same interface, per process type
 
     @cached_property

@@ -293,6 +293,33 @@ class Registry:
             raise ServiceError(f"the registry refused to delete {image}: {resp.status_code}")
         return resp.status_code == 202
 
+    def push_base_of(self, client, image: str) -> str | None:
+        """Push the gitpaas base image ``image`` was built from (the recipe labels it
+        inherits), if the registry lacks it; return its name. Its layers are in the
+        registry already (they came with the app image): this adds its name, so that a
+        node can run or build from it too."""
+        import docker.errors
+
+        from .images import BASE_REPOSITORY, HASH_LABEL, TAG_DIGITS
+
+        try:
+            labels = client.images.get(image).labels or {}
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        recipe, digest = labels.get("gitpaas.recipe"), labels.get(HASH_LABEL)
+        if not recipe or not digest:
+            return None
+        base = f"{BASE_REPOSITORY}/{recipe}:{digest[:TAG_DIGITS]}"
+        try:
+            client.images.get(base)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        if not self.exists(base):
+            self.push(client, base)
+        return base
+
     def exists(self, image: str) -> bool:
         """Whether the registry holds ``image`` (``<instance>/<app>:vN``)."""
         import requests

@@ -91,12 +91,14 @@ class SwarmRuntime:
     services = True  # the deployer and the reconciler work per process type
 
     def __init__(self, client: docker.DockerClient, local: DockerRuntime, registry: Registry,
-                 instance: str, start_timeout: float = START_TIMEOUT) -> None:
+                 instance: str, start_timeout: float = START_TIMEOUT,
+                 stop_timeout: int = 10) -> None:
         self.client = client  # the swarm manager's engine
         self.local = local  # this host's engine: builds, one-offs, volumes
         self.registry = registry
         self.instance = instance
         self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout  # seconds between SIGTERM and SIGKILL
         self.on_remove = local.on_remove
         self.volumes = local.volumes
         self.sandbox = local.sandbox
@@ -142,9 +144,11 @@ class SwarmRuntime:
         return argv
 
     def publish(self, image: str) -> str:
-        """The registry name of ``image``, pushed first when the registry lacks it."""
+        """The registry name of ``image``, pushed first when the registry lacks it (with
+        the base image it was built from)."""
         if not self.registry.exists(image):
             self.registry.push(self.local.client, image)
+            self.registry.push_base_of(self.local.client, image)
         return self.registry.ref(image)
 
     def forget_image(self, image: str) -> None:
@@ -173,7 +177,7 @@ class SwarmRuntime:
                 ref, command=ENTRY, args=argv, env={"DYNO": f"{process}.{{{{.Task.Slot}}}}"},
                 hostname=f"{app}-{process}-{{{{.Task.Slot}}}}", labels=labels,
                 mounts=[m.docker_mount() for m in mounts or []] or None,
-                stop_grace_period=10 * 10**9, init=True,
+                stop_grace_period=self.stop_timeout * 10**9, init=True,
                 cap_drop=["ALL"], cap_add=list(KEPT_CAPABILITIES),
                 secrets=[SecretReference(secret.id, secret.name, filename=ENV_SECRET_FILE,
                                          uid="0", gid="0", mode=0o444)])

@@ -145,3 +145,23 @@ def test_the_registry_speaks_tls_only_with_our_ca(registry):
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"https://{registry.registry_listen}/v2/", timeout=5)
     assert Path(files.tls / "ca.key").stat().st_mode & 0o077 == 0
+
+
+def test_the_base_image_goes_to_the_registry_with_the_first_app_image(swarm, docker_client):
+    import io
+
+    from gitpaas import images
+
+    runtime, _ = swarm
+    images.build_images(Settings(), ["static"], progress=lambda _: None, client=docker_client)
+    base = images.recipe_image_name(images.load_recipe("static"))
+    app = f"{runtime.instance}/site:v1"
+    dockerfile = f'FROM {base}\nCMD ["httpd", "-f", "-p", "5000"]\n'.encode()
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=app, rm=True)
+    try:
+        assert runtime.publish(app) == runtime.registry.ref(app)
+        assert runtime.registry.exists(app) and runtime.registry.exists(base)
+    finally:
+        runtime.forget_image(app)
+        runtime.registry.delete(base)
+        docker_client.images.remove(app, force=True)
