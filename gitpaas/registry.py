@@ -180,6 +180,16 @@ def make_server_cert(ca_key_path: Path, ca_cert_path: Path, key_path: Path,
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when ``gitpaas serve`` dies, even by SIGKILL
+    (Linux ``PR_SET_PDEATHSIG``), so no orphaned registry holds the port."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+
+
 class RegistryProcess:
     """``docker-registry serve`` as a child of ``gitpaas serve``, restarted if it dies."""
 
@@ -196,7 +206,8 @@ class RegistryProcess:
         try:
             self.proc = subprocess.Popen([REGISTRY_BINARY, "serve", str(self.files.config)],
                                          stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
         except FileNotFoundError as exc:
             raise ServiceError("docker-registry is not installed (Debian package"
                                " docker-registry)") from exc

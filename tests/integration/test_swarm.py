@@ -165,3 +165,39 @@ def test_the_base_image_goes_to_the_registry_with_the_first_app_image(swarm, doc
         runtime.forget_image(app)
         runtime.registry.delete(base)
         docker_client.images.remove(app, force=True)
+
+
+def test_the_registry_dies_with_the_process_that_started_it(tmp_path, cluster):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    listen = f"{cluster.gateway}:{free_port()}"
+    script = ("from pathlib import Path\n"
+              "from gitpaas.registry import RegistryFiles, RegistryProcess\n"
+              "from gitpaas.settings import Settings\n"
+              f"s = Settings(data_dir=Path({str(tmp_path)!r}), registry_listen={listen!r})\n"
+              "p = RegistryProcess(RegistryFiles(s)); p.start()\n"
+              "print(p.proc.pid, flush=True)\n"
+              "import time; time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        try:  # a zombie of init counts as gone
+            if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+                break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the registry outlived gitpaas serve")
