@@ -156,3 +156,24 @@ def test_storage_pins_the_app_to_one_node(srv, busybox_image, tmp_path):
     assert destroyed.returncode == 0, destroyed.stderr
     labels = [n.attrs["Spec"].get("Labels") or {} for n in srv.cluster.manager.client.nodes.list()]
     assert not any(k.endswith("-files") for lab in labels for k in lab)
+
+
+def test_the_reconciler_starts_a_removed_service_again_and_routes_it(srv, busybox_image,
+                                                                      tmp_path):
+    repo = make_repo(tmp_path / "gone", swarm_app(busybox_image))
+    assert srv.push(repo, "gone").returncode == 0
+    before = web_tasks(srv, "gone")
+    assert len(before) == 1
+    name = f"{srv.instance}_gone_v1_web"
+    srv.cluster.manager.client.api.remove_service(name)  # an operator's mistake
+    assert wait_for(lambda: [t["ID"] for t in web_tasks(srv, "gone")] not in ([], [
+        before[0]["ID"]]), 60)
+    routes = json.loads(srv.ssh("routes", "gone", "--json").stdout)
+    backend = routes[f"{srv.instance}:frontend:{srv.host('gone')}"][1:]
+    task = web_tasks(srv, "gone")[0]
+    port = task["Status"]["PortStatus"]["Ports"][0]["PublishedPort"]
+    assert wait_for(lambda: json.loads(srv.ssh("routes", "gone", "--json").stdout)[
+        f"{srv.instance}:frontend:{srv.host('gone')}"][1:] == [
+        f"http://{next(n.ip for n in srv.cluster.nodes if n.hostname == node_of(srv, task))}"
+        f":{port}"], 30), backend
+    assert srv.get(srv.host("gone"))[0] == 200
