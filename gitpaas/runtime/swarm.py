@@ -105,11 +105,43 @@ class SwarmRuntime:
 
     # -- what the single-engine runtime does here -------------------------------------
 
-    def remove_network(self, app: str) -> None:
-        """``apps:destroy``, after the services: the app's network and storage pin."""
+    def network_name(self, app: str) -> str:
+        return f"{self.instance}_{app}"
+
+    def ensure_network(self, app: str) -> str:
+        """The app's own overlay network (made on first use); returns its id. Replicas
+        of one app reach each other on it; other apps' replicas are on theirs, and the
+        nodes' ``docker_gwbridge`` (outbound traffic, published ports) forbids traffic
+        between containers."""
+        name = self.network_name(app)
+        labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app}
+        for net in self.client.api.networks(names=[name]):
+            if net.get("Name") == name and (net.get("Labels") or {}) == labels:
+                return net["Id"]
+        created = self.client.api.create_network(name, driver="overlay", labels=labels,
+                                                 check_duplicate=True)
+        return created["Id"]
+
+    def remove_network(self, app: str, timeout: float = 30.0) -> None:
+        """``apps:destroy``, after the services: the app's networks and storage pin.
+        The overlay network goes once the removed services' replicas let it go."""
         self.local.remove_network(app)
         try:
             self.unpin(app)
+            deadline = time.monotonic() + timeout
+            for net in self.client.api.networks(names=[self.network_name(app)]):
+                if net.get("Name") != self.network_name(app):
+                    continue
+                while True:
+                    try:
+                        self.client.api.remove_network(net["Id"])
+                        break
+                    except docker.errors.NotFound:
+                        break
+                    except docker.errors.APIError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
         except docker.errors.DockerException as exc:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
 
@@ -188,6 +220,7 @@ class SwarmRuntime:
                 limits["cpu_limit"] = nano_cpus
             template = TaskTemplate(
                 spec, resources=Resources(**limits) if limits else None,
+                networks=[{"Target": self.ensure_network(app)}],
                 restart_policy=RestartPolicy(condition="any", delay=10**9, max_attempts=0),
                 placement=Placement(constraints=list(constraints)) if constraints else None,
                 log_driver=DriverConfig("json-file", {"max-size": "10m", "max-file": "3"}))

@@ -64,6 +64,8 @@ def swarm(cluster, registry, docker_client, busybox_image):
     finally:
         runtime.remove(runtime.list())
         runtime.remove_unused_secrets()
+        for app in ("shop", "blog"):
+            runtime.remove_network(app)
         docker_client.images.remove(image, force=True)
 
 
@@ -201,3 +203,40 @@ def test_the_registry_dies_with_the_process_that_started_it(tmp_path, cluster):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the registry outlived gitpaas serve")
+
+
+def overlay_address(runtime, task_id: str) -> str:
+    task = runtime.client.api.inspect_task(task_id)
+    return task["NetworksAttachments"][0]["Addresses"][0].split("/")[0]
+
+
+def exec_in_task(cluster, info, argv: list[str]) -> int:
+    node = next(n for n in cluster.nodes if n.ip == info.host)
+    container = node.client.containers.list(
+        filters={"label": f"com.docker.swarm.task.id={info.id}"})[0]
+    return container.exec_run(argv).exit_code, container
+
+
+def test_apps_are_on_overlay_networks_of_their_own(swarm, cluster):
+    runtime, image = swarm
+    shop = runtime.start_process("shop", 1, image, "web", 2, {}, COMMAND, web=True)
+    node = next(n for n in cluster.nodes if n.ip == shop[0].host)  # both on one node
+    blog = runtime.start_process("blog", 1, image, "web", 1, {}, COMMAND, web=True,
+                                 constraints=[f"node.hostname=={node.hostname}"])
+    assert blog[0].host == shop[0].host
+    nets = {n["Name"]: n for n in cluster.manager.client.api.networks(
+        filters={"driver": "overlay"})}
+    assert {f"{runtime.instance}_shop", f"{runtime.instance}_blog"} <= set(nets)
+    mate = overlay_address(runtime, shop[1].id)
+    stranger = overlay_address(runtime, blog[0].id)
+    fetch = ["timeout", "5", "wget", "-O", "-"]  # (busybox wget -q, -T: SIGSEGV here)
+    code, _ = exec_in_task(cluster, shop[0], [*fetch, f"http://{mate}:5000/"])
+    assert code == 0  # one app's replicas reach each other
+    code, _ = exec_in_task(cluster, shop[0], [*fetch, f"http://{stranger}:5000/"])
+    assert code != 0  # not another app's
+    _, blog_container = exec_in_task(cluster, blog[0], ["true"])
+    # eth1: the node's docker_gwbridge (outbound traffic and the published port)
+    shown = blog_container.exec_run(["ip", "-4", "-o", "addr", "show", "eth1"]).output
+    gw = shown.decode().split("inet ")[1].split("/")[0]
+    code, _ = exec_in_task(cluster, shop[0], [*fetch, f"http://{gw}:5000/"])
+    assert code != 0  # nor through the nodes' gateway bridge
