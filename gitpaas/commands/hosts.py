@@ -56,6 +56,8 @@ def hosts_add(ctx: Context, args: list[str]) -> None:
     ctx.out("  EOF")
     ctx.out(f"  {join}")
     ctx.out("Then `hosts` lists it; replicas reach it at the next deploy or scale.")
+    ctx.out("An edge there too (optional, for DNS or a load balancer in front): install")
+    ctx.out("gitpaas and run `gitpaas router` with the same redis_url (docs/router.md).")
 
 
 def _unroute_node(ctx: Context, address: str) -> None:
