@@ -117,6 +117,9 @@ class Reconciler:
                 report.errors.append(f"{app}: {exc.message}")
                 log.warning("reconciling %s: %s", app, exc.message)
         self._remove_unowned_routes(report)
+        if getattr(self.platform.runtime, "services", False):
+            # secrets of services whose creation failed half-way
+            self.platform.runtime.remove_unused_secrets()  # type: ignore[attr-defined]
         live = {c.id for c in containers}
         self._orphan_seen = {k: v for k, v in self._orphan_seen.items()
                              if k in live or k.startswith("service:")}

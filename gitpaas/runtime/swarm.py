@@ -252,14 +252,15 @@ class SwarmRuntime:
             if len({t.replica for t in running}) >= replicas:
                 by_slot = {t.replica: t for t in running}
                 return [by_slot[s] for s in sorted(by_slot)][:replicas]
-            errors = [t for t in self._raw_tasks([name]) if t["Status"].get("Err")]
+            errors = [t for t in self._raw_tasks([name]) if t["Status"].get("Err")
+                      and t["Status"].get("State") in ENDED]
             if errors:
                 last_error = errors[-1]["Status"]["Err"]
-            if time.monotonic() > deadline:
+            # Tasks that never ran (no such image, no node fits): Swarm would try for ever.
+            if time.monotonic() > deadline or len(errors) >= max(3, 2 * replicas):
                 self._remove_service(name)
                 why = f": {last_error}" if last_error else ""
-                raise DeployError(f"{process} did not start on the swarm within"
-                                  f" {self.start_timeout:.0f} s{why}")
+                raise DeployError(f"{process} did not start on the swarm{why}")
             time.sleep(0.3)
 
     # -- storage ------------------------------------------------------------------------
@@ -477,12 +478,19 @@ class SwarmRuntime:
         except docker.errors.DockerException as exc:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
 
-    def remove_unused_secrets(self) -> None:
-        """Secrets of services that are gone (a removal raced the service's shutdown)."""
+    def remove_unused_secrets(self, min_age: float = 600.0) -> None:
+        """Secrets of services that are gone (a removal raced the service's shutdown, a
+        creation failed half-way), once older than ``min_age`` seconds: a deploy makes
+        the secret just before its service."""
+        from ..applogs import epoch_seconds, normalize_timestamp
+
         try:
             live = {s["Spec"]["Name"] for s in self._owned_services()}
             for secret in self.client.secrets.list(
                     filters={"label": f"{LABEL}.instance={self.instance}"}):
+                stamp = normalize_timestamp(secret.attrs.get("CreatedAt") or "")
+                if stamp and time.time() - epoch_seconds(stamp) < min_age:
+                    continue
                 if secret.name.removesuffix("_env") not in live:
                     try:
                         secret.remove()

@@ -63,7 +63,7 @@ def swarm(cluster, registry, docker_client, busybox_image):
         yield runtime, image
     finally:
         runtime.remove(runtime.list())
-        runtime.remove_unused_secrets()
+        runtime.remove_unused_secrets(min_age=0)
         for app in ("shop", "blog"):
             runtime.remove_network(app)
         docker_client.images.remove(image, force=True)
@@ -240,3 +240,16 @@ def test_apps_are_on_overlay_networks_of_their_own(swarm, cluster):
     gw = shown.decode().split("inet ")[1].split("/")[0]
     code, _ = exec_in_task(cluster, shop[0], [*fetch, f"http://{gw}:5000/"])
     assert code != 0  # nor through the nodes' gateway bridge
+
+
+def test_a_process_that_cannot_run_fails_the_start_at_once(swarm):
+    import time
+
+    from gitpaas.errors import DeployError
+
+    runtime, image = swarm
+    started = time.monotonic()
+    with pytest.raises(DeployError, match="did not start on the swarm: .*exit"):
+        runtime.start_process("shop", 9, image, "web", 2, {}, "exit 3", web=True)
+    assert time.monotonic() - started < 60
+    assert runtime.list("shop") == []
