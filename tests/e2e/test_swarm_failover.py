@@ -54,3 +54,6 @@ def test_stopping_a_node_keeps_serving_and_swarm_reschedules(srv, busybox_image,
     assert load.failed == [] and load.ok > 40
     status = {r["hostname"]: r["state"] for r in json.loads(srv.ssh("hosts", "--json").stdout)}
     assert status == {"node1": "ready", "node2": "down", "node3": "ready"}
+    doctor = srv.gitpaas("doctor")
+    assert f"node node2 ({lost.ip}) is down" in doctor.stdout + doctor.stderr
+    assert "registry" not in doctor.stdout + doctor.stderr
