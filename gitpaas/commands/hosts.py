@@ -83,6 +83,7 @@ def hosts_drain(ctx: Context, args: list[str]) -> None:
     ctx.write_out(f"Draining {node['hostname']}... ")
     _unroute_node(ctx, node["address"])
     nodes.set_availability(args[0], "drain")
+    ctx.platform.store.record_event(ctx.key.name, "hosts:drain", None, node["hostname"])
     deadline = time.monotonic() + DRAIN_WAIT
     while time.monotonic() < deadline:
         if not nodes.find(args[0])["runs"]:
@@ -98,4 +99,5 @@ def hosts_activate(ctx: Context, args: list[str]) -> None:
     if len(args) != 1:
         raise InvalidInput("usage: hosts:activate NODE")
     node = nodes_of(ctx).set_availability(args[0], "active")
+    ctx.platform.store.record_event(ctx.key.name, "hosts:activate", None, node["hostname"])
     ctx.out(f"{node['hostname']} is active")

@@ -134,6 +134,9 @@ def test_hosts_drain_moves_replicas_with_no_failed_request(srv, shop):
         load.finish()
         srv.ssh("hosts:activate", "node3")
     assert load.failed == []
+    events = json.loads(srv.ssh("events", "--json").stdout)
+    assert [(e["action"], e["detail"]) for e in events[:2]] == [
+        ("hosts:activate", "node3"), ("hosts:drain", "node3")]
 
 
 def test_storage_pins_the_app_to_one_node(srv, busybox_image, tmp_path):
