@@ -432,7 +432,7 @@ class Deployer:
     def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
         started: list[ContainerInfo] = []
         mounts = self._mounts(app, release.image)
-        if getattr(self.runtime, "services", False):
+        if getattr(self.runtime, "services", False) is True:
             return self._start_services(app, release, mounts)
         jobs = [functools.partial(self.start_container, app, release, process, replica,
                                   command, mounts)

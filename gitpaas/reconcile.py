@@ -117,7 +117,7 @@ class Reconciler:
                 report.errors.append(f"{app}: {exc.message}")
                 log.warning("reconciling %s: %s", app, exc.message)
         self._remove_unowned_routes(report)
-        if getattr(self.platform.runtime, "services", False):
+        if getattr(self.platform.runtime, "services", False) is True:
             # secrets of services whose creation failed half-way
             self.platform.runtime.remove_unused_secrets()  # type: ignore[attr-defined]
         live = {c.id for c in containers}
@@ -150,7 +150,7 @@ class Reconciler:
                        report: Report) -> None:
         store = self.platform.store
         current = store.current_release(app)
-        if getattr(self.platform.runtime, "services", False):
+        if getattr(self.platform.runtime, "services", False) is True:
             self._reconcile_services(app, current, containers, grace, report)
             return
         if current is None or current.status == STOPPED:

@@ -15,7 +15,7 @@ DRAIN_WAIT = 120.0  # seconds hosts:drain waits for the node's replicas to move
 def nodes_of(ctx: Context):
     """The swarm's ``Nodes``, or a clear error on one host."""
     runtime = ctx.platform.runtime
-    if not getattr(runtime, "services", False):
+    if getattr(runtime, "services", False) is not True:
         raise UserError("this server runs on one host (runtime: docker); see"
                         " docs/scaling.md to add hosts")
     from ..runtime.swarm import Nodes

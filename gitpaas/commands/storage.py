@@ -122,7 +122,7 @@ def storage_list(ctx: Context, args: list[str]) -> None:
 def storage_node(platform, app: str) -> str | None:
     """``runtime: swarm``: the node that holds the app's storage (None: none, or one host)."""
     runtime = platform.runtime
-    if not getattr(runtime, "services", False):
+    if getattr(runtime, "services", False) is not True:
         return None
     return runtime.storage_node(app)
 
