@@ -215,6 +215,10 @@ class Reconciler:
         if rerouted or self._first_pass:
             self._publish_edge_settings(app)
         now = time.monotonic()
+        prefix = f"service:{instance}_{app}_"
+        for key in [k for k in self._orphan_seen
+                    if k.startswith(prefix) and k[len("service:"):] not in have]:
+            del self._orphan_seen[key]  # gone by other hands
         for name, (release, _) in sorted(have.items()):
             if name in wanted:
                 continue
