@@ -17,8 +17,8 @@ registry, not from anyone else on the network.
 
 Old release images are deleted from the registry as they are pruned locally (a manifest
 DELETE: the registry is configured with ``storage.delete.enabled``); their blobs go at the
-next ``docker-registry garbage-collect`` (``gitpaas registry:gc``, run while no push is
-under way).
+next ``docker-registry garbage-collect <data_dir>/registry/config.yml``, which an operator
+runs while ``gitpaas serve`` (and so the registry) is stopped.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def test_hosts_lists_the_nodes_and_add_prints_the_join_command(srv, shop):
         ("node1", "manager", "ready", "active"), ("node2", "worker", "ready", "active"),
         ("node3", "worker", "ready", "active")]
     # (the previous release's replicas may be retiring still)
-    assert wait_for(lambda: all(r["runs"] == {f"{shop}.web": 1} for r in json.loads(
+    assert wait_for(lambda: all(r["runs"].get(f"{shop}.web") == 1 for r in json.loads(
         srv.ssh("hosts", "--json").stdout)), 30), srv.ssh("hosts").stdout
     text = srv.ssh("hosts").stdout
     assert "node2" in text and f"{shop}.web=1" in text
@@ -133,10 +133,12 @@ def test_hosts_drain_moves_replicas_with_no_failed_request(srv, shop):
     finally:
         load.finish()
         srv.ssh("hosts:activate", "node3")
+        # Swarm does not move replicas back by itself: a new release spreads them again.
+        srv.ssh("ps:restart", shop)
     assert load.failed == []
     events = json.loads(srv.ssh("events", "--json").stdout)
-    assert [(e["action"], e["detail"]) for e in events[:2]] == [
-        ("hosts:activate", "node3"), ("hosts:drain", "node3")]
+    assert [(e["action"], e["detail"]) for e in events if e["action"].startswith("hosts")][
+        :2] == [("hosts:activate", "node3"), ("hosts:drain", "node3")]
 
 
 def test_storage_pins_the_app_to_one_node(srv, busybox_image, tmp_path):
