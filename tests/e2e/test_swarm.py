@@ -152,6 +152,7 @@ def test_storage_pins_the_app_to_one_node(srv, busybox_image, tmp_path):
     pinned = listed.split("pinned to node ")[1].split(":")[0]
     assert pinned in {"node1", "node2", "node3"}
     assert f"pinned to node {pinned}" in srv.ssh("ps", "files").stdout
+    assert json.loads(srv.ssh("ps", "files", "--json").stdout)["pinned_to"] == pinned
     tasks = web_tasks(srv, "files")
     assert len(tasks) == 2 and {node_of(srv, t) for t in tasks} == {pinned}
     # both replicas share the one volume on that node
