@@ -27,6 +27,7 @@ its node's address.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shlex
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -48,9 +49,10 @@ from docker.utils import parse_bytes
 from ..errors import DeployError, ServiceError
 from ..registry import Registry
 from ..terminal import Terminal
-from .docker import KEPT_CAPABILITIES, LABEL, PORT, ContainerInfo, DockerRuntime
+from .docker import ARCHIVE_TAIL, KEPT_CAPABILITIES, LABEL, PORT, ContainerInfo, DockerRuntime
 from .volumes import StorageMount
 
+log = logging.getLogger(__name__)
 ENV_SECRET_FILE = "gitpaas-env"
 ENTRY = ["/bin/sh", "-c", f'. /run/secrets/{ENV_SECRET_FILE} && exec "$@"', "sh"]
 NAME_MAX = 63
@@ -442,10 +444,30 @@ class SwarmRuntime:
         return self._task_logs(container_id, **params).decode("utf-8", "replace")
 
     def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
-        """Log drains read the lines as they were when asked (no follow over the swarm)."""
-        yield from self.timed_logs(container_id, since=since).splitlines()
+        """The task's lines from ``since`` (epoch seconds) on, as they come (the manager
+        fetches them from the task's node)."""
+        from ..drains import lines_of
+
+        api = self.client.api
+        try:
+            resp = api._get(api._url("/tasks/{0}/logs", container_id),
+                            params={"stdout": 1, "stderr": 1, "follow": 1, "since": since},
+                            stream=True)
+            api._raise_for_status(resp)
+            yield from lines_of(api._multiplexed_response_stream_helper(resp))
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
 
     # -- removal --------------------------------------------------------------------------
+
+    def _archive(self, info: ContainerInfo) -> None:
+        """A removed replica's last lines to the log archive (``logs`` after a deploy)."""
+        if self.on_remove is None:
+            return
+        try:
+            self.on_remove(info, self.timed_logs(info.id, tail=ARCHIVE_TAIL))
+        except Exception:  # noqa: BLE001 - losing old log lines must not stop a removal
+            log.exception("cannot keep the logs of %s", info.name)
 
     def _remove_service(self, name: str) -> None:
         try:
@@ -462,8 +484,11 @@ class SwarmRuntime:
     def remove(self, containers: Iterable[ContainerInfo], stop_timeout: int = 10) -> None:
         """Remove the services these tasks belong to (Swarm sends SIGTERM, then SIGKILL
         after the service's grace period)."""
+        containers = list(containers)
         names = {service_name(self.instance, c.app, c.release, c.process)
                  for c in containers}
+        for info in containers:
+            self._archive(info)
         try:
             for name in sorted(names):
                 self._remove_service(name)

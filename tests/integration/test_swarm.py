@@ -253,3 +253,42 @@ def test_a_process_that_cannot_run_fails_the_start_at_once(swarm):
         runtime.start_process("shop", 9, image, "web", 2, {}, "exit 3", web=True)
     assert time.monotonic() - started < 60
     assert runtime.list("shop") == []
+
+
+def test_a_tasks_lines_are_followed_as_they_come(swarm):
+    import threading
+    import time
+
+    runtime, image = swarm
+    started = runtime.start_process(
+        "shop", 4, image, "worker", 1, {},
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done")
+    lines: list[str] = []
+
+    def follow() -> None:
+        for line in runtime.follow_logs(started[0].id, int(time.time()) - 60):
+            lines.append(line)
+            if len(lines) >= 5:
+                return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    reader.join(60)
+    assert [line.strip() for line in lines[:5]] == [f"tick {i}" for i in range(5)]
+    assert "tick 0" in runtime.logs(started[0].id)
+
+
+def test_a_removed_replicas_last_lines_go_to_the_archive(swarm):
+    import time
+
+    runtime, image = swarm
+    kept: list[tuple[str, str]] = []
+    runtime.on_remove = lambda info, raw: kept.append((info.name, raw))
+    started = runtime.start_process("shop", 5, image, "worker", 1, {},
+                                    "echo goodbye-line; exec sleep 600")
+    deadline = time.monotonic() + 30
+    while "goodbye-line" not in runtime.logs(started[0].id) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    runtime.remove(started)
+    assert [name for name, _ in kept] == [started[0].name]
+    assert "goodbye-line" in kept[0][1] and kept[0][1][:4].isdigit()  # timestamped
