@@ -207,6 +207,9 @@ class Reconciler:
                 started = self.platform.deployer.start_process(app, current, process, count,
                                                                command)
                 report.started.append(name)
+                if process == "web" and not self._healthy(started, report):
+                    runtime.remove(started, stop_timeout=2)
+                    continue
                 tasks = tasks + started
         if current is not None and current.status != STOPPED:
             web = [t for t in tasks if t.release == current.version and t.process == "web"
@@ -229,6 +232,19 @@ class Reconciler:
                 runtime.remove_service(name)  # type: ignore[attr-defined]
                 report.removed.append(name)
                 self._orphan_seen.pop(key, None)
+
+    def _healthy(self, started: list[ContainerInfo], report: Report) -> bool:
+        """Whether every replica passes the default web check (before it is routed)."""
+        check = WebCheck(deadline=self.platform.settings.health_timeout)
+        runtime = self.platform.runtime
+        for info in started:
+            try:
+                wait_healthy(info, check, lambda i: runtime.get(i.id),
+                             lambda i: runtime.logs(i.id, 20))
+            except GitPaasError as exc:
+                report.errors.append(f"{info.name}: {exc.message}")
+                return False
+        return True
 
     def _start(self, app: str, release: Release, slot: tuple[str, int], command: str,
                report: Report) -> ContainerInfo | None:
