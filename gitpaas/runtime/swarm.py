@@ -166,13 +166,15 @@ class SwarmRuntime:
         return {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                 f"{LABEL}.release": str(release), f"{LABEL}.process": process}
 
-    def _image_argv(self, image: str) -> list[str]:
-        """The image's entry point and command (what it runs with no Procfile command)."""
+    def _image_argv(self, image: str, command: str | None) -> list[str]:
+        """What the replica runs after sourcing its config, as on one host: the image's
+        entry point, then the Procfile's command (``sh -c``) or else the image's own."""
         try:
             config = self.local.client.images.get(image).attrs.get("Config") or {}
         except docker.errors.ImageNotFound as exc:
             raise DeployError(f"image {image} is gone") from exc
-        argv = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+        argv = list(config.get("Entrypoint") or []) + (
+            ["/bin/sh", "-c", command] if command else list(config.get("Cmd") or []))
         if not argv:
             raise DeployError(f"image {image} has no command: add a Procfile")
         return argv
@@ -198,7 +200,7 @@ class SwarmRuntime:
         return them (their node address and published port for web)."""
         name = service_name(self.instance, app, release, process)
         labels = self._labels(app, release, process)
-        argv = ["/bin/sh", "-c", command] if command else self._image_argv(image)
+        argv = self._image_argv(image, command)
         constraints = list(constraints)
         try:
             if mounts:  # the app's volumes live on one node: its replicas run there
