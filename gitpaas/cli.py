@@ -12,11 +12,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import settings as settings_mod
 from .commands.registry import EXIT_USER, Context, run_command
 from .errors import GitPaasError
 from .store import Key
+
+if TYPE_CHECKING:
+    from .registry import RegistryProcess
 
 LOCAL_ADMIN = Key(name="local", fingerprint="", public_key="", is_admin=True, created_at=0.0)
 SERVER_COMMANDS = {"serve", "router", "edge:stop", "images:build", "migrate"}
@@ -99,7 +103,7 @@ def start_edge(settings: settings_mod.Settings) -> threading.Event:
     return Edge(EdgeConfig.from_settings(settings)).start_supervised()
 
 
-def start_registry(settings: settings_mod.Settings):
+def start_registry(settings: settings_mod.Settings) -> RegistryProcess:
     """``runtime: swarm``: start and supervise the image registry the nodes pull from,
     trusted by this host's engine (see ``registry``)."""
     from .registry import RegistryFiles, RegistryProcess
@@ -251,6 +255,26 @@ def images_build(argv: list[str]) -> int:
     return images.main(argv)
 
 
+def _write_out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _write_err(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _write_out_bytes(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+def _write_err_bytes(data: bytes) -> None:
+    sys.stderr.buffer.write(data)
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SERVER_COMMANDS:
@@ -275,11 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
     platform = Platform(settings)
     ctx = Context(platform, LOCAL_ADMIN, sys.stdin.buffer,
-                  lambda s: (sys.stdout.write(s), sys.stdout.flush()),
-                  lambda s: (sys.stderr.write(s), sys.stderr.flush()), is_local=True,
-                  recv=lambda n: os.read(0, n),
-                  write_out_bytes=lambda b: (sys.stdout.buffer.write(b), sys.stdout.flush()),
-                  write_err_bytes=lambda b: (sys.stderr.buffer.write(b), sys.stderr.flush()),
+                  _write_out, _write_err, is_local=True, recv=lambda n: os.read(0, n),
+                  write_out_bytes=_write_out_bytes, write_err_bytes=_write_err_bytes,
                   pty_size=local_pty_size())
     with raw_terminal(ctx.pty_size is not None and wants_tty(opts.command)):
         code = run_command(ctx, opts.command)

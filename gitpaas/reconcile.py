@@ -9,6 +9,8 @@ is never fought: that app is skipped until the next pass), it
   the operator's (``docker pause`` to debug): it is neither replaced nor unrouted;
 - removes this instance's orphans: containers of other releases, left-over one-off
   containers, replicas beyond the formation, containers of apps that no longer exist;
+- removes the networks of this instance's apps that no longer exist (destroyed outside
+  ``apps:destroy``: a crash mid-destroy, a deleted row), once no container uses them;
 - rewrites the app's routes when its backends changed (a restarted container gets a new
   host port), and removes frontends of hosts that were this instance's (``Routes.written``)
   and that no app owns any more; a frontend another Hipache tool wrote is left alone.
@@ -25,8 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import names
 from .applogs import epoch_seconds, normalize_timestamp
@@ -34,6 +37,9 @@ from .errors import Conflict, GitPaasError, InvalidInput
 from .health import WebCheck, wait_healthy
 from .runtime import ContainerInfo
 from .store import Release
+
+if TYPE_CHECKING:
+    from .platform import Platform
 
 log = logging.getLogger(__name__)
 STOPPED = "stopped"  # release status set by ps:stop: the app is meant to run nothing
@@ -50,6 +56,7 @@ class Report:
 
     started: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)  # leftover networks removed
     routed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed_releases: list[str] = field(default_factory=list)
@@ -57,13 +64,14 @@ class Report:
 
     @property
     def changed(self) -> bool:
-        return bool(self.started or self.removed or self.routed or self.failed_releases)
+        return bool(self.started or self.removed or self.routed or self.failed_releases
+                    or self.networks)
 
 
 class Reconciler:
     """Compares the store with Docker and Redis and repairs the difference."""
 
-    def __init__(self, platform: Any, orphan_grace: float = ORPHAN_GRACE) -> None:
+    def __init__(self, platform: Platform, orphan_grace: float = ORPHAN_GRACE) -> None:
         self.platform = platform
         self.orphan_grace = orphan_grace
         self._orphan_seen: dict[str, float] = {}
@@ -117,6 +125,7 @@ class Reconciler:
                 report.errors.append(f"{app}: {exc.message}")
                 log.warning("reconciling %s: %s", app, exc.message)
         self._remove_unowned_routes(report)
+        self._remove_leftover_networks(report)
         if getattr(self.platform.runtime, "services", False) is True:
             # secrets of services whose creation failed half-way
             self.platform.runtime.remove_unused_secrets()  # type: ignore[attr-defined]
@@ -124,8 +133,8 @@ class Reconciler:
         self._orphan_seen = {k: v for k, v in self._orphan_seen.items()
                              if k in live or k.startswith("service:")}
         if report.changed:
-            log.info("reconciled: started %s, removed %s, routed %s", report.started,
-                     report.removed, report.routed)
+            log.info("reconciled: started %s, removed %s, routed %s, networks removed %s",
+                     report.started, report.removed, report.routed, report.networks)
         return report
 
     def _user_run_active(self, info: ContainerInfo) -> bool:
@@ -139,7 +148,7 @@ class Reconciler:
         limit = self.platform.settings.run_timeout + 60
         return time.time() - epoch_seconds(stamp) < limit
 
-    def _try_lock(self, app: str, what: str):
+    def _try_lock(self, app: str, what: str) -> AbstractContextManager[None]:
         try:
             names.app_name(app)
         except InvalidInput:
@@ -324,6 +333,28 @@ class Reconciler:
                 if frontend:
                     report.routed.append(host)
 
+    def _remove_leftover_networks(self, report: Report) -> None:
+        """Networks of apps the store no longer has, with no container attached. The apps
+        are read after the networks (an app created meanwhile keeps its network) and
+        again under the app's lock (a first push creates the app under it)."""
+        networks = getattr(self.platform.runtime.sandbox, "networks", None)
+        if networks is None:
+            return
+        try:
+            candidates = networks.apps_with_networks()
+            store = self.platform.store
+            gone = candidates - {a.name for a in store.list_apps()}
+            for app in sorted(gone):
+                try:
+                    with self._try_lock(app, "reconcile"):
+                        if store.find_app(app) is None and networks.remove_if_unused(app):
+                            report.networks.append(networks.name(app))
+                except Conflict:
+                    report.skipped.append(app)
+        except GitPaasError as exc:
+            report.errors.append(f"networks: {exc.message}")
+            log.warning("removing leftover networks: %s", exc.message)
+
     # -- the loop -----------------------------------------------------------------------
 
     def start_up(self) -> Report:
@@ -347,7 +378,7 @@ class Reconciler:
                 log.exception("reconcile pass failed")
 
 
-def start_in_thread(platform: Any, interval: float) -> tuple[Reconciler, threading.Event]:
+def start_in_thread(platform: Platform, interval: float) -> tuple[Reconciler, threading.Event]:
     """Run the start-up pass now, then the loop on a daemon thread."""
     reconciler = Reconciler(platform)
     try:

@@ -32,6 +32,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -117,7 +118,7 @@ def _names_host(cert_path: Path, host: str) -> bool:
     return host in names + san.get_values_for_type(x509.DNSName)
 
 
-def _write_key(path: Path, key) -> None:
+def _write_key(path: Path, key: Any) -> None:
     from cryptography.hazmat.primitives import serialization
 
     data = key.private_bytes(serialization.Encoding.PEM,
@@ -195,7 +196,7 @@ class RegistryProcess:
 
     def __init__(self, files: RegistryFiles) -> None:
         self.files = files
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -265,7 +266,7 @@ class Registry:
         """The name nodes pull ``image`` (``<instance>/<app>:vN``) by."""
         return f"{self.files.listen}/{image}"
 
-    def push(self, client, image: str) -> str:
+    def push(self, client: Any, image: str) -> str:
         """Tag ``image`` for the registry and push it; return the registry name."""
         import docker.errors
 
@@ -304,7 +305,7 @@ class Registry:
             raise ServiceError(f"the registry refused to delete {image}: {resp.status_code}")
         return resp.status_code == 202
 
-    def push_base_of(self, client, image: str) -> str | None:
+    def push_base_of(self, client: Any, image: str) -> str | None:
         """Push the gitpaas base image ``image`` was built from (the recipe labels it
         inherits), if the registry lacks it; return its name. Its layers are in the
         registry already (they came with the app image): this adds its name, so that a

@@ -6,20 +6,19 @@ from __future__ import annotations
 import time
 
 from ..errors import InvalidInput, UserError
+from ..runtime.swarm import Nodes, SwarmRuntime
 from .args import no_more, pop_flag
 from .registry import Context, command
 
 DRAIN_WAIT = 120.0  # seconds hosts:drain waits for the node's replicas to move
 
 
-def nodes_of(ctx: Context):
+def nodes_of(ctx: Context) -> Nodes:
     """The swarm's ``Nodes``, or a clear error on one host."""
-    runtime = ctx.platform.runtime
-    if getattr(runtime, "services", False) is not True:
+    runtime: object = ctx.platform.runtime
+    if not isinstance(runtime, SwarmRuntime):
         raise UserError("this server runs on one host (runtime: docker); see"
                         " docs/scaling.md to add hosts")
-    from ..runtime.swarm import Nodes
-
     return Nodes(runtime)
 
 

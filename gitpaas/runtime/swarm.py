@@ -29,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import shlex
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import docker
 import docker.errors
@@ -49,7 +51,15 @@ from docker.utils import parse_bytes
 from ..errors import DeployError, ServiceError
 from ..registry import Registry
 from ..terminal import Terminal
-from .docker import ARCHIVE_TAIL, KEPT_CAPABILITIES, LABEL, PORT, ContainerInfo, DockerRuntime
+from .docker import (
+    ARCHIVE_TAIL,
+    KEPT_CAPABILITIES,
+    LABEL,
+    PORT,
+    ContainerInfo,
+    DockerRuntime,
+    Follow,
+)
 from .volumes import StorageMount
 
 log = logging.getLogger(__name__)
@@ -107,6 +117,11 @@ class SwarmRuntime:
 
     # -- what the single-engine runtime does here -------------------------------------
 
+    def _api(self) -> Any:
+        """The manager's low-level client, untyped: types-docker's node spec type is
+        narrower than what the API takes back from ``inspect_node``."""
+        return self.client.api
+
     def network_name(self, app: str) -> str:
         return f"{self.instance}_{app}"
 
@@ -147,13 +162,13 @@ class SwarmRuntime:
         except docker.errors.DockerException as exc:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
 
-    def run_once(self, *args, **kwargs) -> int:
+    def run_once(self, *args: Any, **kwargs: Any) -> int:
         """One-off containers run on this host's engine (it holds every release image)."""
         return self.local.run_once(*args, **kwargs)
 
     def run_attached(self, app: str, release: int, image: str, process: str,
                      env: Mapping[str, str], argv: list[str], term: Terminal,
-                     **kwargs) -> int:
+                     **kwargs: Any) -> int:
         return self.local.run_attached(app, release, image, process, env, argv, term,
                                        **kwargs)
 
@@ -217,14 +232,14 @@ class SwarmRuntime:
                 cap_drop=["ALL"], cap_add=list(KEPT_CAPABILITIES),
                 secrets=[SecretReference(secret.id, secret.name, filename=ENV_SECRET_FILE,
                                          uid="0", gid="0", mode=0o444)])
-            limits = {}
+            limits: dict[str, Any] = {}
             if mem_limit:
                 limits["mem_limit"] = parse_bytes(mem_limit)
             if nano_cpus:
                 limits["cpu_limit"] = nano_cpus
             template = TaskTemplate(
                 spec, resources=Resources(**limits) if limits else None,
-                networks=[{"Target": self.ensure_network(app)}],
+                networks=[self.ensure_network(app)],
                 restart_policy=RestartPolicy(condition="any", delay=10**9, max_attempts=0),
                 placement=Placement(constraints=list(constraints)) if constraints else None,
                 log_driver=DriverConfig("json-file", {"max-size": "10m", "max-file": "3"}))
@@ -239,7 +254,8 @@ class SwarmRuntime:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
         return self._wait_running(name, process, replicas, web)
 
-    def _make_secret(self, name: str, env: Mapping[str, str], labels: dict[str, str]):
+    def _make_secret(self, name: str, env: Mapping[str, str],
+                     labels: dict[str, str]) -> Any:
         try:
             self.client.secrets.get(name).remove()
         except docker.errors.NotFound:
@@ -291,14 +307,14 @@ class SwarmRuntime:
             raise DeployError("no ready node to keep the app's storage on")
         prefix = f"gitpaas-storage-{self.instance}-"
 
-        def load(node: Mapping) -> tuple[int, str]:
+        def load(node: Mapping[str, Any]) -> tuple[int, str]:
             pins = [k for k in (node["Spec"].get("Labels") or {}) if k.startswith(prefix)]
             return len(pins), node["Description"]["Hostname"]
 
         chosen = min(ready, key=load)
         spec = dict(chosen["Spec"])
         spec["Labels"] = {**(spec.get("Labels") or {}), label: "true"}
-        self.client.api.update_node(chosen["ID"], chosen["Version"]["Index"], spec)
+        self._api().update_node(chosen["ID"], chosen["Version"]["Index"], spec)
         return chosen["Description"]["Hostname"]
 
     def unpin(self, app: str) -> None:
@@ -308,12 +324,13 @@ class SwarmRuntime:
             labels = dict((node.get("Spec") or {}).get("Labels") or {})
             if label in labels:
                 del labels[label]
-                self.client.api.update_node(node["ID"], node["Version"]["Index"],
+                self._api().update_node(node["ID"], node["Version"]["Index"],
                                             dict(node["Spec"], Labels=labels))
 
     # -- listing --------------------------------------------------------------------------
 
-    def _owned_services(self, app: str | None = None, release: int | None = None) -> list:
+    def _owned_services(self, app: str | None = None,
+                        release: int | None = None) -> list[dict[str, Any]]:
         filters = [f"{LABEL}.instance={self.instance}"]
         if app:
             filters.append(f"{LABEL}.app={app}")
@@ -337,7 +354,7 @@ class SwarmRuntime:
                 owned.append(service)
         return owned
 
-    def _raw_tasks(self, services: Iterable[str]) -> list[dict]:
+    def _raw_tasks(self, services: Iterable[str]) -> list[dict[str, Any]]:
         names = list(services)
         if not names:
             return []
@@ -374,7 +391,7 @@ class SwarmRuntime:
                  if not current_only or t.get("DesiredState") == RUNNING]
         return [i for i in infos if i is not None]
 
-    def _task_info(self, task: Mapping, nodes: Mapping[str, str]) -> ContainerInfo | None:
+    def _task_info(self, task: Mapping[str, Any], nodes: Mapping[str, str]) -> ContainerInfo | None:
         spec = ((task.get("Spec") or {}).get("ContainerSpec") or {})
         labels = spec.get("Labels") or {}
         if labels.get(f"{LABEL}.instance") != self.instance:
@@ -425,13 +442,15 @@ class SwarmRuntime:
             info = ContainerInfo(**{**info.__dict__, "status": "exited"})
         return info
 
-    def _task_logs(self, task_id: str, **params) -> bytes:
+    def _task_logs(self, task_id: str, **params: Any) -> bytes:
         api = self.client.api
         query = {"stdout": 1, "stderr": 1, **params}
         try:
-            resp = api._get(api._url("/tasks/{0}/logs", task_id), params=query, stream=False)
-            api._raise_for_status(resp)
-            return b"".join(api._multiplexed_buffer_helper(resp))
+            # docker-py has no call for /tasks/{id}/logs: its own private helpers
+            resp = api._get(api._url("/tasks/{0}/logs", task_id),  # type: ignore[attr-defined]
+                            params=query, stream=False)
+            api._raise_for_status(resp)  # type: ignore[attr-defined]
+            return b"".join(api._multiplexed_buffer_helper(resp))  # type: ignore[attr-defined]
         except docker.errors.DockerException:
             return b""
 
@@ -440,25 +459,48 @@ class SwarmRuntime:
 
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:
-        params: dict = {"timestamps": 1, "tail": tail if tail is not None else "all"}
+        params: dict[str, Any] = {"timestamps": 1, "tail": tail if tail is not None else "all"}
         if since:
             params["since"] = since
         return self._task_logs(container_id, **params).decode("utf-8", "replace")
 
-    def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
+    def follow_logs(self, container_id: str, since: int,
+                    timestamps: bool = False) -> Follow[str]:
         """The task's lines from ``since`` (epoch seconds) on, as they come (the manager
-        fetches them from the task's node)."""
+        fetches them from the task's node); ``close`` ends the stream."""
         from ..drains import lines_of
 
         api = self.client.api
+        params = {"stdout": 1, "stderr": 1, "follow": 1, "since": since,
+                  "timestamps": int(timestamps)}
         try:
-            resp = api._get(api._url("/tasks/{0}/logs", container_id),
-                            params={"stdout": 1, "stderr": 1, "follow": 1, "since": since},
-                            stream=True)
-            api._raise_for_status(resp)
-            yield from lines_of(api._multiplexed_response_stream_helper(resp))
+            resp = api._get(  # type: ignore[attr-defined]
+                api._url("/tasks/{0}/logs", container_id),  # type: ignore[attr-defined]
+                params=params, stream=True)
+            api._raise_for_status(resp)  # type: ignore[attr-defined]
         except docker.errors.DockerException as exc:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
+        chunks = api._multiplexed_response_stream_helper(resp)  # type: ignore[attr-defined]
+        return Follow(resp, lines_of(chunks))
+
+    def follow_starts(self, app: str, since: int) -> Follow[str]:
+        """The ids of ``app``'s tasks that start from now on (polled from the manager
+        once a second; Swarm has no cluster-wide start events); ``close`` ends it."""
+        stop = threading.Event()
+
+        class Stopper:
+            def close(self) -> None:
+                stop.set()
+
+        def starts() -> Iterator[str]:
+            seen = {t.id for t in self.list(app)}
+            while not stop.wait(1.0):
+                for task in self.list(app):
+                    if task.id not in seen and task.status == "running":
+                        seen.add(task.id)
+                        yield task.id
+
+        return Follow(Stopper(), starts())
 
     # -- removal --------------------------------------------------------------------------
 
@@ -545,7 +587,7 @@ class Nodes:
         self.runtime = runtime
         self.client = runtime.client
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[dict[str, Any]]:
         """Each node: hostname, id, role, state, availability, address, and the replicas
         of this instance's apps it runs (``app.process`` counts)."""
         try:
@@ -569,7 +611,7 @@ class Nodes:
                          "address": address, "runs": running.get(address, {})})
         return sorted(rows, key=lambda r: (r["role"] != "manager", r["hostname"]))
 
-    def find(self, name: str) -> dict:
+    def find(self, name: str) -> dict[str, Any]:
         """The node whose hostname or id is ``name``."""
         matches = [n for n in self.list() if name in (n["hostname"], n["id"])]
         if len(matches) != 1:
@@ -579,13 +621,13 @@ class Nodes:
             raise NotFound(f"no single node named {name!r} (nodes: {known})")
         return matches[0]
 
-    def set_availability(self, name: str, availability: str) -> dict:
+    def set_availability(self, name: str, availability: str) -> dict[str, Any]:
         """``drain`` (Swarm moves its replicas to other nodes) or ``active``."""
         node = self.find(name)
         try:
             inspected = self.client.api.inspect_node(node["id"])
             spec = dict(inspected["Spec"], Availability=availability)
-            self.client.api.update_node(node["id"], inspected["Version"]["Index"], spec)
+            self.runtime._api().update_node(node["id"], inspected["Version"]["Index"], spec)
         except docker.errors.DockerException as exc:
             raise ServiceError(f"cannot update node {name}: {exc}") from exc
         return node
