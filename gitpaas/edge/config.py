@@ -339,6 +339,10 @@ http {{
             proxy_request_buffering on;
             proxy_redirect off;
             proxy_intercept_errors off;
+            # an app's answer never steers the edge: no internal redirects to the edge's own
+            # locations, no rate or buffering changes (nginx already hides these headers)
+            proxy_ignore_headers X-Accel-Redirect X-Accel-Limit-Rate X-Accel-Buffering
+                                 X-Accel-Charset X-Accel-Expires;
         }}
     }}
 {admin}}}
