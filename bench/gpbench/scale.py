@@ -5,16 +5,29 @@ frontends against 1, and the resident memory of ``gitpaas serve``."""
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from .common import Table, busybox_image, docker_client, median, platform, remove_image, rss_mb
-from .push import write_app
+from .common import (
+    Table,
+    busybox_image,
+    deploy_timings,
+    docker_client,
+    median,
+    platform,
+    receive_times,
+    remove_image,
+    rss_mb,
+)
+from .push import STAGES, spread, write_app
 
 RSS_TARGET_MB = 150
+PROBES = 5  # Docker-only probes at 1 app and at N
+DEPLOY_TARGET = 1.2  # the last deploys against the first (issue 17)
 
 
 def timed_ssh(srv, *args: str, reps: int = 5) -> float:  # noqa: ANN001
@@ -45,6 +58,43 @@ def wrk_rps(srv, hosts: list[str], tmp: Path, duration: int) -> float:  # noqa: 
     return rps
 
 
+NETWORK_RE = re.compile(r"network (\S+): \S+, [\d.]+ s \(Docker's create ([\d.]+) s\)")
+
+
+def network_create(log: str, instance: str, app: str) -> float:
+    """Seconds Docker took to create the app's network (``runtime/network.py``'s log)."""
+    for m in NETWORK_RE.finditer(log):
+        if m.group(1) == f"{instance}.{app}":
+            return float(m.group(2))
+    return 0.0
+
+
+def hand_probe(client, image: str, instance: str, tag: str) -> tuple[float, float]:  # noqa: ANN001
+    """Docker alone, as a deploy of a new app uses it: a bridge network (subnet picked as
+    gitpaas does) then a container on it publishing a loopback port, started. Seconds of
+    each; both are removed at once (labelled with the instance: the cleanup gets them
+    should this fail half-way)."""
+    from gitpaas.runtime.network import Net, bridge_name, create_network
+
+    name = f"{instance}.hand{tag}"
+    labels = {"gitpaas.instance": instance}
+    t0 = time.monotonic()
+    create_network(client, name, Net("10.213.0.0/16"), 26, bridge_name(name), labels)
+    t1 = time.monotonic()
+    container = None
+    try:
+        container = client.containers.create(
+            image, ["/bin/httpd", "-f", "-p", "5000"], name=name, labels=labels, init=True,
+            network=name, ports={"5000/tcp": ("127.0.0.1", None)})
+        container.start()
+        t2 = time.monotonic()
+    finally:
+        if container is not None:
+            container.remove(force=True)
+        client.api.remove_network(name)
+    return t1 - t0, t2 - t1
+
+
 def run(args: argparse.Namespace, table: Table) -> None:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (Debian package wrk)")
@@ -52,6 +102,7 @@ def run(args: argparse.Namespace, table: Table) -> None:
     image = busybox_image(client)
     n = max(2, args.apps)
     deploys: list[float] = []
+    stages: list[dict[str, float]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="gitpaas-bench-scale-") as tmpdir:
             tmp = Path(tmpdir)
@@ -72,13 +123,25 @@ def run(args: argparse.Namespace, table: Table) -> None:
                     deploys.append(time.monotonic() - t0)
                     if result.returncode != 0:
                         raise RuntimeError(f"push of {app} failed: {result.stderr[-1500:]}")
+                    log = srv.log()
+                    timing = deploy_timings(log, app, 1)
+                    timing["receive"] = (receive_times(log, app) or [0.0])[-1]
+                    timing["network"] = network_create(log, srv.instance, app)
+                    timing["own"] = deploys[-1] - timing.get("build", 0.0) - timing.get(
+                        "start", 0.0)
+                    stages.append(timing)
                     if i == 0:
+                        hand1 = [hand_probe(client, image, srv.instance, f"a{j}")
+                                 for j in range(PROBES)]
                         apps1 = timed_ssh(srv, "apps")
                         routes1 = timed_ssh(srv, "routes")
                         rss_one = rss_mb(srv.proc.pid)
-                    if i % 20 == 19:
-                        print(f"       {i + 1} apps, last deploy {deploys[-1]:.2f} s, "
-                              f"serve RSS {rss_mb(srv.proc.pid):.0f} MiB", flush=True)
+                    if i % 20 == 19 or i < 3:
+                        print(f"       {i + 1} apps, last deploy {deploys[-1]:.3f} s: "
+                              + " ".join(f"{k}={timing.get(k, 0.0):.3f}" for k in STAGES)
+                              + f", serve RSS {rss_mb(srv.proc.pid):.0f} MiB", flush=True)
+                hand_n = [hand_probe(client, image, srv.instance, f"b{j}")
+                          for j in range(PROBES)]
                 apps_n = timed_ssh(srv, "apps")
                 routes_n = timed_ssh(srv, "routes")
                 hosts = [srv.host(a) for a in apps]
@@ -90,10 +153,32 @@ def run(args: argparse.Namespace, table: Table) -> None:
             print(f"       cleanup of {n} apps took {time.monotonic() - t0:.0f} s", flush=True)
     finally:
         remove_image(client, image)
-    k = min(3, n // 2)
+    k = min(5, n // 2)
     first, last = median(deploys[:k]), median(deploys[-k:])
-    table.add("scale", f"deploy of app {n} (median of the last {k})", f"{last:.3f} s",
-              f"{first:.3f} s app 1", last / first, "flat (~1x)", last / first < 1.3)
+    table.add("scale", f"deploy of apps {n - k + 1}-{n}, median (range {spread(deploys[-k:])})",
+              f"{last:.3f} s", f"{first:.3f} s apps 1-{k} ({spread(deploys[:k])})",
+              last / first, f"<= {DEPLOY_TARGET}x", last / first <= DEPLOY_TARGET)
+    for stage in STAGES:
+        a = median([s.get(stage, 0.0) for s in stages[:k]])
+        b = median([s.get(stage, 0.0) for s in stages[-k:]])
+        table.add("scale", f"  stage {stage}, median", f"{b:.3f} s", f"{a:.3f} s",
+                  b / a if a > 0.0005 else None)
+    for what, key in (("Docker's network create (in start)", "network"),
+                      ("own share (all but build and start)", "own")):
+        a = [s.get(key, 0.0) for s in stages[:k]]
+        b = [s.get(key, 0.0) for s in stages[-k:]]
+        table.add("scale", f"  {what}, median", f"{median(b):.3f} s", f"{median(a):.3f} s",
+                  median(b) / median(a) if median(a) > 0.0005 else None)
+    for what, index in (("network create", 0), ("container create + start", 1)):
+        a = [h[index] for h in hand1]
+        b = [h[index] for h in hand_n]
+        table.add("scale", f"  by hand: {what} at {n} apps, median (range {spread(b)})",
+                  f"{median(b):.3f} s", f"{median(a):.3f} s at 1 app ({spread(a)})",
+                  median(b) / median(a))
+    for lo in range(0, n, max(1, n // 10)):
+        window = deploys[lo:lo + k]
+        table.add("scale", f"  deploys {lo + 1}-{lo + len(window)}, median",
+                  f"{median(window):.3f} s")
     table.add("scale", f"ssh apps with {n} apps", f"{apps_n:.3f} s", f"{apps1:.3f} s 1 app",
               apps_n / apps1)
     table.add("scale", f"ssh routes with {n} apps", f"{routes_n:.3f} s",

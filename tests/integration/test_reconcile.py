@@ -8,10 +8,27 @@ import pytest
 
 from gitpaas import settings as settings_mod
 from gitpaas.platform import Platform
-from gitpaas.reconcile import Reconciler
+from gitpaas.reconcile import Reconciler as RealReconciler
 
 pytestmark = pytest.mark.timeout(300)
 WEB = "httpd -f -p 5000 -h /tmp"
+PASS = {"kind": "first"}
+
+
+@pytest.fixture(autouse=True, params=["first", "later"])
+def pass_kind(request):
+    """Every test runs twice: as the start-up pass (every app locked and listed) and as a
+    later pass, which skips the apps its first listing shows steady: a broken app must be
+    repaired all the same."""
+    PASS["kind"] = request.param
+    yield request.param
+    PASS["kind"] = "first"
+
+
+def Reconciler(platform, **kwargs) -> RealReconciler:  # noqa: N802 - stands in for the class
+    reconciler = RealReconciler(platform, **kwargs)
+    reconciler._first_pass = PASS["kind"] == "first"
+    return reconciler
 
 
 @pytest.fixture
@@ -203,3 +220,32 @@ def test_a_paused_container_is_left_alone(platform, busybox_image, docker_client
     finally:
         container.unpause()  # the operator can: the container is still there
     assert answers(route[1])
+
+
+def test_a_steady_pass_lists_docker_once(platform, busybox_image, pass_kind):
+    """A later pass over steady apps takes no app's lock and lists Docker once, not once
+    per app (200 listings per pass slowed every deploy of a 200-app host); a broken app
+    among them still gets its own listing, under its lock, and its repair."""
+    for app in ("shop", "blog", "wiki"):
+        deploy(platform, busybox_image, app)
+    calls = []
+    real_list = platform.runtime.list
+
+    def counted(app=None, **kwargs):
+        calls.append(app)
+        return real_list(app, **kwargs)
+
+    platform.runtime.list = counted
+    reconciler = Reconciler(platform)
+    assert not reconciler.run_once().changed
+    if pass_kind == "later":
+        assert calls == [None]
+    else:
+        assert sorted(calls, key=str) == [None, "blog", "shop", "wiki"]
+    calls.clear()
+    platform.routes.swap("blog", ["blog.paas.localhost"], ["http://127.0.0.1:9"])
+    report = reconciler.run_once()
+    assert report.routed == ["blog.paas.localhost"]
+    assert backends(platform, "blog") == ["blog", *ports(platform, "blog")]
+    if pass_kind == "later":
+        assert calls == [None, "blog"]
