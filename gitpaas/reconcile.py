@@ -163,8 +163,10 @@ class Reconciler:
 
     def _user_run_active(self, info: ContainerInfo) -> bool:
         """A ``run`` command or cron job still within its time: whoever started it removes
-        it, not us."""
-        if info.oneoff not in {"run", "cron"} or info.status != "running":
+        it, not us. One just created and not started yet counts too: a pass that lands
+        between ``run``'s create and start must not take it for an orphan of the current
+        release (removed at once) and stop it as it starts."""
+        if info.oneoff not in {"run", "cron"} or info.status not in {"running", "created"}:
             return False
         stamp = normalize_timestamp(info.started_at) if info.started_at else None
         if stamp is None:

@@ -249,3 +249,19 @@ def test_a_steady_pass_lists_docker_once(platform, busybox_image, pass_kind):
         assert calls == [None, "blog"]
     assert report.routed == ["blog.paas.localhost"]
     assert backends(platform, "blog") == ["blog", *ports(platform, "blog")]
+
+
+def test_a_run_container_not_started_yet_is_left_alone(platform, busybox_image, docker_client):
+    """``run`` creates its container, attaches, then starts it, without the app's lock: a
+    pass in between saw a ``created`` container of the current release and removed it as
+    an orphan (the user's command then died of SIGTERM, exit 143)."""
+    current = deploy(platform, busybox_image, "shop")
+    name = f"{platform.settings.instance}.shop.v{current.version}.run.0123abcd"
+    docker_client.containers.create(
+        busybox_image, ["sleep", "60"], name=name,
+        labels={"gitpaas.instance": platform.settings.instance, "gitpaas.app": "shop",
+                "gitpaas.oneoff": "run", "gitpaas.release": str(current.version),
+                "gitpaas.process": "run", "gitpaas.replica": "0"})
+    report = Reconciler(platform).run_once(grace=0.0)
+    assert name not in report.removed
+    assert docker_client.containers.get(name).status == "created"
