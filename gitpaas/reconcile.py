@@ -2,8 +2,9 @@
 
 ``gitpaas serve`` runs a ``Reconciler`` at start-up and every few seconds. A later pass
 skips, without its lock, every app that its one listing of Docker shows steady
-(``_steady``). For each other app whose lock it can take without waiting (a deploy, a config change or a scale in progress
-is never fought: that app is skipped until the next pass), it
+(``_steady``). For each other app whose lock it can take without waiting (a deploy, a
+config change or a scale in progress is never fought: that app is skipped until the next
+pass), it
 
 - starts missing containers of the current release, as the formation says (after a
   Docker daemon restart, a ``docker rm``, a container that exited); a paused container is
