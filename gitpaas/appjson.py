@@ -37,7 +37,9 @@ class AppSpec:
 
 def _number(value: object, name: str, low: float = 0, high: float = 3600) -> float:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        if not isinstance(value, int | float | str):
+            raise TypeError(type(value).__name__)
+        number = float(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"app.json: healthcheck {name} must be a number") from None
     if not low <= number <= high:

@@ -16,6 +16,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runtime import ContainerInfo
 
 DEFAULT_MAX_BYTES = 512 * 1024
 TIMESTAMP_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
@@ -95,7 +99,7 @@ class LogArchive:
     def path(self, app: str) -> Path:
         return self.directory / f"{app}.log"
 
-    def keep(self, container, raw: str) -> None:
+    def keep(self, container: ContainerInfo, raw: str) -> None:
         """Append a removed container's timestamped lines (``runtime.on_remove``)."""
         lines = parse_docker(raw, f"{container.process}.{container.replica}")
         if not lines or not container.app:

@@ -235,6 +235,26 @@ def images_build(argv: list[str]) -> int:
     return images.main(argv)
 
 
+def _write_out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _write_err(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _write_out_bytes(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+def _write_err_bytes(data: bytes) -> None:
+    sys.stderr.buffer.write(data)
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SERVER_COMMANDS:
@@ -259,11 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 
     platform = Platform(settings)
     ctx = Context(platform, LOCAL_ADMIN, sys.stdin.buffer,
-                  lambda s: (sys.stdout.write(s), sys.stdout.flush()),
-                  lambda s: (sys.stderr.write(s), sys.stderr.flush()), is_local=True,
-                  recv=lambda n: os.read(0, n),
-                  write_out_bytes=lambda b: (sys.stdout.buffer.write(b), sys.stdout.flush()),
-                  write_err_bytes=lambda b: (sys.stderr.buffer.write(b), sys.stderr.flush()),
+                  _write_out, _write_err, is_local=True, recv=lambda n: os.read(0, n),
+                  write_out_bytes=_write_out_bytes, write_err_bytes=_write_err_bytes,
                   pty_size=local_pty_size())
     with raw_terminal(ctx.pty_size is not None and wants_tty(opts.command)):
         code = run_command(ctx, opts.command)

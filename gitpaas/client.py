@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_REMOTE = "paas"
@@ -115,7 +116,8 @@ def ssh_program(environ: dict[str, str]) -> list[str]:
     return shlex.split(value)
 
 
-def build_argv(argv: list[str], environ: dict[str, str], url_for=remote_url) -> list[str]:
+def build_argv(argv: list[str], environ: dict[str, str],
+               url_for: Callable[[str], str] = remote_url) -> list[str]:
     """The full ssh argument list for ``paas ARGV``."""
     remote_name, app, args = split_options(argv)
     if not args:

@@ -21,11 +21,15 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
 from .errors import GitPaasError, InvalidInput
+
+if TYPE_CHECKING:
+    from .platform import Platform
+    from .store import Release
 
 log = logging.getLogger(__name__)
 ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
@@ -89,7 +93,7 @@ def parse_cron(raw: object) -> list[CronJob]:
     return jobs
 
 
-def release_jobs(extra: dict) -> list[CronJob]:
+def release_jobs(extra: dict[str, Any]) -> list[CronJob]:
     """The jobs a release recorded (see ``deploy.spec_extra``)."""
     return [CronJob(j["command"], j["schedule"]) for j in extra.get("cron") or []]
 
@@ -97,7 +101,7 @@ def release_jobs(extra: dict) -> list[CronJob]:
 class CronRunner:
     """Starts due jobs of every app's current release; one run of a job at a time."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self._running: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -128,7 +132,7 @@ class CronRunner:
                     started.append((app.name, job.id))
         return started
 
-    def _start(self, app: str, release, job: CronJob, index: int) -> bool:
+    def _start(self, app: str, release: Release, job: CronJob, index: int) -> bool:
         with self._lock:
             if (app, job.id) in self._running:
                 log.info("cron %s %r: the previous run still runs; slot skipped", app,
@@ -141,7 +145,7 @@ class CronRunner:
                          name=f"cron-{app}-{index}").start()
         return True
 
-    def _run(self, app: str, release, job: CronJob, index: int) -> None:
+    def _run(self, app: str, release: Release, job: CronJob, index: int) -> None:
         store = self.platform.store
         started = time.time()
         store.cron_started(app, job, started)
@@ -176,7 +180,7 @@ class CronRunner:
                 log.exception("cron tick failed")
 
 
-def start_in_thread(platform: Any, interval: float = TICK_SECONDS) -> threading.Event:
+def start_in_thread(platform: Platform, interval: float = TICK_SECONDS) -> threading.Event:
     """Run a ``CronRunner`` on a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     runner = CronRunner(platform)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dulwich.repo import Repo
 
@@ -75,7 +76,7 @@ def _inside(path: Path, root: Path) -> str | None:
     return str(relative) if relative.parts else None
 
 
-def spec_extra(spec: AppSpec) -> dict:
+def spec_extra(spec: AppSpec) -> dict[str, Any]:
     """What a release keeps of the app's spec (reused by config changes and rollbacks)."""
     return {"healthchecks": {p: [dataclasses.asdict(c) for c in checks]
                              for p, checks in spec.healthchecks.items()},
@@ -115,7 +116,7 @@ class Deployer:
     def hook_dirs(self) -> list[Path]:
         return hook_dirs(self.settings.webhook_url, self.settings.hooks_dir)
 
-    def _hooks(self, event: str, release: Release | dict, progress: ProgressFn) -> None:
+    def _hooks(self, event: str, release: Release | dict[str, Any], progress: ProgressFn) -> None:
         if isinstance(release, Release):
             payload = {"app": release.app, "release": release.version, "image": release.image,
                        "commit": release.commit, "description": release.description,
@@ -355,7 +356,7 @@ class Deployer:
                                      mounts=self._mounts(app, release.image), replica=index,
                                      keep_logs=True, mem_limit=memory, nano_cpus=nano_cpus)
 
-    def notify(self, event: str, payload: dict) -> None:
+    def notify(self, event: str, payload: dict[str, Any]) -> None:
         """Run the hooks of ``event`` (the webhook among them); never raises."""
         try:
             self._hooks(event, payload, lambda line: log.info("%s hook: %s", event, line))

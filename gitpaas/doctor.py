@@ -16,9 +16,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import GitPaasError
+
+if TYPE_CHECKING:
+    from .platform import Platform
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 CERT_WARN_DAYS = 14
@@ -34,7 +38,7 @@ class Problem:
     app: str | None = None
 
 
-def check_all(platform: Any) -> list[Problem]:
+def check_all(platform: Platform) -> list[Problem]:
     """Every check; a check that cannot run is itself a problem."""
     problems: list[Problem] = []
     for check in (check_services, check_disks, check_certificates, check_backups,
@@ -46,7 +50,7 @@ def check_all(platform: Any) -> list[Problem]:
     return problems
 
 
-def check_services(platform: Any) -> list[Problem]:
+def check_services(platform: Platform) -> list[Problem]:
     settings = platform.settings
     problems = []
     try:
@@ -82,14 +86,14 @@ def check_services(platform: Any) -> list[Problem]:
     return problems
 
 
-def _docker_root(platform: Any) -> Path | None:
+def _docker_root(platform: Platform) -> Path | None:
     try:
         return Path(platform.docker.info().get("DockerRootDir", ""))
     except Exception:  # noqa: BLE001 - reported by check_services
         return None
 
 
-def check_disks(platform: Any) -> list[Problem]:
+def check_disks(platform: Platform) -> list[Problem]:
     threshold = platform.settings.disk_threshold
     problems, seen = [], set()
     for path in (platform.settings.data_dir, _docker_root(platform)):
@@ -108,7 +112,7 @@ def check_disks(platform: Any) -> list[Problem]:
     return problems
 
 
-def certificate_files(settings: Any) -> list[Path]:
+def certificate_files(settings: Settings) -> list[Path]:
     dirs = [settings.data_dir / "edge" / "certs"]
     found = []
     for directory in dirs:
@@ -118,7 +122,7 @@ def certificate_files(settings: Any) -> list[Path]:
     return found
 
 
-def check_certificates(platform: Any, now: float | None = None) -> list[Problem]:
+def check_certificates(platform: Platform, now: float | None = None) -> list[Problem]:
     from cryptography import x509
 
     now = time.time() if now is None else now
@@ -137,28 +141,29 @@ def check_certificates(platform: Any, now: float | None = None) -> list[Problem]
     return problems
 
 
-def check_backups(platform: Any, now: float | None = None) -> list[Problem]:
+def check_backups(platform: Platform, now: float | None = None) -> list[Problem]:
     settings = platform.settings
     if not settings.backup_repo:
         return []
     now = time.time() if now is None else now
     store = platform.store
     last = store.last_backup()
-    if last is not None and last[1] == "failed":
-        return [Problem("backup-failed", "backup", f"backup: the last backup failed: {last[2]}")]
+    if last is not None and last.status == "failed":
+        return [Problem("backup-failed", "backup",
+                        f"backup: the last backup failed: {last.detail}")]
     good = store.last_backup("succeeded")
     limit = 2 * (settings.backup_interval or 86400.0)
     if good is None:
         return [Problem("backup-stale", "backup", "backup: no backup was ever made"
                         " (gitpaas backups:create)")]
-    age = now - good[4]
+    age = now - good.finished_at
     if age > limit:
         return [Problem("backup-stale", "backup",
                         f"backup: the newest backup is {age / 3600:.0f} hours old")]
     return []
 
 
-def check_restarts(platform: Any) -> list[Problem]:
+def check_restarts(platform: Platform) -> list[Problem]:
     """Containers of this instance that Docker restarted ``crash_restarts`` times or more."""
     settings = platform.settings
     problems = []
@@ -180,7 +185,7 @@ def check_restarts(platform: Any) -> list[Problem]:
 class Watcher:
     """Runs the checks every ``doctor_interval`` seconds; notifies new problems once."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.known: set[str] = set()
 

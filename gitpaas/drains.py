@@ -28,11 +28,16 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from email.message import Message
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import names
 from .errors import Forbidden, InvalidInput
+
+if TYPE_CHECKING:
+    from .platform import Platform
+    from .runtime import ContainerInfo
 
 log = logging.getLogger(__name__)
 SCHEMES = ("syslog+tcp", "syslog+tls", "https", "http")
@@ -86,7 +91,7 @@ def parse_url(url: str, admin: bool) -> Drain:
     return drain
 
 
-def check_destination(drain: Drain) -> list[tuple]:
+def check_destination(drain: Drain) -> list[tuple[Any, ...]]:
     """The addresses to connect to; refused when a non-admin's drain reaches a non-global
     address (checked at every connection: DNS may change)."""
     try:
@@ -130,7 +135,8 @@ class Line:
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     """Refuse every redirect (a drain posts where it was told, nowhere else)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
+                         msg: str, headers: Message, newurl: str) -> urllib.request.Request:
         raise OSError(f"the drain answered a redirect ({code}): not followed")
 
 
@@ -160,7 +166,7 @@ class Sender:
         self._wake.set()
 
     def _batch(self) -> list[Line]:
-        batch = []
+        batch: list[Line] = []
         while self.queue and len(batch) < BATCH_LINES:
             batch.append(self.queue.popleft())
         return batch
@@ -236,7 +242,7 @@ class Sender:
 class DrainForwarder:
     """Follows the containers and events of apps with drains; feeds their senders."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.senders: dict[tuple[str, str], Sender] = {}
         self.followed: set[str] = set()
@@ -279,7 +285,7 @@ class DrainForwarder:
             threading.Thread(target=self._follow, args=(info, int(now)), daemon=True,
                              name=f"drain-follow-{info.name}").start()
 
-    def _follow(self, info: Any, since: int) -> None:
+    def _follow(self, info: ContainerInfo, since: int) -> None:
         source, release = f"{info.process}.{info.replica}", f"v{info.release}"
         try:
             for text in self.platform.runtime.follow_logs(info.id, since):
@@ -305,7 +311,7 @@ class DrainForwarder:
                 log.exception("drain pass failed")
 
 
-def start_in_thread(platform: Any, interval: float = POLL_SECONDS) -> threading.Event:
+def start_in_thread(platform: Platform, interval: float = POLL_SECONDS) -> threading.Event:
     """Run a ``DrainForwarder`` on a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     forwarder = DrainForwarder(platform)

@@ -113,4 +113,4 @@ def wait_stable(info: ContainerInfo, seconds: float,
 
 def default_poll(tries: int) -> float:
     """Seconds before try ``tries + 1`` of the default check: 5 ms, doubling up to POLL."""
-    return min(POLL, FIRST_POLL * 2 ** (tries - 1))
+    return min(POLL, FIRST_POLL * 2.0 ** (tries - 1))

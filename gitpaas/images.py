@@ -50,12 +50,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import GitPaasError, InvalidInput, NotFound, ServiceError
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 BASE_REPOSITORY = "gitpaas-base"
 HASH_LABEL = "gitpaas.recipe-hash"
@@ -291,7 +294,7 @@ def _run_mmdebstrap(argv: Sequence[str], progress: Progress) -> None:
         raise ServiceError(f"mmdebstrap failed ({proc.returncode}):\n" + "\n".join(tail))
 
 
-def _existing_hash(client: Any, name: str) -> str | None:
+def _existing_hash(client: DockerClient, name: str) -> str | None:
     """The recipe hash label of image ``name``, or None when it does not exist."""
     import docker.errors
 
@@ -302,17 +305,18 @@ def _existing_hash(client: Any, name: str) -> str | None:
     return (image.labels or {}).get(HASH_LABEL)
 
 
-def _image_id(client: Any, name: str) -> str | None:
+def _image_id(client: DockerClient, name: str) -> str | None:
     import docker.errors
 
     try:
-        return client.images.get(name).id
+        image_id: str | None = client.images.get(name).id
+        return image_id
     except docker.errors.ImageNotFound:
         return None
 
 
 def build_image(
-    client: Any,
+    client: DockerClient,
     recipe: Recipe,
     repository: str = BASE_REPOSITORY,
     force: bool = False,
@@ -350,14 +354,14 @@ def build_image(
     return name
 
 
-def _tag_latest(client: Any, name: str) -> None:
+def _tag_latest(client: DockerClient, name: str) -> None:
     """Also tag ``<repository>/<name>:latest``: the name an app's own Dockerfile uses
     (``FROM gitpaas-base/wordpress``). Buildpacks use the exact hash tag."""
     repository, _, _ = name.rpartition(":")
     client.images.get(name).tag(repository, "latest")
 
 
-def _remove_quietly(client: Any, image_id: str) -> None:
+def _remove_quietly(client: DockerClient, image_id: str) -> None:
     """Remove a replaced image unless something (a container, a tag) still uses it."""
     import docker.errors
 
@@ -367,7 +371,7 @@ def _remove_quietly(client: Any, image_id: str) -> None:
         pass
 
 
-def require_image(client: Any, settings: Settings, buildpack: str) -> str:
+def require_image(client: DockerClient, settings: Settings, buildpack: str) -> str:
     """Return ``image_name(settings, buildpack)`` if the engine has it, else raise a
     ``ServiceError`` telling the operator what to run (for the deploy's build step)."""
     import docker.errors
@@ -394,7 +398,7 @@ def build_images(
     *,
     images_dir: Path | None = None,
     repository: str = BASE_REPOSITORY,
-    client: Any = None,
+    client: DockerClient | None = None,
 ) -> list[str]:
     """Build the base images ``names`` (default: every recipe); return those (re)built.
 
@@ -432,7 +436,7 @@ def build_images(
     return built
 
 
-def _docker_client() -> Any:
+def _docker_client() -> DockerClient:
     import docker
     import docker.errors
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import GitPaasError
 from .hooks import hook_dirs, run_hooks
 
+if TYPE_CHECKING:
+    from .platform import Platform
+
 log = logging.getLogger(__name__)
 
 
-def notify(platform: Any, kind: str, app: str | None, detail: str) -> None:
+def notify(platform: Platform, kind: str, app: str | None, detail: str) -> None:
     """Record ``kind`` as an event and run the ``notify`` hooks with it."""
     log.warning("notification %s%s: %s", kind, f" ({app})" if app else "", detail)
     try:

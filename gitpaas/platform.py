@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from dulwich.objects import Commit
 from dulwich.repo import Repo
@@ -23,6 +26,14 @@ from .runtime import AppNetworks, DockerRuntime, Sandbox
 from .settings import Settings
 from .store import App, Key, Store, open_store
 
+if TYPE_CHECKING:
+    import docker
+
+    from .datastores.mysql import MySQLDatastores
+    from .datastores.postgres import PostgresDatastores
+    from .datastores.redis import RedisDatastores
+    from .edge.certs import CertManager
+
 
 class Platform:
     """Settings plus lazily opened store, Docker, Redis and the deployer."""
@@ -36,7 +47,7 @@ class Platform:
         return open_store(self.settings.database, self.settings.secret_key_path)
 
     @cached_property
-    def docker(self):
+    def docker(self) -> docker.DockerClient:
         import docker
 
         try:
@@ -76,14 +87,14 @@ class Platform:
             s.build_timeout))
 
     @cached_property
-    def certs(self):
+    def certs(self) -> CertManager:
         """The edge's certificates and automatic HTTPS (see ``edge.certs``)."""
         from .edge.certs import CertManager
 
         return CertManager(self)
 
     @cached_property
-    def mysql(self):
+    def mysql(self) -> MySQLDatastores:
         """App databases on the MySQL server of ``mysql_admin_url`` (see ``datastores``)."""
         from .datastores.mysql import MySQLDatastores, Server
 
@@ -92,7 +103,7 @@ class Platform:
                                       s.mysql_user_host), s.instance)
 
     @cached_property
-    def postgres(self):
+    def postgres(self) -> PostgresDatastores:
         """App databases on the PostgreSQL server of ``postgres_admin_url``."""
         from .datastores.postgres import PostgresDatastores, Server
 
@@ -101,7 +112,7 @@ class Platform:
                                          s.postgres_app_port), s.instance)
 
     @cached_property
-    def redis_stores(self):
+    def redis_stores(self) -> RedisDatastores:
         """Per-app Redis containers (``redis:create``) on the apps' own networks."""
         from . import images
         from .datastores.redis import RedisDatastores
@@ -113,12 +124,13 @@ class Platform:
             network=lambda app: networks.ensure(app) if networks is not None else None,
             maxmemory=self.settings.redis_maxmemory, mem_limit=self.settings.redis_memory)
 
-    def lock(self, app: str, what: str, notify=None):
+    def lock(self, app: str, what: str, notify: Callable[[str], None] | None = None,
+             ) -> AbstractContextManager[None]:
         """The per-app lock (see ``locks.app_lock``)."""
         return app_lock(self.settings.data_dir / "locks", app, what,
                         self.settings.lock_timeout, notify)
 
-    def lock_now(self, app: str, what: str):
+    def lock_now(self, app: str, what: str) -> AbstractContextManager[None]:
         """The per-app lock if it is free now, else ``Conflict`` at once."""
         return app_lock(self.settings.data_dir / "locks", app, what, 0.0)
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import names
 from .applogs import epoch_seconds, normalize_timestamp
@@ -36,6 +37,9 @@ from .errors import Conflict, GitPaasError, InvalidInput
 from .health import WebCheck, wait_healthy
 from .runtime import ContainerInfo
 from .store import Release
+
+if TYPE_CHECKING:
+    from .platform import Platform
 
 log = logging.getLogger(__name__)
 STOPPED = "stopped"  # release status set by ps:stop: the app is meant to run nothing
@@ -66,7 +70,7 @@ class Report:
 class Reconciler:
     """Compares the store with Docker and Redis and repairs the difference."""
 
-    def __init__(self, platform: Any, orphan_grace: float = ORPHAN_GRACE) -> None:
+    def __init__(self, platform: Platform, orphan_grace: float = ORPHAN_GRACE) -> None:
         self.platform = platform
         self.orphan_grace = orphan_grace
         self._orphan_seen: dict[str, float] = {}
@@ -176,7 +180,7 @@ class Reconciler:
         limit = self.platform.settings.run_timeout + 60
         return time.time() - epoch_seconds(stamp) < limit
 
-    def _try_lock(self, app: str, what: str):
+    def _try_lock(self, app: str, what: str) -> AbstractContextManager[None]:
         try:
             names.app_name(app)
         except InvalidInput:
@@ -325,7 +329,7 @@ class Reconciler:
                 log.exception("reconcile pass failed")
 
 
-def start_in_thread(platform: Any, interval: float) -> tuple[Reconciler, threading.Event]:
+def start_in_thread(platform: Platform, interval: float) -> tuple[Reconciler, threading.Event]:
     """Run the start-up pass now, then the loop on a daemon thread."""
     reconciler = Reconciler(platform)
     try:

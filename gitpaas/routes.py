@@ -13,8 +13,10 @@ more, never a frontend another Hipache tool wrote.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 import redis
+from redis.typing import EncodableT
 
 from .errors import ServiceError
 
@@ -76,7 +78,8 @@ class Routes:
             pipe = self._redis.pipeline(transaction=True)
             pipe.delete(edge_key(self.prefix, app))
             if values:
-                pipe.hset(edge_key(self.prefix, app), mapping=dict(values))
+                mapping: dict[EncodableT, EncodableT] = {k: v for k, v in values.items()}
+                pipe.hset(edge_key(self.prefix, app), mapping=mapping)
             pipe.publish(channel(self.prefix), " ".join(hosts))
             pipe.execute()
         except redis.RedisError as exc:
@@ -84,7 +87,8 @@ class Routes:
 
     def edge_settings(self, app: str) -> dict[str, str]:
         try:
-            return dict(self._redis.hgetall(edge_key(self.prefix, app)))
+            # (decode_responses: the client's replies are str, never bytes)
+            return cast("dict[str, str]", self._redis.hgetall(edge_key(self.prefix, app)))
         except redis.RedisError as exc:
             raise ServiceError(f"cannot read edge settings from Redis: {exc}") from exc
 
@@ -114,7 +118,7 @@ class Routes:
     def written(self) -> set[str]:
         """Hosts whose frontend this instance wrote (and did not remove since)."""
         try:
-            return set(self._redis.smembers(written_key(self.prefix)))
+            return cast("set[str]", self._redis.smembers(written_key(self.prefix)))
         except redis.RedisError as exc:
             raise ServiceError(f"cannot read routes from Redis: {exc}") from exc
 

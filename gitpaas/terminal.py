@@ -5,8 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+
+class ByteReader(Protocol):
+    """A command's standard input: a binary file, or the file of an SSH channel."""
+
+    def read(self, size: int, /) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at end of input."""
+        ...
 
 
 @dataclass

@@ -12,12 +12,29 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 VENV_BIN = Path(sys.executable).parent
 GITPAAS = str(VENV_BIN / "gitpaas")
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "",
+             interval: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something true and return that; after
+    ``timeout`` seconds fail the test (``what``: what it waited for, for the message)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for "
+                                 f"{what or getattr(predicate, '__name__', 'a condition')}")
+        time.sleep(interval)
 
 
 def _has_router() -> bool:

@@ -28,15 +28,21 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from .. import __version__
 from ..errors import GitPaasError, ServiceError
 from ..locks import app_lock
 from ..secrets import write_private_file
-from .restic import Restic
+from .restic import Restic, Snapshot
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+    from ..settings import Settings
+    from ..store import App
 
 STAGING = ".backup"
 BACKED_UP = ("secret.key", "gitpaas.yaml", "storage", "edge/certs", "edge/acme")
@@ -45,20 +51,22 @@ FORMAT = 1
 # Datastore kinds whose databases a backup dumps, with the dump's file suffix.
 DUMPS = {"mysql": "sql", "postgres": "pgdump"}
 Progress = Callable[[str], None]
+# The backup's manifest (gitpaas-backup.json), a JSON object.
+Manifest = dict[str, Any]
 
 
-def tag(settings: Any) -> str:
+def tag(settings: Settings) -> str:
     """The restic tag of this install's snapshots."""
     return f"gitpaas-{settings.instance}"
 
 
-def restic_for(settings: Any) -> Restic:
+def restic_for(settings: Settings) -> Restic:
     """The restic client of ``backup_repo`` (``InvalidInput`` when not configured)."""
     return Restic(settings.backup_repo, settings.backup_password_path,
                   settings.data_dir / "cache" / "restic")
 
 
-def ensure_password(settings: Any, progress: Progress) -> None:
+def ensure_password(settings: Settings, progress: Progress) -> None:
     """Make the default password file on first use (an operator-set one must exist)."""
     path = settings.backup_password_path
     if settings.backup_password_file or path.exists():
@@ -68,12 +76,12 @@ def ensure_password(settings: Any, progress: Progress) -> None:
              " the backups cannot be read without it")
 
 
-def backup_lock(settings: Any, what: str):
+def backup_lock(settings: Settings, what: str) -> AbstractContextManager[None]:
     """One backup (or restore) at a time per data dir: ``Conflict`` when one runs."""
     return app_lock(settings.data_dir / "locks", "_backup", what, 0.0)
 
 
-def create_backup(platform: Any, progress: Progress, actor: str = "gitpaas") -> str:
+def create_backup(platform: Platform, progress: Progress, actor: str = "gitpaas") -> str:
     """Write one snapshot; record it (succeeded or failed) and notify a failure."""
     from ..notify import notify
 
@@ -95,7 +103,7 @@ def create_backup(platform: Any, progress: Progress, actor: str = "gitpaas") -> 
     return snapshot
 
 
-def _create(platform: Any, progress: Progress) -> str:
+def _create(platform: Platform, progress: Progress) -> str:
     settings = platform.settings
     restic = restic_for(settings)
     ensure_password(settings, progress)
@@ -125,7 +133,7 @@ def _shown(repo: str) -> str:
     return repo
 
 
-def _stage(platform: Any, staging: Path, progress: Progress) -> dict:
+def _stage(platform: Platform, staging: Path, progress: Progress) -> Manifest:
     settings, store = platform.settings, platform.store
     progress("-----> Backing up the state")
     dump_state(settings.database, staging)
@@ -156,7 +164,7 @@ def _stage(platform: Any, staging: Path, progress: Progress) -> dict:
     return manifest
 
 
-def helper_image(platform: Any, app: str) -> str | None:
+def helper_image(platform: Platform, app: str) -> str | None:
     """The image volume jobs run in: ``storage_helper_image``, else the app's release's."""
     image = getattr(platform.settings, "storage_helper_image", "")
     if image:
@@ -165,7 +173,8 @@ def helper_image(platform: Any, app: str) -> str | None:
     return release.image if release else None
 
 
-def _export_volumes(platform: Any, apps: list, target: Path, progress: Progress) -> list[dict]:
+def _export_volumes(platform: Platform, apps: list[App], target: Path,
+                    progress: Progress) -> list[dict[str, str]]:
     """Each storage volume of each app as ``<target>/<volume>.tar`` (when the runtime
     keeps storage in volumes); the list of what was exported."""
     volumes = getattr(platform.runtime, "volumes", None)
@@ -223,7 +232,7 @@ def dump_path(kind: str, app: str) -> str:
     return f"{kind}/{app}.{DUMPS[kind]}"
 
 
-def dump_app_database(platform: Any, kind: str, database: str, target: Path) -> None:
+def dump_app_database(platform: Platform, kind: str, database: str, target: Path) -> None:
     """A dump of one app database into ``target`` (0600): ``mysqldump``, or a
     ``pg_dump`` custom-format archive."""
     target.parent.mkdir(mode=0o700, exist_ok=True)
@@ -250,7 +259,7 @@ def link_tree(source: Path, target: Path) -> None:
                 shutil.copy2(src, here / name, follow_symlinks=False)
 
 
-def list_backups(settings: Any) -> list[dict]:
+def list_backups(settings: Settings) -> list[Snapshot]:
     """This install's snapshots, oldest first: id, time, host, paths."""
     snaps = restic_for(settings).snapshots(tag(settings))
     return [{"id": s.get("id", ""), "short_id": s.get("short_id", ""),

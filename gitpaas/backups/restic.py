@@ -13,8 +13,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidInput, ServiceError
+
+# One snapshot as ``restic snapshots --json`` prints it (id, short_id, time, hostname, ...).
+Snapshot = dict[str, Any]
 
 TIMEOUT = 6 * 3600
 
@@ -44,7 +48,7 @@ class Restic:
         return env
 
     def run(self, args: list[str], cwd: Path | None = None,
-            check: bool = True) -> subprocess.CompletedProcess:
+            check: bool = True) -> subprocess.CompletedProcess[str]:
         """``restic ARGS`` (argument list, no shell); ``ServiceError`` on failure."""
         program = shutil.which("restic")
         if program is None:
@@ -93,7 +97,7 @@ class Restic:
                 return str(message["snapshot_id"])
         raise ServiceError("restic backup printed no summary")
 
-    def snapshots(self, tag: str) -> list[dict]:
+    def snapshots(self, tag: str) -> list[Snapshot]:
         """The snapshots carrying ``tag``, oldest first."""
         result = self.run(["snapshots", "--json", "--tag", tag])
         return list(json.loads(result.stdout or "[]") or [])

@@ -14,23 +14,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from ..errors import Conflict, GitPaasError, UserError
 from ..locks import app_lock
-from . import DUMPS, MANIFEST, STAGING, Progress, backup_lock, dump_path, restic_for, tag
+from . import DUMPS, MANIFEST, STAGING, Manifest, Progress, backup_lock, dump_path, restic_for, tag
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+    from ..settings import Settings
+    from ..store import Datastore
 
 RESTORE_DIR = ".restore"
 
 
-def serve_lock(settings: Any, what: str, timeout: float = 0.0):
+def serve_lock(settings: Settings, what: str,
+               timeout: float = 0.0) -> AbstractContextManager[None]:
     """Held by ``gitpaas serve`` for its lifetime; a restore takes it to be alone."""
     return app_lock(settings.data_dir / "locks", "_serve", what, timeout)
 
 
-def restore_backup(platform: Any, snapshot: str, progress: Progress,
+def restore_backup(platform: Platform, snapshot: str, progress: Progress,
                    force: bool = False) -> list[str]:
     """Restore ``snapshot`` (an id or ``latest``); return the restored apps' names."""
     settings = platform.settings
@@ -64,7 +71,7 @@ def restore_backup(platform: Any, snapshot: str, progress: Progress,
         return list(manifest.get("apps", []))
 
 
-def _refuse_if_in_use(platform: Any, force: bool) -> None:
+def _refuse_if_in_use(platform: Platform, force: bool) -> None:
     settings = platform.settings
     exists = settings.database.startswith("mysql:") or (settings.data_dir / "state.db").exists()
     if not exists:
@@ -77,7 +84,7 @@ def _refuse_if_in_use(platform: Any, force: bool) -> None:
                         " install, or add --force to replace them")
 
 
-def _find_manifest(target: Path) -> tuple[Path, dict]:
+def _find_manifest(target: Path) -> tuple[Path, Manifest]:
     """The restored ``.backup`` dir and its manifest (paths relative to the data dir;
     a restic that stored absolute paths is handled by looking one data dir deeper)."""
     first = target / STAGING / MANIFEST
@@ -101,7 +108,7 @@ def _replace(source: Path, dest: Path) -> None:
     shutil.move(str(source), str(dest))
 
 
-def _put_files(settings: Any, target: Path, root: Path, manifest: dict,
+def _put_files(settings: Settings, target: Path, root: Path, manifest: Manifest,
                progress: Progress) -> None:
     data = settings.data_dir
     staged = root / STAGING
@@ -156,7 +163,7 @@ def _load_state_dump(database_url: str, dump: Path) -> None:
             mysql._stream_in(argv, stdin)
 
 
-def _fix_mount_paths(platform: Any, manifest: dict) -> None:
+def _fix_mount_paths(platform: Platform, manifest: Manifest) -> None:
     """Mounts inside the old data dir's storage point into this data dir's."""
     old = Path(manifest.get("data_dir", "")) / "storage"
     new = platform.settings.storage_dir
@@ -172,7 +179,7 @@ def _fix_mount_paths(platform: Any, manifest: dict) -> None:
                                 mount.container_path)
 
 
-def _databases(platform: Any, progress: Progress) -> None:
+def _databases(platform: Platform, progress: Progress) -> None:
     """Each app database recreated with the password in the app's restored config vars,
     its dump loaded as the app's own user."""
     dumps = platform.settings.data_dir / "dumps" / "restore"
@@ -189,7 +196,7 @@ def _databases(platform: Any, progress: Progress) -> None:
         shutil.rmtree(dumps, ignore_errors=True)
 
 
-def _database(platform: Any, app: str, datastore: Any, dumps: Path,
+def _database(platform: Platform, app: str, datastore: Datastore, dumps: Path,
               progress: Progress) -> None:
     from ..datastores import mysql, postgres
 
@@ -210,7 +217,7 @@ def _database(platform: Any, app: str, datastore: Any, dumps: Path,
                                               datastore.user, creds.password), stdin)
 
 
-def _images(platform: Any, progress: Progress) -> None:
+def _images(platform: Platform, progress: Progress) -> None:
     import docker.errors
 
     store, client = platform.store, platform.docker
@@ -229,7 +236,7 @@ def _images(platform: Any, progress: Progress) -> None:
             progress(f" !     {app.name}: cannot rebuild {release.image}: {exc.message}")
 
 
-def _volumes(platform: Any, manifest: dict, progress: Progress) -> None:
+def _volumes(platform: Platform, manifest: Manifest, progress: Progress) -> None:
     """Storage volumes back from their tar exports (runtimes that keep storage in
     volumes), through the runtime's throwaway container."""
     from . import helper_image
@@ -251,7 +258,7 @@ def _volumes(platform: Any, manifest: dict, progress: Progress) -> None:
         shutil.rmtree(dumps, ignore_errors=True)
 
 
-def _start(platform: Any, progress: Progress) -> None:
+def _start(platform: Platform, progress: Progress) -> None:
     from ..reconcile import Reconciler
 
     progress("-----> Starting the apps")

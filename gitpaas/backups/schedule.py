@@ -8,15 +8,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import GitPaasError
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+    from ..settings import Settings
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 RETRY = 3600.0
 
 
-def due(settings: Any, store: Any, now: float | None = None) -> bool:
+def due(settings: Settings, store: Store, now: float | None = None) -> bool:
     """Whether a scheduled backup should run now."""
     interval = settings.backup_interval
     if not interval:
@@ -24,11 +29,11 @@ def due(settings: Any, store: Any, now: float | None = None) -> bool:
     last = store.last_backup()
     if last is None:
         return True
-    wait = min(interval, RETRY) if last[1] == "failed" else interval
-    return (time.time() if now is None else now) - last[4] >= wait
+    wait = min(interval, RETRY) if last.status == "failed" else interval
+    return (time.time() if now is None else now) - last.finished_at >= wait
 
 
-def loop(platform: Any, stop: threading.Event, tick: float) -> None:
+def loop(platform: Platform, stop: threading.Event, tick: float) -> None:
     """Check every ``tick`` seconds whether a backup is due; run it if so."""
     from . import create_backup
 
@@ -43,7 +48,7 @@ def loop(platform: Any, stop: threading.Event, tick: float) -> None:
             log.exception("scheduled backup failed")
 
 
-def start_in_thread(platform: Any) -> threading.Event:
+def start_in_thread(platform: Platform) -> threading.Event:
     """The schedule's thread (nothing when backups are off); set the event to stop it."""
     stop = threading.Event()
     interval = platform.settings.backup_interval

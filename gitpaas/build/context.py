@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from dulwich.object_store import BaseObjectStore
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 
 from ..errors import UserError
 
@@ -98,7 +98,7 @@ def raw_tree_names(raw: bytes) -> list[bytes]:
 def check_unique_names(store: BaseObjectStore, tree_id: bytes, prefix: str) -> None:
     """Refuse a tree holding one name twice (e.g. a symlink and a directory ``link``)."""
     try:
-        names = raw_tree_names(store.get_raw(tree_id)[1])
+        names = raw_tree_names(store.get_raw(ObjectID(tree_id))[1])
     except ValueError:
         raise UnsafeTree(f"a malformed tree in the push at {prefix or '/'}") from None
     if len(names) != len(set(names)):
@@ -108,7 +108,7 @@ def check_unique_names(store: BaseObjectStore, tree_id: bytes, prefix: str) -> N
 
 def walk_tree(store: BaseObjectStore, tree_id: bytes, prefix: str = "") -> Iterator[Entry]:
     """Every blob and symlink of a tree, depth first, with paths checked."""
-    tree = store[tree_id]
+    tree = store[ObjectID(tree_id)]
     if not isinstance(tree, Tree):
         raise UnsafeTree("the pushed commit has no valid tree")
     check_unique_names(store, tree_id, prefix)
@@ -125,20 +125,25 @@ def walk_tree(store: BaseObjectStore, tree_id: bytes, prefix: str = "") -> Itera
 
 def tree_paths(store: BaseObjectStore, commit_id: bytes) -> list[str]:
     """The file paths of a commit (for buildpack detection)."""
-    commit = store[commit_id]
+    commit = store[ObjectID(commit_id)]
     assert isinstance(commit, Commit)
     return [e.path for e in walk_tree(store, commit.tree)]
 
 
 def read_blob(store: BaseObjectStore, commit_id: bytes, path: str) -> bytes | None:
     """The content of ``path`` in a commit, or None when absent (not a directory)."""
-    commit = store[commit_id]
+    commit = store[ObjectID(commit_id)]
+    assert isinstance(commit, Commit)
     tree = store[commit.tree]
     parts = path.split("/")
     try:
         for part in parts[:-1]:
+            if not isinstance(tree, Tree):  # a file where the path wants a directory
+                return None
             _, sha = tree[part.encode()]
             tree = store[sha]
+        if not isinstance(tree, Tree):
+            return None
         mode, sha = tree[parts[-1].encode()]
     except KeyError:
         return None
@@ -152,7 +157,7 @@ def build_context(store: BaseObjectStore, commit_id: bytes,
                   extra_files: dict[str, bytes] | None = None, max_bytes: int = 512 << 20,
                   max_files: int = 50_000) -> IO[bytes]:
     """Write the commit's tree (plus ``extra_files``) as a tar; return it rewound."""
-    commit = store[commit_id]
+    commit = store[ObjectID(commit_id)]
     if not isinstance(commit, Commit):
         raise UnsafeTree("the pushed ref is not a commit")
     entries = []
@@ -160,7 +165,7 @@ def build_context(store: BaseObjectStore, commit_id: bytes,
         entries.append(entry)
         if len(entries) > max_files:
             raise UnsafeTree(f"the pushed tree has more than {max_files} files")
-    links = {e.path: store[e.sha].as_raw_string().decode("utf-8", "surrogateescape")
+    links = {e.path: store[ObjectID(e.sha)].as_raw_string().decode("utf-8", "surrogateescape")
              for e in entries if stat.S_ISLNK(e.mode)}
     for path, target in links.items():
         check_symlink(path, target, links)
@@ -168,7 +173,7 @@ def build_context(store: BaseObjectStore, commit_id: bytes,
     total = 0
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in entries:
-            data = store[entry.sha].as_raw_string()
+            data = store[ObjectID(entry.sha)].as_raw_string()
             total += len(data)
             if total > max_bytes:
                 raise UnsafeTree(f"the pushed tree is larger than {max_bytes >> 20} MiB")

@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -35,9 +35,9 @@ class BuildLimits:
     shm_size: str = ""
     timeout: float = BUILD_TIMEOUT  # seconds, the whole build
 
-    def container_limits(self) -> dict:
+    def container_limits(self) -> dict[str, Any]:
         """docker-py ``container_limits`` of every container the build runs."""
-        limits: dict = {}
+        limits: dict[str, Any] = {}
         if self.memory:
             limits["memory"] = limits["memswap"] = parse_bytes(self.memory)
         if self.cpu_shares:
@@ -45,6 +45,12 @@ class BuildLimits:
         if self.cpuset:
             limits["cpusetcpus"] = self.cpuset
         return limits
+
+    def build_options(self) -> dict[str, Any]:
+        """docker-py ``api.build`` arguments for these limits (its stubs want ints where
+        the API takes floats, hence a plain dict)."""
+        return {"timeout": self.timeout, "container_limits": self.container_limits(),
+                "shmsize": parse_bytes(self.shm_size) if self.shm_size else None}
 
 
 def explain(detail: str, limits: BuildLimits) -> str:
@@ -81,9 +87,8 @@ class DockerBuilder:
             stream = self.client.api.build(
                 fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
                 decode=True, labels=dict(labels), buildargs=dict(buildargs or {}),
-                dockerfile=dockerfile, pull=False, timeout=limits.timeout,
-                network_mode=network, container_limits=limits.container_limits(),
-                shmsize=parse_bytes(limits.shm_size) if limits.shm_size else None)
+                dockerfile=dockerfile, pull=False, network_mode=network,
+                **limits.build_options())
             image_id = None
             partial = ""
             for chunk in stream:
@@ -127,6 +132,8 @@ class DockerBuilder:
             self.remove(tag)
             raise DeployError(f"build failed: the image sets reserved label(s) "
                               f"{', '.join(forged)} (gitpaas.* labels are gitpaas's own)")
+        if image.id is None:
+            raise ServiceError(f"Docker gave no id for the image {tag}")
         return image.id
 
     def remove(self, tag: str) -> None:

@@ -64,7 +64,7 @@ def expand(text: str, args: Mapping[str, str]) -> str:
 
     Raises ``DeployError`` when a ``$`` is left that this cannot resolve."""
 
-    def one(match: re.Match) -> str:
+    def one(match: re.Match[str]) -> str:
         name = match.group("braced") or match.group("plain")
         value = args.get(name, "")
         if match.group("op") == "-":

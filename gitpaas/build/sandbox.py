@@ -97,7 +97,8 @@ class BuildSandbox:
     def gateway(self) -> str:
         """The host's address on the build network."""
         net = self.client.api.inspect_network(self.network)
-        return net["IPAM"]["Config"][0]["Gateway"]
+        gateway: str = net["IPAM"]["Config"][0]["Gateway"]
+        return gateway
 
     def _run(self, *args: str, check: bool = True) -> bool:
         try:

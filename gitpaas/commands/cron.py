@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ..cron import release_jobs
 from .apps import fmt_time
@@ -21,7 +22,7 @@ def cron_list(ctx: Context, args: list[str]) -> None:
     jobs = release_jobs(release.extra) if release else []
     states = store.cron_states(app.name)
     now = time.time()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for job in jobs:
         state = states.get(job.id, {})
         rows.append({

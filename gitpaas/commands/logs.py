@@ -1,28 +1,36 @@
 """logs: the app's containers' lines, interleaved by time, ``web.1 | ...``.
 
 Lines of removed containers (earlier releases) come from the log archive (see
-``applogs``); ``--tail`` polls the live containers until the client goes away.
+``applogs``); ``--tail`` follows Docker's log stream of each container, and Docker's
+events for containers that start meanwhile, until the client goes away.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import time
 
 from ..applogs import LogLine, epoch_seconds, matches, merge, parse_docker
-from ..runtime import ContainerInfo
+from ..errors import GitPaasError
+from ..runtime import ContainerInfo, DockerRuntime
+from ..runtime.docker import Follow
 from .args import no_more, parse_count, pop_flag, pop_option, take_app
 from .registry import Context, command
 
 DEFAULT_LINES = 100
 MAX_LINES = 10_000
-POLL_SECONDS = 1.0
+CLOSED_CHECK_SECONDS = 0.5  # how often a follow notices the client left
+QUEUE_LINES = 10_000  # lines read from Docker, not yet written to the client
+log = logging.getLogger(__name__)
 
 
 def source(info: ContainerInfo) -> str:
     return f"{info.process}.{info.replica}"
 
 
-def live_lines(runtime, containers: list[ContainerInfo], process: str | None,
+def live_lines(runtime: DockerRuntime, containers: list[ContainerInfo], process: str | None,
                tail: int | None = None, since: int | None = None) -> dict[str, list[LogLine]]:
     """The timestamped lines of each selected container, by container id."""
     return {c.id: parse_docker(runtime.timed_logs(c.id, tail=tail, since=since), source(c))
@@ -39,6 +47,7 @@ def logs(ctx: Context, args: list[str]) -> None:
     no_more(args)
     limit = DEFAULT_LINES if count is None else parse_count(count, "-n", 1, MAX_LINES)
     platform = ctx.platform
+    started = time.time()
     containers = platform.runtime.list(app.name)
     live = live_lines(platform.runtime, containers, process, tail=limit)
     kept = [li for li in platform.log_archive.read(app.name) if matches(li.source, process)]
@@ -46,28 +55,111 @@ def logs(ctx: Context, args: list[str]) -> None:
         ctx.out(line.render())
     if follow:
         stream(ctx, app.name, process, {cid: lines[-1].time for cid, lines in live.items()
-                                        if lines})
+                                        if lines}, started)
 
 
-def stream(ctx: Context, app: str, process: str | None, last: dict[str, str]) -> None:
-    """Print new lines of every container (old and new ones) until the client leaves."""
-    runtime = ctx.platform.runtime
-    started = time.time()
-    while not ctx.closed():
-        time.sleep(POLL_SECONDS)
-        fresh: list[list[LogLine]] = []
-        for c in runtime.list(app):
-            if not matches(source(c), process):
+def stream(ctx: Context, app: str, process: str | None, last: dict[str, str],
+           since: float) -> None:
+    """Print the new lines of the app's containers as Docker sends them (containers that
+    start meanwhile included) until the client leaves."""
+    follower = Follower(ctx.platform.runtime, app, process, last, since)
+    follower.start()
+    try:
+        while not ctx.closed():
+            try:
+                line = follower.lines.get(timeout=CLOSED_CHECK_SECONDS)
+            except queue.Empty:
                 continue
-            seen = last.get(c.id)
-            since = epoch_seconds(seen) if seen else int(started) - 1
-            lines = parse_docker(runtime.timed_logs(c.id, since=max(since, 1)), source(c))
-            lines = [li for li in lines if seen is None or li.time > seen]
-            if lines:
-                last[c.id] = lines[-1].time
-                fresh.append(lines)
+            ctx.out(line.render())
+    except OSError:
+        return
+    finally:
+        follower.close()
+
+
+class Follower:
+    """One thread per container following its log stream, one following Docker's
+    container starts; their lines meet in ``lines``."""
+
+    def __init__(self, runtime: DockerRuntime, app: str, process: str | None,
+                 last: dict[str, str], since: float) -> None:
+        self.runtime = runtime
+        self.app = app
+        self.process = process
+        self.last = last  # container id -> time of the last line shown
+        self.since = int(since) - 1  # containers without a shown line: from here on
+        self.lines: queue.Queue[LogLine] = queue.Queue(QUEUE_LINES)
+        self._lock = threading.Lock()
+        self._streams: dict[str, Follow[str]] = {}  # followed container id -> its stream
+        self._restarted: set[str] = set()  # started again before its old stream ended
+        self._starts: Follow[str] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        # Starts first, then the listing: a container starting in between is in one or both.
+        self._starts = self.runtime.follow_starts(self.app, self.since)
+        threading.Thread(target=self._watch_starts, args=(self._starts,), daemon=True,
+                         name=f"logs-starts-{self.app}").start()
+        self._follow_new()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            streams = [*self._streams.values(), *([self._starts] if self._starts else [])]
+        for follow in streams:
+            follow.close()
+
+    def _watch_starts(self, starts: Follow[str]) -> None:
         try:
-            for line in merge(fresh):
-                ctx.out(line.render())
-        except OSError:
-            return
+            for container_id in starts:
+                with self._lock:
+                    if container_id in self._streams:
+                        self._restarted.add(container_id)
+                self._follow_new()
+        except Exception:  # noqa: BLE001 - the event stream closed or broke
+            log.debug("logs: the start events of %s ended", self.app, exc_info=True)
+
+    def _follow_new(self) -> None:
+        """Follow each of the app's containers (gitpaas's own: ``list``) not yet followed."""
+        for info in self.runtime.list(self.app):
+            if not matches(source(info), self.process):
+                continue
+            with self._lock:
+                if self._closed or info.id in self._streams:
+                    continue
+                seen = self.last.get(info.id)
+                since = epoch_seconds(seen) if seen else self.since
+                try:
+                    follow = self.runtime.follow_logs(info.id, max(since, 1), timestamps=True)
+                except GitPaasError:
+                    continue  # removed meanwhile
+                self._streams[info.id] = follow
+            threading.Thread(target=self._follow, args=(info, follow), daemon=True,
+                             name=f"logs-{info.name}").start()
+
+    def _follow(self, info: ContainerInfo, follow: Follow[str]) -> None:
+        try:
+            for text in follow:
+                for line in parse_docker(text, source(info)):
+                    seen = self.last.get(info.id)
+                    if seen is not None and line.time <= seen:
+                        continue  # shown already
+                    self.last[info.id] = line.time
+                    self._put(line)
+        except Exception:  # noqa: BLE001 - the container went away or the stream closed
+            log.debug("logs: following %s ended", info.name, exc_info=True)
+        with self._lock:
+            self._streams.pop(info.id, None)
+            again = info.id in self._restarted
+            self._restarted.discard(info.id)
+        if again:  # it started again before this stream ended
+            self._follow_new()
+
+    def _put(self, line: LogLine) -> None:
+        """Wait for room (a slow client slows the reading of Docker's stream)."""
+        while not self._closed:
+            try:
+                self.lines.put(line, timeout=CLOSED_CHECK_SECONDS)
+                return
+            except queue.Full:
+                continue

@@ -8,6 +8,7 @@ containers retired. So routes are always right and no request fails on the way.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from .. import names
 from ..applogs import epoch_seconds, normalize_timestamp
@@ -15,6 +16,10 @@ from ..errors import Forbidden, InvalidInput, NotFound
 from ..store import App, Release
 from .args import no_more, parse_count, pop_flag, take_app
 from .registry import Context, command
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+    from ..runtime import ContainerInfo
 
 MAX_REPLICAS = 20
 
@@ -48,7 +53,7 @@ def uptime(started_at: str, now: float | None = None) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def started_at(platform, container) -> str:
+def started_at(platform: Platform, container: ContainerInfo) -> str:
     """Docker's ``StartedAt`` of a container (the listing's summaries do not hold it)."""
     info = platform.runtime.get(container.id)
     return info.started_at if info else ""

@@ -10,11 +10,14 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Forbidden, GitPaasError, InvalidInput, UserError
 from ..store import Key
-from ..terminal import Terminal
+from ..terminal import ByteReader, Terminal
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +28,9 @@ EXIT_OK, EXIT_USER, EXIT_SERVICE, EXIT_INTERNAL = 0, 1, 2, 3
 class Context:
     """One command invocation: who runs it, with which streams."""
 
-    platform: Any
+    platform: Platform
     key: Key
-    stdin: IO[bytes]
+    stdin: ByteReader
     write_out: Callable[[str], None]
     write_err: Callable[[str], None]
     is_local: bool = False
@@ -67,10 +70,13 @@ class Context:
             raise Forbidden("only admins may do that")
 
 
+CommandFunc = Callable[[Context, list[str]], int | None]
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
-    func: Callable[[Context, list[str]], int | None]
+    func: CommandFunc
     summary: str
     usage: str
     admin_only: bool = False
@@ -84,13 +90,14 @@ DEPLOY_KEY_REFUSAL = ("a deploy key may only push to {app} and read its releases
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, usage: str = "", admin_only: bool = False, deploy_key: bool = False):
+def command(name: str, usage: str = "", admin_only: bool = False,
+            deploy_key: bool = False) -> Callable[[CommandFunc], CommandFunc]:
     """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary.
 
     ``deploy_key``: a deploy key may run it (on its one app; access checks still apply).
     """
 
-    def register(func):
+    def register(func: CommandFunc) -> CommandFunc:
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
         COMMANDS[name] = Command(name, func, summary, usage or name, admin_only, deploy_key)
         return func

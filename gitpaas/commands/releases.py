@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..errors import InvalidInput, NotFound
 from ..store import Release
@@ -39,9 +40,10 @@ def releases_list(ctx: Context, args: list[str]) -> None:
     no_more(args)
     count = 20 if limit is None else parse_count(limit, "-n", 1, MAX_LIST)
     releases = ctx.platform.store.list_releases(app.name, count)
-    rows = [{"version": r.version, "description": r.description, "created_by": r.created_by,
-             "created_at": fmt_time(r.created_at), "commit": r.commit[:7], "status": r.status,
-             "current": r.version == app.current_version} for r in releases]
+    rows: list[dict[str, Any]] = [
+        {"version": r.version, "description": r.description, "created_by": r.created_by,
+         "created_at": fmt_time(r.created_at), "commit": r.commit[:7], "status": r.status,
+         "current": r.version == app.current_version} for r in releases]
     if as_json:
         ctx.json(rows)
         return

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 MASK = "****"
 
@@ -39,7 +42,7 @@ def _mask_url(url: str) -> str:
     return url
 
 
-def destroy_for_app(platform: Any, app: str) -> None:
+def destroy_for_app(platform: Platform, app: str) -> None:
     """Remove every datastore of ``app`` (called by ``apps:destroy``): its databases and
     users, its mount records, its storage volumes and its legacy storage directory
     ``<data_dir>/storage/<app>/`` (see ``runtime.volumes``)."""

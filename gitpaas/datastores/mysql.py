@@ -18,6 +18,7 @@ This module and ``store/`` are the only ones that import pymysql.
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import re
 import secrets
@@ -29,13 +30,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import pymysql
 
 from .. import names
 from ..errors import Conflict, InvalidInput, ServiceError
+from ..terminal import ByteReader
 
 IDENTIFIER_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_DATABASE = 64
@@ -117,10 +119,10 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
         return Credentials(p.hostname or "", port, p.path.lstrip("/"),
                            unquote(p.username or ""), unquote(p.password or ""))
     if all(config.get(k) for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD")):
-        host, _, port = config["DB_HOST"].partition(":")
-        if port and not (port.isascii() and port.isdigit()):
+        host, _, port_text = config["DB_HOST"].partition(":")
+        if port_text and not (port_text.isascii() and port_text.isdigit()):
             return None
-        return Credentials(host, int(port or 3306), config["DB_NAME"], config["DB_USER"],
+        return Credentials(host, int(port_text or 3306), config["DB_NAME"], config["DB_USER"],
                            config["DB_PASSWORD"])
     return None
 
@@ -258,7 +260,7 @@ class MySQLDatastores:
 
     # -- dump and load ------------------------------------------------------------------
 
-    def export(self, database: str, write: Callable[[str], None],
+    def export(self, database: str, write: Callable[[str], object],
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream ``mysqldump`` of ``database`` (as the admin) to ``write``; return bytes.
 
@@ -277,7 +279,7 @@ class MySQLDatastores:
         out.flush()
         return total - out.dropped
 
-    def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
+    def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load SQL from ``stdin`` into the app's database as the app's own user.
 
         Running as the app's user means a dump can change nothing but that database;
@@ -302,7 +304,7 @@ class SandboxLineFilter:
 
     HEAD_LIMIT = 256
 
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], object]) -> None:
         self.write = write
         self.head: str | None = ""
         self.dropped = 0
@@ -330,7 +332,7 @@ class SandboxLineFilter:
 
 def _reason(exc: BaseException) -> str:
     """A pymysql error's message (never holds a password)."""
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = getattr(exc, "args", ())
     return str(args[1]) if len(args) > 1 else str(exc)
 
 
@@ -364,13 +366,13 @@ def _defaults_file(user: str, password: str, host: str, port: int) -> Iterator[s
         Path(path).unlink(missing_ok=True)
 
 
-def _stream_out(argv: list[str], write: Callable[[str], None],
+def _stream_out(argv: list[str], write: Callable[[str], object],
                 closed: Callable[[], bool]) -> int:
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     total = 0
     with tempfile.TemporaryFile() as errors, subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors) as proc:
-        assert proc.stdout is not None
+        assert isinstance(proc.stdout, io.BufferedReader)  # a pipe with the default buffer
         while chunk := proc.stdout.read1(CHUNK):
             total += len(chunk)
             write(decoder.decode(chunk))
@@ -388,7 +390,7 @@ def _stream_out(argv: list[str], write: Callable[[str], None],
     return total
 
 
-def _stream_in(argv: list[str], stdin: IO[bytes]) -> int:
+def _stream_in(argv: list[str], stdin: ByteReader) -> int:
     total = 0
     with tempfile.TemporaryFile() as output, subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT) as proc:

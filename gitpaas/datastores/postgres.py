@@ -18,6 +18,7 @@ This module is the only one that imports psycopg.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -27,13 +28,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import psycopg
 from psycopg import sql
 
 from ..errors import Conflict, InvalidInput, ServiceError
+from ..terminal import ByteReader
 from .mysql import database_name, new_password
 
 CUSTOM_MAGIC = b"PGDMP"
@@ -202,7 +204,7 @@ class PostgresDatastores:
 
     # -- dump and load ------------------------------------------------------------------
 
-    def export(self, database: str, write: Callable[[bytes], None],
+    def export(self, database: str, write: Callable[[bytes], object],
                closed: Callable[[], bool] = lambda: False) -> int:
         """Stream a ``pg_dump`` custom-format archive of ``database``; return its bytes."""
         admin = self.server.admin
@@ -212,7 +214,7 @@ class PostgresDatastores:
                     f"--username={admin['user']}", "--no-password", f"--dbname={database}"]
             return _stream_out(argv, env, write, closed)
 
-    def import_(self, creds: Credentials, stdin: IO[bytes]) -> int:
+    def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load a dump from ``stdin`` into the app's database, as the app's own role."""
         head = stdin.read(len(CUSTOM_MAGIC))
         if not head:
@@ -291,13 +293,13 @@ def _passfile(login: dict[str, Any], database: str) -> Iterator[dict[str, str]]:
         Path(path).unlink(missing_ok=True)
 
 
-def _stream_out(argv: list[str], env: dict[str, str], write: Callable[[bytes], None],
+def _stream_out(argv: list[str], env: dict[str, str], write: Callable[[bytes], object],
                 closed: Callable[[], bool]) -> int:
     total = 0
     with tempfile.TemporaryFile() as errors, subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
             env=env) as proc:
-        assert proc.stdout is not None
+        assert isinstance(proc.stdout, io.BufferedReader)  # a pipe with the default buffer
         while chunk := proc.stdout.read1(CHUNK):
             total += len(chunk)
             write(chunk)
@@ -312,7 +314,7 @@ def _stream_out(argv: list[str], env: dict[str, str], write: Callable[[bytes], N
     return total
 
 
-def _stream_in(argv: list[str], env: dict[str, str], head: bytes, stdin: IO[bytes]) -> int:
+def _stream_in(argv: list[str], env: dict[str, str], head: bytes, stdin: ByteReader) -> int:
     total = len(head)
     with tempfile.TemporaryFile() as output, subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,

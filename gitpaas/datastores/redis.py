@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlparse
 import docker
 import docker.errors
 import redis
+from docker.models.containers import Container
 
 from ..errors import Conflict, InvalidInput, NotFound, ServiceError
 from .mysql import new_password
@@ -107,7 +108,7 @@ class RedisDatastores:
         return {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                 f"{LABEL}.kind": "redis"}
 
-    def _container(self, app: str) -> Any:
+    def _container(self, app: str) -> Container | None:
         try:
             found = self.client.containers.get(self.name(app))
         except docker.errors.NotFound:
@@ -125,15 +126,18 @@ class RedisDatastores:
             raise Conflict(f"{app} has a Redis container already ({name})")
         password = new_password()
         network = self.network(app)
+        # docker-py takes plain dicts; its stubs allow no "unless-stopped" and want a
+        # LogConfig object
+        options: dict[str, Any] = {
+            "restart_policy": {"Name": "unless-stopped"},
+            "log_config": {"Type": "json-file", "Config": {"max-size": "1m"}}}
         try:
             self.client.volumes.create(name, labels=self.labels(app))
             container = self.client.containers.create(
                 self.image(), name=name, labels=self.labels(app), user="redis",
                 volumes={name: {"bind": "/var/lib/redis", "mode": "rw"}},
                 network=network, mem_limit=self.mem_limit, pids_limit=256,
-                security_opt=["no-new-privileges"], cap_drop=["ALL"],
-                restart_policy={"Name": "unless-stopped"},
-                log_config={"Type": "json-file", "Config": {"max-size": "1m"}})
+                security_opt=["no-new-privileges"], cap_drop=["ALL"], **options)
             container.put_archive("/", config_tar(config_file(password, self.maxmemory)))
             container.start()
         except docker.errors.ImageNotFound as exc:
@@ -154,7 +158,7 @@ class RedisDatastores:
         networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
         for settings in networks.values():
             if settings.get("IPAddress"):
-                return settings["IPAddress"]
+                return str(settings["IPAddress"])
         raise ServiceError(f"the Redis container of {app} has no address (not running?)")
 
     def stats(self, app: str, password: str) -> dict[str, Any]:

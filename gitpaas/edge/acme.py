@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import josepy as jose
 import redis
@@ -22,6 +23,9 @@ from acme import challenges, client, errors, messages
 from acme import crypto_util as acme_crypto
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from josepy.jwa import ES256
+from josepy.jwk import JWKEC
+from requests.adapters import BaseAdapter
 
 from ..errors import ServiceError
 from ..secrets import write_private_file
@@ -72,7 +76,7 @@ class RedisChallenges:
             log.warning("could not delete ACME challenge %s (it expires)", token)
 
 
-def load_account_key(path: Path) -> jose.JWKEC:
+def load_account_key(path: Path) -> JWKEC:
     """The account key at ``path``, made (0600) on first use."""
     if not path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
@@ -80,7 +84,7 @@ def load_account_key(path: Path) -> jose.JWKEC:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    return jose.JWKEC(key=loaded)
+    return JWKEC(key=loaded)
 
 
 def new_cert_key() -> bytes:
@@ -119,6 +123,23 @@ class Issued:
     key_pem: bytes
 
 
+class BundleSession(requests.Session):
+    """A session checking TLS against the CA bundle ``ca_bundle`` (a path) where acme asks
+    for the default (``verify=True``): acme's ``ClientNetwork.verify_ssl`` takes a bool only.
+    Keeps the given transport adapters (acme's retrying ones)."""
+
+    def __init__(self, ca_bundle: str, adapters: Mapping[str, BaseAdapter]) -> None:
+        super().__init__()
+        self.ca_bundle = ca_bundle
+        for prefix, adapter in adapters.items():
+            self.mount(prefix, adapter)
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("verify", True) is True:
+            kwargs["verify"] = self.ca_bundle
+        return super().request(*args, **kwargs)
+
+
 class AcmeIssuer:
     """Gets certificates from one ACME directory, answering HTTP-01 through the edge."""
 
@@ -128,7 +149,7 @@ class AcmeIssuer:
         self.account_key_path = account_key_path
         self.challenges = challenges_
         self.email = email
-        self.verify: bool | str = ca_bundle or True
+        self.ca_bundle = ca_bundle
         self.timeout = timeout
         self._client: client.ClientV2 | None = None
 
@@ -136,8 +157,9 @@ class AcmeIssuer:
         if self._client is not None:
             return self._client
         key = load_account_key(self.account_key_path)
-        net = client.ClientNetwork(key, alg=jose.ES256, user_agent=USER_AGENT,
-                                   verify_ssl=self.verify, timeout=30)  # type: ignore[arg-type]
+        net = client.ClientNetwork(key, alg=ES256, user_agent=USER_AGENT, timeout=30)
+        if self.ca_bundle:
+            net.session = BundleSession(self.ca_bundle, net.session.adapters)
         directory = client.ClientV2.get_directory(self.directory_url, net)
         acme = client.ClientV2(directory, net)
         registration = messages.NewRegistration.from_data(

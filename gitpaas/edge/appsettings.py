@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 
-def publish(platform: Any, app: str) -> None:
+def publish(platform: Platform, app: str) -> None:
     """Mirror the app's stored edge settings (``edge:set``) into ``<prefix>edge:<app>`` and
     announce its hosts, so the edge re-reads them without a reload."""
     stored = platform.store.edge_settings(app)

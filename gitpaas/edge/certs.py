@@ -16,13 +16,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
 from ..errors import GitPaasError, ServiceError
 from .acme import AcmeIssuer, IssueError, RedisChallenges
 from .certstore import CertInfo, CertStore, HostState, covers, format_time
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def queue_key(prefix: str) -> str:
 
 def retry_delay(attempts: int) -> float:
     """Seconds to wait after ``attempts`` failures in a row (5 min, 20 min, 80 min ...)."""
-    return min(MIN_RETRY * 4 ** max(attempts - 1, 0), MAX_RETRY)
+    return min(MIN_RETRY * 4.0 ** max(attempts - 1, 0), MAX_RETRY)
 
 
 def plan(host: str, state: HostState | None, info: CertInfo | None, now: float,
@@ -93,7 +96,7 @@ def describe(host: str, state: HostState | None, info: CertInfo | None, now: flo
     if state is not None and state.status in ("pending", "failed"):
         status, reason = state.status, state.reason
         if state.status == "failed" and info is not None and info.not_after > now:
-            reason += f" (still serving the certificate valid until {format_time(expires)})"
+            reason += f" (still serving the certificate valid until {format_time(info.not_after)})"
     elif info is not None:
         status = "valid" if info.not_after > now else "expired"
         reason = ""
@@ -140,13 +143,13 @@ class RedisSignals:
             log.warning("certificate queue unavailable: %s", exc)
             time.sleep(min(timeout, 5))
             return None
-        return item[1] if item else None
+        return cast(str, item[1]) if item else None  # decode_responses: str, never bytes
 
 
 class CertManager:
     """Gets, renews, installs and removes the certificates of every app host."""
 
-    def __init__(self, platform: Any, clock: Callable[[], float] = time.time,
+    def __init__(self, platform: Platform, clock: Callable[[], float] = time.time,
                  issuer: AcmeIssuer | None = None, signals: RedisSignals | None = None) -> None:
         s = platform.settings
         self.platform = platform
@@ -295,7 +298,7 @@ class CertManager:
                 stop.wait(5)
 
 
-def start_in_thread(platform: Any) -> tuple[CertManager, threading.Event]:
+def start_in_thread(platform: Platform) -> tuple[CertManager, threading.Event]:
     """Run ``CertManager.loop`` on a daemon thread; set the event to stop it."""
     manager = platform.certs
     stop = threading.Event()

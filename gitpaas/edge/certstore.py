@@ -21,7 +21,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import NameOID
 
 from .. import names
 from ..errors import InvalidInput
@@ -70,7 +71,7 @@ def covers(pattern: str, host: str) -> bool:
 def cert_names(cert: x509.Certificate) -> tuple[str, ...]:
     """The DNS names of a certificate (its SANs; the CN only when it has none)."""
     try:
-        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         return tuple(n.lower() for n in ext.value.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -92,7 +93,7 @@ def info_of(chain_pem: bytes) -> CertInfo:
                     cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp())
 
 
-def _public_bytes(key) -> bytes:
+def _public_bytes(key: CertificatePublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import pwd
@@ -101,9 +100,6 @@ class EdgeConfig:
             user=s.edge_user,
         )
 
-    def replace(self, **changes: object) -> EdgeConfig:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
     # -- paths ----------------------------------------------------------------------------
 
     @property
@@ -183,6 +179,11 @@ def render_lua(config: EdgeConfig) -> str:
     return f"return {{\n{body}\n}}\n"
 
 
+def _ms(seconds: float) -> str:
+    """An nginx time in milliseconds (at least 1 ms)."""
+    return f"{max(int(seconds * 1000), 1)}ms"
+
+
 def _addr(listen: tuple[str, int]) -> str:
     host, port = listen
     if ":" in host:
@@ -205,7 +206,6 @@ def render_nginx(config: EdgeConfig) -> str:
     """nginx.conf of the edge."""
     d = config.directory
     header_buf = max(1024, config.max_header_bytes // 4)
-    secs = lambda v: f"{max(int(v * 1000), 1)}ms"  # noqa: E731
     access = (f"access_log {config.access_log_path} gitpaas buffer=64k flush=1s;"
               if config.access_log else "access_log off;")
     tls = ""
@@ -270,10 +270,10 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     tcp_nodelay on;
-    client_header_timeout {secs(config.header_timeout)};
-    client_body_timeout {secs(config.backend_timeout)};
-    send_timeout {secs(config.backend_timeout)};
-    keepalive_timeout {secs(config.idle_timeout)};
+    client_header_timeout {_ms(config.header_timeout)};
+    client_body_timeout {_ms(config.backend_timeout)};
+    send_timeout {_ms(config.backend_timeout)};
+    keepalive_timeout {_ms(config.idle_timeout)};
     keepalive_requests 10000;
     large_client_header_buffers 4 {header_buf};
     client_max_body_size {config.max_body_size};
@@ -327,9 +327,9 @@ http {{
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Port $server_port;
-            proxy_connect_timeout {secs(config.connect_timeout)};
-            proxy_send_timeout {secs(config.backend_timeout)};
-            proxy_read_timeout {secs(config.backend_timeout)};
+            proxy_connect_timeout {_ms(config.connect_timeout)};
+            proxy_send_timeout {_ms(config.backend_timeout)};
+            proxy_read_timeout {_ms(config.backend_timeout)};
             proxy_next_upstream error timeout http_502 http_503 http_504;
             proxy_next_upstream_tries {config.retries + 1};
             proxy_buffering off;

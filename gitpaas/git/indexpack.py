@@ -32,6 +32,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +338,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _failure(proc: subprocess.Popen[bytes], err) -> str:  # noqa: ANN001 - a binary file
+def _failure(proc: subprocess.Popen[bytes], err: IO[bytes]) -> str:
     """index-pack's reason, in one line (its last ``fatal:`` line)."""
     _stop(proc)
     err.seek(0)

@@ -72,14 +72,14 @@ def install() -> None:
     read_zlib_chunks = dulwich_pack.read_zlib_chunks
     apply_delta = dulwich_pack.apply_delta
 
-    def capped_read_zlib_chunks(read_some: Any, unpacked: Any, *args: Any, **kwargs: Any):
+    def capped_read_zlib_chunks(read_some: Any, unpacked: Any, *args: Any, **kwargs: Any) -> Any:
         cap = _cap()
         if cap is not None and (unpacked.decomp_len or 0) > cap:
             raise PackInputTooLarge(f"an object of {unpacked.decomp_len} bytes exceeds the"
                                     f" limit of {cap} bytes")
         return read_zlib_chunks(read_some, unpacked, *args, **kwargs)
 
-    def capped_apply_delta(src_buf: Any, delta: Any):
+    def capped_apply_delta(src_buf: Any, delta: Any) -> Any:
         cap = _cap()
         if cap is not None and delta_result_size(delta) > cap:
             raise ApplyDeltaError(f"a delta result of {delta_result_size(delta)} bytes"

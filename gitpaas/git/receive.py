@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from dulwich.errors import GitProtocolError, HangupException
+from dulwich.objects import ObjectID
 from dulwich.protocol import CAPABILITY_ATOMIC, SIDE_BAND_CHANNEL_PROGRESS, ReceivableProtocol
-from dulwich.refs import check_ref_format
+from dulwich.refs import Ref, check_ref_format
 from dulwich.repo import Repo
 from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 
@@ -38,7 +39,7 @@ REF_REFUSED = b"refused: only refs/heads/* and refs/tags/* may be pushed"
 
 def ref_allowed(ref: bytes) -> bool:
     """Only well-formed branch and tag names: no ``..``, no control characters."""
-    return (ref.startswith(ALLOWED_REF_PREFIXES) and check_ref_format(ref)
+    return (ref.startswith(ALLOWED_REF_PREFIXES) and check_ref_format(Ref(ref))
             and b".." not in ref and len(ref) <= 1024)
 
 
@@ -86,7 +87,12 @@ class DeployingReceivePackHandler(ReceivePackHandler):
 
     def __init__(self, repo: Repo, proto: ReceivableProtocol, on_update: UpdateHook) -> None:
         super().__init__(SingleRepoBackend(repo), ["."], proto)
+        # dulwich types these as its BackendRepo and Protocol: the pack goes to this repo's
+        # path, read from this protocol's recv.
+        self._repo = repo
+        self._receivable = proto
         self._hook = on_update
+        self._name = os.path.basename(repo.path.rstrip("/"))
         self._started = time.monotonic()
         self._received = False
 
@@ -97,7 +103,8 @@ class DeployingReceivePackHandler(ReceivePackHandler):
                 self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
         return Progress(writer)
 
-    def _apply_pack(self, refs: list[tuple[bytes, bytes, bytes]]):
+    def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]],
+                    ) -> Iterator[tuple[bytes, bytes]]:
         """Refuse the whole push before reading the pack when a ref name is not allowed:
         nothing is written to the repository (not even the objects)."""
         bad = [ref for _, _, ref in refs if not ref_allowed(ref)]
@@ -110,7 +117,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
         faults.point("receive")
         if any(new != ZERO for _, new, _ in refs):
             try:
-                store_pack(self.repo.path, self.proto.recv,
+                store_pack(self._repo.path, self._receivable.recv,
                            max_input_bytes=self._receive_max_input_size(),
                            max_object_bytes=limits.current_cap())
             except (PackRefused, OSError) as exc:  # as dulwich: the reason, in one line
@@ -121,7 +128,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
         for old, new, ref in refs:
             yield (ref, self._update_ref(ref, old, new))
 
-    def _update_ref(self, ref: bytes, old: bytes, new: bytes) -> bytes:
+    def _update_ref(self, ref: Ref, old: ObjectID, new: ObjectID) -> bytes:
         """Run the hook (the deploy), then move or delete the ref; the ref's status."""
         reason = self._on_update(ref, old, new)
         if reason:
@@ -139,14 +146,14 @@ class DeployingReceivePackHandler(ReceivePackHandler):
     def _exists(self, sha: bytes) -> bool:
         """dulwich does no connectivity check: a ref may only name a stored object."""
         try:
-            return sha in self.repo.object_store
+            return ObjectID(sha) in self.repo.object_store
         except (ValueError, KeyError):
             return False
 
     def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
         if not self._received:  # refs advertised, commands and pack read, pack stored
             self._received = True
-            log.info("receive %s: %.3f s", os.path.basename(self.repo.path.rstrip("/")),
+            log.info("receive %s: %.3f s", self._name,
                      time.monotonic() - self._started)
         try:
             if not ref_allowed(ref_name):
@@ -157,7 +164,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
             # The caller holds the app's lock for the whole session; dulwich ignores a
             # failed compare-and-swap, so check here that the ref still holds ``old``.
             try:
-                current = self.repo.refs[ref_name]
+                current: bytes = self.repo.refs[Ref(ref_name)]
             except KeyError:
                 current = ZERO
             if current != old_sha:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dulwich.errors import NotGitRepository
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from .. import names
@@ -68,7 +69,7 @@ def _create(path: Path, branch: str) -> None:
     aside = Path(tempfile.mkdtemp(prefix=f".new-{path.name}-", dir=path.parent))
     try:
         repo = Repo.init_bare(str(aside))
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
+        repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/" + branch.encode()))
         repo.close()
         os.rename(aside, path)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import Any
 
 from docker.utils.socket import STDERR, frames_iter
 
@@ -18,12 +19,13 @@ __all__ = ["Terminal", "stream"]
 CHUNK = 32 * 1024
 
 
-def raw_socket(sock) -> socket.socket:
+def raw_socket(sock: Any) -> socket.socket:
     """The socket under docker-py's wrapper of a hijacked connection."""
-    return getattr(sock, "_sock", sock)
+    raw: socket.socket = getattr(sock, "_sock", sock)
+    return raw
 
 
-def _pump_input(term: Terminal, sock) -> None:
+def _pump_input(term: Terminal, sock: Any) -> None:
     raw = raw_socket(sock)
     try:
         while True:
@@ -43,7 +45,7 @@ def _pump_input(term: Terminal, sock) -> None:
         pass
 
 
-def stream(sock, term: Terminal) -> None:
+def stream(sock: Any, term: Terminal) -> None:
     """Copy the user's input to ``sock`` and its output back until the output ends."""
     threading.Thread(target=_pump_input, args=(term, sock), daemon=True,
                      name="attach-stdin").start()

@@ -16,9 +16,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import docker
 import docker.errors
+from docker.models.containers import Container
+from docker.types import Mount
 
 from ..errors import DeployError, ServiceError
 from ..terminal import Terminal
@@ -32,6 +35,7 @@ ENV_FILE = ".gitpaas-env"
 LABEL = "gitpaas"
 ARCHIVE_TAIL = 500  # log lines of a removed container handed to ``on_remove``
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,10 @@ class ContainerInfo:
         return f"http://{self.host}:{self.port}"
 
 
-def container_name(instance: str, app: str, release: int, process: str, replica: int) -> str:
+def container_name(instance: str, app: str, release: int, process: str,
+                   replica: int | str) -> str:
+    """``<instance>.<app>.v<release>.<process>.<replica>`` (a one-off's replica: a
+    random suffix)."""
     return f"{instance}.{app}.v{release}.{process}.{replica}"
 
 
@@ -72,17 +79,17 @@ def env_tar(env: Mapping[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def docker_mounts(mounts: Sequence[StorageMount] | None) -> list | None:
+def docker_mounts(mounts: Sequence[StorageMount] | None) -> list[Mount] | None:
     """docker-py ``mounts``: tenant storage by volume name, admins' binds by path."""
     return [m.docker_mount() for m in mounts] if mounts else None
 
 
-def summary_name(summary: Mapping) -> str:
+def summary_name(summary: Mapping[str, Any]) -> str:
     """A container summary's name (Docker lists it as ``/name``)."""
     return next(iter(summary.get("Names") or []), "").lstrip("/")
 
 
-def created_at(summary: Mapping) -> str:
+def created_at(summary: Mapping[str, Any]) -> str:
     """A summary's creation time as Docker writes timestamps (RFC 3339, UTC)."""
     created = summary.get("Created")
     if not created:
@@ -90,7 +97,7 @@ def created_at(summary: Mapping) -> str:
     return datetime.fromtimestamp(int(created), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def owned(instance: str, summary: Mapping) -> bool:
+def owned(instance: str, summary: Mapping[str, Any]) -> bool:
     """Whether gitpaas made this container: its labels and its name must agree.
 
     Labels alone prove nothing: a build's intermediate container carries whatever ``LABEL``
@@ -133,15 +140,36 @@ class Sandbox:
     networks: AppNetworks | None = None
     pids_limit: int = 0  # 0: none
 
-    def options(self, app: str) -> dict:
+    def options(self, app: str) -> dict[str, Any]:
         """docker-py ``containers.create`` arguments for one container of ``app``."""
-        opts: dict = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
+        opts: dict[str, Any] = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
                       "cap_add": list(KEPT_CAPABILITIES)}
         if self.pids_limit:
             opts["pids_limit"] = self.pids_limit
         if self.networks is not None:
             opts["network"] = self.networks.ensure(app)
         return opts
+
+
+class Follow(Generic[T]):
+    """Items of a Docker stream as they come; ``close`` ends it from any thread."""
+
+    def __init__(self, raw: Any, items: Iterator[T]) -> None:
+        self._raw = raw  # docker-py's CancellableStream
+        self._items = items
+
+    def __iter__(self) -> Iterator[T]:
+        try:
+            yield from self._items
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection: the reader's iteration ends (or raises) at once."""
+        try:
+            self._raw.close()
+        except Exception:  # noqa: BLE001 - closing a stream that broke already
+            log.debug("closing a Docker stream failed", exc_info=True)
 
 
 class DockerRuntime:
@@ -163,7 +191,7 @@ class DockerRuntime:
         if self.sandbox.networks is not None:
             self.sandbox.networks.remove(app)
 
-    def _info(self, c) -> ContainerInfo:
+    def _info(self, c: Container) -> ContainerInfo:
         labels = c.labels
         port = None
         bindings = (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{PORT}/tcp")
@@ -171,7 +199,7 @@ class DockerRuntime:
             port = int(bindings[0]["HostPort"])
         state = c.attrs.get("State", {})
         return ContainerInfo(
-            id=c.id, name=c.name, app=labels.get(f"{LABEL}.app", ""),
+            id=c.id or "", name=c.name or "", app=labels.get(f"{LABEL}.app", ""),
             release=int(labels.get(f"{LABEL}.release", "0")),
             process=labels.get(f"{LABEL}.process", ""),
             replica=int(labels.get(f"{LABEL}.replica", "0")),
@@ -193,7 +221,7 @@ class DockerRuntime:
                   f"{LABEL}.replica": str(replica),
                   # set, so that no image label of that name can make this a one-off
                   f"{LABEL}.oneoff": ""}
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if web:
             kwargs["ports"] = {f"{PORT}/tcp": (self.host, None)}
         if mem_limit:
@@ -252,7 +280,7 @@ class DockerRuntime:
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
                   f"{LABEL}.replica": str(replica),
                   f"{LABEL}.oneoff": "cron" if process == "cron" else "1"}
-        limits: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        limits: dict[str, Any] = {"mem_limit": mem_limit} if mem_limit else {}
         if nano_cpus:
             limits["nano_cpus"] = nano_cpus
         container = None
@@ -319,7 +347,7 @@ class DockerRuntime:
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
                   f"{LABEL}.release": str(release), f"{LABEL}.process": process,
                   f"{LABEL}.replica": "0", f"{LABEL}.oneoff": "run"}
-        kwargs: dict = {"mem_limit": mem_limit} if mem_limit else {}
+        kwargs: dict[str, Any] = {"mem_limit": mem_limit} if mem_limit else {}
         if nano_cpus:
             kwargs["nano_cpus"] = nano_cpus
         if mounts:
@@ -392,7 +420,7 @@ class DockerRuntime:
             pass  # the process may have ended already
 
     @staticmethod
-    def _kill_quietly(container) -> None:
+    def _kill_quietly(container: Container) -> None:
         try:
             container.kill()
         except docker.errors.DockerException:
@@ -424,7 +452,7 @@ class DockerRuntime:
         infos = [self._summary_info(s) for s in found if owned(self.instance, s)]
         return sorted(infos, key=lambda i: (i.app, i.release, i.process, i.replica))
 
-    def _summary_info(self, summary: Mapping) -> ContainerInfo:
+    def _summary_info(self, summary: Mapping[str, Any]) -> ContainerInfo:
         labels = summary.get("Labels") or {}
         port = next((int(p["PublicPort"]) for p in summary.get("Ports") or []
                      if p.get("PrivatePort") == PORT and p.get("PublicPort")
@@ -450,24 +478,39 @@ class DockerRuntime:
             return ""
         return raw.decode("utf-8", "replace")
 
-    def follow_logs(self, container_id: str, since: int) -> Iterator[str]:
-        """The container's lines from ``since`` (epoch seconds) on, as they come."""
+    def follow_logs(self, container_id: str, since: int,
+                    timestamps: bool = False) -> Follow[str]:
+        """The container's lines from ``since`` (epoch seconds) on, as Docker sends them,
+        until the container stops or the stream is closed (with ``timestamps``: each
+        prefixed by Docker's RFC 3339 time)."""
         from ..drains import lines_of
 
         try:
-            yield from lines_of(self.client.api.logs(container_id, stream=True, follow=True,
-                                                     since=since))
+            raw = self.client.api.logs(container_id, stream=True, follow=True, since=since,
+                                       timestamps=timestamps)
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        return Follow(raw, lines_of(raw))
+
+    def follow_starts(self, app: str, since: int) -> Follow[str]:
+        """The ids of ``app``'s containers that start from ``since`` (epoch seconds) on,
+        from Docker's event stream (labels only: check them against ``list``)."""
+        filters = {"type": ["container"], "event": ["start"],
+                   "label": [f"{LABEL}.instance={self.instance}", f"{LABEL}.app={app}"]}
+        try:
+            raw = self.client.api.events(since=since, filters=filters, decode=True)
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        return Follow(raw, (str(event.get("id", "")) for event in raw))
 
     def timed_logs(self, container_id: str, tail: int | None = None,
                    since: int | None = None) -> str:
         """Log lines prefixed by Docker's RFC 3339 timestamps ('' if the container is gone)."""
-        kwargs: dict = {"timestamps": True, "tail": tail if tail is not None else "all"}
+        kwargs: dict[str, Any] = {"timestamps": True, "tail": tail if tail is not None else "all"}
         if since:
             kwargs["since"] = since
         try:
-            raw = self.client.containers.get(container_id).logs(**kwargs)
+            raw: bytes = self.client.containers.get(container_id).logs(**kwargs)
         except docker.errors.DockerException:
             return ""
         return raw.decode("utf-8", "replace")

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -109,7 +110,7 @@ def used_subnets(client: docker.DockerClient) -> list[Net]:
     return used
 
 
-def find_network(client: docker.DockerClient, name: str) -> list[dict]:
+def find_network(client: docker.DockerClient, name: str) -> list[dict[str, Any]]:
     """The network named exactly ``name`` (Docker's name filter matches substrings)."""
     return [n for n in client.api.networks(names=[name]) if n.get("Name") == name]
 
@@ -172,7 +173,7 @@ class AppNetworks:
                 raise ServiceError(f"Docker is unavailable: {exc}") from exc
         return name
 
-    def _find(self, name: str) -> list[dict]:
+    def _find(self, name: str) -> list[dict[str, Any]]:
         return find_network(self.client, name)
 
     def _create(self, app: str, name: str) -> None:

@@ -25,7 +25,8 @@ from typing import BinaryIO
 
 import docker
 import docker.errors
-from docker.types import Mount
+from docker.models.containers import Container
+from docker.types import LogConfig, Mount
 
 from ..errors import DeployError, ServiceError
 
@@ -34,6 +35,10 @@ JOB_LABEL = "gitpaas.volume-job"
 IMPORT_FILE = ".gitpaas-import.tar"
 JOB_CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"]
 log = logging.getLogger(__name__)
+
+# (Volumes has a method named ``list``: these are the annotations of its job methods.)
+Argv = list[str]
+Mounts = list[Mount]
 
 
 @dataclass(frozen=True)
@@ -115,12 +120,12 @@ class Volumes:
 
     # -- file access through throwaway containers ---------------------------------------
 
-    def _job(self, image: str, argv: list[str], mounts: list[Mount]):
+    def _job(self, image: str, argv: Argv, mounts: Mounts) -> Container:
         try:
             return self.client.containers.create(
                 image, entrypoint=argv, command=[], user="0", network_mode="none",
                 cap_drop=["ALL"], cap_add=JOB_CAPS, security_opt=["no-new-privileges"],
-                pids_limit=64, mem_limit="256m", log_config={"Type": "none", "Config": {}},
+                pids_limit=64, mem_limit="256m", log_config=LogConfig(type=LogConfig.types.NONE),
                 labels={JOB_LABEL: self.instance}, mounts=mounts, working_dir="/",
                 name=f"{self.instance}.volume-job.{uuid.uuid4().hex[:12]}")
         except docker.errors.ImageNotFound as exc:
@@ -130,13 +135,13 @@ class Volumes:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     @staticmethod
-    def _finish(container, what: str) -> None:
+    def _finish(container: Container, what: str) -> None:
         code = int(container.wait(timeout=3600).get("StatusCode", 1))
         if code != 0:
             raise ServiceError(f"{what} failed (exit {code})")
 
     @staticmethod
-    def _remove(container) -> None:
+    def _remove(container: Container) -> None:
         try:
             container.remove(force=True)
         except docker.errors.DockerException:

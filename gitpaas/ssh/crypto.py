@@ -9,6 +9,8 @@ is named here (docs/security.md lists what ssh-audit says).
 
 from __future__ import annotations
 
+from typing import Any
+
 import paramiko
 
 KEX = (
@@ -41,15 +43,19 @@ HOST_KEY_ALGORITHMS = (
 )
 
 
-def _supported(wanted: tuple[str, ...], known: dict) -> tuple[str, ...]:
+def _supported(wanted: tuple[str, ...], known: dict[str, Any]) -> tuple[str, ...]:
     return tuple(name for name in wanted if name in known)
+
+
+# paramiko's tables of what it implements: private, so its stubs leave them out
+_PARAMIKO: Any = paramiko.Transport
 
 
 class HardenedTransport(paramiko.Transport):
     """A paramiko transport that offers only the allow-listed algorithms."""
 
-    _preferred_kex = _supported(KEX, paramiko.Transport._kex_info)
-    _preferred_ciphers = _supported(CIPHERS, paramiko.Transport._cipher_info)
-    _preferred_macs = _supported(MACS, paramiko.Transport._mac_info)
-    _preferred_keys = _supported(HOST_KEY_ALGORITHMS, paramiko.Transport._key_info)
+    _preferred_kex = _supported(KEX, _PARAMIKO._kex_info)
+    _preferred_ciphers = _supported(CIPHERS, _PARAMIKO._cipher_info)
+    _preferred_macs = _supported(MACS, _PARAMIKO._mac_info)
+    _preferred_keys = _supported(HOST_KEY_ALGORITHMS, _PARAMIKO._key_info)
     _preferred_compression = ("none",)

@@ -19,20 +19,30 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import paramiko
+from paramiko.common import (
+    AUTH_FAILED,
+    AUTH_SUCCESSFUL,
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+    OPEN_SUCCEEDED,
+)
 
 from .. import sshkeys
 from ..commands.registry import EXIT_INTERNAL, EXIT_USER, Context, check_argv, run_command
 from ..errors import GitPaasError, UserError
 from ..git import repos
-from ..git.receive import serve_receive_pack, serve_upload_pack
+from ..git.receive import Progress, serve_receive_pack, serve_upload_pack
 from ..store import Key
 from . import limits
 from .crypto import HardenedTransport
 from .hostkey import load_host_keys
 from .limits import Limiter
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 log = logging.getLogger(__name__)
 ACCEPT_BACKOFF_MIN = 0.01
@@ -48,38 +58,39 @@ GIT_COMMANDS = {"git-receive-pack", "git-upload-pack"}
 class Policy(paramiko.ServerInterface):
     """paramiko's callbacks: decide quickly, never block the transport thread."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.key: Key | None = None
         self.command: bytes | None = None
         self.exec_ready = threading.Event()
         self.pty_size: tuple[int, int] | None = None  # (columns, rows)
-        self.on_resize: Any = None  # set by the session: (columns, rows) -> None
+        # set by the session: called with (columns, rows)
+        self.on_resize: Callable[[int, int], None] | None = None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
 
     def check_auth_password(self, username: str, password: str) -> int:
-        return paramiko.AUTH_FAILED
+        return AUTH_FAILED
 
     def check_auth_interactive(self, username: str, submethods: str) -> int:
-        return paramiko.AUTH_FAILED
+        return AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         try:
             found = self.platform.store.key_by_fingerprint(sshkeys.fingerprint(key.asbytes()))
         except GitPaasError:
             log.exception("cannot look up a key")
-            return paramiko.AUTH_FAILED
+            return AUTH_FAILED
         if found is None:
-            return paramiko.AUTH_FAILED
+            return AUTH_FAILED
         self.key = found
-        return paramiko.AUTH_SUCCESSFUL
+        return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if kind == "session" and self.key is not None:
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return OPEN_SUCCEEDED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         if self.key is None or self.command is not None:
@@ -127,7 +138,7 @@ class Policy(paramiko.ServerInterface):
 
     def check_channel_direct_tcpip_request(self, chanid: int, origin: Any,
                                            destination: Any) -> int:
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_global_request(self, kind: str, msg: Any) -> bool:
         return False
@@ -136,7 +147,7 @@ class Policy(paramiko.ServerInterface):
 class Session:
     """Runs the one exec request of an authenticated connection on its channel."""
 
-    def __init__(self, platform: Any, key: Key, channel: paramiko.Channel,
+    def __init__(self, platform: Platform, key: Key, channel: paramiko.Channel,
                  pty_size: tuple[int, int] | None = None) -> None:
         self.platform = platform
         self.key = key
@@ -150,7 +161,7 @@ class Session:
         if term is not None:
             term.resized(columns, rows)
 
-    def _text_writer(self, send: Any) -> Any:
+    def _text_writer(self, send: Callable[[bytes], None]) -> Callable[[str], None]:
         # A client with a pty put its terminal in raw mode: line ends need "\r\n".
         if self.pty_size is None:
             return lambda s: send(s.encode("utf-8", "replace"))
@@ -240,7 +251,8 @@ class Session:
                 app = platform.create_app_for_push(self.key, name)
             repo = platform.repo(app)
             try:
-                def on_update(ref, old, new, progress):
+                def on_update(ref: bytes, old: bytes, new: bytes,
+                              progress: Progress) -> str | None:
                     return platform.on_push(app.name, repo, self.key, ref, old, new, progress)
 
                 serve_receive_pack(repo, self.channel.recv, self.channel.sendall, on_update,
@@ -293,7 +305,7 @@ class QuickAckSocket:
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
-def handle_connection(platform: Any, host_keys: list[paramiko.PKey], sock: socket.socket,
+def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: socket.socket,
                       address: str = "", wait: float = 0.0) -> None:
     """Serve one TCP connection: handshake, auth, one exec, exit status, close.
 
@@ -305,7 +317,8 @@ def handle_connection(platform: Any, host_keys: list[paramiko.PKey], sock: socke
     deadline = time.monotonic() + settings.ssh_preauth_timeout
     if wait > 0:
         time.sleep(wait)
-    transport = HardenedTransport(QuickAckSocket(sock))
+    # (paramiko wants a socket: the wrapper is one in all but its class, see __getattr__)
+    transport = HardenedTransport(cast(socket.socket, QuickAckSocket(sock)))
     try:
         for key in host_keys:
             transport.add_server_key(key)
@@ -319,7 +332,8 @@ def handle_connection(platform: Any, host_keys: list[paramiko.PKey], sock: socke
                          address, settings.ssh_preauth_timeout)
             return
         transport.set_keepalive(KEEPALIVE)
-        if not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None:
+        if (not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None
+                or policy.key is None):
             channel.close()
             return
         session = Session(platform, policy.key, channel, policy.pty_size)
@@ -358,7 +372,7 @@ def _accept(transport: paramiko.Transport, negotiated: threading.Event,
 class SSHServer:
     """Accepts SSH connections, one thread each, within the limits of the settings."""
 
-    def __init__(self, platform: Any, host: str, port: int) -> None:
+    def __init__(self, platform: Platform, host: str, port: int) -> None:
         self.platform = platform
         settings = platform.settings
         self.host_keys = load_host_keys(settings.data_dir)

@@ -24,25 +24,34 @@ class Cursor:
         self._raw = raw
         self.dialect = dialect
 
-    def execute(self, sql: str, params: tuple | list = ()) -> Cursor:
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Cursor:
         if self.dialect == "mysql":
             sql = sql.replace("%", "%%").replace("?", "%s")
         self._raw.execute(sql, tuple(params))
         return self
 
-    def one(self) -> tuple | None:
-        return self._raw.fetchone()
+    def one(self) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._raw.fetchone()
+        return row
 
-    def all(self) -> list[tuple]:
+    def value(self) -> Any:
+        """The first column of the one row an aggregate (``COUNT``, ``MAX``) returns."""
+        row = self._raw.fetchone()
+        if row is None:
+            raise ServiceError("the database returned no row for an aggregate")
+        return row[0]
+
+    def all(self) -> list[tuple[Any, ...]]:
         return list(self._raw.fetchall())
 
     @property
     def rowcount(self) -> int:
-        return self._raw.rowcount
+        return int(self._raw.rowcount)
 
     @property
-    def lastrowid(self) -> int:
-        return self._raw.lastrowid
+    def lastrowid(self) -> int | None:
+        rowid: int | None = self._raw.lastrowid
+        return rowid
 
 
 class Database:

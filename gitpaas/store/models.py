@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Release:
     created_by: str
     created_at: float
     status: str
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,14 @@ class Mount:
     app: str
     host_path: str
     container_path: str
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup attempt: ``status`` is ``succeeded`` or ``failed`` (``detail`` says why)."""
+
+    snapshot: str
+    status: str
+    detail: str
+    started_at: float
+    finished_at: float

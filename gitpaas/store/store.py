@@ -8,13 +8,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import names
 from ..errors import Conflict, NotFound, ServiceError
 from ..secrets import Cipher
 from . import schema
 from .db import Cursor, Database
-from .models import App, Datastore, Key, Mount, Release
+from .models import App, Backup, Datastore, Key, Mount, Release
+
+if TYPE_CHECKING:
+    from ..cron import CronJob
 
 APP_COLUMNS = "name, owner, deploy_branch, buildpack, current_version, created_at"
 MAX_DRAINS = 5
@@ -81,7 +85,7 @@ class Store:
                               (fingerprint,)).one()
             if row:
                 raise Conflict(f"this key is registered already as {row[0]!r}")
-            first = cur.execute("SELECT COUNT(*) FROM gp_keys").one()[0] == 0
+            first = cur.execute("SELECT COUNT(*) FROM gp_keys").value() == 0
             if first and deploy_app is not None:
                 raise Conflict("the first key is the admin's: add a person's key first")
             now = time.time()
@@ -91,7 +95,7 @@ class Store:
         return Key(name, fingerprint, public_key, first, now, deploy_app)
 
     @staticmethod
-    def _key(row: tuple) -> Key:
+    def _key(row: tuple[Any, ...]) -> Key:
         return Key(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
 
     def key_by_fingerprint(self, fingerprint: str) -> Key | None:
@@ -136,7 +140,7 @@ class Store:
     # -- apps ---------------------------------------------------------------------------
 
     @staticmethod
-    def _app(row: tuple) -> App:
+    def _app(row: tuple[Any, ...]) -> App:
         return App(row[0], row[1], row[2], row[3], row[4], row[5])
 
     def create_app(self, name: str, owner: str, deploy_branch: str,
@@ -239,7 +243,7 @@ class Store:
 
     # -- releases -----------------------------------------------------------------------
 
-    def _release(self, row: tuple) -> Release:
+    def _release(self, row: tuple[Any, ...]) -> Release:
         config = json.loads(self.cipher.decrypt(row[4]))
         return Release(row[0], row[1], row[2], row[3], config, json.loads(row[5]), row[6],
                        row[7], row[8], row[9], json.loads(row[10]))
@@ -247,7 +251,7 @@ class Store:
     def add_release(self, app: str, image: str | Callable[[int], str], commit: str,
                     config: Mapping[str, str], processes: Mapping[str, str],
                     description: str, created_by: str, status: str = "pending",
-                    extra: Mapping | None = None) -> Release:
+                    extra: Mapping[str, Any] | None = None) -> Release:
         """Record the next release of ``app``: its version (highest + 1) is allocated here,
         once, in the transaction. ``image`` may be a function of that version (the tag a
         build will make)."""
@@ -255,8 +259,9 @@ class Store:
         now = time.time()
         with self.db.transaction() as cur:
             self._lock_app_row(cur, app)
-            row = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?", (app,)).one()
-            version = (row[0] or 0) + 1
+            last = cur.execute("SELECT MAX(version) FROM gp_releases WHERE app = ?",
+                               (app,)).value()
+            version = int(last or 0) + 1
             if callable(image):
                 image = image(version)
             cur.execute(
@@ -461,7 +466,7 @@ class Store:
 
     # -- cron ---------------------------------------------------------------------------
 
-    def cron_states(self, app: str) -> dict[str, dict]:
+    def cron_states(self, app: str) -> dict[str, dict[str, Any]]:
         """``{job id: {last_slot, last_started, last_status, last_duration}}`` of ``app``."""
         with self.db.transaction() as cur:
             rows = cur.execute("SELECT job_id, last_slot, last_started, last_status,"
@@ -469,27 +474,27 @@ class Store:
         return {r[0]: {"last_slot": r[1], "last_started": r[2], "last_status": r[3],
                        "last_duration": r[4]} for r in rows}
 
-    def _cron_upsert(self, cur: Cursor, app: str, job) -> None:
+    def _cron_upsert(self, cur: Cursor, app: str, job: CronJob) -> None:
         if not cur.execute("SELECT 1 FROM gp_cron WHERE app = ? AND job_id = ?",
                            (app, job.id)).one():
             cur.execute("INSERT INTO gp_cron (app, job_id, command, schedule) VALUES"
                         " (?, ?, ?, ?)", (app, job.id, job.command, job.schedule))
 
-    def cron_mark_slot(self, app: str, job, slot: float) -> None:
+    def cron_mark_slot(self, app: str, job: CronJob, slot: float) -> None:
         """The job has handled every slot up to ``slot``."""
         with self.db.transaction() as cur:
             self._cron_upsert(cur, app, job)
             cur.execute("UPDATE gp_cron SET last_slot = ? WHERE app = ? AND job_id = ?",
                         (slot, app, job.id))
 
-    def cron_started(self, app: str, job, when: float) -> None:
+    def cron_started(self, app: str, job: CronJob, when: float) -> None:
         with self.db.transaction() as cur:
             self._cron_upsert(cur, app, job)
             cur.execute("UPDATE gp_cron SET last_started = ?, last_status = 'running',"
                         " last_duration = NULL WHERE app = ? AND job_id = ?",
                         (when, app, job.id))
 
-    def cron_finished(self, app: str, job, status: str, duration: float) -> None:
+    def cron_finished(self, app: str, job: CronJob, status: str, duration: float) -> None:
         with self.db.transaction() as cur:
             cur.execute("UPDATE gp_cron SET last_status = ?, last_duration = ? WHERE app = ?"
                         " AND job_id = ?", (status[:200], duration, app, job.id))
@@ -506,7 +511,7 @@ class Store:
                            (app, self._url_id(url))).one():
                 raise Conflict(f"{app} has that drain already")
             if cur.execute("SELECT COUNT(*) FROM gp_drains WHERE app = ?",
-                           (app,)).one()[0] >= MAX_DRAINS:
+                           (app,)).value() >= MAX_DRAINS:
                 raise Conflict(f"{app} has {MAX_DRAINS} drains already")
             cur.execute("INSERT INTO gp_drains (app, url_id, url, private_ok, created_by,"
                         " created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -518,7 +523,7 @@ class Store:
             return cur.execute("DELETE FROM gp_drains WHERE app = ? AND url_id = ?",
                                (app, self._url_id(url))).rowcount > 0
 
-    def drains(self, app: str | None = None) -> list[dict]:
+    def drains(self, app: str | None = None) -> list[dict[str, Any]]:
         """``{app, url, private_ok, created_by, created_at}`` of one app, or of all."""
         with self.db.transaction() as cur:
             sql = ("SELECT app, url, private_ok, created_by, created_at FROM gp_drains"
@@ -528,7 +533,7 @@ class Store:
                  "private_ok": bool(r[2]), "created_by": r[3], "created_at": r[4]}
                 for r in rows]
 
-    def all_drains(self) -> list[dict]:
+    def all_drains(self) -> list[dict[str, Any]]:
         return self.drains(None)
 
     # -- events -------------------------------------------------------------------------
@@ -543,7 +548,7 @@ class Store:
                         (app, row[0] if row else None, actor, action, detail, time.time()))
 
     def events(self, app: str | None = None, limit: int = 100,
-               apps: Iterable[str] | None = None) -> list[tuple]:
+               apps: Iterable[str] | None = None) -> list[tuple[Any, ...]]:
         """``(created_at, actor, action, app, detail)``, newest first: of the app ``app``
         as it is now (not of an earlier app of that name), of the apps ``apps``, or all."""
         columns = "e.created_at, e.actor, e.action, e.app, e.detail"
@@ -573,15 +578,16 @@ class Store:
                         " finished_at) VALUES (?, ?, ?, ?, ?)",
                         (snapshot, status, detail, started_at, finished_at))
 
-    def last_backup(self, status: str | None = None) -> tuple | None:
-        """(snapshot, status, detail, started_at, finished_at) of the newest backup
-        attempt, or of the newest with ``status``; None when there is none."""
+    def last_backup(self, status: str | None = None) -> Backup | None:
+        """The newest backup attempt, or the newest with ``status``; None when there is
+        none."""
         sql = "SELECT snapshot, status, detail, started_at, finished_at FROM gp_backups"
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if status:
             sql, params = sql + " WHERE status = ?", (status,)
         with self.db.transaction() as cur:
-            return cur.execute(sql + " ORDER BY id DESC LIMIT 1", params).one()
+            row = cur.execute(sql + " ORDER BY id DESC LIMIT 1", params).one()
+        return Backup(*row) if row else None
 
     def close(self) -> None:
         self.db.close()

@@ -8,26 +8,16 @@ import json
 import os
 import shlex
 import subprocess
-import time
 
 import pytest
 
-from tests.harness import VENV_BIN, git, make_repo
+from tests.harness import VENV_BIN, git, make_repo, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
 PROCFILE = ('web: echo "web says $GREETING"; exec httpd -f -p 5000 -h /www\n'
             'worker: while true; do echo "tick $GREETING"; sleep 1; done\n')
 TRICKY = "a=b $HOME 'single' \"double\" ünïcødé  spaces  ;|&"
-
-
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
 
 
 def ok(result: subprocess.CompletedProcess) -> str:

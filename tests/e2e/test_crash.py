@@ -20,7 +20,7 @@ import pytest
 from gitpaas.faults import STAGES
 from tests.conftest import unique
 from tests.e2e.test_push import httpd_app
-from tests.harness import GITPAAS, Server, commit_files, make_repo
+from tests.harness import GITPAAS, Server, commit_files, make_repo, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -96,16 +96,6 @@ def start_with_fault(srv: Server, fault: str | None) -> None:
     srv.start()
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 def app_containers(docker_client, srv: Server, app: str) -> list[str]:
     label = [f"gitpaas.instance={srv.instance}", f"gitpaas.app={app}"]
     return sorted(c.name for c in docker_client.containers.list(all=True,
@@ -135,7 +125,8 @@ def test_sigkill_at_each_stage(crash_server, busybox_image, tmp_path, docker_cli
     want = [f"{srv.instance}.{app}.v{version}.web.1"]
     wait_for(lambda: app_containers(docker_client, srv, app) == want, 30,
              f"containers left: {app_containers(docker_client, srv, app)}")
-    time.sleep(1.0)  # a few more requests on the repaired state
+    served = load.total
+    wait_for(lambda: load.total >= served + 5, 20, "requests on the repaired state")
     load.stop.set()
     load.join(15)
     assert load.failures == [], load.failures[:5]

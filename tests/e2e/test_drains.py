@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.harness import free_port, make_repo, serving
+from tests.harness import free_port, make_repo, serving, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -87,15 +87,6 @@ def self_signed(directory) -> tuple[str, str]:
     return str(crt), str(pem)
 
 
-def wait_until(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def test_drains_receive_lines_and_events(tmp_path, redis_url, docker_client, clients,
                                          busybox_image):
     crt, key = self_signed(tmp_path)
@@ -131,18 +122,18 @@ def test_drains_receive_lines_and_events(tmp_path, redis_url, docker_client, cli
             assert "s3cret" not in listed and "/ingest" in listed
             time.sleep(3)
             syslog.start()
-            assert wait_until(lambda: any(" tick web.1 v1 - tick " in m
-                                          for m in syslog.messages)), syslog.messages[:5]
-            assert wait_until(lambda: any(r["line"].startswith("tick ") for r in received))
+            assert wait_for(lambda: any(" tick web.1 v1 - tick " in m
+                                        for m in syslog.messages), 60), syslog.messages[:5]
+            assert wait_for(lambda: any(r["line"].startswith("tick ") for r in received), 60)
             line = next(r for r in received if r["line"].startswith("tick "))
             assert (line["app"], line["process"], line["release"]) == ("tick", "web.1", "v1")
             # Platform events go too.
             assert server.ssh("config:set", "tick", "MOOD=happy").returncode == 0
-            assert wait_until(lambda: any("config by admin" in m for m in syslog.messages))
+            assert wait_for(lambda: any("config by admin" in m for m in syslog.messages), 60)
             assert not any("happy" in m for m in syslog.messages)  # no config values
             # And lines of the new release's container.
-            assert wait_until(lambda: any(" tick web.1 v2 - tick " in m
-                                          for m in syslog.messages))
+            assert wait_for(lambda: any(" tick web.1 v2 - tick " in m
+                                        for m in syslog.messages), 60)
             # A tenant cannot point a drain at the host's services.
             tenant = server.add_key("tenant")
             assert server.ssh("apps:create", "mine", key=tenant).returncode == 0

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.e2e.test_push import httpd_app
-from tests.harness import commit_files, git, make_repo, serving
+from tests.harness import commit_files, git, make_repo, serving, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -29,17 +29,6 @@ def partial_files(srv, app: str) -> list[str]:
         names = {p.name for p in pack.iterdir()}
         found += [n for n in names if n.endswith(".pack") and n[:-5] + ".idx" not in names]
     return found
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def start_push(srv, repo, app: str) -> subprocess.Popen:
@@ -67,13 +56,13 @@ def test_a_client_killed_mid_pack_leaves_no_partial_pack(server, busybox_image, 
                                                *objects.glob("pack/tmp_*")] if p.exists())
 
     try:
-        size = wait_until(lambda: partial_size() > (1 << 20) and partial_size(), 120,
-                          "1 MB of the pack to be written")
+        size = wait_for(lambda: partial_size() > (1 << 20) and partial_size(), 120,
+                      "1 MB of the pack to be written")
     finally:
         os.killpg(push.pid, signal.SIGKILL)
         push.wait()
     killed = time.monotonic()
-    wait_until(lambda: not partial_files(server, app), 30, "the partial pack to be removed")
+    wait_for(lambda: not partial_files(server, app), 30, "the partial pack to be removed")
     print(f"client killed mid-pack: {size / 1e6:.1f} MB partial, removed"
           f" {time.monotonic() - killed:.2f} s later")
     # The app's lock is free and the next push works.
@@ -90,7 +79,7 @@ def test_serve_killed_mid_pack_cleans_up_at_start_up(tmp_path, redis_url, docker
         repo = big_repo(tmp_path, app, busybox_image)
         push = start_push(srv, repo, app)
         try:
-            left = wait_until(lambda: partial_files(srv, app), 120, "the pack to be written")
+            left = wait_for(lambda: partial_files(srv, app), 120, "the pack to be written")
             srv.kill()
         finally:
             os.killpg(push.pid, signal.SIGKILL)

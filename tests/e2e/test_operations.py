@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.test_push import httpd_app
-from tests.harness import make_repo, serving
+from tests.harness import make_repo, serving, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -61,13 +61,6 @@ def kinds(received: list[dict], kind: str) -> list[dict]:
     return [e for e in received if e.get("event") == "notify" and e.get("kind") == kind]
 
 
-def wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    return value
-
-
 def expiring_certificate(days: int) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example.com")])
@@ -101,7 +94,7 @@ def test_doctor_prints_one_line_per_problem_and_exits_non_zero(ops):
 
 def test_serve_notifies_a_problem_once_through_the_webhook(ops, webhook):
     _, received = webhook
-    assert wait_for(lambda: kinds(received, "disk-full"), 15), received
+    assert wait_for(lambda: kinds(received, "disk-full"), 15, "a disk-full notification")
     time.sleep(2.5)  # two more passes of the watcher: the same problem is not sent again
     assert len(kinds(received, "disk-full")) == 1
     event = kinds(received, "disk-full")[0]
@@ -114,7 +107,8 @@ def test_a_failed_backup_is_an_event_a_notification_and_a_doctor_line(ops, webho
     assert result.returncode == 2 and result.stderr.startswith(" !     restic init failed")
     events = json.loads(ops.gitpaas("events", "--json").stdout)
     assert any(e["action"] == "backup-failed" for e in events)
-    assert wait_for(lambda: kinds(received, "backup-failed"), 10)
+    assert wait_for(lambda: kinds(received, "backup-failed"), 10,
+                    "a backup-failed notification")
     assert "backup: the last backup failed: restic init failed" in ops.gitpaas("doctor").stdout
     assert "secret passphrase" not in ops.log()
 
@@ -138,7 +132,7 @@ def test_a_failed_deploy_is_notified(ops, webhook, busybox_image, tmp_path):
     files["Dockerfile"] += "RUN false\n"
     assert ops.push(make_repo(tmp_path / "broken", files), "broken").returncode != 0
     sent = wait_for(lambda: [e for e in kinds(received, "deploy-failed")
-                             if e["app"] == "broken"], 10)
+                             if e["app"] == "broken"], 10, "a deploy-failed notification")
     assert sent and sent[0]["detail"]
 
 
@@ -151,10 +145,11 @@ def test_a_crash_loop_is_a_doctor_line_and_a_notification(ops, webhook, busybox_
     assert ops.push(make_repo(tmp_path / "loop", files), "loop").returncode == 0
     assert ops.ssh("ps:scale", "loop", "worker=1").returncode == 0
     line = wait_for(lambda: [x for x in ops.gitpaas("doctor").stdout.splitlines()
-                             if x.startswith("app loop: ")], 60)
+                             if x.startswith("app loop: ")], 60, "doctor's line on app loop",
+                    interval=0.3)
     assert line and "restarted" in line[0] and "worker" in line[0]
     assert wait_for(lambda: [e for e in kinds(received, "crash-loop") if e["app"] == "loop"],
-                    10)
+                    10, "a crash-loop notification")
 
 
 def test_scheduled_backups_run_in_serve_and_logs_rotate(tmp_path, redis_url, docker_client,
@@ -168,12 +163,13 @@ def test_scheduled_backups_run_in_serve_and_logs_rotate(tmp_path, redis_url, doc
     with serving(tmp_path / "srv", redis_url, docker_client, "s", env) as srv:
         repo = make_repo(tmp_path / "app", httpd_app(busybox_image, "sched\n"))
         assert srv.push(repo, "sched").returncode == 0
-        snaps = wait_for(lambda: json.loads(srv.gitpaas("backups", "--json").stdout or "[]"), 30)
-        assert snaps, srv.log()
+        wait_for(lambda: json.loads(srv.gitpaas("backups", "--json").stdout or "[]"), 30,
+                 "a scheduled backup", interval=0.3)
         # (The edge's access log is nginx's own, rotated by the edge:
         # tests/integration/test_edge_settings.py.)
         # Retention: at most one snapshot a day is kept (keep 7 daily, 4 weekly).
         assert wait_for(lambda: len(json.loads(
-            srv.gitpaas("backups", "--json").stdout or "[]")) == 1, 30)
+            srv.gitpaas("backups", "--json").stdout or "[]")) == 1, 30,
+                    "retention to keep one snapshot", interval=0.3)
         assert (tmp_path / "gp.log").is_file()
         assert "another passphrase" not in (tmp_path / "gp.log").read_text()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
-import time
 
 import pytest
 
 from gitpaas.build import buildpacks
 from tests.e2e.test_push import httpd_app
-from tests.harness import commit_files, git, make_repo
+from tests.harness import commit_files, git, make_repo, wait_for
 from tests.samples import EXPECTED, sample_app
 
 pytestmark = pytest.mark.timeout(900)
@@ -78,7 +78,9 @@ def test_two_concurrent_pushes_to_one_app_land_in_order(server, busybox_image, t
 
     first = threading.Thread(target=push_a)
     first.start()
-    time.sleep(1.0)  # A is building
+    lock = server.data_dir / "locks" / "q.lock"  # A's push holds the app's lock
+    wait_for(lambda: lock.exists() and "push by admin" in lock.read_text(), 60,
+             "the first push to take the app's lock")
     second_dir = tmp_path / "q2"
     git(tmp_path, "clone", "-q", str(repo), str(second_dir))
     commit_files(second_dir, {"index.html": "B\n"}, "B on top of A")
@@ -89,4 +91,8 @@ def test_two_concurrent_pushes_to_one_app_land_in_order(server, busybox_image, t
     assert "Waiting for q: push by admin" in results["b"].stderr
     assert server.get(server.host("q")) == (200, "B\n")
     releases = server.gitpaas("releases", "q", "--json")
-    assert releases.returncode == 0 or "unknown command" in releases.stderr
+    assert releases.returncode == 0, releases.stderr
+    # A deployed first, then B on top of it
+    shas = [git(d, "rev-parse", "--short=7", "HEAD").stdout.strip() for d in (repo, second_dir)]
+    assert [(r["version"], r["description"]) for r in json.loads(releases.stdout)] == [
+        (2, f"Deploy {shas[1]}"), (1, f"Deploy {shas[0]}")]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.e2e.test_push import httpd_app, wait_for
-from tests.harness import commit_files, git, make_repo
+from tests.e2e.test_push import httpd_app
+from tests.harness import commit_files, git, make_repo, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 

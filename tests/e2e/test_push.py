@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.harness import commit_files, make_repo
+from tests.harness import commit_files, make_repo, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -17,15 +15,6 @@ def httpd_app(image: str, text: str) -> dict[str, str]:
                       'CMD ["/bin/httpd", "-f", "-p", "5000", "-h", "/www"]\n',
         "index.html": text,
     }
-
-
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_push_deploy_update_and_failed_push_keeps_old_release(server, busybox_image, tmp_path,

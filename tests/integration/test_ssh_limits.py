@@ -22,6 +22,7 @@ from gitpaas import sshkeys
 from gitpaas.platform import Platform
 from gitpaas.ssh import crypto
 from gitpaas.ssh.server import SSHServer
+from tests.harness import wait_for
 
 
 @pytest.fixture
@@ -100,9 +101,8 @@ def test_per_source_cap_refuses_before_the_banner_and_spares_other_sources(make_
     # Another source is served meanwhile, and the capped one again once a slot is free.
     assert exec_version(server.port, key).startswith("gitpaas ")
     held.pop().close()
-    deadline = time.monotonic() + 5
-    while server.limiter.connections("127.0.0.2") > 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: server.limiter.connections("127.0.0.2") <= 2, 5,
+             "the closed connection's slot")
     again = raw(server.port, "127.0.0.2")
     assert first_line(again).startswith(b"SSH-2.0-")
     for s in [*held, extra, again]:
@@ -117,10 +117,7 @@ def test_global_cap(make_server):
     assert first_line(extra).startswith(b"gitpaas: too many connections,")
     for s in held:
         s.close()
-    deadline = time.monotonic() + 5
-    while server.limiter.total and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.limiter.total == 0  # every slot is given back
+    wait_for(lambda: server.limiter.total == 0, 5, "every slot given back")
     assert exec_version(server.port, key).startswith("gitpaas ")
     extra.close()
 
@@ -159,15 +156,9 @@ def test_a_connection_that_does_not_authenticate_is_closed(make_server):
     # Key exchange done, never authenticated: closed too, and its slot given back.
     t = paramiko.Transport(("127.0.0.1", server.port))
     t.start_client(timeout=10)
-    deadline = time.monotonic() + 6
-    while t.is_active() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not t.is_active()
+    wait_for(lambda: not t.is_active(), 6, "the server to close the connection")
     t.close()
-    deadline = time.monotonic() + 5
-    while server.limiter.total and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.limiter.total == 0
+    wait_for(lambda: server.limiter.total == 0, 5, "its slot given back")
     # Authenticated clients are not cut off by it (a session longer than the timeout).
     t = paramiko.Transport(("127.0.0.1", server.port))
     t.start_client(timeout=10)

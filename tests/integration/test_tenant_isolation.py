@@ -14,6 +14,7 @@ from gitpaas import settings as settings_mod
 from gitpaas.errors import DeployError
 from gitpaas.platform import Platform
 from gitpaas.reconcile import Reconciler
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 WEB = "httpd -f -p 5000 -h /tmp"
@@ -57,16 +58,6 @@ def context(files: dict[str, str]) -> io.BytesIO:
     return buf
 
 
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_forged_labels_on_a_build_container_touch_no_app(platform, busybox_image,
                                                          docker_client):
     """Finding 2: a build's intermediate container carries its Dockerfile's labels."""
@@ -90,7 +81,7 @@ def test_forged_labels_on_a_build_container_touch_no_app(platform, busybox_image
     try:
         forged = wait_for(lambda: [c for c in docker_client.api.containers(
             filters={"label": ["gitpaas.app=victim", f"gitpaas.instance={instance}"]})
-            if c["Id"] not in {v.id for v in victim}])
+            if c["Id"] not in {v.id for v in victim}], 60)
         assert forged  # the build container claims to be victim's web.1
         report = Reconciler(platform).run_once(grace=0)
         assert report.removed == [] and report.started == []

@@ -14,6 +14,7 @@ from gitpaas import doctor
 from gitpaas.backups import restic, schedule
 from gitpaas.errors import InvalidInput
 from gitpaas.settings import load
+from gitpaas.store import Backup
 
 
 class FakeStore:
@@ -21,7 +22,7 @@ class FakeStore:
         self.rows = rows  # (snapshot, status, detail, started_at, finished_at), oldest first
 
     def last_backup(self, status=None):
-        rows = [r for r in self.rows if status is None or r[1] == status]
+        rows = [Backup(*r) for r in self.rows if status is None or r[1] == status]
         return rows[-1] if rows else None
 
 
