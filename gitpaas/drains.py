@@ -11,12 +11,16 @@ lines when full, so a slow or dead drain never slows an app or a deploy.
 Destinations are checked when added and again before every connection: for non-admins
 every address a name resolves to must be a global one (no loopback, private, link-local
 or the like), so a drain cannot carry a tenant's log lines to Redis, MariaDB or any other
-service on the host or its networks.
+service on the host or its networks. The connection goes to an address of that same
+answer (``open_checked``), never to a second lookup of the name; TLS still verifies the
+certificate against the name.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
+import http.client
 import ipaddress
 import json
 import logging
@@ -24,13 +28,11 @@ import socket
 import ssl
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
-from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from . import names
 from .errors import Forbidden, InvalidInput
@@ -132,12 +134,82 @@ class Line:
                 "process": self.source, "release": self.release, "line": self.text}
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Refuse every redirect (a drain posts where it was told, nowhere else)."""
+def open_checked(drain: Drain, timeout: float = 10.0) -> socket.socket:
+    """A TCP connection to an address of ``drain.host`` that ``check_destination`` just
+    passed: the name is resolved once, and that answer's addresses are the ones tried.
+    (Letting a client library resolve the name again would open a DNS-rebinding window:
+    a name that answers a public address to the check and ``127.0.0.1`` a moment later.)"""
+    error: OSError = OSError(f"no address for {drain.host}")
+    for family, kind, proto, _, address in check_destination(drain):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:  # the next address of the answer, as create_connection
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise error
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
-                         msg: str, headers: Message, newurl: str) -> urllib.request.Request:
-        raise OSError(f"the drain answered a redirect ({code}): not followed")
+
+class CheckedHTTPConnection(http.client.HTTPConnection):
+    """``http.client`` over ``open_checked``: the Host header names the drain's host,
+    the connection goes to the address that was checked."""
+
+    def __init__(self, drain: Drain, timeout: float = 10.0) -> None:
+        super().__init__(drain.host, drain.port, timeout=timeout)
+        self.drain = drain
+
+    def connect(self) -> None:
+        self.sock = open_checked(self.drain, self.timeout or 10.0)
+
+
+class CheckedHTTPSConnection(http.client.HTTPSConnection):
+    """``http.client`` over TLS over ``open_checked``: the certificate is verified
+    against the drain's host name (also sent as SNI), not the address."""
+
+    def __init__(self, drain: Drain, context: ssl.SSLContext, timeout: float = 10.0) -> None:
+        super().__init__(drain.host, drain.port, timeout=timeout, context=context)
+        self.drain = drain
+        self.tls = context
+
+    def connect(self) -> None:
+        sock = open_checked(self.drain, self.timeout or 10.0)
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.drain.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def post(drain: Drain, body: bytes, context: ssl.SSLContext, timeout: float = 10.0) -> None:
+    """POST ``body`` (NDJSON) to an http(s) drain, connected as ``open_checked`` says;
+    the URL's user and password become Basic authentication. A redirect is never
+    followed (it could point at an address the check refused): any status from 300 up
+    is an ``OSError``."""
+    parts = urlsplit(drain.url)
+    headers = {"Content-Type": "application/x-ndjson", "User-Agent": "gitpaas-drain"}
+    if parts.username or parts.password:
+        token = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn: http.client.HTTPConnection = (
+        CheckedHTTPSConnection(drain, context, timeout) if drain.scheme == "https"
+        else CheckedHTTPConnection(drain, timeout))
+    try:
+        conn.request("POST", target, body=body, headers=headers)
+        response = conn.getresponse()  # its body is never read: only the status counts
+        if 300 <= response.status < 400:
+            raise OSError(f"the drain answered a redirect ({response.status}): not followed")
+        if response.status >= 300:
+            raise OSError(f"HTTP {response.status}")
+    except http.client.HTTPException as exc:
+        raise OSError(f"HTTP: {exc!r}") from exc
+    finally:
+        conn.close()
 
 
 class Sender:
@@ -202,13 +274,13 @@ class Sender:
         return context
 
     def _connect(self) -> socket.socket:
-        infos = check_destination(self.drain)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        sock.settimeout(10)
-        sock.connect(address)
+        sock = open_checked(self.drain)
         if self.drain.scheme == "syslog+tls":
-            sock = self._context().wrap_socket(sock, server_hostname=self.drain.host)
+            try:
+                sock = self._context().wrap_socket(sock, server_hostname=self.drain.host)
+            except BaseException:
+                sock.close()
+                raise
         return sock
 
     def _send(self, batch: list[Line]) -> None:
@@ -218,17 +290,8 @@ class Sender:
             self._sock.sendall(b"".join(
                 syslog_frame(li.app, li.source, li.release, li.text, li.when) for li in batch))
             return
-        check_destination(self.drain)
         body = "".join(json.dumps(li.json()) + "\n" for li in batch).encode()
-        request = urllib.request.Request(  # noqa: S310 - the scheme is http(s), checked
-            self.drain.url, data=body, method="POST",
-            headers={"Content-Type": "application/x-ndjson", "User-Agent": "gitpaas-drain"})
-        # No redirects: one could point at an address the check above refused.
-        opener = urllib.request.build_opener(
-            NoRedirect, urllib.request.HTTPSHandler(context=self._context()))
-        with opener.open(request, timeout=10) as response:
-            if response.status >= 300:
-                raise OSError(f"HTTP {response.status}")
+        post(self.drain, body, self._context())
 
     def _close(self) -> None:
         if self._sock is not None:
@@ -267,9 +330,10 @@ class DrainForwarder:
                 self.senders.pop(key).stop()
             for key, row in wanted.items():
                 if key not in self.senders:
-                    drain = Drain(row["url"], urlsplit(row["url"]).scheme,
-                                  urlsplit(row["url"]).hostname or "",
-                                  urlsplit(row["url"]).port or 443, bool(row["private_ok"]))
+                    parts = urlsplit(row["url"])
+                    drain = Drain(row["url"], parts.scheme, parts.hostname or "",
+                                  parts.port or (80 if parts.scheme == "http" else 443),
+                                  bool(row["private_ok"]))
                     self.senders[key] = Sender(drain, self.platform.settings.drain_ca_file)
         apps = {app for app, _ in wanted}
         now = time.time()

@@ -11,6 +11,8 @@ pass), it
   the operator's (``docker pause`` to debug): it is neither replaced nor unrouted;
 - removes this instance's orphans: containers of other releases, left-over one-off
   containers, replicas beyond the formation, containers of apps that no longer exist;
+- removes the networks of this instance's apps that no longer exist (destroyed outside
+  ``apps:destroy``: a crash mid-destroy, a deleted row), once no container uses them;
 - rewrites the app's routes when its backends changed (a restarted container gets a new
   host port), and removes frontends of hosts that were this instance's (``Routes.written``)
   and that no app owns any more; a frontend another Hipache tool wrote is left alone.
@@ -57,6 +59,7 @@ class Report:
 
     started: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)  # leftover networks removed
     routed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed_releases: list[str] = field(default_factory=list)
@@ -64,7 +67,8 @@ class Report:
 
     @property
     def changed(self) -> bool:
-        return bool(self.started or self.removed or self.routed or self.failed_releases)
+        return bool(self.started or self.removed or self.routed or self.failed_releases
+                    or self.networks)
 
 
 class Reconciler:
@@ -130,11 +134,12 @@ class Reconciler:
                 report.errors.append(f"{app}: {exc.message}")
                 log.warning("reconciling %s: %s", app, exc.message)
         self._remove_unowned_routes(report)
+        self._remove_leftover_networks(report)
         live = {c.id for c in containers}
         self._orphan_seen = {k: v for k, v in self._orphan_seen.items() if k in live}
         if report.changed:
-            log.info("reconciled: started %s, removed %s, routed %s", report.started,
-                     report.removed, report.routed)
+            log.info("reconciled: started %s, removed %s, routed %s, networks removed %s",
+                     report.started, report.removed, report.routed, report.networks)
         return report
 
     def _steady(self, app: str, version: int | None, containers: list[ContainerInfo],
@@ -299,6 +304,28 @@ class Reconciler:
                 routes.remove([host])
                 if frontend:
                     report.routed.append(host)
+
+    def _remove_leftover_networks(self, report: Report) -> None:
+        """Networks of apps the store no longer has, with no container attached. The apps
+        are read after the networks (an app created meanwhile keeps its network) and
+        again under the app's lock (a first push creates the app under it)."""
+        networks = getattr(self.platform.runtime.sandbox, "networks", None)
+        if networks is None:
+            return
+        try:
+            candidates = networks.apps_with_networks()
+            store = self.platform.store
+            gone = candidates - {a.name for a in store.list_apps()}
+            for app in sorted(gone):
+                try:
+                    with self._try_lock(app, "reconcile"):
+                        if store.find_app(app) is None and networks.remove_if_unused(app):
+                            report.networks.append(networks.name(app))
+                except Conflict:
+                    report.skipped.append(app)
+        except GitPaasError as exc:
+            report.errors.append(f"networks: {exc.message}")
+            log.warning("removing leftover networks: %s", exc.message)
 
     # -- the loop -----------------------------------------------------------------------
 

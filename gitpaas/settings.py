@@ -236,10 +236,44 @@ class Settings:
         return float(self.backup_schedule) if self.backup_repo else 0.0
 
     def listen(self, which: str) -> tuple[str, int]:
-        """Split ``ssh_listen`` or ``http_listen`` into (host, port)."""
-        value = getattr(self, f"{which}_listen")
-        host, _, port = value.rpartition(":")
-        return host.strip("[]") or "0.0.0.0", int(port)
+        """Split ``<which>_listen`` (``ssh``, ``http``, ``router_https``,
+        ``router_admin``) into (host, port)."""
+        return split_listen(getattr(self, f"{which}_listen"), f"{which}_listen")
+
+
+# Settings holding a listen address (``HOST:PORT``); the router ones may be empty (off).
+LISTEN_SETTINGS = ("ssh_listen", "http_listen", "router_https_listen", "router_admin_listen")
+
+
+def split_listen(value: str, setting: str = "listen") -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT`` (all addresses: ``0.0.0.0``) as
+    (host, port); ``InvalidInput`` naming ``setting`` for anything else. The one parser
+    of listen addresses (the SSH server, the edge's nginx, doctor, addresses)."""
+    host, colon, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        valid = _is_ip(host, 6)
+    else:
+        valid = ":" not in host and (not host or _is_ip(host, 4) or _is_host(host))
+    if not (colon and valid and port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise InvalidInput(f"invalid setting {setting}={value!r}: HOST:PORT, [IPV6]:PORT"
+                           " or :PORT, a port from 0 to 65535")
+    return host or "0.0.0.0", int(port)
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
+
+
+def _is_host(text: str) -> bool:
+    try:
+        names.hostname(text)
+    except InvalidInput:
+        return False
+    return True
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -372,6 +406,10 @@ def load(
     coerced = {k: _coerce(k, v, known[k], origin.get(k, "")) for k, v in values.items()}
     settings = Settings(**coerced)
     _check_network_pool(settings)
+    for name in LISTEN_SETTINGS:
+        if name.startswith("router_") and not getattr(settings, name):
+            continue
+        split_listen(getattr(settings, name), name)
     names.instance_name(settings.instance)
     names.hostname(settings.domain)
     if settings.ssh_public_host:

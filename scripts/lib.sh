@@ -254,11 +254,15 @@ install_units() {
     systemctl restart gitpaas-router.service gitpaas.service
 }
 
+# A process that runs (a zombie, dead but not reaped yet by its parent, does not).
+running() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
+stopped() { ! running "$1"; }
+
 # Without systemd: `gitpaas serve` in the background (pid in <data dir>/serve.pid), its log
 # rotated in <data dir>/serve.log (access lines in access.log), anything else in serve.out.
 start_serve_nohup() {
     local data_dir=$1 pidfile="$1/serve.pid"
-    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if [ -s "$pidfile" ] && running "$(cat "$pidfile")"; then
         log "gitpaas serve is running already (pid $(cat "$pidfile"))"
         return 0
     fi
@@ -277,10 +281,10 @@ stop_serve_nohup() {
     local pidfile="$1/serve.pid" pid
     [ -s "$pidfile" ] || return 0
     pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
         log "stopping gitpaas serve (pid $pid)"
         kill "$pid"
-        wait_for 60 bash -c "! kill -0 $pid" || die "gitpaas serve (pid $pid) did not stop"
+        wait_for 60 stopped "$pid" || die "gitpaas serve (pid $pid) did not stop"
     fi
     rm -f "$pidfile"
 }

@@ -8,7 +8,9 @@ into any data dir) and holds:
   (each app's bare repo, hard-linked under the app's lock: git writes new files and
   renames, so the links are a consistent copy), ``mysql/<app>.sql`` and
   ``postgres/<app>.pgdump`` (each app database: ``mysqldump --single-transaction``, or a
-  ``pg_dump`` custom-format archive) and ``gitpaas-backup.json`` (the manifest);
+  ``pg_dump`` custom-format archive), ``redis/<app>.rdb`` (each app's Redis: a
+  ``BGSAVE`` snapshot copied out of its container) and ``gitpaas-backup.json`` (the
+  manifest);
 - ``secret.key`` (the key of the encrypted config vars), ``gitpaas.yaml``;
 - ``storage/`` (the apps' persistent directories) and any mounted directory outside it
   (stored with its absolute path); where the runtime keeps storage in Docker volumes
@@ -31,7 +33,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from .. import __version__
 from ..errors import GitPaasError, ServiceError
@@ -49,7 +51,7 @@ BACKED_UP = ("secret.key", "gitpaas.yaml", "storage", "edge/certs", "edge/acme")
 MANIFEST = "gitpaas-backup.json"
 FORMAT = 1
 # Datastore kinds whose databases a backup dumps, with the dump's file suffix.
-DUMPS = {"mysql": "sql", "postgres": "pgdump"}
+DUMPS = {"mysql": "sql", "postgres": "pgdump", "redis": "rdb"}
 Progress = Callable[[str], None]
 # The backup's manifest (gitpaas-backup.json), a JSON object.
 Manifest = dict[str, Any]
@@ -145,7 +147,10 @@ def _stage(platform: Platform, staging: Path, progress: Progress) -> Manifest:
             with platform.lock(app.name, "backups:create", None):
                 link_tree(source, staging / "repos" / f"{app.name}.git")
         for datastore in store.datastores(app.name):
-            if datastore.kind in DUMPS:
+            if datastore.kind == "redis":
+                dump_app_redis(platform, app.name, staging / dump_path("redis", app.name),
+                               progress)
+            elif datastore.kind in DUMPS:
                 progress(f"-----> Dumping the {datastore.kind} database of {app.name}")
                 dump_app_database(platform, datastore.kind, datastore.name,
                                   staging / dump_path(datastore.kind, app.name))
@@ -216,15 +221,10 @@ def dump_state(database_url: str, staging: Path) -> None:
         return
     from ..datastores import mysql
 
-    p = urlparse(database_url)
-    with mysql._defaults_file(unquote(p.username or ""), unquote(p.password or ""),
-                              p.hostname or "127.0.0.1", p.port or 3306) as defaults:
-        argv = [mysql._program("mysqldump", "mariadb-dump"),
-                f"--defaults-extra-file={defaults}", *mysql.DUMP_OPTIONS, "--",
-                p.path.lstrip("/")]
-        with open(staging / "state.sql", "w", encoding="utf-8") as out:
-            os.chmod(staging / "state.sql", 0o600)
-            mysql._stream_out(argv, out.write, lambda: False)
+    with open(staging / "state.sql", "w", encoding="utf-8") as out:
+        os.chmod(staging / "state.sql", 0o600)
+        mysql.dump(mysql.Server(database_url).admin, urlparse(database_url).path.lstrip("/"),
+                   out.write)
 
 
 def dump_path(kind: str, app: str) -> str:
@@ -244,6 +244,23 @@ def dump_app_database(platform: Platform, kind: str, database: str, target: Path
     with open(target, "wb") as out:
         os.chmod(target, 0o600)
         platform.postgres.export(database, out.write)
+
+
+def dump_app_redis(platform: Platform, app: str, target: Path, progress: Progress) -> None:
+    """A snapshot of the app's Redis into ``target`` (0600), with the password of its
+    REDIS_URL (a Redis whose REDIS_URL was unset is skipped, with a warning)."""
+    from ..datastores import redis
+
+    creds = redis.credentials_from_config(platform.store.get_config(app))
+    if creds is None:
+        progress(f" !     {app}: REDIS_URL is not in its config vars; its Redis is not in"
+                 " this backup")
+        return
+    progress(f"-----> Dumping the Redis of {app}")
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    with open(target, "wb") as out:
+        os.chmod(target, 0o600)
+        platform.redis_stores.export_rdb(app, creds.password, out.write)
 
 
 def link_tree(source: Path, target: Path) -> None:

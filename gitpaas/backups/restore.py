@@ -17,7 +17,7 @@ import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from ..errors import Conflict, GitPaasError, UserError
 from ..locks import app_lock
@@ -154,13 +154,9 @@ def _load_state_dump(database_url: str, dump: Path) -> None:
                         " database before restoring")
     from ..datastores import mysql
 
-    p = urlparse(database_url)
-    with mysql._defaults_file(unquote(p.username or ""), unquote(p.password or ""),
-                              p.hostname or "127.0.0.1", p.port or 3306) as defaults:
-        argv = [mysql._program("mysql", "mariadb"), f"--defaults-extra-file={defaults}",
-                "--batch", "--sandbox", "--local-infile=0", "--", p.path.lstrip("/")]
-        with open(dump, "rb") as stdin:
-            mysql._stream_in(argv, stdin)
+    with open(dump, "rb") as stdin:
+        mysql.load(mysql.Server(database_url).admin, urlparse(database_url).path.lstrip("/"),
+                   stdin)
 
 
 def _fix_mount_paths(platform: Platform, manifest: Manifest) -> None:
@@ -187,9 +183,11 @@ def _databases(platform: Platform, progress: Progress) -> None:
     try:
         for app in store.list_apps():
             for datastore in store.datastores(app.name):
-                if datastore.kind in DUMPS:
+                if datastore.kind == "redis":
+                    _redis(platform, app.name, dumps, progress)
+                elif datastore.kind in DUMPS:
                     _database(platform, app.name, datastore, dumps, progress)
-                else:  # e.g. a Redis container: not in backups yet
+                else:
                     progress(f" !     {app.name}: its {datastore.kind} datastore is not in"
                              f" backups: {datastore.kind}:destroy and {datastore.kind}:create")
     finally:
@@ -215,6 +213,25 @@ def _database(platform: Platform, app: str, datastore: Datastore, dumps: Path,
         with open(dump, "rb") as stdin:
             client.import_(module.Credentials(creds.host, creds.port, datastore.name,
                                               datastore.user, creds.password), stdin)
+
+
+def _redis(platform: Platform, app: str, dumps: Path, progress: Progress) -> None:
+    """The app's Redis started anew with the password of its restored REDIS_URL and the
+    data of its snapshot (empty when the backup has none)."""
+    from ..datastores import redis
+
+    creds = redis.credentials_from_config(platform.store.get_config(app))
+    if creds is None:
+        progress(f" !     {app}: no REDIS_URL in its config vars; its Redis is not restored")
+        return
+    progress(f"-----> Restoring the Redis of {app}")
+    dump = dumps / dump_path("redis", app)
+    if not dump.is_file():
+        progress(f" !     {app}: the backup holds no snapshot of its Redis: started empty")
+        platform.redis_stores.restore(app, creds.password, None)
+        return
+    with open(dump, "rb") as rdb:
+        platform.redis_stores.restore(app, creds.password, rdb)
 
 
 def _images(platform: Platform, progress: Progress) -> None:

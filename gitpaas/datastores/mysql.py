@@ -18,47 +18,42 @@ This module and ``store/`` are the only ones that import pymysql.
 from __future__ import annotations
 
 import codecs
-import io
-import os
 import re
-import secrets
-import shutil
-import string
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
 
 import pymysql
 
-from .. import names
-from ..errors import Conflict, InvalidInput, ServiceError
+from ..errors import Conflict, InvalidInput
 from ..terminal import ByteReader
+from .common import (
+    AdminServer,
+    DatabaseCredentials,
+    DatabaseDatastores,
+    admin_session,
+    find_program,
+    first_bytes,
+    one_line,
+    parse_url,
+    private_file,
+    stream_in,
+    stream_out,
+)
+from .common import database_name as database_name
+from .common import new_password as new_password
 
 IDENTIFIER_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_DATABASE = 64
 MAX_USER = 80
-PASSWORD_LENGTH = 32
-PASSWORD_ALPHABET = string.ascii_letters + string.digits
-CHUNK = 64 * 1024
 # MariaDB's mysqldump (10.11.8+) starts every dump with this line; MySQL's client fails on
 # it ("Unknown command '\\-'"), so mysql:export leaves it out.
 SANDBOX_LINE = "/*M!999999\\- enable the sandbox mode */"
 DUMP_OPTIONS = ("--single-transaction", "--hex-blob", "--no-tablespaces", "--skip-triggers",
                 "--default-character-set=utf8mb4", "--skip-comments")
-
-
-def database_name(instance: str, app: str) -> str:
-    """The database (and user) name of ``app`` in ``instance``: ``<instance>_<app>``."""
-    names.instance_name(instance)
-    names.app_name(app)
-    name = f"{instance}_{app.replace('-', '_')}"
-    assert len(name) <= min(MAX_DATABASE, MAX_USER), name
-    return name
+CLIENT_OPTIONS = ("--batch", "--sandbox", "--local-infile=0",
+                  "--default-character-set=utf8mb4")
 
 
 def quote_identifier(name: str) -> str:
@@ -68,30 +63,11 @@ def quote_identifier(name: str) -> str:
     return f"`{name}`"
 
 
-def new_password(length: int = PASSWORD_LENGTH) -> str:
-    """A random password of letters and digits (~190 bits for 32 characters)."""
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
-
-
-@dataclass(frozen=True)
-class Credentials:
+@dataclass(frozen=True, repr=False)
+class Credentials(DatabaseCredentials):
     """How an app reaches its database. ``repr`` never shows the password."""
 
-    host: str
-    port: int
-    database: str
-    user: str
-    password: str
-
-    def __repr__(self) -> str:
-        return (f"Credentials(host={self.host!r}, port={self.port}, "
-                f"database={self.database!r}, user={self.user!r}, password='****')")
-
-    def url(self, reveal: bool = True) -> str:
-        """``mysql://user:pass@host:port/db`` (password masked unless ``reveal``)."""
-        password = quote(self.password, safe="") if reveal else "****"
-        return f"mysql://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}/" \
-               f"{self.database}"
+    SCHEME = "mysql"
 
     @property
     def db_host(self) -> str:
@@ -111,13 +87,9 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
     """The credentials in an app's config vars (DATABASE_URL, else DB_*), or None."""
     url = config.get("DATABASE_URL", "")
     if url.startswith("mysql://"):
-        p = urlparse(url)
-        try:
-            port = p.port or 3306
-        except ValueError:  # a hand-set URL with a bad port: not ours to use
-            return None
-        return Credentials(p.hostname or "", port, p.path.lstrip("/"),
-                           unquote(p.username or ""), unquote(p.password or ""))
+        parsed = parse_url(url, ("mysql",), 3306)
+        return Credentials(parsed.host, parsed.port, parsed.path, parsed.user,
+                           parsed.password) if parsed else None
     if all(config.get(k) for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD")):
         host, _, port_text = config["DB_HOST"].partition(":")
         if port_text and not (port_text.isascii() and port_text.isdigit()):
@@ -128,63 +100,33 @@ def credentials_from_config(config: dict[str, str]) -> Credentials | None:
 
 
 @dataclass(frozen=True)
-class Server:
-    """Where the MySQL server is, as seen by gitpaas (admin) and by app containers."""
+class Server(AdminServer):
+    """Where the MySQL server is, as seen by gitpaas (admin) and by app containers;
+    ``user_host`` is the host part of app users ('%': any address)."""
 
-    admin_url: str = field(repr=False)
-    app_host: str = "172.17.0.1"
-    app_port: int = 0
+    LABEL = "MySQL"
+    SETTING = "mysql_admin_url"
+    SCHEMES = ("mysql",)
+    DEFAULT_PORT = 3306
+
     user_host: str = "%"
 
-    def __post_init__(self) -> None:
-        if not self.admin_url:
-            raise InvalidInput("MySQL is not configured: set mysql_admin_url"
-                               " (GITPAAS_MYSQL_ADMIN_URL) in the settings")
-        if urlparse(self.admin_url).scheme != "mysql":
-            raise InvalidInput("mysql_admin_url must be a mysql:// URL")
 
-    @property
-    def admin(self) -> dict[str, Any]:
-        """pymysql connection arguments of the admin account (no database)."""
-        p = urlparse(self.admin_url)
-        return {"host": p.hostname or "127.0.0.1", "port": p.port or 3306,
-                "user": unquote(p.username or ""), "password": unquote(p.password or "")}
-
-    @property
-    def port_for_apps(self) -> int:
-        return self.app_port or self.admin["port"]
-
-
-class MySQLDatastores:
+class MySQLDatastores(DatabaseDatastores[Server, Credentials]):
     """Creates, inspects, drops, dumps and loads app databases on one MySQL server."""
 
-    def __init__(self, server: Server, instance: str) -> None:
-        self.server = server
-        self.instance = names.instance_name(instance)
+    CREDENTIALS = Credentials
 
     # -- admin connection ---------------------------------------------------------------
 
-    @contextmanager
-    def _admin(self) -> Iterator[Any]:
-        try:
-            conn = pymysql.connect(**self.server.admin, charset="utf8mb4", autocommit=True,
-                                   connect_timeout=10)
-        except pymysql.MySQLError as exc:
-            raise ServiceError(f"MySQL is unavailable: {_reason(exc)}") from exc
-        try:
-            with conn.cursor() as cur:
-                yield cur
-        except pymysql.MySQLError as exc:
-            raise ServiceError(f"MySQL failed: {_reason(exc)}") from exc
-        finally:
-            conn.close()
+    def _admin(self) -> AbstractContextManager[Any]:
+        """A cursor of the admin connection (``ServiceError`` when MySQL fails)."""
+        return _cursor(admin_session(
+            "MySQL", lambda: pymysql.connect(**self.server.admin, charset="utf8mb4",
+                                             autocommit=True, connect_timeout=10),
+            pymysql.MySQLError, _reason))
 
     # -- lifecycle ----------------------------------------------------------------------
-
-    def names_for(self, app: str) -> tuple[str, str]:
-        """(database, user) of ``app``."""
-        name = database_name(self.instance, app)
-        return name, name
 
     def database_exists(self, database: str) -> bool:
         with self._admin() as cur:
@@ -198,34 +140,13 @@ class MySQLDatastores:
                         (user, self.server.user_host))
             return cur.fetchone() is not None
 
-    def create(self, app: str) -> Credentials:
-        """Create the app's database and user; refuse if either exists already."""
-        database, user = self.names_for(app)
+    def recreate(self, database: str, user: str, password: str) -> None:
+        """Create ``database`` and ``user`` (with ``password``); refuse if either exists.
+        ``create`` makes a new password; a restore passes the one in the app's restored
+        config vars."""
         if self.database_exists(database) or self.user_exists(user):
             raise Conflict(f"MySQL database or user {database} exists already"
                            " (another install, or a leftover: drop it first)")
-        password = new_password()
-        qdb = quote_identifier(database)
-        with self._admin() as cur:
-            cur.execute(f"CREATE DATABASE {qdb} CHARACTER SET utf8mb4"
-                        " COLLATE utf8mb4_unicode_ci")
-            try:
-                cur.execute("CREATE USER %s@%s IDENTIFIED BY %s",
-                            (user, self.server.user_host, password))
-                cur.execute(f"GRANT ALL PRIVILEGES ON {qdb}.* TO %s@%s",
-                            (user, self.server.user_host))
-            except BaseException:
-                self._drop(cur, database, user)
-                raise
-        return Credentials(self.server.app_host, self.server.port_for_apps, database, user,
-                           password)
-
-    def recreate(self, database: str, user: str, password: str) -> None:
-        """Create ``database`` and ``user`` with a known password (a restore: the password
-        is the one in the app's restored config vars); refuse if either exists."""
-        if self.database_exists(database) or self.user_exists(user):
-            raise Conflict(f"MySQL database or user {database} exists already: drop it"
-                           " first, or restore onto a fresh server")
         qdb = quote_identifier(database)
         quote_identifier(user)
         with self._admin() as cur:
@@ -269,15 +190,7 @@ class MySQLDatastores:
         of MariaDB 10.11.8 and later writes it, with no option to leave it out): MySQL 8's
         client reads ``\\-`` as a command it does not know and stops at line 1.
         """
-        admin = self.server.admin
-        out = SandboxLineFilter(write)
-        with _defaults_file(admin["user"], admin["password"], admin["host"],
-                            admin["port"]) as defaults:
-            argv = [_program("mysqldump", "mariadb-dump"), f"--defaults-extra-file={defaults}",
-                    *DUMP_OPTIONS, "--", database]
-            total = _stream_out(argv, out, closed)
-        out.flush()
-        return total - out.dropped
+        return dump(self.server.admin, database, write, closed)
 
     def import_(self, creds: Credentials, stdin: ByteReader) -> int:
         """Load SQL from ``stdin`` into the app's database as the app's own user.
@@ -287,12 +200,35 @@ class MySQLDatastores:
         FILE``), which would otherwise run on this host as gitpaas's user.
         """
         admin = self.server.admin
-        with _defaults_file(creds.user, creds.password, admin["host"],
-                            admin["port"]) as defaults:
-            argv = [_program("mysql", "mariadb"), f"--defaults-extra-file={defaults}",
-                    "--batch", "--sandbox", "--local-infile=0",
-                    "--default-character-set=utf8mb4", "--", creds.database]
-            return _stream_in(argv, stdin)
+        return load({**admin, "user": creds.user, "password": creds.password},
+                    creds.database, stdin)
+
+
+def dump(login: dict[str, Any], database: str, write: Callable[[str], object],
+         closed: Callable[[], bool] = lambda: False) -> int:
+    """Stream ``mysqldump`` of ``database`` (``login``: host, port, user, password) to
+    ``write`` as text, without MariaDB's sandbox line; return the bytes written."""
+    out = SandboxLineFilter(write)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    with defaults_file(login["user"], login["password"], login["host"],
+                       login["port"]) as defaults:
+        argv = [program("mysqldump", "mariadb-dump"), f"--defaults-extra-file={defaults}",
+                *DUMP_OPTIONS, "--", database]
+        total = stream_out(argv, lambda chunk: out(decoder.decode(chunk)), closed)
+    out(decoder.decode(b"", final=True))
+    out.flush()
+    return total - out.dropped
+
+
+def load(login: dict[str, Any], database: str, stdin: ByteReader) -> int:
+    """Run the SQL of ``stdin`` in ``database`` with ``mysql --sandbox`` as ``login``'s
+    user; return the bytes read. ``InvalidInput`` when it fails or there is nothing."""
+    head = first_bytes(stdin, 1)
+    with defaults_file(login["user"], login["password"], login["host"],
+                       login["port"]) as defaults:
+        argv = [program("mysql", "mariadb"), f"--defaults-extra-file={defaults}",
+                *CLIENT_OPTIONS, "--", database]
+        return stream_in(argv, stdin, head=head)
 
 
 class SandboxLineFilter:
@@ -336,78 +272,26 @@ def _reason(exc: BaseException) -> str:
     return str(args[1]) if len(args) > 1 else str(exc)
 
 
-def _program(*candidates: str) -> str:
-    for name in candidates:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise ServiceError(f"{candidates[0]} is not installed (Debian package mariadb-client)")
+@contextmanager
+def _cursor(session: AbstractContextManager[Any]) -> Iterator[Any]:
+    with session as conn, conn.cursor() as cur:
+        yield cur
+
+
+def program(*candidates: str) -> str:
+    """The path of MySQL's client program ``candidates[0]`` (or its MariaDB name)."""
+    return find_program(candidates, "mariadb-client")
 
 
 def _option_value(value: str) -> str:
     """A value for a MySQL option file: double-quoted, backslashes escaped."""
-    if "\n" in value or "\r" in value:
-        raise InvalidInput("a MySQL option value may not hold a newline")
-    return '"' + value.replace("\\", "\\\\") + '"'
+    return '"' + one_line(value, "MySQL option value").replace("\\", "\\\\") + '"'
 
 
-@contextmanager
-def _defaults_file(user: str, password: str, host: str, port: int) -> Iterator[str]:
-    """A ``[client]`` option file (mode 0600) with the credentials, removed afterwards."""
-    fd, path = tempfile.mkstemp(prefix="gitpaas-my-", suffix=".cnf")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("[client]\n")
-            f.write(f"user={_option_value(user)}\n")
-            f.write(f"password={_option_value(password)}\n")
-            f.write(f"host={_option_value(host)}\nport={int(port)}\nprotocol=tcp\n")
-        yield path
-    finally:
-        Path(path).unlink(missing_ok=True)
-
-
-def _stream_out(argv: list[str], write: Callable[[str], object],
-                closed: Callable[[], bool]) -> int:
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    total = 0
-    with tempfile.TemporaryFile() as errors, subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors) as proc:
-        assert isinstance(proc.stdout, io.BufferedReader)  # a pipe with the default buffer
-        while chunk := proc.stdout.read1(CHUNK):
-            total += len(chunk)
-            write(decoder.decode(chunk))
-            if closed():
-                proc.kill()
-                break
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            write(tail)
-        code = proc.wait()
-        errors.seek(0)
-        message = errors.read()[-2000:].decode("utf-8", "replace").strip()
-    if code != 0:
-        raise ServiceError(f"{Path(argv[0]).name} failed ({code}): {message}")
-    return total
-
-
-def _stream_in(argv: list[str], stdin: ByteReader) -> int:
-    total = 0
-    with tempfile.TemporaryFile() as output, subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT) as proc:
-        assert proc.stdin is not None
-        try:
-            while chunk := stdin.read(CHUNK):
-                total += len(chunk)
-                proc.stdin.write(chunk)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        code = proc.wait()
-        output.seek(0)
-        message = output.read()[-2000:].decode("utf-8", "replace").strip()
-    if code != 0:
-        raise InvalidInput(f"the import failed ({code}): {message}")
-    if not total:
-        raise InvalidInput("nothing to import: send the dump on stdin")
-    return total
-
+def defaults_file(user: str, password: str, host: str,
+                  port: int) -> AbstractContextManager[str]:
+    """A ``[client]`` option file (mode 0600) with the credentials, removed afterwards:
+    ``--defaults-extra-file=`` of ``mysql`` and ``mysqldump``."""
+    return private_file("gitpaas-my-", ".cnf", (
+        f"[client]\nuser={_option_value(user)}\npassword={_option_value(password)}\n"
+        f"host={_option_value(host)}\nport={int(port)}\nprotocol=tcp\n"))

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -29,62 +30,81 @@ import redis
 from docker.models.containers import Container
 
 from ..errors import Conflict, InvalidInput, NotFound, ServiceError
-from .mysql import new_password
+from .common import CHUNK, SecretRepr, new_password, parse_url, url_of
 
 PORT = 6379
 LABEL = "gitpaas.datastore"
 CONFIG_PATH = "/etc/redis/gitpaas.conf"
+DATA_DIR = "/var/lib/redis"
+RDB_PATH = f"{DATA_DIR}/dump.rdb"
+SAVE_TIMEOUT = 300.0  # seconds a snapshot or an append-only rewrite may take
 CONFIG_KEYS = ("REDIS_URL",)
 
 
-@dataclass(frozen=True)
-class Credentials:
+@dataclass(frozen=True, repr=False)
+class Credentials(SecretRepr):
     """How an app reaches its Redis. ``repr`` never shows the password."""
 
     host: str
     port: int
     password: str
 
-    def __repr__(self) -> str:
-        return f"Credentials(host={self.host!r}, port={self.port}, password='****')"
-
     def url(self, reveal: bool = True) -> str:
-        password = quote(self.password, safe="") if reveal else "****"
-        return f"redis://:{password}@{self.host}:{self.port}/0"
+        """``redis://:password@host:port/0`` (password masked unless ``reveal``)."""
+        return url_of("redis", "", self.password, self.host, self.port, "0", reveal)
 
     def config_vars(self) -> dict[str, str]:
+        """The config var an app gets: REDIS_URL."""
         return {"REDIS_URL": self.url()}
 
 
 def credentials_from_config(config: dict[str, str]) -> Credentials | None:
-    url = config.get("REDIS_URL", "")
-    if not url.startswith("redis://"):
-        return None
-    p = urlparse(url)
-    try:
-        port = p.port or PORT
-    except ValueError:
-        return None
-    return Credentials(p.hostname or "", port, unquote(p.password or ""))
+    """The credentials in an app's REDIS_URL, or None."""
+    parsed = parse_url(config.get("REDIS_URL", ""), ("redis",), PORT)
+    return Credentials(parsed.host, parsed.port, parsed.password) if parsed else None
 
 
-def config_file(password: str, maxmemory: str) -> bytes:
-    """redis.conf of one app's server."""
+def config_file(password: str, maxmemory: str, appendonly: bool = True) -> bytes:
+    """redis.conf of one app's server (``appendonly`` off only while a restore loads its
+    RDB file: with it on, Redis would start from an empty append-only file instead)."""
     if any(c in password for c in "\r\n \"'\\") or any(c in maxmemory for c in "\r\n "):
         raise InvalidInput("a Redis setting may not hold spaces, quotes or newlines")
-    return (f"bind 0.0.0.0\nport {PORT}\nprotected-mode no\ndir /var/lib/redis\n"
-            f"appendonly yes\nrequirepass {password}\nmaxmemory {maxmemory}\n"
-            "maxmemory-policy noeviction\nlogfile \"\"\n").encode()
+    return (f"bind 0.0.0.0\nport {PORT}\nprotected-mode no\ndir {DATA_DIR}\n"
+            f"appendonly {'yes' if appendonly else 'no'}\nrequirepass {password}\n"
+            f"maxmemory {maxmemory}\nmaxmemory-policy noeviction\nlogfile \"\"\n").encode()
 
 
-def config_tar(data: bytes) -> bytes:
+def config_tar(data: bytes, path: str = CONFIG_PATH) -> bytes:
+    """A tar of one file at ``path`` holding ``data`` (for ``put_archive`` at ``/``)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(CONFIG_PATH.lstrip("/"))
+        info = tarfile.TarInfo(path.lstrip("/"))
         # Readable by the redis user the server runs as; nothing else runs in there.
         info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (Docker's archive stream)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.rest:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.rest = chunk
+        size = min(len(buffer), len(self.rest))
+        buffer[:size] = self.rest[:size]
+        self.rest = self.rest[size:]
+        return size
 
 
 class RedisDatastores:
@@ -119,12 +139,13 @@ class RedisDatastores:
             return None  # not ours: never touched
         return found
 
-    def create(self, app: str) -> Credentials:
-        """Start the app's Redis; refuse if one exists already."""
+    def create(self, app: str, password: str = "", appendonly: bool = True) -> Credentials:
+        """Start the app's Redis (with a new password, or ``password``: a restore's);
+        refuse if one exists already."""
         name = self.name(app)
         if self._container(app) is not None:
             raise Conflict(f"{app} has a Redis container already ({name})")
-        password = new_password()
+        password = password or new_password()
         network = self.network(app)
         # docker-py takes plain dicts; its stubs allow no "unless-stopped" and want a
         # LogConfig object
@@ -135,10 +156,11 @@ class RedisDatastores:
             self.client.volumes.create(name, labels=self.labels(app))
             container = self.client.containers.create(
                 self.image(), name=name, labels=self.labels(app), user="redis",
-                volumes={name: {"bind": "/var/lib/redis", "mode": "rw"}},
+                volumes={name: {"bind": DATA_DIR, "mode": "rw"}},
                 network=network, mem_limit=self.mem_limit, pids_limit=256,
                 security_opt=["no-new-privileges"], cap_drop=["ALL"], **options)
-            container.put_archive("/", config_tar(config_file(password, self.maxmemory)))
+            container.put_archive("/", config_tar(config_file(password, self.maxmemory,
+                                                              appendonly)))
             container.start()
         except docker.errors.ImageNotFound as exc:
             self.destroy(app)
@@ -148,6 +170,87 @@ class RedisDatastores:
             self.destroy(app)
             raise ServiceError(f"cannot start Redis for {app}: {exc}") from exc
         return Credentials(name, PORT, password)
+
+    # -- backups ------------------------------------------------------------------------
+
+    def export_rdb(self, app: str, password: str, write: Callable[[bytes], object]) -> int:
+        """A snapshot of the app's Redis (``BGSAVE``: consistent, the server keeps
+        serving), its ``dump.rdb`` streamed out of the container to ``write``; return its
+        bytes."""
+        container = self._container(app)
+        if container is None:
+            raise NotFound(f"{app} has no Redis container")
+        client = self._client(app, password)
+        try:
+            saves = int(client.info("persistence")["rdb_saves"])
+            client.bgsave(schedule=True)  # after a save already running, if any
+            self._wait(client, lambda i: int(i["rdb_saves"]) > saves
+                       and not int(i["rdb_bgsave_in_progress"]), "the snapshot")
+            if client.info("persistence")["rdb_last_bgsave_status"] != "ok":
+                raise ServiceError(f"the Redis of {app} could not write its snapshot")
+            chunks, _ = container.get_archive(RDB_PATH)
+        except redis.RedisError as exc:
+            raise ServiceError(f"the Redis of {app}: {exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"cannot read the snapshot of {app}'s Redis: {exc}") from exc
+        total = 0
+        with tarfile.open(fileobj=io.BufferedReader(ChunkReader(iter(chunks))),
+                          mode="r|") as tar:
+            for member in tar:
+                data = tar.extractfile(member) if member.isfile() else None
+                while data is not None and (chunk := data.read(CHUNK)):
+                    total += len(chunk)
+                    write(chunk)
+        return total
+
+    def restore(self, app: str, password: str, rdb: IO[bytes] | None) -> Credentials:
+        """Start the app's Redis anew with ``password`` (the restored config vars') and
+        the data of ``rdb`` (an ``export_rdb`` file, seekable; None: empty).
+
+        Redis loads an RDB file only while append-only is off, so the server first starts
+        with it off and the file in place, then turns it on (``CONFIG SET``: the data are
+        rewritten into the append-only file) and gets its usual config file back."""
+        creds = self.create(app, password, appendonly=rdb is None)
+        if rdb is None:
+            return creds
+        container = self._container(app)
+        assert container is not None
+        try:
+            self.wait_ready(app, password)
+            container.stop(timeout=10)  # it saves its (empty) data set: replaced below
+            with tempfile.TemporaryFile() as archive:  # a tar of the file, not in memory
+                with tarfile.open(fileobj=archive, mode="w") as tar:
+                    info = tarfile.TarInfo(RDB_PATH.lstrip("/"))
+                    info.size, info.mode = rdb.seek(0, io.SEEK_END), 0o644
+                    rdb.seek(0)
+                    tar.addfile(info, rdb)
+                archive.seek(0)
+                container.put_archive("/", archive)
+            container.start()
+            self.wait_ready(app, password)
+            client = self._client(app, password)
+            client.config_set("appendonly", "yes")
+            self._wait(client, lambda i: not int(i["aof_rewrite_in_progress"])
+                       and not int(i["aof_rewrite_scheduled"]) and int(i["aof_rewrites"]) > 0,
+                       "the append-only rewrite")
+            container.put_archive("/", config_tar(config_file(password, self.maxmemory)))
+        except (docker.errors.DockerException, redis.RedisError, ServiceError) as exc:
+            self.destroy(app)
+            raise ServiceError(f"cannot restore the Redis of {app}: {exc}") from exc
+        return creds
+
+    def _client(self, app: str, password: str) -> redis.Redis:
+        return redis.Redis(host=self.address(app), port=PORT, password=password,
+                           socket_timeout=30)
+
+    @staticmethod
+    def _wait(client: redis.Redis, done: Callable[[dict[str, Any]], bool], what: str,
+              timeout: float = SAVE_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not done(client.info("persistence")):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"Redis did not finish {what} in {timeout:g} s")
+            time.sleep(0.1)
 
     def address(self, app: str) -> str:
         """The container's address on its network (for gitpaas's own checks)."""
@@ -179,8 +282,6 @@ class RedisDatastores:
 
     def wait_ready(self, app: str, password: str, timeout: float = 20.0) -> None:
         """Until the server answers PING (or ``ServiceError``)."""
-        import time
-
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:

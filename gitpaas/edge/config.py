@@ -28,11 +28,6 @@ def parse_size(value: str | int) -> int:
     return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2)]
 
 
-def split_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 @dataclass(frozen=True)
 class EdgeConfig:
     """Everything nginx needs; ``directory`` holds its config, pid file, logs and certs."""
@@ -74,11 +69,11 @@ class EdgeConfig:
         s = settings
         return cls(
             directory=s.data_dir / "edge",
-            listen=split_listen(s.http_listen),
+            listen=s.listen("http"),
             redis_url=s.redis_url,
             prefix=s.routes_prefix,
-            https_listen=split_listen(s.router_https_listen) if s.router_https_listen else None,
-            admin_listen=split_listen(s.router_admin_listen) if s.router_admin_listen else None,
+            https_listen=s.listen("router_https") if s.router_https_listen else None,
+            admin_listen=s.listen("router_admin") if s.router_admin_listen else None,
             workers=s.router_workers,
             dead_ttl=s.router_dead_ttl,
             cache_ttl=s.router_cache_ttl,

@@ -200,3 +200,45 @@ class AppNetworks:
             pass
         except docker.errors.DockerException as exc:
             raise ServiceError(f"cannot remove network {name}: {exc}") from exc
+
+    def apps_with_networks(self) -> set[str]:
+        """Apps that have a network of this instance: networks labelled with this
+        instance and an app, whose name is the one ``name(app)`` gives (a network someone
+        else made with copied labels is not ours; the build network has no app label)."""
+        try:
+            found = self.client.api.networks(
+                filters={"label": [f"{LABEL}.instance={self.instance}", f"{LABEL}.app"]})
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"Docker is unavailable: {exc}") from exc
+        apps = set()
+        for net in found:
+            labels = net.get("Labels") or {}
+            app = labels.get(f"{LABEL}.app", "")
+            if labels.get(f"{LABEL}.instance") == self.instance and app \
+                    and net.get("Name") == self.name(app):
+                apps.add(app)
+        return apps
+
+    def remove_if_unused(self, app: str) -> bool:
+        """Remove the app's network if no container is attached to it (a leftover of an
+        app destroyed outside ``apps:destroy``); True if it was removed. Unlike
+        ``remove``, a container still attached keeps the network: Docker refuses to
+        remove a network with endpoints, so one attached meanwhile wins the race."""
+        name = self.name(app)
+        removed = False
+        try:
+            for net in self._find(name):
+                if self.client.api.inspect_network(net["Id"]).get("Containers"):
+                    continue
+                try:
+                    self.client.api.remove_network(net["Id"])
+                    removed = True
+                    log.info("network %s: removed (its app is gone)", name)
+                except docker.errors.APIError as exc:
+                    if exc.status_code not in (403, 404, 409):  # in use now, or gone
+                        raise
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"cannot remove network {name}: {exc}") from exc
+        return removed

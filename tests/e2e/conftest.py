@@ -12,12 +12,20 @@ from gitpaas.datastores.mysql import Server as MySQLServer
 from gitpaas.settings import Settings
 from tests.conftest import require
 from tests.harness import HAS_ROUTER, serving
+from tests.webhook import webhook_receiver
 
 
 @pytest.fixture(scope="module")
 def clients():
     require(shutil.which("git") is not None, "the git client")
     require(shutil.which("ssh") is not None, "the OpenSSH client")
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    """``(url, received)`` of a webhook receiver (``tests.webhook``) for the module."""
+    with webhook_receiver() as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")

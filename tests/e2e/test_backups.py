@@ -1,8 +1,9 @@
 """Backups end to end: two apps (one with a MySQL database and a storage directory holding
-an uploaded file, the other with a PostgreSQL database), config, ``backups:create`` over
-ssh, then everything this instance made is destroyed (data dir, containers, images, Redis
-keys, databases) and ``backups:restore latest`` brings both apps back with the same
-pages, config and data. Real restic, Docker, Redis, MariaDB, PostgreSQL, git, OpenSSH."""
+an uploaded file, the other with a PostgreSQL database and a Redis of its own), config,
+``backups:create`` over ssh, then everything this instance made is destroyed (data dir,
+containers, images, Redis keys, databases, the app's Redis container and volume) and
+``backups:restore latest`` brings both apps back with the same pages, config and data.
+Real restic, Docker, Redis, MariaDB, PostgreSQL, git, OpenSSH."""
 
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ def pg_db(url: str):
                            connect_timeout=10)
 
 
+def app_redis(srv, docker_client, app: str) -> redis.Redis:
+    """The app's own Redis (``redis:create``), reached at its container's address."""
+    url = urlparse(srv.ssh("config:get", app, "REDIS_URL").stdout.strip())
+    container = docker_client.containers.get(url.hostname)
+    address = next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    return redis.Redis(host=address, port=6379, password=url.password, socket_timeout=10)
+
+
 def pages(srv) -> dict[str, tuple[int, str]]:
     shop, blog = srv.host("shop"), srv.host("blog")
     return {f"{host}{path}": srv.get(host, path)
@@ -74,7 +83,7 @@ def destroy_everything(srv, docker_client, redis_url: str, mysql_admin_url: str,
 
 def test_backup_then_restore_onto_an_empty_machine(tmp_path_factory, redis_url, docker_client,
                                                    mysql_admin_url, postgres_admin_url,
-                                                   clients, busybox_image):
+                                                   clients, busybox_image, base_images):
     require(HAS_ROUTER, "the router")
     root = tmp_path_factory.mktemp("backups")
     password = root / "backup.password"
@@ -98,6 +107,7 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, postgres_adm
     for argv in (("apps:create", "shop"), ("storage:mount", "shop", "files:/www/files"),
                  ("mysql:create", "shop"), ("config:set", "shop", "GREETING=hello-shop"),
                  ("apps:create", "blog"), ("postgres:create", "blog"),
+                 ("redis:create", "blog"),
                  ("config:set", "blog", "GREETING=hi-blog")):
         result = srv.ssh(*argv)
         assert result.returncode == 0, (argv, result.stderr)
@@ -118,6 +128,9 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, postgres_adm
     with pg_db(pg_url) as conn:
         conn.execute("CREATE TABLE posts (id INT PRIMARY KEY, title TEXT)")
         conn.execute("INSERT INTO posts VALUES (1, 'hello world'), (2, 'second post')")
+    cache = app_redis(srv, docker_client, "blog")
+    cache.set("visits", 41)
+    cache.rpush("jobs", "email", "resize")
     before = pages(srv)
     assert before[f"{srv.host('shop')}/files/upload.txt"] == (200, "uploaded-by-a-user\n")
     assert before[f"{srv.host('shop')}/greeting.txt"] == (200, "hello-shop\n")
@@ -156,6 +169,10 @@ def _scenario(srv, root, docker_client, redis_url, mysql_admin_url, postgres_adm
     with pg_db(pg_url) as conn:
         rows = conn.execute("SELECT id, title FROM posts ORDER BY id").fetchall()
         assert rows == [(1, "hello world"), (2, "second post")]
+    cache = app_redis(srv, docker_client, "blog")  # the restored one, a new container
+    assert cache.get("visits") == b"41" and cache.lrange("jobs", 0, -1) == [b"email",
+                                                                           b"resize"]
+    assert cache.incr("visits") == 42
     assert srv.ssh("config:get", "shop", "GREETING").stdout.strip() == "hello-shop"
     assert srv.ssh("config:get", "blog", "GREETING").stdout.strip() == "hi-blog"
     events = srv.gitpaas("events", "--json").stdout

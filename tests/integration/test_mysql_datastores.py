@@ -9,7 +9,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from gitpaas.datastores import mysql as mysql_module
+from gitpaas.datastores import common as common_module
 from gitpaas.datastores.mysql import Credentials, MySQLDatastores, Server
 from gitpaas.errors import Conflict, InvalidInput
 from tests.conftest import unique
@@ -94,7 +94,7 @@ def test_export_then_import_round_trips_and_hides_the_password(datastores, monke
         seen.append(list(argv))
         return real_popen(argv, *args, **kwargs)
 
-    monkeypatch.setattr(mysql_module.subprocess, "Popen", spy)
+    monkeypatch.setattr(common_module.subprocess, "Popen", spy)
     chunks: list[str] = []
     size = datastores.export(a.database, chunks.append)
     dump = "".join(chunks)

@@ -9,6 +9,7 @@ import pytest
 from gitpaas import settings as settings_mod
 from gitpaas.platform import Platform
 from gitpaas.reconcile import Reconciler as RealReconciler
+from gitpaas.runtime.network import find_network
 
 pytestmark = pytest.mark.timeout(300)
 WEB = "httpd -f -p 5000 -h /tmp"
@@ -265,3 +266,43 @@ def test_a_run_container_not_started_yet_is_left_alone(platform, busybox_image, 
     report = Reconciler(platform).run_once(grace=0.0)
     assert name not in report.removed
     assert docker_client.containers.get(name).status == "created"
+
+
+def test_networks_of_apps_gone_outside_destroy_are_removed_once_unused(
+        platform, busybox_image, docker_client):
+    """A crash mid-destroy (or a deleted row) leaves the app's network: the reconciler
+    removes it once no container uses it, and never a network that is not this
+    instance's own app network."""
+    instance = platform.settings.instance
+    deploy(platform, busybox_image, "gone")
+    deploy(platform, busybox_image, "kept")
+    networks = platform.runtime.sandbox.networks
+    made: list[str] = []
+    try:
+        # Look-alikes: copied labels under another name, another instance's network.
+        for name, labels in ((f"{instance}-copy", {"gitpaas.instance": instance,
+                                                   "gitpaas.app": "ghost"}),
+                             (f"{instance}x.ghost", {"gitpaas.instance": f"{instance}x",
+                                                     "gitpaas.app": "ghost"})):
+            made.append(docker_client.api.create_network(name, labels=labels)["Id"])
+        platform.store.delete_app("gone")  # the row went; containers and network stayed
+        squatter = docker_client.containers.run(
+            busybox_image, ["sleep", "120"], detach=True, network=networks.name("gone"),
+            labels={"test.instance": instance})
+        try:
+            first = Reconciler(platform).run_once(grace=0)
+            assert [c.name for c in platform.runtime.list("gone")] == []  # orphans went
+            assert find_network(docker_client, f"{instance}.gone")  # a container uses it
+        finally:
+            squatter.remove(force=True)
+        second = Reconciler(platform).run_once(grace=0)
+        assert not find_network(docker_client, f"{instance}.gone")
+        assert find_network(docker_client, f"{instance}.kept")
+        assert first.networks == [] and second.networks == [f"{instance}.gone"]
+        assert second.changed and networks.apps_with_networks() == {"kept"}
+        for network_id in made:
+            docker_client.api.inspect_network(network_id)  # still there
+        assert Reconciler(platform).run_once(grace=0).networks == []
+    finally:
+        for network_id in made:
+            docker_client.api.remove_network(network_id)

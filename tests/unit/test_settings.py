@@ -153,3 +153,26 @@ def test_the_server_refuses_to_start_on_a_bad_value(tmp_path):
     assert result.stderr.rstrip().splitlines() == [
         " !     invalid setting router_https_redirect='ture' (from "
         "GITPAAS_ROUTER_HTTPS_REDIRECT): expected true or false (also yes/no, on/off, 1/0)"]
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("ssh_listen", "0.0.0.0:ssh"), ("http_listen", "8080"), ("http_listen", "::1:8080"),
+    ("router_https_listen", "127.0.0.1:70000"), ("router_admin_listen", "[127.0.0.1]:1"),
+    ("ssh_listen", "bad_host:22"), ("http_listen", "127.0.0.1:٨٠"),
+])
+def test_a_bad_listen_address_is_an_error_naming_the_setting(name, raw):
+    with pytest.raises(InvalidInput, match=f"invalid setting {name}="):
+        settings.load({name: raw}, environ={})
+
+
+def test_listen_addresses_are_parsed_in_one_place_for_ssh_and_the_edge(tmp_path):
+    from gitpaas.edge.config import EdgeConfig
+
+    s = settings.load({"http_listen": "[::1]:8081", "ssh_listen": ":2200",
+                       "router_https_listen": "localhost:8443", "data_dir": str(tmp_path)},
+                      environ={})
+    assert s.listen("http") == ("::1", 8081) and s.listen("ssh") == ("0.0.0.0", 2200)
+    edge = EdgeConfig.from_settings(s)
+    assert (edge.listen, edge.https_listen, edge.admin_listen) == (
+        ("::1", 8081), ("localhost", 8443), None)
+    assert not hasattr(__import__("gitpaas.edge.config").edge.config, "split_listen")
