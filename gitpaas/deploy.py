@@ -407,9 +407,41 @@ class Deployer:
                                   mounts=self._mounts(app, release.image) if mounts is None
                                   else mounts)
 
+    def start_process(self, app: str, release: Release, process: str, replicas: int,
+                      command: str, mounts: list[StorageMount] | None = None
+                      ) -> list[ContainerInfo]:
+        """Start every replica of one process type as one service (``runtime: swarm``;
+        used by the roll-out and the reconciler)."""
+        memory, nano_cpus = self._limits(app, process)
+        env = self._env(release, process, 0)
+        env.pop("DYNO")  # the runtime sets it per replica
+        runtime: Any = self.runtime  # a SwarmRuntime (services=True)
+        started: list[ContainerInfo] = runtime.start_process(
+            app, release.version, release.image, process, replicas, env, command or None,
+            web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
+            mounts=self._mounts(app, release.image) if mounts is None else mounts)
+        return started
+
+    def _start_services(self, app: str, release: Release,
+                        mounts: list[StorageMount]) -> list[ContainerInfo]:
+        counts: dict[str, tuple[int, str]] = {}
+        for (process, _), command in self.desired(app, release).items():
+            counts[process] = (counts.get(process, (0, ""))[0] + 1, command)
+        started: list[ContainerInfo] = []
+        try:
+            for process, (replicas, command) in sorted(counts.items()):
+                started += self.start_process(app, release, process, replicas, command,
+                                              mounts)
+        except BaseException:
+            self.runtime.remove(started, stop_timeout=2)
+            raise
+        return started
+
     def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
         started: list[ContainerInfo] = []
         mounts = self._mounts(app, release.image)
+        if getattr(self.runtime, "services", False) is True:
+            return self._start_services(app, release, mounts)
         jobs = [functools.partial(self.start_container, app, release, process, replica,
                                   command, mounts)
                 for (process, replica), command in self.desired(app, release).items()]
@@ -589,8 +621,14 @@ class Deployer:
         current = self.store.current_release(app)
         if current:
             keep.add(current.image)
+        forget = getattr(self.runtime, "forget_image", None)
         for image in {r.image for r in releases} - keep:
             self.builder.remove(image)
+            if forget is not None:
+                try:
+                    forget(image)
+                except GitPaasError as exc:
+                    log.warning("cannot delete %s from the registry: %s", image, exc.message)
 
     def wait_retired(self, timeout: float = 60) -> None:
         """Wait for retirements under way (for tests and shutdown)."""

@@ -135,8 +135,12 @@ class Reconciler:
                 log.warning("reconciling %s: %s", app, exc.message)
         self._remove_unowned_routes(report)
         self._remove_leftover_networks(report)
+        if getattr(self.platform.runtime, "services", False) is True:
+            # secrets of services whose creation failed half-way
+            self.platform.runtime.remove_unused_secrets()  # type: ignore[attr-defined]
         live = {c.id for c in containers}
-        self._orphan_seen = {k: v for k, v in self._orphan_seen.items() if k in live}
+        self._orphan_seen = {k: v for k, v in self._orphan_seen.items()
+                             if k in live or k.startswith("service:")}
         if report.changed:
             log.info("reconciled: started %s, removed %s, routed %s, networks removed %s",
                      report.started, report.removed, report.routed, report.networks)
@@ -196,6 +200,9 @@ class Reconciler:
                        report: Report) -> None:
         store = self.platform.store
         current = store.current_release(app)
+        if getattr(self.platform.runtime, "services", False) is True:
+            self._reconcile_services(app, current, containers, grace, report)
+            return
         if current is None or current.status == STOPPED:
             self._remove(containers, grace, report)
             self._route(app, [], report)
@@ -225,6 +232,69 @@ class Reconciler:
         if rerouted and orphans:  # let requests under way on the old backends finish
             time.sleep(self.platform.settings.drain_seconds)
         self._remove([c for c in orphans if c.release != current.version], grace, report)
+
+    def _reconcile_services(self, app: str, current: Release | None,
+                            tasks: list[ContainerInfo], grace: float, report: Report) -> None:
+        """``runtime: swarm``: Swarm restarts and reschedules replicas itself. Here: a
+        missing service of the current release is started again, services of other
+        releases (or process types scaled to 0) are removed, and the routes follow the
+        running web replicas (a node that left takes its replicas off the routes)."""
+        from .runtime.swarm import service_name
+
+        runtime = self.platform.runtime
+        instance = self.platform.settings.instance
+        have = runtime.desired_services(app)  # type: ignore[attr-defined]
+        wanted: dict[str, tuple[str, int, str]] = {}
+        if current is not None and current.status != STOPPED:
+            for (process, _), command in self.platform.deployer.desired(app, current).items():
+                name = service_name(instance, app, current.version, process)
+                count = wanted.get(name, (process, 0, command))[1] + 1
+                wanted[name] = (process, count, command)
+        web = []
+        for name, (process, count, command) in sorted(wanted.items()):
+            if name not in have:
+                assert current is not None
+                started = self.platform.deployer.start_process(app, current, process, count,
+                                                               command)
+                report.started.append(name)
+                if process == "web" and not self._healthy(started, report):
+                    runtime.remove(started, stop_timeout=2)
+                    continue
+                tasks = tasks + started
+        if current is not None and current.status != STOPPED:
+            web = [t for t in tasks if t.release == current.version and t.process == "web"
+                   and t.port and t.status in ROUTED]
+        rerouted = self._route(app, sorted(t.backend for t in web), report)
+        if rerouted or self._first_pass:
+            self._publish_edge_settings(app)
+        now = time.monotonic()
+        prefix = f"service:{instance}_{app}_"
+        for key in [k for k in self._orphan_seen
+                    if k.startswith(prefix) and k[len("service:"):] not in have]:
+            del self._orphan_seen[key]  # gone by other hands
+        for name, (release, _) in sorted(have.items()):
+            if name in wanted:
+                continue
+            key = f"service:{name}"
+            first = self._orphan_seen.setdefault(key, now)
+            due = current is None or release == current.version or now - first >= grace
+            if due:
+                runtime.remove_service(name)  # type: ignore[attr-defined]
+                report.removed.append(name)
+                self._orphan_seen.pop(key, None)
+
+    def _healthy(self, started: list[ContainerInfo], report: Report) -> bool:
+        """Whether every replica passes the default web check (before it is routed)."""
+        check = WebCheck(deadline=self.platform.settings.health_timeout)
+        runtime = self.platform.runtime
+        for info in started:
+            try:
+                wait_healthy(info, check, lambda i: runtime.get(i.id),
+                             lambda i: runtime.logs(i.id, 20))
+            except GitPaasError as exc:
+                report.errors.append(f"{info.name}: {exc.message}")
+                return False
+        return True
 
     def _start(self, app: str, release: Release, slot: tuple[str, int], command: str,
                report: Report) -> ContainerInfo | None:

@@ -4,7 +4,7 @@ import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
            "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis",
-           "edge", "certs", "backups", "doctor")
+           "edge", "certs", "backups", "doctor", "hosts")
 
 
 def load_all() -> None:

@@ -77,12 +77,18 @@ def ps(ctx: Context, args: list[str]) -> None:
              "uptime": (uptime(started_at(platform, c))
                         if c.status in {"running", "paused"} else "-"),
              "port": f"{c.host}:{c.port}" if c.port else None} for c in containers]
+    from .storage import storage_node
+
+    pinned = storage_node(platform, app.name)
     if as_json:
+        extra = {"pinned_to": pinned} if pinned else {}
         ctx.json({"app": app.name, "release": app.current_version, "formation": formation,
-                  "processes": rows})
+                  "processes": rows, **extra})
         return
     release = f"v{app.current_version}" if app.current_version else "not deployed"
     ctx.out(f"=== {app.name} ({release}): {formation_text(formation)}")
+    if pinned:
+        ctx.out(f"pinned to node {pinned} (its storage is there)")
     if not rows:
         ctx.out("no processes running" + (" (ps:start starts them)"
                                           if app.current_version else ""))
