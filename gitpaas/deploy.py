@@ -10,7 +10,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +102,11 @@ class Deployer:
     def hosts(self, app: str) -> list[str]:
         """Every host name the app answers at."""
         return [f"{app}.{self.settings.domain}", *self.store.domains(app)]
+
+    def all_hosts(self, apps: Iterable[str]) -> dict[str, list[str]]:
+        """``hosts`` of each of ``apps``, with one query for every app's domains."""
+        domains = self.store.all_domains()
+        return {app: [f"{app}.{self.settings.domain}", *domains.get(app, [])] for app in apps}
 
     def url(self, app: str) -> str:
         """The app's address as a browser would use it (``addresses.app_url``)."""
