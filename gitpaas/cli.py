@@ -12,11 +12,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import settings as settings_mod
 from .commands.registry import EXIT_USER, Context, run_command
 from .errors import GitPaasError
 from .store import Key
+
+if TYPE_CHECKING:
+    from .registry import RegistryProcess
 
 LOCAL_ADMIN = Key(name="local", fingerprint="", public_key="", is_admin=True, created_at=0.0)
 SERVER_COMMANDS = {"serve", "router", "edge:stop", "images:build", "migrate"}
@@ -99,6 +103,19 @@ def start_edge(settings: settings_mod.Settings) -> threading.Event:
     return Edge(EdgeConfig.from_settings(settings)).start_supervised()
 
 
+def start_registry(settings: settings_mod.Settings) -> RegistryProcess:
+    """``runtime: swarm``: start and supervise the image registry the nodes pull from,
+    trusted by this host's engine (see ``registry``)."""
+    from .registry import RegistryFiles, RegistryProcess
+
+    files = RegistryFiles(settings)
+    process = RegistryProcess(files)
+    process.start()
+    files.trust_on_host()
+    process.supervise()
+    return process
+
+
 def serve(argv: list[str]) -> int:
     """Run the SSH server and supervise the edge (nginx) until SIGTERM or SIGINT."""
     parser = common_parser("gitpaas serve")
@@ -126,6 +143,7 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
 
     platform = Platform(settings)
     platform.store  # noqa: B018 - open and migrate the store before accepting connections
+    registry = start_registry(settings) if settings.runtime == "swarm" else None
     # The edge first: an nginx still running from before is adopted and keeps serving.
     stop_edge = None if opts.no_router else start_edge(settings)
     http_port = None if opts.no_router else settings.listen("http")[1]
@@ -175,6 +193,8 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
     stop_drains.set()
     stop_certs.set()
     ssh.stop()
+    if registry is not None:
+        registry.stop()
     if stop_edge is not None:
         stop_edge.set()  # nginx keeps serving until the next serve adopts it
     return 0

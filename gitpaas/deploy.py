@@ -10,7 +10,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +98,11 @@ class Deployer:
         self._retire_lock = threading.Lock()
         self._retire_below: dict[str, int] = {}
         self._retirers: dict[str, threading.Thread] = {}
+
+    def all_hosts(self, apps: Iterable[str]) -> dict[str, list[str]]:
+        """Every host name each of ``apps`` answers at, with one query for all domains."""
+        domains = self.store.all_domains()
+        return {app: [f"{app}.{self.settings.domain}", *domains.get(app, [])] for app in apps}
 
     def _hooks(self, event: str, release: Release | dict[str, Any],
                progress: ProgressFn) -> None:
@@ -371,9 +376,42 @@ class Deployer:
                                   mounts=self._mounts(app, release.image) if mounts is None
                                   else mounts)
 
+    def start_process(self, app: str, release: Release, process: str, replicas: int,
+                      command: str, mounts: list[StorageMount] | None = None
+                      ) -> list[ContainerInfo]:
+        """Start every replica of one process type as one service (``runtime: swarm``;
+        used by the roll-out and the reconciler)."""
+        memory, nano_cpus = self._limits(app, process)
+        env = self._env(release, process, 0)
+        env.pop("DYNO")  # the runtime sets it per replica
+        runtime: Any = self.runtime  # a SwarmRuntime (services=True)
+        started: list[ContainerInfo] = runtime.start_process(
+            app, release.version, release.image, process, replicas, env, command or None,
+            web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
+            mounts=self._mounts(app, release.image) if mounts is None else mounts)
+        return started
+
+    def _start_services(self, app: str, release: Release,
+                        mounts: list[StorageMount]) -> list[ContainerInfo]:
+        counts: dict[str, tuple[int, str]] = {}
+        for (process, _), command in procfile.desired(
+                release.processes, self.store.formation(app)).items():
+            counts[process] = (counts.get(process, (0, ""))[0] + 1, command)
+        started: list[ContainerInfo] = []
+        try:
+            for process, (replicas, command) in sorted(counts.items()):
+                started += self.start_process(app, release, process, replicas, command,
+                                              mounts)
+        except BaseException:
+            self.runtime.remove(started, stop_timeout=2)
+            raise
+        return started
+
     def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
         started: list[ContainerInfo] = []
         mounts = self._mounts(app, release.image)
+        if getattr(self.runtime, "services", False) is True:
+            return self._start_services(app, release, mounts)
         jobs = [functools.partial(self.start_container, app, release, process, replica,
                                   command, mounts)
                 for (process, replica), command in procfile.desired(
@@ -555,12 +593,22 @@ class Deployer:
         if current:
             keep.add(current.image)
         for image in {r.image for r in releases} - keep:
-            self.builder.remove(image)
+            self._remove_image(image)
 
     def remove_images(self, app: str) -> None:
         """Remove the image of every release of ``app`` (``apps:destroy``)."""
-        for release in self.store.list_releases(app, limit=100_000):
-            self.builder.remove(release.image)
+        for image in {r.image for r in self.store.list_releases(app, limit=100_000)}:
+            self._remove_image(image)
+
+    def _remove_image(self, image: str) -> None:
+        """Remove ``image`` here and, with runtime swarm, from the nodes' registry."""
+        self.builder.remove(image)
+        forget = getattr(self.runtime, "forget_image", None)
+        if forget is not None:
+            try:
+                forget(image)
+            except GitPaasError as exc:
+                log.warning("cannot delete %s from the registry: %s", image, exc.message)
 
     def wait_retired(self, timeout: float = 60) -> None:
         """Wait for retirements under way (for tests and shutdown)."""

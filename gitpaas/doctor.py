@@ -3,7 +3,8 @@
 Checks: the services (Docker, Redis, MySQL and PostgreSQL when configured, the edge's
 HTTP port), disk space of the data dir and of Docker's root, certificate expiry
 (``<data_dir>/edge/certs``), backup age (when backups are
-configured), and containers that keep restarting. ``gitpaas serve`` runs the same checks
+configured), containers that keep restarting, and with ``runtime: swarm`` the nodes that
+are not ready and the registry. ``gitpaas serve`` runs the same checks
 every ``doctor_interval`` seconds and notifies each problem when it appears (``Watcher``).
 """
 
@@ -42,7 +43,7 @@ def check_all(platform: Platform) -> list[Problem]:
     """Every check; a check that cannot run is itself a problem."""
     problems: list[Problem] = []
     for check in (check_services, check_disks, check_certificates, check_backups,
-                  check_restarts):
+                  check_restarts, check_swarm):
         try:
             problems += check(platform)
         except GitPaasError as exc:
@@ -83,6 +84,26 @@ def check_services(platform: Platform) -> list[Problem]:
     except OSError as exc:
         problems.append(Problem("service-down", "edge",
                                 f"edge: nothing answers on {host}:{port} ({exc.strerror})"))
+    return problems
+
+
+def check_swarm(platform: Platform) -> list[Problem]:
+    """``runtime: swarm``: every node ready, and the registry answering."""
+    if platform.settings.runtime != "swarm":
+        return []
+    from .registry import RegistryFiles, RegistryProcess
+    from .runtime.swarm import Nodes, SwarmRuntime
+
+    runtime: object = platform.runtime
+    if not isinstance(runtime, SwarmRuntime):
+        return []
+    problems = [Problem("service-down", f"node:{n['hostname']}",
+                        f"node {n['hostname']} ({n['address']}) is {n['state']}")
+                for n in Nodes(runtime).list() if n["state"] != "ready"]
+    files = RegistryFiles(platform.settings)
+    if not RegistryProcess(files).ping():
+        problems.append(Problem("service-down", "registry",
+                                f"registry: not answering at {files.listen}"))
     return problems
 
 

@@ -63,12 +63,23 @@ class Platform:
 
     @cached_property
     def runtime(self) -> DockerRuntime:
+        """This host's engine, or (``runtime: swarm``) the swarm's services, with this
+        host's engine for builds and one-off containers."""
         settings = self.settings
         networks = AppNetworks(self.docker, settings.instance, settings.app_network_pool,
                                settings.app_network_prefix)
-        return DockerRuntime(self.docker, settings.instance, settings.container_host,
-                             on_remove=self.log_archive.keep,
-                             sandbox=Sandbox(networks, settings.pids_limit))
+        local = DockerRuntime(self.docker, settings.instance, settings.container_host,
+                              on_remove=self.log_archive.keep,
+                              sandbox=Sandbox(networks, settings.pids_limit))
+        if settings.runtime != "swarm":
+            return local
+        from .registry import Registry
+        from .runtime.swarm import SwarmRuntime, connect
+
+        swarm = SwarmRuntime(connect(settings.swarm_docker_url), local, Registry(settings),
+                             settings.instance, stop_timeout=settings.stop_timeout)
+        # the same interface, per process type (services=True); see runtime/swarm.py
+        return swarm  # type: ignore[return-value]
 
     @cached_property
     def routes(self) -> Routes:

@@ -84,6 +84,13 @@ class Settings:
     # Most processes (and threads) one app container may run (0: no limit): a fork bomb
     # stays in its container.
     pids_limit: int = 512
+    # Where app containers run: "docker" (this host's engine) or "swarm" (services of a
+    # Docker Swarm; docs/scaling.md). swarm_docker_url: the swarm manager's Docker API
+    # ("" = this host's engine, which is then the manager). registry_listen: HOST:PORT
+    # of the registry gitpaas runs for the nodes (an address of their private network).
+    runtime: str = "docker"
+    swarm_docker_url: str = ""
+    registry_listen: str = ""
     # Address published container ports bind to and the router connects to.
     container_host: str = "127.0.0.1"
     # Seconds: the web check of a new release, draining and stopping the old one.
@@ -414,6 +421,10 @@ def load(
     names.hostname(settings.domain)
     if settings.ssh_public_host:
         names.hostname(settings.ssh_public_host)
+    if settings.runtime not in {"docker", "swarm"}:
+        raise InvalidInput(f"invalid setting runtime={settings.runtime!r}: docker or swarm")
+    if settings.runtime == "swarm" and ":" not in settings.registry_listen:
+        raise InvalidInput("runtime swarm needs registry_listen (HOST:PORT the nodes reach)")
     if settings.public_scheme not in {"http", "https"}:
         raise InvalidInput(f"invalid setting public_scheme={settings.public_scheme!r}:"
                            " http or https")

@@ -10,6 +10,7 @@ DEB_PACKAGES=(docker.io redis-server mariadb-server mariadb-client git openssh-c
               nginx libnginx-mod-http-lua lua-resty-core  # the edge (gitpaas runs its own nginx)
               openssh-server postgresql postgresql-client gcc libc6-dev restic systemd
               chromium chromium-driver
+              docker-registry  # runtime swarm: gitpaas runs its own registry for the nodes
               pebble)  # pebble: Let's Encrypt's ACME test server (tests of automatic HTTPS)
 # openssh-server: bench/run receive starts a throwaway sshd; gcc, libc6-dev: the storage
 # race test builds a static renameat2 racer; restic: backups; systemd: the units' tests
@@ -34,6 +35,12 @@ install_packages() {
             # Debian starts its own nginx (default site, port 80); gitpaas runs its own
             # instance under <data_dir>/edge, so the system one is stopped and disabled.
             { systemctl disable --now nginx || service nginx stop; } >/dev/null 2>&1 || true
+        fi
+        if printf '%s\n' "${missing[@]}" | grep -qx docker-registry; then
+            # Likewise the system registry (port 5000): `gitpaas serve` runs its own, with
+            # TLS, on registry_listen, only when runtime is swarm.
+            { systemctl disable --now docker-registry || service docker-registry stop; } \
+                >/dev/null 2>&1 || true
         fi
     fi
 }

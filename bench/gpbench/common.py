@@ -143,6 +143,10 @@ def platform(tmp: Path, client, **env: str) -> Iterator[Server]:  # noqa: ANN001
         srv.start()
         yield srv
     finally:
+        keep = os.environ.get("GITPAAS_BENCH_KEEP_LOG")  # a path: the server's log goes there
+        if keep:
+            with contextlib.suppress(OSError):
+                Path(keep).write_text(srv.log())
         try:
             cleanup(srv, client)
         finally:

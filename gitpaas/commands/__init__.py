@@ -4,7 +4,7 @@ import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
            "audit", "git", "datastores", "storage", "run", "cron", "drains", "edge", "certs",
-           "backups", "doctor")
+           "backups", "doctor", "hosts")
 
 
 def load_all() -> None:

@@ -61,12 +61,18 @@ def ps(ctx: Context, p: Parsed) -> None:
              "uptime": uptime(started) if c.status in {"running", "paused"} else "-",
              "port": f"{c.host}:{c.port}" if c.port else None}
             for c, started in Apps(ctx.platform, ctx.key).processes(app.name)]
+    from .storage import storage_node
+
+    pinned = storage_node(ctx.platform, app.name)
     if p.flag("--json"):
+        extra = {"pinned_to": pinned} if pinned else {}
         ctx.json({"app": app.name, "release": app.current_version, "formation": formation,
-                  "processes": rows})
+                  "processes": rows, **extra})
         return
     release = f"v{app.current_version}" if app.current_version else "not deployed"
     ctx.out(f"=== {app.name} ({release}): {formation_text(formation)}")
+    if pinned:
+        ctx.out(f"pinned to node {pinned} (its storage is there)")
     if not rows:
         ctx.out("no processes running" + (" (ps:start starts them)"
                                           if app.current_version else ""))

@@ -247,6 +247,9 @@ events {{
 
 http {{
     lua_package_path "{LUA_DIR}/?.lua;{LUA_RESTY}/?.lua;;";
+    # cosocket errors are returned to the Lua, which logs what matters (the pub/sub
+    # connection's idle read timeouts, each second, are no error)
+    lua_socket_log_errors off;
     lua_shared_dict gp_routes 64m;
     lua_shared_dict gp_state 8m;
     lua_shared_dict gp_metrics 4m;
@@ -326,6 +329,11 @@ http {{
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Port $server_port;
+            # hop-by-hop: an empty value drops the header (the Lua drops Connection-listed ones)
+            proxy_set_header Keep-Alive "";
+            proxy_set_header Proxy-Connection "";
+            proxy_set_header TE "";
+            proxy_set_header Trailer "";
             proxy_connect_timeout {_ms(config.connect_timeout)};
             proxy_send_timeout {_ms(config.backend_timeout)};
             proxy_read_timeout {_ms(config.backend_timeout)};
@@ -335,6 +343,10 @@ http {{
             proxy_request_buffering on;
             proxy_redirect off;
             proxy_intercept_errors off;
+            # an app's answer never steers the edge: no internal redirects to the edge's own
+            # locations, no rate or buffering changes (nginx already hides these headers)
+            proxy_ignore_headers X-Accel-Redirect X-Accel-Limit-Rate X-Accel-Buffering
+                                 X-Accel-Charset X-Accel-Expires;
         }}
     }}
 {admin}}}

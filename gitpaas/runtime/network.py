@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import random
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -60,17 +61,39 @@ def host_routes(path: Path = ROUTES) -> list[Net]:
     return found
 
 
+def free_indexes(pool: Net, prefix: int, used: Iterable[Net]) -> list[int]:
+    """The indexes (in order) of the ``/prefix`` subnets of ``pool`` that overlap nothing
+    in ``used``: subnet ``i`` starts ``i * 2**(32 - prefix)`` addresses into the pool.
+
+    Integer arithmetic, linear in the pool's subnets plus the used ones: checking each
+    candidate against each used subnet with ``ipaddress`` cost 0.14 s with 200 apps (1024
+    candidates x 200 networks), and grew with every app's first deploy."""
+    size = 1 << (32 - prefix)
+    low, high = int(pool.network_address), int(pool.broadcast_address)
+    blocked = bytearray((high - low + 1) // size)
+    for net in used:
+        first, last = int(net.network_address), int(net.broadcast_address)
+        if last < low or first > high:
+            continue
+        a, b = (max(first, low) - low) // size, (min(last, high) - low) // size
+        blocked[a:b + 1] = b"\x01" * (b - a + 1)
+    return [i for i, taken in enumerate(blocked) if not taken]
+
+
+def nth_subnet(pool: Net, prefix: int, index: int) -> Net:
+    """Subnet ``index`` of ``pool`` cut into ``/prefix`` subnets."""
+    return Net((int(pool.network_address) + (index << (32 - prefix)), prefix))
+
+
 def free_subnets(pool: Net, prefix: int, used: Iterable[Net]) -> list[Net]:
     """The ``/prefix`` subnets of ``pool`` that overlap nothing in ``used``, in order."""
-    taken = [u for u in used if u.overlaps(pool)]
-    return [c for c in pool.subnets(new_prefix=prefix)
-            if not any(c.overlaps(u) for u in taken)]
+    return [nth_subnet(pool, prefix, i) for i in free_indexes(pool, prefix, used)]
 
 
 def free_subnet(pool: Net, prefix: int, used: Iterable[Net]) -> Net | None:
     """The first ``/prefix`` subnet of ``pool`` that overlaps nothing in ``used``."""
-    free = free_subnets(pool, prefix, used)
-    return free[0] if free else None
+    free = free_indexes(pool, prefix, used)
+    return nth_subnet(pool, prefix, free[0]) if free else None
 
 
 def used_subnets(client: docker.DockerClient) -> list[Net]:
@@ -96,21 +119,24 @@ def create_network(client: docker.DockerClient, name: str, pool: Net, prefix: in
                    bridge: str, labels: dict[str, str]) -> None:
     """A bridge network ``name`` on Linux bridge ``bridge``, its subnet a free one of
     ``pool``; one made meanwhile by another process is fine."""
+    t0 = time.monotonic()
     for attempt in range(ATTEMPTS):
-        free = free_subnets(pool, prefix, used_subnets(client))
-        # The first free one, unless another process just took it: then a random one, so
-        # two creators racing do not keep colliding.
-        subnet = (free[0] if attempt == 0 else random.choice(free)) if free else None
-        if subnet is None:
+        free = free_indexes(pool, prefix, used_subnets(client))
+        t1 = time.monotonic()
+        if not free:
             raise DeployError(f"no free /{prefix} subnet left in app_network_pool {pool}: "
                               "widen it in the settings")
+        # The first free one, unless another process just took it: then a random one, so
+        # two creators racing do not keep colliding.
+        subnet = nth_subnet(pool, prefix, free[0] if attempt == 0 else random.choice(free))
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
             subnet=str(subnet), gateway=str(next(subnet.hosts())))])
         try:
             client.api.create_network(
                 name, driver="bridge", ipam=ipam, check_duplicate=True, labels=labels,
                 options={"com.docker.network.bridge.name": bridge})
-            log.info("network %s: %s", name, subnet)
+            log.info("network %s: %s, %.3f s (Docker's create %.3f s)", name, subnet,
+                     time.monotonic() - t0, time.monotonic() - t1)
             return
         except docker.errors.APIError as exc:
             text = str(exc.explanation or exc).lower()

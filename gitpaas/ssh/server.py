@@ -13,6 +13,7 @@ algorithm allow-list (``crypto.py``) and a pre-auth deadline; accept errors are 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shlex
 import socket
@@ -53,6 +54,37 @@ EXEC_TIMEOUT = 30
 CLOSE_GRACE = 5
 KEEPALIVE = 30
 GIT_COMMANDS = {"git-receive-pack", "git-upload-pack"}
+# Added to the nice value of a connection's transport thread (key exchange, authentication)
+# until the client authenticates: an anonymous key-exchange flood yields the CPU to the
+# edge (nginx's workers) and to authenticated sessions.
+PREAUTH_NICE = 10
+
+
+def thread_nice() -> int:
+    """The calling thread's nice value (Linux: a priority per thread)."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def set_thread_nice(value: int) -> bool:
+    """Set the calling thread's nice value; False where refused (raising it back needs
+    root or RLIMIT_NICE)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(-20, min(19, value)))
+    except OSError:
+        return False
+    return True
+
+
+class PreauthTransport(HardenedTransport):
+    """The allow-listed transport whose thread runs at ``PREAUTH_NICE`` until its client
+    authenticates (``Policy`` gives the thread its first priority back then)."""
+
+    base_nice = 0
+
+    def run(self) -> None:
+        self.base_nice = thread_nice()
+        set_thread_nice(self.base_nice + PREAUTH_NICE)
+        super().run()
 
 
 class Policy(paramiko.ServerInterface):
@@ -66,6 +98,7 @@ class Policy(paramiko.ServerInterface):
         self.pty_size: tuple[int, int] | None = None  # (columns, rows)
         # set by the session: called with (columns, rows)
         self.on_resize: Callable[[int, int], None] | None = None
+        self.base_nice: int | None = None  # the transport thread's priority after auth
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -85,6 +118,8 @@ class Policy(paramiko.ServerInterface):
         if found is None:
             return AUTH_FAILED
         self.key = found
+        if self.base_nice is not None:  # paramiko calls this in the transport's thread
+            set_thread_nice(self.base_nice)
         return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
@@ -318,11 +353,12 @@ def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: 
     if wait > 0:
         time.sleep(wait)
     # (paramiko wants a socket: the wrapper is one in all but its class, see __getattr__)
-    transport = HardenedTransport(cast(socket.socket, QuickAckSocket(sock)))
+    transport = PreauthTransport(cast(socket.socket, QuickAckSocket(sock)))
     try:
         for key in host_keys:
             transport.add_server_key(key)
         policy = Policy(platform)
+        policy.base_nice = thread_nice()  # the transport thread starts with this one
         negotiated = threading.Event()
         transport.start_server(event=negotiated, server=policy)
         channel = _accept(transport, negotiated, deadline)

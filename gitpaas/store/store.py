@@ -364,6 +364,15 @@ class Store:
                                (app,)).all()
         return [r[0] for r in rows]
 
+    def all_domains(self) -> dict[str, list[str]]:
+        """Every app's custom domains in one query: ``{app: [host, ...]}`` (sorted)."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT app, host FROM gp_domains ORDER BY app, host").all()
+        found: dict[str, list[str]] = {}
+        for app, host in rows:
+            found.setdefault(app, []).append(host)
+        return found
+
     def domain_owner(self, host: str) -> str | None:
         with self.db.transaction() as cur:
             row = cur.execute("SELECT app FROM gp_domains WHERE host = ?", (host,)).one()

@@ -62,6 +62,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if self.headers.get("X-Test-Retry-After"):
             self.send_header("Retry-After", "1")
+        for extra in self.headers.get_all("X-Test-Response-Header") or []:
+            name, _, value = extra.partition(":")
+            self.send_header(name.strip(), value.strip())
         self.send_header("Content-Type", "application/json")
         if self.path.startswith("/chunked"):
             self.send_header("Transfer-Encoding", "chunked")
@@ -225,12 +228,14 @@ def set_route(redis_url: str, instance: str, host: str, *urls: str, ident: str =
     client.close()
 
 
-def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send ``data``, read until the router closes the connection."""
+def raw_request(port: int, data: bytes, timeout: float = 5.0,
+                total: float | None = None) -> bytes:
+    """Send ``data``, read until the router closes the connection (or ``total`` seconds)."""
+    deadline = time.monotonic() + total if total is not None else None
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         chunks = []
-        while True:
+        while deadline is None or time.monotonic() < deadline:
             try:
                 piece = s.recv(65536)
             except TimeoutError:

@@ -111,3 +111,22 @@ def test_bare_lf_response_from_a_backend_is_relayed(redis_url, instance):
     finally:
         stop.set()
         listener.close()
+
+
+@pytest.mark.parametrize("header", [
+    "X-Accel-Redirect: @gp_error",
+    "X-Accel-Redirect: /.well-known/acme-challenge/token",
+    "X-Accel-Redirect: /second",
+    "X-Accel-Buffering: yes\r\nX-Test-Response-Header: X-Accel-Limit-Rate: 1",
+])
+def test_a_backend_answer_cannot_steer_the_edge(edge, header):
+    """A tenant's app answering X-Accel-* reaches no internal location of the edge, makes no
+    second request and does not throttle the reply: the app's own answer is relayed as is."""
+    router, backend = edge
+    reply = raw_request(router.port, b"GET / HTTP/1.1\r\n" + H + b"X-Test-Response-Header: "
+                        + header.encode() + b"\r\nConnection: close\r\n\r\n", timeout=3, total=5)
+    assert _status(reply) == 200, reply[:300]
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b'"backend": "a"' in body
+    assert b"x-accel" not in head.lower()
+    assert backend.paths == ["/"]

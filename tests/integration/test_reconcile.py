@@ -9,11 +9,28 @@ import pytest
 
 from gitpaas import settings as settings_mod
 from gitpaas.platform import Platform
-from gitpaas.reconcile import Reconciler
+from gitpaas.reconcile import Reconciler as RealReconciler
 from gitpaas.runtime.network import find_network
 
 pytestmark = pytest.mark.timeout(300)
 WEB = "httpd -f -p 5000 -h /tmp"
+PASS = {"kind": "first"}
+
+
+@pytest.fixture(autouse=True, params=["first", "later"])
+def pass_kind(request):
+    """Every test runs twice: as the start-up pass (every app locked and listed) and as a
+    later pass, which skips the apps its first listing shows steady: a broken app must be
+    repaired all the same."""
+    PASS["kind"] = request.param
+    yield request.param
+    PASS["kind"] = "first"
+
+
+def Reconciler(platform, **kwargs) -> RealReconciler:  # noqa: N802 - stands in for the class
+    reconciler = RealReconciler(platform, **kwargs)
+    reconciler._first_pass = PASS["kind"] == "first"
+    return reconciler
 
 
 @pytest.fixture
@@ -238,6 +255,51 @@ def test_a_paused_container_is_left_alone(platform, busybox_image, docker_client
     finally:
         container.unpause()  # the operator can: the container is still there
     assert answers(route[1])
+
+
+def test_a_steady_pass_lists_docker_once(platform, busybox_image, pass_kind):
+    """A later pass over steady apps takes no app's lock and lists Docker once, not once
+    per app (200 listings per pass slowed every deploy of a 200-app host); a broken app
+    among them still gets its own listing, under its lock, and its repair."""
+    for app in ("shop", "blog", "wiki"):
+        deploy(platform, busybox_image, app)
+    calls = []
+    real_list = platform.runtime.list
+
+    def counted(app=None, **kwargs):
+        calls.append(app)
+        return real_list(app, **kwargs)
+
+    platform.runtime.list = counted
+    reconciler = Reconciler(platform)
+    assert not reconciler.run_once().changed
+    if pass_kind == "later":
+        assert calls == [None]
+    else:
+        assert sorted(calls, key=str) == [None, "blog", "shop", "wiki"]
+    calls.clear()
+    platform.routes.swap("blog", ["blog.paas.localhost"], ["http://127.0.0.1:9"])
+    report = reconciler.run_once()
+    if pass_kind == "later":
+        assert calls == [None, "blog"]
+    assert report.routed == ["blog.paas.localhost"]
+    assert backends(platform, "blog") == ["blog", *ports(platform, "blog")]
+
+
+def test_a_run_container_not_started_yet_is_left_alone(platform, busybox_image, docker_client):
+    """``run`` creates its container, attaches, then starts it, without the app's lock: a
+    pass in between saw a ``created`` container of the current release and removed it as
+    an orphan (the user's command then died of SIGTERM, exit 143)."""
+    current = deploy(platform, busybox_image, "shop")
+    name = f"{platform.settings.instance}.shop.v{current.version}.run.0123abcd"
+    docker_client.containers.create(
+        busybox_image, ["sleep", "60"], name=name,
+        labels={"gitpaas.instance": platform.settings.instance, "gitpaas.app": "shop",
+                "gitpaas.oneoff": "run", "gitpaas.release": str(current.version),
+                "gitpaas.process": "run", "gitpaas.replica": "0"})
+    report = Reconciler(platform).run_once(grace=0.0)
+    assert name not in report.removed
+    assert docker_client.containers.get(name).status == "created"
 
 
 def test_networks_of_apps_gone_outside_destroy_are_removed_once_unused(

@@ -26,7 +26,8 @@ def test_forwarded_headers(redis_url, instance):
         conn.request("GET", "/", headers={
             "Host": HOST, "X-Forwarded-For": "203.0.113.9", "X-Real-IP": "6.6.6.6",
             "X-Forwarded-Proto": "https", "Connection": "keep-alive, X-Secret",
-            "X-Secret": "hop", "Keep-Alive": "timeout=5",
+            "X-Secret": "hop", "Keep-Alive": "timeout=5", "Proxy-Connection": "keep-alive",
+            "TE": "trailers", "Trailer": "X-Sum", "X-Kept": "yes",
         })
         seen = _headers(conn.getresponse().read())
         conn.close()
@@ -35,8 +36,9 @@ def test_forwarded_headers(redis_url, instance):
         assert seen["x-forwarded-proto"] == ["http"]
         assert seen["x-forwarded-port"] == [str(router.port)]
         assert seen["host"] == [HOST]
-        for hop in ("x-secret", "keep-alive", "connection"):
+        for hop in ("x-secret", "keep-alive", "connection", "proxy-connection", "te", "trailer"):
             assert hop not in seen
+        assert seen["x-kept"] == ["yes"]
         conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
         conn.request("GET", "/", headers={"Host": HOST})
         seen = _headers(conn.getresponse().read())

@@ -8,6 +8,7 @@ still goes to 127.0.0.1 only.
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 import time
@@ -168,6 +169,37 @@ def test_a_connection_that_does_not_authenticate_is_closed(make_server):
     chan.exec_command("version")
     assert chan.makefile("rb").read().decode().startswith("gitpaas ")
     t.close()
+
+
+def _transport_nices() -> list[int]:
+    from gitpaas.ssh.server import PreauthTransport
+
+    return [os.getpriority(os.PRIO_PROCESS, t.native_id) for t in threading.enumerate()
+            if isinstance(t, PreauthTransport) and t.is_alive() and t.native_id]
+
+
+def test_key_exchange_runs_at_a_lower_priority_until_authenticated(make_server):
+    """An anonymous client's key exchange and auth attempts run niced (the edge and
+    authenticated sessions come first); an authenticated session gets its priority back."""
+    from gitpaas.ssh.server import PREAUTH_NICE, thread_nice
+
+    server, key = make_server()
+    base = thread_nice()
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    try:
+        t.start_client(timeout=10)
+        assert _transport_nices() == [min(19, base + PREAUTH_NICE)]
+        t.auth_publickey("git", key)
+        deadline = time.monotonic() + 5
+        while _transport_nices() != [base] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.geteuid() == 0:  # only root (or RLIMIT_NICE) may lower a nice value again
+            assert _transport_nices() == [base]
+        chan = t.open_session(timeout=10)
+        chan.exec_command("version")
+        assert chan.makefile("rb").read().decode().startswith("gitpaas ")
+    finally:
+        t.close()
 
 
 # -- accept errors -----------------------------------------------------------------------

@@ -26,13 +26,14 @@ READ_ONLY = {"help", "version", "apps", "apps:info", "config", "config:get", "ps
              "releases", "logs", "domains", "sharing", "routes", "events", "resources",
              "keys", "mysql:info", "mysql:export", "storage", "cron", "postgres:info",
              "postgres:export", "drains", "redis:info", "edge", "certs", "backups",
-             "doctor"}
+             "doctor", "hosts", "hosts:add"}
 # Mutating, and their events are checked end to end (they need restic):
 # tests/e2e/test_backups.py.
 END_TO_END = {"backups:create", "backups:restore"}
 
-# Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events.
-AUDITED_IN_E2E = {"run", "enter"}
+# Recorded, but they need a real container: tests/e2e/test_run_enter.py checks their events;
+# or a real swarm: tests/e2e/test_swarm.py (hosts:drain, hosts:activate).
+AUDITED_IN_E2E = {"run", "enter", "hosts:drain", "hosts:activate"}
 
 # command -> (argv after the name, recorded action, recorded app)
 MUTATING = {

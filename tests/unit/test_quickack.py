@@ -65,7 +65,7 @@ def test_the_server_hands_paramiko_the_wrapped_socket(monkeypatch):
         seen.append(sock)
         raise Stop
 
-    monkeypatch.setattr(server, "HardenedTransport", transport)
+    monkeypatch.setattr(server, "PreauthTransport", transport)
     client, accepted = pair()
     try:
         platform = type("P", (), {"settings": type("S", (), {"ssh_preauth_timeout": 1})()})()

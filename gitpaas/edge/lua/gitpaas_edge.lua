@@ -12,6 +12,9 @@ local ngx, tonumber, tostring, type, pairs, ipairs = ngx, tonumber, tostring, ty
 local find, sub, lower, gmatch, byte, format = string.find, string.sub, string.lower, string.gmatch,
   string.byte, string.format
 local concat, random = table.concat, math.random
+local var, now, exit = ngx.var, ngx.now, ngx.exit
+local http_version, raw_header, clear_header = ngx.req.http_version, ngx.req.raw_header,
+  ngx.req.clear_header
 
 local M = {}
 local conf
@@ -107,10 +110,21 @@ local function parse(raw)
 end
 
 local lookup2
+local lookup_sha
+
+local function hex(bin)
+  return (bin:gsub(".", function(ch) return format("%02x", byte(ch)) end))
+end
 
 local function fetch(host)
   if state:get("down") then return nil, "redis is down" end
-  local answer, err = resp.call(conf, {"EVAL", LOOKUP, 0, conf.prefix, host}, conf.redis_timeout)
+  -- EVALSHA: Redis neither receives nor hashes the script's text on every lookup
+  if not lookup_sha then lookup_sha = hex(ngx.sha1_bin(LOOKUP)) end
+  local answer, err = resp.call(conf, {"EVALSHA", lookup_sha, 0, conf.prefix, host},
+                                conf.redis_timeout)
+  if not answer and err and find(err, "NOSCRIPT", 1, true) then
+    answer, err = resp.call(conf, {"EVAL", LOOKUP, 0, conf.prefix, host}, conf.redis_timeout)
+  end
   if not answer then
     state:set("down", true, 0.5)
     ngx.log(ngx.WARN, "gitpaas edge: redis: ", err)
@@ -129,14 +143,20 @@ local function refresh(premature, host)
 end
 
 -- A per-worker first level: host -> parsed entry, dropped whole when any invalidation
--- happened (gp_state "gen"), so a known host costs one shared-dict read and a table lookup.
-local l1, l1_gen, l1_n = {}, -1, 0
+-- happened (gp_state "gen"), so a known host costs a table lookup. The generation is read
+-- from the shared dict at most once per clock tick of the worker (ngx.now(), updated each
+-- event-loop iteration): a swap is seen by this worker's next event-loop iteration.
+local l1, l1_gen, l1_n, l1_checked = {}, -1, 0, -1
 
 local function lookup(host)
-  local gen = state:get("gen") or 0
-  if gen ~= l1_gen then l1, l1_gen, l1_n = {}, gen, 0 end
+  local t = now()
+  if t ~= l1_checked then
+    l1_checked = t
+    local gen = state:get("gen") or 0
+    if gen ~= l1_gen then l1, l1_gen, l1_n = {}, gen, 0 end
+  end
   local r = l1[host]
-  if r and r.expires > ngx.now() then return r end
+  if r and r.expires > t then return r end
   r = lookup2(host)
   if r and l1_n < 50000 then
     if not l1[host] then l1_n = l1_n + 1 end
@@ -200,13 +220,10 @@ end
 
 -- -- phases -------------------------------------------------------------------------------
 
-local HOP = {["keep-alive"] = "http_keep_alive", ["proxy-connection"] = "http_proxy_connection",
-             te = "http_te", trailer = "http_trailer"}
+-- Connection-listed headers nginx must not pass on: the framing ones nginx owns stay.
+-- (Keep-Alive, Proxy-Connection, TE and Trailer are dropped by nginx.conf itself.)
 local KEEP = {host = true, ["content-length"] = true, ["transfer-encoding"] = true,
-              upgrade = true, connection = true}
-
-local re_find = ngx.re.find
-local HOP_RE = [[\n(?:connection|keep-alive|te|trailer|proxy-connection)[ \t]*:]]
+              upgrade = true, connection = true, ["keep-alive"] = true, close = true}
 
 -- Any LF not preceded by CR in the request head (nginx itself accepts bare LF).
 local function bare_lf(raw)
@@ -219,52 +236,44 @@ local function bare_lf(raw)
   return false
 end
 
-local function strip_hop_by_hop(raw)
-  if raw and not re_find(raw, HOP_RE, "joi") then return end
-  local h = ngx.var.http_connection
-  if h then
-    for token in gmatch(h, "[^,%s]+") do
-      token = lower(token)
-      if not KEEP[token] then ngx.req.clear_header(token) end
-    end
-  end
-  for name, var in pairs(HOP) do
-    if ngx.var[var] then ngx.req.clear_header(name) end
+local function strip_connection_listed(h)
+  for token in gmatch(h, "[^,%s]+") do
+    token = lower(token)
+    if not KEEP[token] then clear_header(token) end
   end
 end
 
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
-  local raw
-  if ngx.req.http_version() < 2 then
-    raw = ngx.req.raw_header()
-    if bare_lf(raw) then return ngx.exit(400) end
+  if http_version() < 2 and bare_lf(raw_header()) then return exit(400) end
+  local host = var.host
+  if host == "_" then  -- $host falls back to server_name: was there a Host header at all?
+    local hh = var.http_host
+    if not hh or hh == "" then return exit(400) end
   end
-  local hh = ngx.var.http_host
-  if not hh or hh == "" then return ngx.exit(400) end
-  local host = ngx.var.host
   if host == "__ping__" then
     ngx.header["Content-Type"] = "text/plain"
     ngx.print("ok\n")
-    return ngx.exit(200)
+    return exit(200)
   end
   local r = lookup(host)
-  if not r then return ngx.exit(503) end
-  if not r.found or r.n == 0 then return ngx.exit(404) end
+  if not r then return exit(503) end
+  if not r.found or r.n == 0 then return exit(404) end
   local ctx = ngx.ctx
   ctx.app = r.ident
-  if (r.redirect or conf.https_redirect) and ngx.var.scheme == "http" and conf.https_port then
+  if (r.redirect or conf.https_redirect) and conf.https_port and var.scheme == "http" then
     local port = conf.https_port == 443 and "" or ":" .. conf.https_port
-    return ngx.redirect("https://" .. host .. port .. ngx.var.request_uri, 301)
+    return ngx.redirect("https://" .. host .. port .. var.request_uri, 301)
   end
   local limit = r.max_body or conf.max_body
   if limit and limit > 0 then
-    local cl = tonumber(ngx.var.http_content_length or "")
-    if cl and cl > limit then return ngx.exit(413) end
+    local cl = var.content_length
+    if cl and (tonumber(cl) or 0) > limit then return exit(413) end
   end
   local b, live = pick(r, host)
-  if not b then return ngx.exit(502) end
-  strip_hop_by_hop(raw)
+  if not b then return exit(502) end
+  local h = var.http_connection
+  if h then strip_connection_listed(h) end
   ctx.route, ctx.host, ctx.current = r, host, b
   ctx.more = live - 1 < conf.retries and live - 1 or conf.retries
 end
@@ -274,17 +283,20 @@ function M.balance()
   local ctx = ngx.ctx
   local r = ctx.route
   local b = ctx.current
-  if ctx.tried then
+  local tried = ctx.tried
+  if tried then
     local failure, code = balancer.get_last_failure()
     -- a 503 with Retry-After is an answer (busy), not a dead backend
-    if not (code == 503 and ngx.var.upstream_http_retry_after) then mark_dead(ctx, b) end
-    ctx.tried[b.idx] = true
-    b = pick(r, ctx.host, ctx.tried)
-    if not b then return ngx.exit(502) end
+    if not (code == 503 and var.upstream_http_retry_after) then mark_dead(ctx, b) end
+    if tried == true then tried = {} ctx.tried = tried end
+    tried[ctx.first] = true
+    tried[b.idx] = true
+    b = pick(r, ctx.host, tried)
+    if not b then return exit(502) end
     ctx.current = b
     ctx.retried = true
   else
-    ctx.tried = {[b.idx] = true}
+    ctx.tried, ctx.first = true, b.idx
     if ctx.more > 0 then balancer.set_more_tries(ctx.more) end
     if r.read_timeout or r.send_timeout or r.connect_timeout then
       balancer.set_timeouts(r.connect_timeout or conf.connect_timeout,
@@ -295,8 +307,21 @@ function M.balance()
   local ok, err = balancer.set_current_peer(b.host, b.port)
   if not ok then
     ngx.log(ngx.ERR, "gitpaas edge: bad backend ", b.url, ": ", err)
-    return ngx.exit(502)
+    return exit(502)
   end
+end
+
+-- Request counters: per worker in plain tables (no string built, no shared-dict lock per
+-- request), added to gp_metrics each second and before /metrics is rendered.
+local counts, errors5 = {}, {}
+
+local function flush_counts()
+  local c, e = counts, errors5
+  counts, errors5 = {}, {}
+  for app, by_status in pairs(c) do
+    for status, n in pairs(by_status) do metrics:incr("r\t" .. app .. "\t" .. status, n, 0) end
+  end
+  for app, n in pairs(e) do metrics:incr("e\t" .. app, n, 0) end
 end
 
 -- log_by_lua: counters, and the dead marks written to Redis.
@@ -304,16 +329,18 @@ function M.log()
   local ctx = ngx.ctx
   local status = ngx.status
   local app = ctx.app or "-"
-  metrics:incr("r\t" .. app .. "\t" .. status, 1, 0)
-  if status >= 500 then metrics:incr("e\t" .. app, 1, 0) end
-  local r = ctx.route
-  if not r then return end
-  local us = status >= 502 and status <= 504 and ngx.var.upstream_status
-  if us then
-    local last = tonumber(us:match("(%d+)%s*$") or "")
-    if (last == 502 or last == 504 or (last == 503 and not ngx.var.upstream_http_retry_after))
-       and ctx.current then
-      mark_dead(ctx, ctx.current)
+  local c = counts[app]
+  if not c then c = {} counts[app] = c end
+  c[status] = (c[status] or 0) + 1
+  if status >= 500 then
+    errors5[app] = (errors5[app] or 0) + 1
+    local us = status <= 504 and ctx.route and var.upstream_status
+    if us then
+      local last = tonumber(us:match("(%d+)%s*$") or "")
+      if (last == 502 or last == 504 or (last == 503 and not var.upstream_http_retry_after))
+         and ctx.current then
+        mark_dead(ctx, ctx.current)
+      end
     end
   end
   if ctx.marks then ngx.timer.at(0, push_dead, ctx.host, ctx.marks) end
@@ -407,6 +434,7 @@ local function label(v)
 end
 
 function M.metrics()
+  flush_counts()
   local out = {"# TYPE gitpaas_edge_requests_total counter"}
   local errors = {"# TYPE gitpaas_edge_responses_5xx_total counter"}
   for _, key in ipairs(metrics:get_keys(0)) do
@@ -431,6 +459,7 @@ end
 
 local function invalidate(names)
   state:incr("gen", 1, 0)
+  l1, l1_n = {}, 0  -- this worker at once (the others at their next tick)
   for name in gmatch(names, "%S+") do
     name = lower(name)
     if name == "*" then
@@ -495,6 +524,7 @@ end
 function M.init_worker()
   math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
   if ngx.worker.id() == 0 then ngx.timer.at(0, subscriber) end
+  ngx.timer.every(1, function() flush_counts() end)  -- also runs (premature) at exit
 end
 
 return M

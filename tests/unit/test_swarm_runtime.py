@@ -1,0 +1,45 @@
+"""Pure logic of the swarm runtime: names, the config secret, task states, settings."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from gitpaas.errors import InvalidInput
+from gitpaas.runtime.swarm import NAME_MAX, env_file, service_name, task_status
+from gitpaas.settings import load
+
+
+def test_service_names_carry_instance_app_release_process_within_63_characters():
+    assert service_name("gp", "shop", 3, "web") == "gp_shop_v3_web"
+    long = service_name("a" * 20, "b" * 30, 12345, "c" * 30)
+    assert len(long) == NAME_MAX and long.startswith(f"{'a' * 20}_{'b' * 30}_h")
+    assert long != service_name("a" * 20, "b" * 30, 12345, "c" * 29 + "d")
+    assert long != service_name("a" * 20, "b" * 30, 12346, "c" * 30)
+
+
+def test_the_config_secret_is_sourced_by_sh_exactly():
+    env = {"A": "x'y", "B": "$(touch /tmp/pwned) `id` \\n", "EMPTY": ""}
+    script = env_file(env).decode() + 'printf "%s|%s|%s" "$A" "$B" "$EMPTY"'
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout == "x'y|$(touch /tmp/pwned) `id` \\n|"
+    assert env_file({})  # never empty: Swarm refuses an empty secret
+
+
+@pytest.mark.parametrize(("state", "status"), [
+    ("running", "running"), ("pending", "created"), ("preparing", "created"),
+    ("failed", "exited"), ("shutdown", "exited"), ("rejected", "exited"),
+    ("complete", "exited")])
+def test_task_states_read_as_container_states(state, status):
+    assert task_status(state) == status
+
+
+def test_runtime_setting():
+    assert load({}, environ={}).runtime == "docker"
+    swarm = load({"runtime": "swarm", "registry_listen": "10.0.0.1:5000"}, environ={})
+    assert swarm.runtime == "swarm"
+    with pytest.raises(InvalidInput, match="docker or swarm"):
+        load({"runtime": "k8s"}, environ={})
+    with pytest.raises(InvalidInput, match="registry_listen"):
+        load({"runtime": "swarm"}, environ={})
