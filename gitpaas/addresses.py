@@ -43,3 +43,13 @@ def app_url(settings: Settings, app: str) -> str:
     scheme, port = edge_scheme_port(settings)
     default = {"http": 80, "https": 443}[scheme]
     return f"{scheme}://{app}.{settings.domain}{'' if port == default else f':{port}'}/"
+
+
+def default_host(settings: Settings, app: str) -> str:
+    """The host every app answers at: ``<app>.<domain>``."""
+    return f"{app}.{settings.domain}"
+
+
+def app_hosts(settings: Settings, app: str, domains: list[str]) -> list[str]:
+    """Every host name ``app`` answers at: its default host, then its ``domains``."""
+    return [default_host(settings, app), *domains]

@@ -19,14 +19,14 @@ from typing import Any
 from dulwich.repo import Repo
 
 from . import faults, procfile
-from .addresses import app_url
+from .addresses import app_hosts, app_url
 from .appjson import AppSpec, parse_app_json, parse_checks
 from .build import buildpacks, policy
 from .build.context import build_context, read_blob, tree_paths
 from .build.docker import DockerBuilder
 from .errors import DeployError, GitPaasError, UserError
 from .health import WebCheck, wait_healthy, wait_stable
-from .hooks import hook_dirs, run_hooks
+from .hooks import run_platform_hooks
 from .routes import Routes
 from .runtime import ContainerInfo, DockerRuntime, StorageMount
 from .settings import Settings
@@ -35,7 +35,7 @@ from .terminal import Terminal
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
-RELEASE_PHASE = "release"
+RELEASE_PHASE = procfile.RELEASE_PHASE
 MAX_PARALLEL_STARTS = 4
 MAX_PARALLEL_STOPS = 16
 
@@ -99,40 +99,20 @@ class Deployer:
         self._retire_below: dict[str, int] = {}
         self._retirers: dict[str, threading.Thread] = {}
 
-    def hosts(self, app: str) -> list[str]:
-        """Every host name the app answers at."""
-        return [f"{app}.{self.settings.domain}", *self.store.domains(app)]
-
     def all_hosts(self, apps: Iterable[str]) -> dict[str, list[str]]:
-        """``hosts`` of each of ``apps``, with one query for every app's domains."""
+        """Every host name each of ``apps`` answers at, with one query for all domains."""
         domains = self.store.all_domains()
         return {app: [f"{app}.{self.settings.domain}", *domains.get(app, [])] for app in apps}
 
-    def url(self, app: str) -> str:
-        """The app's address as a browser would use it (``addresses.app_url``)."""
-        return app_url(self.settings, app)
-
-    @property
-    def hook_dirs(self) -> list[Path]:
-        return hook_dirs(self.settings.webhook_url, self.settings.hooks_dir)
-
-    def _hooks(self, event: str, release: Release | dict[str, Any], progress: ProgressFn) -> None:
+    def _hooks(self, event: str, release: Release | dict[str, Any],
+               progress: ProgressFn) -> None:
         if isinstance(release, Release):
             payload = {"app": release.app, "release": release.version, "image": release.image,
                        "commit": release.commit, "description": release.description,
-                       "actor": release.created_by, "url": self.url(release.app)}
+                       "actor": release.created_by, "url": app_url(self.settings, release.app)}
         else:
             payload = release
-        env = {"GITPAAS_WEBHOOK_URL": self.settings.webhook_url} if self.settings.webhook_url \
-            else {}
-        run_hooks(self.hook_dirs, event, payload, progress, env)
-
-    def run_post_destroy(self, app: str, actor: str, progress: ProgressFn) -> None:
-        """The post-destroy hooks of a removed app (reported, never fatal)."""
-        try:
-            self._hooks("post-destroy", {"app": app, "actor": actor}, progress)
-        except GitPaasError as exc:
-            progress(f" !     {exc.message}")
+        run_platform_hooks(self.settings, event, payload, progress)
 
     # -- from a push --------------------------------------------------------------------
 
@@ -385,17 +365,6 @@ class Deployer:
             return [WebCheck(**c) for c in raw]
         return [WebCheck(deadline=self.settings.health_timeout)]
 
-    def desired(self, app: str, release: Release) -> dict[tuple[str, int], str]:
-        """``{(process, replica): command}`` the formation asks of ``release``."""
-        formation = self.store.formation(app)
-        processes = {k: v for k, v in release.processes.items() if k != RELEASE_PHASE}
-        if not processes:
-            processes = {"web": ""}  # no Procfile: web runs the image's CMD
-        return {(process, replica): command
-                for process, command in sorted(processes.items())
-                for replica in range(1, formation.get(process, 1 if process == "web" else 0)
-                                     + 1)}
-
     def start_container(self, app: str, release: Release, process: str, replica: int,
                         command: str, mounts: list[StorageMount] | None = None
                         ) -> ContainerInfo:
@@ -425,7 +394,8 @@ class Deployer:
     def _start_services(self, app: str, release: Release,
                         mounts: list[StorageMount]) -> list[ContainerInfo]:
         counts: dict[str, tuple[int, str]] = {}
-        for (process, _), command in self.desired(app, release).items():
+        for (process, _), command in procfile.desired(
+                release.processes, self.store.formation(app)).items():
             counts[process] = (counts.get(process, (0, ""))[0] + 1, command)
         started: list[ContainerInfo] = []
         try:
@@ -444,7 +414,8 @@ class Deployer:
             return self._start_services(app, release, mounts)
         jobs = [functools.partial(self.start_container, app, release, process, replica,
                                   command, mounts)
-                for (process, replica), command in self.desired(app, release).items()]
+                for (process, replica), command in procfile.desired(
+                    release.processes, self.store.formation(app)).items()]
         # Docker starts containers concurrently: the replicas start side by side.
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(jobs) or 1),
                                 thread_name_prefix=f"start-{app}") as pool:
@@ -508,7 +479,7 @@ class Deployer:
             self._check_all(release, started, progress)
             now = timings.mark("check", now)
             web = [c for c in started if c.process == "web"]
-            hosts = self.hosts(app)
+            hosts = app_hosts(self.settings, app, self.store.domains(app))
             previous = self.routes.get_many(hosts)
             if web:
                 self.routes.swap(app, hosts, [c.backend for c in web])
@@ -525,7 +496,7 @@ class Deployer:
             if isinstance(exc, GitPaasError):
                 progress(f" !     {exc.message}")
             raise
-        progress(f"-----> {app} v{release.version} is live at {self.url(app)}")
+        progress(f"-----> {app} v{release.version} is live at {app_url(self.settings, app)}")
 
     def _restore_routes(self, app: str, previous: dict[str, list[str]]) -> None:
         """Point the hosts back at the old release (a failure after the swap)."""
@@ -621,14 +592,23 @@ class Deployer:
         current = self.store.current_release(app)
         if current:
             keep.add(current.image)
-        forget = getattr(self.runtime, "forget_image", None)
         for image in {r.image for r in releases} - keep:
-            self.builder.remove(image)
-            if forget is not None:
-                try:
-                    forget(image)
-                except GitPaasError as exc:
-                    log.warning("cannot delete %s from the registry: %s", image, exc.message)
+            self._remove_image(image)
+
+    def remove_images(self, app: str) -> None:
+        """Remove the image of every release of ``app`` (``apps:destroy``)."""
+        for image in {r.image for r in self.store.list_releases(app, limit=100_000)}:
+            self._remove_image(image)
+
+    def _remove_image(self, image: str) -> None:
+        """Remove ``image`` here and, with runtime swarm, from the nodes' registry."""
+        self.builder.remove(image)
+        forget = getattr(self.runtime, "forget_image", None)
+        if forget is not None:
+            try:
+                forget(image)
+            except GitPaasError as exc:
+                log.warning("cannot delete %s from the registry: %s", image, exc.message)
 
     def wait_retired(self, timeout: float = 60) -> None:
         """Wait for retirements under way (for tests and shutdown)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from .errors import DeployError
+from .settings import Settings
 
 EVENTS = ("pre-build", "pre-release", "post-deploy", "post-destroy", "cron-failed", "notify")
 HOOK_TIMEOUT = 300
@@ -41,6 +42,14 @@ def hook_dirs(webhook_url: str, operator_dir: str) -> list[Path]:
     if operator_dir:
         dirs.append(Path(operator_dir))
     return dirs
+
+
+def run_platform_hooks(settings: Settings, event: str, payload: Mapping[str, object],
+                       output: Callable[[str], None]) -> None:
+    """``run_hooks`` of ``event`` in the directories ``settings`` name (``hook_dirs``),
+    with ``GITPAAS_WEBHOOK_URL`` in the environment when it is set."""
+    env = {"GITPAAS_WEBHOOK_URL": settings.webhook_url} if settings.webhook_url else {}
+    run_hooks(hook_dirs(settings.webhook_url, settings.hooks_dir), event, payload, output, env)
 
 
 def hook_files(dirs: Iterable[Path], event: str) -> list[Path]:

@@ -13,7 +13,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from .errors import GitPaasError
-from .hooks import hook_dirs, run_hooks
+from .hooks import run_platform_hooks
 
 if TYPE_CHECKING:
     from .platform import Platform
@@ -29,11 +29,9 @@ def notify(platform: Platform, kind: str, app: str | None, detail: str) -> None:
     except GitPaasError as exc:
         log.warning("cannot record the %s event: %s", kind, exc.message)
     settings = platform.settings
-    env = {"GITPAAS_WEBHOOK_URL": settings.webhook_url} if settings.webhook_url else {}
     payload = {"kind": kind, "app": app or "", "detail": detail,
                "instance": settings.instance, "host": socket.gethostname()}
     try:
-        run_hooks(hook_dirs(settings.webhook_url, settings.hooks_dir), "notify", payload,
-                  log.info, env)
+        run_platform_hooks(settings, "notify", payload, log.info)
     except Exception:  # noqa: BLE001 - a notification must never break its caller
         log.exception("notify hooks failed for %s", kind)

@@ -12,6 +12,7 @@ from dulwich.objects import Commit
 from dulwich.repo import Repo
 
 from . import names
+from .addresses import app_hosts
 from .applogs import LogArchive
 from .build.docker import BuildLimits, DockerBuilder
 from .build.sandbox import BuildSandbox
@@ -135,13 +136,17 @@ class Platform:
             network=lambda app: networks.ensure(app) if networks is not None else None,
             maxmemory=self.settings.redis_maxmemory, mem_limit=self.settings.redis_memory)
 
+    def hosts(self, app: str) -> list[str]:
+        """Every host name ``app`` answers at (``addresses.app_hosts``)."""
+        return app_hosts(self.settings, app, self.store.domains(app))
+
     def lock(self, app: str, what: str, notify: Callable[[str], None] | None = None,
-             ) -> AbstractContextManager[None]:
+             ) -> AbstractContextManager[float]:
         """The per-app lock (see ``locks.app_lock``)."""
         return app_lock(self.settings.data_dir / "locks", app, what,
                         self.settings.lock_timeout, notify)
 
-    def lock_now(self, app: str, what: str) -> AbstractContextManager[None]:
+    def lock_now(self, app: str, what: str) -> AbstractContextManager[float]:
         """The per-app lock if it is free now, else ``Conflict`` at once."""
         return app_lock(self.settings.data_dir / "locks", app, what, 0.0)
 

@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import names
+from . import names, procfile
 from .applogs import epoch_seconds, normalize_timestamp
 from .errors import Conflict, GitPaasError, InvalidInput
 from .health import WebCheck, wait_healthy
@@ -163,7 +163,7 @@ class Reconciler:
             if containers:
                 return False
         else:
-            desired = self.platform.deployer.desired(app, current)
+            desired = procfile.desired(current.processes, self.platform.store.formation(app))
             slots = {(c.process, c.replica) for c in containers}
             if len(slots) != len(containers) or slots != set(desired) or any(
                     c.release != current.version or c.status not in LIVE for c in containers):
@@ -189,7 +189,7 @@ class Reconciler:
         limit = self.platform.settings.run_timeout + 60
         return time.time() - epoch_seconds(stamp) < limit
 
-    def _try_lock(self, app: str, what: str) -> AbstractContextManager[None]:
+    def _try_lock(self, app: str, what: str) -> AbstractContextManager[float]:
         try:
             names.app_name(app)
         except InvalidInput:
@@ -207,7 +207,7 @@ class Reconciler:
             self._remove(containers, grace, report)
             self._route(app, [], report)
             return
-        desired = self.platform.deployer.desired(app, current)
+        desired = procfile.desired(current.processes, self.platform.store.formation(app))
         keep: dict[tuple[str, int], ContainerInfo] = {}
         orphans = []
         for info in containers:
@@ -246,7 +246,8 @@ class Reconciler:
         have = runtime.desired_services(app)  # type: ignore[attr-defined]
         wanted: dict[str, tuple[str, int, str]] = {}
         if current is not None and current.status != STOPPED:
-            for (process, _), command in self.platform.deployer.desired(app, current).items():
+            for (process, _), command in procfile.desired(
+                    current.processes, self.platform.store.formation(app)).items():
                 name = service_name(instance, app, current.version, process)
                 count = wanted.get(name, (process, 0, command))[1] + 1
                 wanted[name] = (process, count, command)
@@ -331,7 +332,7 @@ class Reconciler:
         """Point the app's hosts at ``backends`` where they differ; True if any did."""
         routes = self.platform.routes
         changed = False
-        for host, have in routes.get_many(self.platform.deployer.hosts(app)).items():
+        for host, have in routes.get_many(self.platform.hosts(app)).items():
             if backends:
                 if have[:1] == [app] and sorted(have[1:]) == sorted(backends):
                     continue

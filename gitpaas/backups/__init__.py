@@ -78,7 +78,7 @@ def ensure_password(settings: Settings, progress: Progress) -> None:
              " the backups cannot be read without it")
 
 
-def backup_lock(settings: Settings, what: str) -> AbstractContextManager[None]:
+def backup_lock(settings: Settings, what: str) -> AbstractContextManager[float]:
     """One backup (or restore) at a time per data dir: ``Conflict`` when one runs."""
     return app_lock(settings.data_dir / "locks", "_backup", what, 0.0)
 

@@ -32,7 +32,7 @@ RESTORE_DIR = ".restore"
 
 
 def serve_lock(settings: Settings, what: str,
-               timeout: float = 0.0) -> AbstractContextManager[None]:
+               timeout: float = 0.0) -> AbstractContextManager[float]:
     """Held by ``gitpaas serve`` for its lifetime; a restore takes it to be alone."""
     return app_lock(settings.data_dir / "locks", "_serve", what, timeout)
 

@@ -3,8 +3,8 @@
 import importlib
 
 MODULES = ("help", "keys", "apps", "config", "ps", "releases", "logs", "domains", "sharing",
-           "audit", "git", "mysql", "storage", "run", "cron", "postgres", "drains", "redis",
-           "edge", "certs", "backups", "doctor", "hosts")
+           "audit", "git", "datastores", "storage", "run", "cron", "drains", "edge", "certs",
+           "backups", "doctor", "hosts")
 
 
 def load_all() -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from ..errors import Forbidden, InvalidInput
-from .args import no_more, pop_flag
 from .registry import Context, command
+from .spec import Arg, Flag, Parsed
 
 
-@command("backups", "backups [--json]", admin_only=True)
-def backups_list(ctx: Context, args: list[str]) -> None:
+@command("backups", Flag("--json"), admin_only=True)
+def backups_list(ctx: Context, p: Parsed) -> None:
     """List this install's backup snapshots (oldest first)."""
     from ..backups import list_backups
 
-    as_json = pop_flag(args, "--json")
-    no_more(args)
+    as_json = p.flag("--json")
     snaps = list_backups(ctx.platform.settings)
     if as_json:
         ctx.json(snaps)
@@ -25,25 +24,22 @@ def backups_list(ctx: Context, args: list[str]) -> None:
         ctx.out(f"{snap['short_id']}  {snap['time'][:19].replace('T', ' ')}  {snap['hostname']}")
 
 
-@command("backups:create", "backups:create", admin_only=True)
-def backups_create(ctx: Context, args: list[str]) -> None:
+@command("backups:create", admin_only=True)
+def backups_create(ctx: Context, p: Parsed) -> None:
     """Write one snapshot: state, secret key, repos, databases, storage, certificates."""
     from ..backups import create_backup
 
-    no_more(args)
     snapshot = create_backup(ctx.platform, ctx.out, actor=ctx.key.name)
     ctx.out(f"Backed up to {snapshot[:8]}... done")
 
 
-@command("backups:restore", "backups:restore SNAPSHOT|latest [--force]", admin_only=True)
-def backups_restore(ctx: Context, args: list[str]) -> None:
+@command("backups:restore", Arg("SNAPSHOT|latest"), Flag("--force"), admin_only=True)
+def backups_restore(ctx: Context, p: Parsed) -> None:
     """Bring every app back from a snapshot (local only, with gitpaas serve stopped)."""
     from ..backups.restore import restore_backup
 
-    force = pop_flag(args, "--force")
-    if len(args) != 1:
-        raise InvalidInput("usage: backups:restore SNAPSHOT|latest [--force]")
-    snapshot = args.pop()
+    force = p.flag("--force")
+    snapshot = p.required("SNAPSHOT|latest")
     if snapshot != "latest" and not (snapshot.isalnum() and 8 <= len(snapshot) <= 64):
         raise InvalidInput(f"invalid snapshot {snapshot!r}: an id from 'backups', or latest")
     if not ctx.is_local:

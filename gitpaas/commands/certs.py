@@ -7,18 +7,16 @@ from pathlib import Path
 from .. import names
 from ..edge.certstore import MAX_PEM_BYTES, HostState, covers, format_time, parse_bundle
 from ..errors import InvalidInput, NotFound
-from .args import no_more, pop_flag, positionals, take_app, take_one
+from ..services.access import Access
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Parsed
 
-ADD_USAGE = "certs:add [APP] [CRT KEY]   (over ssh: cat CRT KEY | ssh paas certs:add APP)"
 
-
-@command("certs", "certs [APP] [--json]")
-def certs_list(ctx: Context, args: list[str]) -> None:
+@command("certs", Flag("--json"), app=APP)
+def certs_list(ctx: Context, p: Parsed) -> None:
     """Show each host's certificate: state, issuer, expiry, and why it failed."""
-    as_json = pop_flag(args, "--json")
-    app = take_app(ctx, args, only_positional=bool(args))
-    no_more(args)
+    as_json = p.flag("--json")
+    app = p.the_app
     reports = ctx.platform.certs.report(app.name)
     if as_json:
         ctx.json([r.as_json() for r in reports])
@@ -47,13 +45,12 @@ def _read(ctx: Context, source: str) -> bytes:
     return data
 
 
-@command("certs:add", ADD_USAGE)
-def certs_add(ctx: Context, args: list[str]) -> None:
+@command("certs:add", Arg("CRT KEY", optional=True, count=2), app=APP,
+         note="over ssh: cat CRT KEY | ssh paas certs:add APP")
+def certs_add(ctx: Context, p: Parsed) -> None:
     """Install your own certificate (chain + key) for the app hosts it covers."""
-    app = take_app(ctx, args, only_positional=len(positionals(args)) in (1, 3))
-    if args and len(args) != 2:
-        raise InvalidInput(f"usage: {ADD_USAGE}")
-    crt, key = (args[0], args[1]) if args else ("-", "-")
+    app = p.the_app
+    crt, key = p.many("CRT KEY") or ["-", "-"]
     if (crt != "-" or key != "-") and not ctx.is_local:
         raise InvalidInput("over ssh the certificate and key come on stdin:"
                            f" cat CRT KEY | ssh paas certs:add {app.name}")
@@ -63,7 +60,7 @@ def certs_add(ctx: Context, args: list[str]) -> None:
         cert_data, key_data = _read(ctx, crt), _read(ctx, key)
     bundle = parse_bundle(cert_data, key_data)
     platform = ctx.platform
-    with platform.lock(app.name, f"certs:add by {ctx.key.name}", ctx.err):
+    with Access(platform, ctx.key, ctx.err).change(app.name, "certs:add") as change:
         hosts = [h for h in platform.certs.hosts(app.name)
                  if any(covers(n, h) for n in bundle.info.names)]
         if not hosts:
@@ -73,22 +70,22 @@ def certs_add(ctx: Context, args: list[str]) -> None:
         for host in hosts:
             platform.certs.store.install(host, bundle.chain_pem, bundle.key_pem,
                                          HostState(app=app.name, source="own", status="valid"))
-        platform.store.record_event(ctx.key.name, "certs:add", app.name, " ".join(hosts))
+        change.detail = " ".join(hosts)
     ctx.out(f"Installed the certificate for {', '.join(hosts)}"
             f" (valid until {format_time(bundle.info.not_after)})")
 
 
-@command("certs:remove", "certs:remove [APP] HOST")
-def certs_remove(ctx: Context, args: list[str]) -> None:
+@command("certs:remove", Arg("HOST"), app=APP)
+def certs_remove(ctx: Context, p: Parsed) -> None:
     """Remove a host's certificate (automatic HTTPS, when on, gets a new one)."""
-    app = take_app(ctx, args, rest=1)
-    host = take_one(args, "certs:remove [APP] HOST", names.hostname)
+    app = p.the_app
+    host = names.hostname(p.required("HOST"))
     platform = ctx.platform
-    with platform.lock(app.name, f"certs:remove by {ctx.key.name}", ctx.err):
+    with Access(platform, ctx.key, ctx.err).change(app.name, "certs:remove") as change:
         if host not in platform.certs.hosts(app.name):
             raise NotFound(f"{app.name} has no host {host}")
         if not platform.certs.store.remove(host):
             raise NotFound(f"{host} has no certificate")
-        platform.store.record_event(ctx.key.name, "certs:remove", app.name, host)
+        change.detail = host
     platform.certs.request(app.name)
     ctx.out(f"Removed the certificate of {host}")

@@ -14,23 +14,18 @@ from .. import names
 from ..datastores import mask_secrets
 from ..errors import InvalidInput, NotFound
 from ..store import App
-from .args import no_more, pop_flag, take_app
+from .args import PAIR_RE, key_values
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Parsed
+
+JSON, ENCODED, NO_RESTART = Flag("--json"), Flag("--encoded"), Flag("--no-restart")
 
 
 def parse_assignments(args: list[str], encoded: bool = False) -> dict[str, str]:
-    """``["K=V", ...]`` -> ``{K: V}``; only the first ``=`` splits; base64 values if
-    ``encoded``. Keys are validated; values are kept exactly."""
-    if not args:
-        raise InvalidInput("give at least one KEY=VALUE")
-    values: dict[str, str] = {}
-    for arg in args:
-        key, eq, value = arg.partition("=")
-        if not eq:
-            raise InvalidInput(f"expected KEY=VALUE, got {arg!r}")
-        names.config_key(key)
-        values[key] = decode_value(value) if encoded else value
-    return values
+    """``["K=V", ...]`` -> ``{K: V}`` (``args.key_values``); keys are validated, values
+    kept exactly (base64 ones decoded if ``encoded``)."""
+    return {names.config_key(key): decode_value(value) if encoded else value
+            for key, value in key_values(args)}
 
 
 def decode_value(value: str) -> str:
@@ -50,20 +45,16 @@ def key_list(keys: list[str]) -> str:
     return ", ".join(keys)
 
 
-@command("config", "config [APP] [--reveal] [--json] [--encoded]")
-def config_list(ctx: Context, args: list[str]) -> None:
+@command("config", Flag("--reveal"), JSON, ENCODED, app=APP)
+def config_list(ctx: Context, p: Parsed) -> None:
     """Show an app's config vars (a datastore's password masked unless --reveal)."""
-    reveal = pop_flag(args, "--reveal")
-    as_json = pop_flag(args, "--json")
-    encoded = pop_flag(args, "--encoded")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    app = p.the_app
     config = ctx.platform.store.get_config(app.name)
-    if not reveal:
+    if not p.flag("--reveal"):
         config = masked(ctx, app, config)
-    if encoded:
+    if p.flag("--encoded"):
         config = {k: encode_value(v) for k, v in config.items()}
-    if as_json:
+    if p.flag("--json"):
         ctx.json(config)
         return
     ctx.out(f"=== {app.name} Config Vars")
@@ -80,40 +71,32 @@ def masked(ctx: Context, app: App, config: dict[str, str]) -> dict[str, str]:
     return mask_secrets(config)
 
 
-@command("config:get", "config:get [APP] KEY [--encoded]")
-def config_get(ctx: Context, args: list[str]) -> None:
+@command("config:get", Arg("KEY"), ENCODED, app=APP)
+def config_get(ctx: Context, p: Parsed) -> None:
     """Print one config var's value exactly as set."""
-    encoded = pop_flag(args, "--encoded")
-    app = take_app(ctx, args, rest=1)
-    if len(args) != 1:
-        raise InvalidInput("usage: config:get [APP] KEY")
-    key = names.config_key(args[0])
+    app = p.the_app
+    key = names.config_key(p.required("KEY"))
     config = ctx.platform.store.get_config(app.name)
     if key not in config:
         raise NotFound(f"{app.name} has no config var {key}")
-    ctx.out(encode_value(config[key]) if encoded else config[key])
+    ctx.out(encode_value(config[key]) if p.flag("--encoded") else config[key])
 
 
-@command("config:set", "config:set [APP] KEY=VALUE ... [--no-restart] [--encoded]")
-def config_set(ctx: Context, args: list[str]) -> None:
+@command("config:set", Arg("KEY=VALUE", many=True, pattern=PAIR_RE), NO_RESTART, ENCODED,
+         app=APP)
+def config_set(ctx: Context, p: Parsed) -> None:
     """Set config vars and restart the app with them (a new release)."""
-    no_restart = pop_flag(args, "--no-restart")
-    encoded = pop_flag(args, "--encoded")
-    has_app = bool(args) and "=" not in args[0] and not args[0].startswith("-")
-    app = take_app(ctx, args, only_positional=has_app)
-    values = parse_assignments(args, encoded)
-    change(ctx, app, values, [], no_restart, f"Set {', '.join(values)}", "Setting")
+    values = parse_assignments(p.many("KEY=VALUE"), p.flag("--encoded"))
+    change(ctx, p.the_app, values, [], p.flag("--no-restart"), f"Set {', '.join(values)}",
+           "Setting")
 
 
-@command("config:unset", "config:unset [APP] KEY ... [--no-restart]")
-def config_unset(ctx: Context, args: list[str]) -> None:
+@command("config:unset", Arg("KEY", many=True), NO_RESTART, app=APP)
+def config_unset(ctx: Context, p: Parsed) -> None:
     """Remove config vars and restart the app without them (a new release)."""
-    no_restart = pop_flag(args, "--no-restart")
-    app = take_app(ctx, args)
-    if not args:
-        raise InvalidInput("usage: config:unset [APP] KEY ...")
-    keys = [names.config_key(k) for k in args]
-    change(ctx, app, {}, keys, no_restart, f"Unset {', '.join(keys)}", "Unsetting")
+    keys = [names.config_key(k) for k in p.many("KEY")]
+    change(ctx, p.the_app, {}, keys, p.flag("--no-restart"), f"Unset {', '.join(keys)}",
+           "Unsetting")
 
 
 def change(ctx: Context, app: App, values: dict[str, str], unset: list[str],

@@ -7,16 +7,15 @@ from typing import Any
 
 from ..cron import release_jobs
 from .apps import fmt_time
-from .args import no_more, pop_flag, take_app
 from .registry import Context, command
+from .spec import APP, Flag, Parsed
 
 
-@command("cron", "cron [APP] [--json]")
-def cron_list(ctx: Context, args: list[str]) -> None:
+@command("cron", Flag("--json"), app=APP)
+def cron_list(ctx: Context, p: Parsed) -> None:
     """List the app's cron jobs: schedule, command, next and last run, status, duration."""
-    as_json = pop_flag(args, "--json")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    as_json = p.flag("--json")
+    app = p.the_app
     store = ctx.platform.store
     release = store.current_release(app.name)
     jobs = release_jobs(release.extra) if release else []

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from .args import no_more, pop_flag
 from .registry import EXIT_SERVICE, Context, command
+from .spec import Flag, Parsed
 
 
-@command("doctor", "doctor [--json]", admin_only=True)
-def doctor(ctx: Context, args: list[str]) -> int:
+@command("doctor", Flag("--json"), admin_only=True)
+def doctor(ctx: Context, p: Parsed) -> int:
     """Check services, disks, certificates, backups and crash loops; one line per problem."""
     from ..doctor import check_all
 
-    as_json = pop_flag(args, "--json")
-    no_more(args)
+    as_json = p.flag("--json")
     problems = check_all(ctx.platform)
     if as_json:
         ctx.json([{"kind": p.kind, "app": p.app, "message": p.message} for p in problems])

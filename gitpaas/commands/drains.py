@@ -5,16 +5,15 @@ from __future__ import annotations
 from .. import drains as drains_mod
 from ..errors import NotFound
 from .apps import fmt_time
-from .args import no_more, pop_flag, take_app, take_one
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Parsed
 
 
-@command("drains", "drains [APP] [--json]")
-def drains_list(ctx: Context, args: list[str]) -> None:
+@command("drains", Flag("--json"), app=APP)
+def drains_list(ctx: Context, p: Parsed) -> None:
     """List the app's log drains (URLs without users, passwords or query strings)."""
-    as_json = pop_flag(args, "--json")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    as_json = p.flag("--json")
+    app = p.the_app
     rows = [{"url": drains_mod.public_url(d["url"]), "added_by": d["created_by"],
              "added_at": fmt_time(d["created_at"])}
             for d in ctx.platform.store.drains(app.name)]
@@ -28,11 +27,10 @@ def drains_list(ctx: Context, args: list[str]) -> None:
         ctx.out(f"{r['url']}  (added by {r['added_by']} {r['added_at']})")
 
 
-@command("drains:add", "drains:add [APP] URL")
-def drains_add(ctx: Context, args: list[str]) -> None:
+@command("drains:add", Arg("URL"), app=APP)
+def drains_add(ctx: Context, p: Parsed) -> None:
     """Forward the app's log lines and events to a syslog+tcp, syslog+tls or https URL."""
-    app = take_app(ctx, args, rest=1)
-    url = take_one(args, "drains:add [APP] URL", str)
+    app, url = p.the_app, p.required("URL")
     drains_mod.parse_url(url, ctx.key.is_admin)
     ctx.platform.store.add_drain(app.name, url, ctx.key.is_admin, ctx.key.name)
     ctx.platform.store.record_event(ctx.key.name, "drains:add", app.name,
@@ -40,11 +38,10 @@ def drains_add(ctx: Context, args: list[str]) -> None:
     ctx.out(f"Draining {app.name} to {drains_mod.public_url(url)}... done")
 
 
-@command("drains:remove", "drains:remove [APP] URL")
-def drains_remove(ctx: Context, args: list[str]) -> None:
+@command("drains:remove", Arg("URL"), app=APP)
+def drains_remove(ctx: Context, p: Parsed) -> None:
     """Stop forwarding the app's logs to URL."""
-    app = take_app(ctx, args, rest=1)
-    url = take_one(args, "drains:remove [APP] URL", str)
+    app, url = p.the_app, p.required("URL")
     if not ctx.platform.store.remove_drain(app.name, url):
         raise NotFound(f"{app.name} has no drain {drains_mod.public_url(url)}")
     ctx.platform.store.record_event(ctx.key.name, "drains:remove", app.name,

@@ -9,8 +9,10 @@ from __future__ import annotations
 from ..edge.appsettings import publish
 from ..edge.config import parse_size
 from ..errors import InvalidInput
-from .args import no_more, pop_flag, take_app
+from ..services.access import Access
+from .args import PAIR_RE, key_values
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Parsed
 
 TIMEOUTS = ("proxy-read-timeout", "proxy-send-timeout", "proxy-connect-timeout")
 KNOWN = ("client-max-body-size", *TIMEOUTS, "https-redirect")
@@ -38,12 +40,11 @@ def _check(ctx: Context, name: str, value: str) -> str:
     return value.lower()
 
 
-@command("edge", "edge [APP] [--json]")
-def edge_show(ctx: Context, args: list[str]) -> None:
+@command("edge", Flag("--json"), app=APP)
+def edge_show(ctx: Context, p: Parsed) -> None:
     """Show the app's edge settings (body size limit, proxy timeouts, https redirect)."""
-    as_json = pop_flag(args, "--json")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    as_json = p.flag("--json")
+    app = p.the_app
     stored = ctx.platform.store.edge_settings(app.name)
     settings = ctx.platform.settings
     defaults = {"client-max-body-size": str(parse_size(settings.edge_client_max_body_size)),
@@ -60,22 +61,16 @@ def edge_show(ctx: Context, args: list[str]) -> None:
         ctx.out(f"{name}: {value}" if value is not None else f"{name}: {defaults[name]} (default)")
 
 
-@command("edge:set", "edge:set [APP] KEY=VALUE...")
-def edge_set(ctx: Context, args: list[str]) -> None:
+@command("edge:set", Arg("KEY=VALUE", many=True, pattern=PAIR_RE), app=APP)
+def edge_set(ctx: Context, p: Parsed) -> None:
     """Set the app's edge settings at once, without a reload (KEY= resets one).
 
     Keys: client-max-body-size=64m, proxy-read-timeout=120, proxy-send-timeout,
     proxy-connect-timeout (seconds), https-redirect=true."""
-    pairs = [a for a in args if "=" in a]
-    rest = [a for a in args if "=" not in a]
-    app = take_app(ctx, rest, only_positional=True)
-    no_more(rest)
-    if not pairs:
-        raise InvalidInput("usage: edge:set [APP] KEY=VALUE...")
+    app = p.the_app
     values: dict[str, str] = {}
     unset: list[str] = []
-    for pair in pairs:
-        name, _, value = pair.partition("=")
+    for name, value in key_values(p.many("KEY=VALUE")):
         if name not in KNOWN:
             raise InvalidInput(f"unknown edge setting {name!r} (known: {', '.join(KNOWN)})")
         if value == "":
@@ -83,10 +78,9 @@ def edge_set(ctx: Context, args: list[str]) -> None:
         else:
             values[name] = _check(ctx, name, value)
     platform = ctx.platform
-    with platform.lock(app.name, f"edge:set by {ctx.key.name}", ctx.err):
+    with Access(platform, ctx.key, ctx.err).change(app.name, "edge:set") as change:
         platform.store.set_edge_settings(app.name, values, unset)
         publish(platform, app.name)
-        platform.store.record_event(ctx.key.name, "edge:set", app.name,
-                                    " ".join(f"{k}={v}" for k, v in values.items())
-                                    + "".join(f" {k}=" for k in unset))
+        change.detail = (" ".join(f"{k}={v}" for k, v in values.items())
+                         + "".join(f" {k}=" for k in unset))
     ctx.out(f"-----> Edge settings of {app.name} updated")

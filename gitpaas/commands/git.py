@@ -8,8 +8,8 @@ from .. import names
 from ..build import buildpacks
 from ..errors import Forbidden, InvalidInput
 from ..settings import Settings
-from .args import no_more, pop_flag, pop_option, take_app
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Option, Parsed
 
 MEMORY_RE = re.compile(r"[1-9][0-9]{0,5}[kmg]")
 UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -38,36 +38,33 @@ def check_ceilings(memory: str, cpus: float, settings: Settings) -> None:
                         " (an admin sets max_cpus)")
 
 
-@command("git:set", "git:set [APP] deploy-branch PATTERN")
-def git_set(ctx: Context, args: list[str]) -> None:
+@command("git:set", Arg("deploy-branch", literal=True), Arg("PATTERN"), app=APP)
+def git_set(ctx: Context, p: Parsed) -> None:
     """Set the branch (or glob, e.g. release/*) whose pushes deploy."""
-    app = take_app(ctx, args, rest=2)
-    if len(args) != 2 or args[0] != "deploy-branch":
-        raise InvalidInput("usage: git:set [APP] deploy-branch PATTERN")
-    pattern = names.branch_pattern(args[1])
+    app = p.the_app
+    pattern = names.branch_pattern(p.required("PATTERN"))
     ctx.platform.store.update_app(app.name, deploy_branch=pattern)
     ctx.platform.store.record_event(ctx.key.name, "git:set", app.name, f"deploy-branch={pattern}")
     ctx.out(f"Setting deploy-branch of {app.name} to {pattern}... done")
 
 
-@command("buildpacks:set", "buildpacks:set [APP] NAME|--unset")
-def buildpacks_set(ctx: Context, args: list[str]) -> None:
+@command("buildpacks:set", Arg("NAME", optional=True), Flag("--unset"), app=APP)
+def buildpacks_set(ctx: Context, p: Parsed) -> None:
     """Force a buildpack (dockerfile, python, node, php, static) or go back to detection."""
-    unset = pop_flag(args, "--unset")
-    app = take_app(ctx, args)
-    if unset:
-        no_more(args)
+    app = p.the_app
+    name = p.arg("NAME")
+    if (name is None) == (not p.flag("--unset")):
+        raise InvalidInput("give a buildpack NAME or --unset")
+    if name is None:
         ctx.platform.store.update_app(app.name, buildpack=None)
         ctx.platform.store.record_event(ctx.key.name, "buildpacks:set", app.name, "--unset")
         ctx.out(f"Buildpack of {app.name}: detected at each push")
         return
-    if len(args) != 1:
-        raise InvalidInput("usage: buildpacks:set [APP] NAME|--unset")
-    if args[0] not in buildpacks.KNOWN:
-        raise InvalidInput(f"unknown buildpack {args[0]!r}: one of {', '.join(buildpacks.KNOWN)}")
-    ctx.platform.store.update_app(app.name, buildpack=args[0])
-    ctx.platform.store.record_event(ctx.key.name, "buildpacks:set", app.name, args[0])
-    ctx.out(f"Buildpack of {app.name}: {args[0]} (from the next push)")
+    if name not in buildpacks.KNOWN:
+        raise InvalidInput(f"unknown buildpack {name!r}: one of {', '.join(buildpacks.KNOWN)}")
+    ctx.platform.store.update_app(app.name, buildpack=name)
+    ctx.platform.store.record_event(ctx.key.name, "buildpacks:set", app.name, name)
+    ctx.out(f"Buildpack of {app.name}: {name} (from the next push)")
 
 
 def parse_cpus(value: str) -> float:
@@ -79,19 +76,18 @@ def parse_cpus(value: str) -> float:
     return cpus
 
 
-@command("resources:set",
-         "resources:set [APP] [--process TYPE] [--memory 256m] [--cpus 0.5]")
-def resources_set(ctx: Context, args: list[str]) -> None:
+@command("resources:set", Option("--process", "TYPE", aliases=("-p",)),
+         Option("--memory", "256m", aliases=("-m",)), Option("--cpus", "0.5"), app=APP)
+def resources_set(ctx: Context, p: Parsed) -> None:
     """Limit memory and CPUs of an app's containers, from its next release on.
 
     Non-admins stay at or below the admin's ceilings (``max_memory``/``max_cpus``, else
     ``default_memory``/``default_cpus``): ``0`` (no limit) is above any ceiling.
     """
-    process = pop_option(args, "--process", "-p") or "*"
-    memory = pop_option(args, "--memory", "-m")
-    cpus = pop_option(args, "--cpus")
-    app = take_app(ctx, args)
-    no_more(args)
+    process = p.option("--process") or "*"
+    memory = p.option("--memory")
+    cpus = p.option("--cpus")
+    app = p.the_app
     if process != "*":
         names.process_type(process)
     if memory is None and cpus is None:
@@ -112,12 +108,11 @@ def resources_set(ctx: Context, args: list[str]) -> None:
             " (from the next release)")
 
 
-@command("resources", "resources [APP] [--json]")
-def resources_show(ctx: Context, args: list[str]) -> None:
+@command("resources", Flag("--json"), app=APP)
+def resources_show(ctx: Context, p: Parsed) -> None:
     """Show an app's resource limits."""
-    as_json = pop_flag(args, "--json")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    as_json = p.flag("--json")
+    app = p.the_app
     settings = ctx.platform.settings
     limits = {"*": (settings.default_memory, settings.default_cpus),
               **ctx.platform.store.resources(app.name)}

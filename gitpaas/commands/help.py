@@ -6,15 +6,17 @@ from .. import __version__
 from ..addresses import ssh_command
 from ..errors import UserError
 from .registry import COMMANDS, Context, command
+from .spec import Arg, Parsed
 
 
-@command("help", "help [COMMAND]", deploy_key=True)
-def help_(ctx: Context, args: list[str]) -> None:
+@command("help", Arg("COMMAND", optional=True), deploy_key=True)
+def help_(ctx: Context, p: Parsed) -> None:
     """List the commands, or show one command's usage."""
-    if args:
-        cmd = COMMANDS.get(args[0])
+    name = p.arg("COMMAND")
+    if name is not None:
+        cmd = COMMANDS.get(name)
         if cmd is None:
-            raise UserError(f"unknown command {args[0]!r}, see 'help'")
+            raise UserError(f"unknown command {name!r}, see 'help'")
         ctx.out(f"Usage: {cmd.usage}\n\n  {cmd.summary}")
         return
     ctx.out(f"Usage: COMMAND [ARGS]   (over ssh: {ssh_command(ctx.platform.settings)}"
@@ -30,6 +32,6 @@ def help_(ctx: Context, args: list[str]) -> None:
 
 
 @command("version", deploy_key=True)
-def version(ctx: Context, args: list[str]) -> None:
+def version(ctx: Context, p: Parsed) -> None:
     """Show the gitpaas version."""
     ctx.out(f"gitpaas {__version__}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from ..errors import InvalidInput, UserError
+from ..errors import UserError
 from ..runtime.swarm import Nodes, SwarmRuntime
-from .args import no_more, pop_flag
 from .registry import Context, command
+from .spec import Arg, Flag, Parsed
 
 DRAIN_WAIT = 120.0  # seconds hosts:drain waits for the node's replicas to move
 
@@ -22,13 +22,11 @@ def nodes_of(ctx: Context) -> Nodes:
     return Nodes(runtime)
 
 
-@command("hosts", "hosts [--json]", admin_only=True)
-def hosts(ctx: Context, args: list[str]) -> None:
+@command("hosts", Flag("--json"), admin_only=True)
+def hosts(ctx: Context, p: Parsed) -> None:
     """List the swarm's nodes: role, state, availability, address and what runs there."""
-    as_json = pop_flag(args, "--json")
-    no_more(args)
     rows = nodes_of(ctx).list()
-    if as_json:
+    if p.flag("--json"):
         ctx.json(rows)
         return
     for r in rows:
@@ -37,10 +35,9 @@ def hosts(ctx: Context, args: list[str]) -> None:
                 f" {r['address']:16} {runs}")
 
 
-@command("hosts:add", "hosts:add", admin_only=True)
-def hosts_add(ctx: Context, args: list[str]) -> None:
+@command("hosts:add", admin_only=True)
+def hosts_add(ctx: Context, p: Parsed) -> None:
     """Print what to install on a new node and the command that joins it to the swarm."""
-    no_more(args)
     join, _ = nodes_of(ctx).join_command()
     from ..registry import RegistryFiles
 
@@ -65,38 +62,35 @@ def _unroute_node(ctx: Context, address: str) -> None:
     apps = {t.app for t in platform.runtime.list()
             if t.process == "web" and t.host == address}
     for app in sorted(apps):
-        hosts = platform.deployer.hosts(app)
+        hosts = platform.hosts(app)
         for host, frontend in platform.routes.get_many(hosts).items():
             keep = [b for b in frontend[1:] if f"//{address}:" not in b]
             if keep and len(keep) < len(frontend) - 1:
                 platform.routes.swap(app, [host], keep)
 
 
-@command("hosts:drain", "hosts:drain NODE", admin_only=True)
-def hosts_drain(ctx: Context, args: list[str]) -> None:
+@command("hosts:drain", Arg("NODE"), admin_only=True)
+def hosts_drain(ctx: Context, p: Parsed) -> None:
     """Move every replica off NODE (Swarm starts them elsewhere); new ones avoid it."""
-    if len(args) != 1:
-        raise InvalidInput("usage: hosts:drain NODE")
+    name = p.required("NODE")
     nodes = nodes_of(ctx)
-    node = nodes.find(args[0])
+    node = nodes.find(name)
     ctx.write_out(f"Draining {node['hostname']}... ")
     _unroute_node(ctx, node["address"])
-    nodes.set_availability(args[0], "drain")
+    nodes.set_availability(name, "drain")
     ctx.platform.store.record_event(ctx.key.name, "hosts:drain", None, node["hostname"])
     deadline = time.monotonic() + DRAIN_WAIT
     while time.monotonic() < deadline:
-        if not nodes.find(args[0])["runs"]:
+        if not nodes.find(name)["runs"]:
             ctx.out("done")
             return
         time.sleep(0.5)
     ctx.out("still moving (see hosts)")
 
 
-@command("hosts:activate", "hosts:activate NODE", admin_only=True)
-def hosts_activate(ctx: Context, args: list[str]) -> None:
+@command("hosts:activate", Arg("NODE"), admin_only=True)
+def hosts_activate(ctx: Context, p: Parsed) -> None:
     """Let NODE run replicas again (after hosts:drain)."""
-    if len(args) != 1:
-        raise InvalidInput("usage: hosts:activate NODE")
-    node = nodes_of(ctx).set_availability(args[0], "active")
+    node = nodes_of(ctx).set_availability(p.required("NODE"), "active")
     ctx.platform.store.record_event(ctx.key.name, "hosts:activate", None, node["hostname"])
     ctx.out(f"{node['hostname']} is active")

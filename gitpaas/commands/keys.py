@@ -6,17 +6,17 @@ from pathlib import Path
 
 from .. import names, sshkeys
 from ..errors import Forbidden, InvalidInput
-from .args import no_more, pop_flag, pop_option, require_owner
+from ..services.access import Access
 from .registry import Context, command
+from .spec import Arg, Flag, Option, Parsed
 
 MAX_KEY_BYTES = 16 * 1024
 
 
-@command("keys", "keys [--json]", admin_only=True)
-def keys_list(ctx: Context, args: list[str]) -> None:
+@command("keys", Flag("--json"), admin_only=True)
+def keys_list(ctx: Context, p: Parsed) -> None:
     """List the registered SSH keys."""
-    as_json = pop_flag(args, "--json")
-    no_more(args)
+    as_json = p.flag("--json")
     keys = ctx.platform.store.list_keys()
     if as_json:
         ctx.json([{"name": k.name, "fingerprint": k.fingerprint, "admin": k.is_admin,
@@ -28,26 +28,22 @@ def keys_list(ctx: Context, args: list[str]) -> None:
         ctx.out(f"{k.name:20}  {k.fingerprint}{role}")
 
 
-@command("keys:add", "keys:add NAME [FILE|-] [--deploy-only APP]   (the public key on stdin"
-         " over ssh)")
-def keys_add(ctx: Context, args: list[str]) -> None:
+@command("keys:add", Arg("NAME"), Arg("FILE|-", optional=True),
+         Option("--deploy-only", "APP"), note="the public key on stdin over ssh")
+def keys_add(ctx: Context, p: Parsed) -> None:
     """Register a public key under NAME; --deploy-only APP makes a deploy key of APP.
 
     Admins add any key (the first key ever added is an admin); an app's owner adds deploy
     keys of it: they may push to that app and read its releases and logs, nothing else.
     """
-    deploy_only = pop_option(args, "--deploy-only")
+    deploy_only = p.option("--deploy-only")
     if deploy_only is not None:
-        app = ctx.platform.app_for(ctx.key, deploy_only)
-        require_owner(ctx, app, "add a deploy key to it")
-        deploy_only = app.name
+        deploy_only = Access(ctx.platform, ctx.key).owned(deploy_only,
+                                                          "add a deploy key to it").name
     else:
         ctx.require_admin()
-    if not args:
-        raise InvalidInput("usage: keys:add NAME [FILE|-] [--deploy-only APP]")
-    name = names.key_name(args.pop(0))
-    source = args.pop(0) if args else "-"
-    no_more(args)
+    name = names.key_name(p.required("NAME"))
+    source = p.arg("FILE|-") or "-"
     if source != "-" and not ctx.is_local:
         raise InvalidInput("over ssh the public key comes on stdin: keys:add NAME < key.pub")
     if source == "-":
@@ -78,20 +74,19 @@ def require_deploy_key_owner(ctx: Context, name: str) -> None:
         raise Forbidden("only admins, or the owner of a deploy key's app, may remove a key")
 
 
-@command("keys:remove", "keys:remove NAME")
-def keys_remove(ctx: Context, args: list[str]) -> None:
+@command("keys:remove", Arg("NAME"))
+def keys_remove(ctx: Context, p: Parsed) -> None:
     """Remove a registered key (the apps it owned pass to you).
 
     Admins remove any key; an app's owner removes the app's deploy keys.
     """
-    if len(args) != 1:
-        raise InvalidInput("usage: keys:remove NAME")
-    if args[0] == ctx.key.name:
+    name = p.required("NAME")
+    if name == ctx.key.name:
         raise InvalidInput("you cannot remove the key you are using")
     if not ctx.key.is_admin:
-        require_deploy_key_owner(ctx, names.key_name(args[0]))
-    owned = ctx.platform.store.remove_key(args[0], ctx.key.name)
-    ctx.platform.store.record_event(ctx.key.name, "keys:remove", None, args[0])
-    ctx.out(f"Removed key {args[0]}")
+        require_deploy_key_owner(ctx, names.key_name(name))
+    owned = ctx.platform.store.remove_key(name, ctx.key.name)
+    ctx.platform.store.record_event(ctx.key.name, "keys:remove", None, name)
+    ctx.out(f"Removed key {name}")
     if owned:
         ctx.out(f"Apps it owned now belong to {ctx.key.name}: {', '.join(owned)}")

@@ -16,8 +16,9 @@ from ..applogs import LogLine, epoch_seconds, matches, merge, parse_docker
 from ..errors import GitPaasError
 from ..runtime import ContainerInfo, DockerRuntime
 from ..runtime.docker import Follow
-from .args import no_more, parse_count, pop_flag, pop_option, take_app
+from .args import parse_count
 from .registry import Context, command
+from .spec import APP, Flag, Option, Parsed
 
 DEFAULT_LINES = 100
 MAX_LINES = 10_000
@@ -37,14 +38,15 @@ def live_lines(runtime: DockerRuntime, containers: list[ContainerInfo], process:
             for c in containers if matches(source(c), process)}
 
 
-@command("logs", "logs [APP] [-n N] [-p PROCESS] [-t|--tail]", deploy_key=True)
-def logs(ctx: Context, args: list[str]) -> None:
+@command("logs", Option("-n", "N", aliases=("--num",)),
+         Option("-p", "PROCESS", aliases=("--ps",)), Flag("-t|--tail"), app=APP,
+         deploy_key=True)
+def logs(ctx: Context, p: Parsed) -> None:
     """Show the app's logs (the last N lines; -t keeps streaming new ones)."""
-    follow = pop_flag(args, "-t", "--tail")
-    count = pop_option(args, "-n", "--num")
-    process = pop_option(args, "-p", "--ps")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    follow = p.flag("-t")
+    count = p.option("-n")
+    process = p.option("-p")
+    app = p.the_app
     limit = DEFAULT_LINES if count is None else parse_count(count, "-n", 1, MAX_LINES)
     platform = ctx.platform
     started = time.time()

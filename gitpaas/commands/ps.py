@@ -13,29 +13,23 @@ from typing import TYPE_CHECKING
 from .. import names
 from ..applogs import epoch_seconds, normalize_timestamp
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..services.access import Access
+from ..services.apps import Apps
 from ..store import App, Release
-from .args import no_more, parse_count, pop_flag, take_app
+from .args import PAIR_RE, key_values, parse_count
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Parsed
 
 if TYPE_CHECKING:
-    from ..platform import Platform
-    from ..runtime import ContainerInfo
+    pass
 
 MAX_REPLICAS = 20
 
 
 def parse_scale(args: list[str]) -> dict[str, int]:
     """``["web=3", "worker=1"]`` -> ``{"web": 3, "worker": 1}`` (0..MAX_REPLICAS)."""
-    if not args:
-        raise InvalidInput("give at least one PROCESS=COUNT, e.g. web=2")
-    counts: dict[str, int] = {}
-    for arg in args:
-        process, eq, count = arg.partition("=")
-        if not eq:
-            raise InvalidInput(f"expected PROCESS=COUNT, got {arg!r}")
-        names.process_type(process)
-        counts[process] = parse_count(count, process, 0, MAX_REPLICAS)
-    return counts
+    return {names.process_type(process): parse_count(count, process, 0, MAX_REPLICAS)
+            for process, count in key_values(args, "PROCESS=COUNT")}
 
 
 def uptime(started_at: str, now: float | None = None) -> str:
@@ -53,34 +47,24 @@ def uptime(started_at: str, now: float | None = None) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def started_at(platform: Platform, container: ContainerInfo) -> str:
-    """Docker's ``StartedAt`` of a container (the listing's summaries do not hold it)."""
-    info = platform.runtime.get(container.id)
-    return info.started_at if info else ""
-
-
 def formation_text(formation: dict[str, int]) -> str:
     return " ".join(f"{p}={n}" for p, n in sorted(formation.items())) or "-"
 
 
-@command("ps", "ps [APP] [--json]")
-def ps(ctx: Context, args: list[str]) -> None:
+@command("ps", Flag("--json"), app=APP)
+def ps(ctx: Context, p: Parsed) -> None:
     """Show an app's processes: type, replica, state, uptime, port, release."""
-    as_json = pop_flag(args, "--json")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
-    platform = ctx.platform
-    formation = platform.store.formation(app.name)
-    containers = platform.runtime.list(app.name)
+    app = p.the_app
+    formation = ctx.platform.store.formation(app.name)
     rows = [{"name": f"{c.process}.{c.replica}", "process": c.process, "replica": c.replica,
              "release": c.release, "state": c.status,
-             "uptime": (uptime(started_at(platform, c))
-                        if c.status in {"running", "paused"} else "-"),
-             "port": f"{c.host}:{c.port}" if c.port else None} for c in containers]
+             "uptime": uptime(started) if c.status in {"running", "paused"} else "-",
+             "port": f"{c.host}:{c.port}" if c.port else None}
+            for c, started in Apps(ctx.platform, ctx.key).processes(app.name)]
     from .storage import storage_node
 
-    pinned = storage_node(platform, app.name)
-    if as_json:
+    pinned = storage_node(ctx.platform, app.name)
+    if p.flag("--json"):
         extra = {"pinned_to": pinned} if pinned else {}
         ctx.json({"app": app.name, "release": app.current_version, "formation": formation,
                   "processes": rows, **extra})
@@ -139,14 +123,13 @@ def check_total(ctx: Context, app: App, current: Release | None, previous: dict[
                         " (an admin sets max_replicas, or scales it)")
 
 
-@command("ps:scale", "ps:scale [APP] PROCESS=COUNT ...")
-def ps_scale(ctx: Context, args: list[str]) -> None:
+@command("ps:scale", Arg("PROCESS=COUNT", many=True, pattern=PAIR_RE), app=APP)
+def ps_scale(ctx: Context, p: Parsed) -> None:
     """Set how many containers of each process type run, and roll out."""
-    has_app = bool(args) and "=" not in args[0] and not args[0].startswith("-")
-    app = take_app(ctx, args, only_positional=has_app)
-    counts = parse_scale(args)
+    app = p.the_app
+    counts = parse_scale(p.many("PROCESS=COUNT"))
     store = ctx.platform.store
-    with ctx.platform.lock(app.name, f"ps:scale by {ctx.key.name}", ctx.err):
+    with Access(ctx.platform, ctx.key, ctx.err).change(app.name, "ps:scale") as change:
         current = store.current_release(app.name)
         unknown = sorted(set(counts) - known_processes(current)) if current else []
         if unknown:
@@ -157,7 +140,8 @@ def ps_scale(ctx: Context, args: list[str]) -> None:
         if not ctx.key.is_admin:
             check_total(ctx, app, current, previous, {**previous, **counts})
         store.set_formation(app.name, counts)
-        store.record_event(ctx.key.name, "ps:scale", app.name, text)
+        change.detail = text
+        change.record_now()
         if current is None:
             ctx.out(f"Scaling {app.name} to {text}... done (no release yet)")
             return
@@ -168,52 +152,29 @@ def ps_scale(ctx: Context, args: list[str]) -> None:
             raise
 
 
-@command("ps:restart", "ps:restart [APP]")
-def ps_restart(ctx: Context, args: list[str]) -> None:
+@command("ps:restart", app=APP)
+def ps_restart(ctx: Context, p: Parsed) -> None:
     """Restart every process (a new release of the current one, without downtime)."""
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
-    with ctx.platform.lock(app.name, f"ps:restart by {ctx.key.name}", ctx.err):
+    app = p.the_app
+    with Access(ctx.platform, ctx.key, ctx.err).change(app.name, "ps:restart") as change:
         current = current_or_fail(ctx, app)
-        ctx.platform.store.record_event(ctx.key.name, "ps:restart", app.name)
+        change.record_now()
         roll(ctx, app, current, "Restart", f"Restarting {app.name}")
 
 
-@command("ps:stop", "ps:stop [APP]")
-def ps_stop(ctx: Context, args: list[str]) -> None:
+@command("ps:stop", app=APP)
+def ps_stop(ctx: Context, p: Parsed) -> None:
     """Stop every container of the app and remove its routes."""
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
-    platform = ctx.platform
-    with platform.lock(app.name, f"ps:stop by {ctx.key.name}", ctx.err):
-        ctx.write_out(f"Stopping {app.name}... ")
-        platform.routes.remove(platform.deployer.hosts(app.name))
-        current = platform.store.current_release(app.name)
-        if current is not None:  # the reconciler leaves a stopped app stopped
-            platform.store.set_release_status(app.name, current.version, "stopped")
-        platform.runtime.remove(platform.runtime.list(app.name),
-                                stop_timeout=platform.settings.stop_timeout)
-        platform.store.record_event(ctx.key.name, "ps:stop", app.name)
+    Apps(ctx.platform, ctx.key, ctx.err).stop(p.the_app.name, ctx.write_out)
     ctx.out("done")
 
 
-@command("ps:start", "ps:start [APP]")
-def ps_start(ctx: Context, args: list[str]) -> None:
+@command("ps:start", app=APP)
+def ps_start(ctx: Context, p: Parsed) -> None:
     """Start the current release again after ps:stop."""
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
-    platform = ctx.platform
-    with platform.lock(app.name, f"ps:start by {ctx.key.name}", ctx.err):
-        current = current_or_fail(ctx, app)
-        running = [c for c in platform.runtime.list(app.name) if c.status == "running"]
-        if running:
-            ctx.out(f"{app.name} is running already (ps:restart restarts it)")
-            return
-        ctx.write_out(f"Starting {app.name}... ")
-        try:
-            platform.deployer.start_release(app.name, current, lambda _: None)
-        except BaseException:
-            ctx.out("failed")
-            raise
-        platform.store.record_event(ctx.key.name, "ps:start", app.name)
-    ctx.out(f"done, v{current.version}")
+    name = p.the_app.name
+    started = Apps(ctx.platform, ctx.key, ctx.err).start(name, ctx.write_out)
+    if started is None:
+        ctx.out(f"{name} is running already (ps:restart restarts it)")
+        return
+    ctx.out(f"done, v{started.version}")

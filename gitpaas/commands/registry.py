@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Forbidden, GitPaasError, InvalidInput, UserError
 from ..store import Key
 from ..terminal import ByteReader, Terminal
+from .spec import NO_APP, Param, Parsed, Spec, parse
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -70,18 +71,26 @@ class Context:
             raise Forbidden("only admins may do that")
 
 
-CommandFunc = Callable[[Context, list[str]], int | None]
+CommandFunc = Callable[[Context, Parsed], int | None]
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str
+    spec: Spec
     func: CommandFunc
     summary: str
-    usage: str
     admin_only: bool = False
     # Whether a deploy key (keys:add --deploy-only APP) may run it, on its own app.
     deploy_key: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def usage(self) -> str:
+        """The usage line, generated from the declaration."""
+        return self.spec.usage()
 
 
 DEPLOY_KEY_REFUSAL = ("a deploy key may only push to {app} and read its releases and logs"
@@ -90,16 +99,22 @@ DEPLOY_KEY_REFUSAL = ("a deploy key may only push to {app} and read its releases
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, usage: str = "", admin_only: bool = False,
-            deploy_key: bool = False) -> Callable[[CommandFunc], CommandFunc]:
-    """Register ``func(ctx, args)`` as ``name``; its docstring's first line is the summary.
+def command(name: str, *params: Param, app: str = NO_APP, note: str = "",
+            admin_only: bool = False, deploy_key: bool = False
+            ) -> Callable[[CommandFunc], CommandFunc]:
+    """Register ``func(ctx, parsed)`` as ``name``, declared by ``params`` (see ``spec``);
+    its docstring's first line is the summary.
 
-    ``deploy_key``: a deploy key may run it (on its one app; access checks still apply).
+    ``app``: whether it acts on an app (``spec.APP``: given or inferred by the one rule;
+    ``spec.APP_OR_ALL``: when given, else every app the key reaches). ``note``: shown
+    after the usage. ``deploy_key``: a deploy key may run it (on its one app; access
+    checks still apply).
     """
 
     def register(func: CommandFunc) -> CommandFunc:
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        COMMANDS[name] = Command(name, func, summary, usage or name, admin_only, deploy_key)
+        COMMANDS[name] = Command(Spec(name, params, app, note), func, summary, admin_only,
+                                 deploy_key)
         return func
 
     return register
@@ -128,12 +143,13 @@ def run_command(ctx: Context, argv: list[str]) -> int:
             raise UserError(f"unknown command {name!r}, see 'help'")
         options = args[:args.index("--")] if "--" in args else args
         if "-h" in options or "--help" in options:
-            return COMMANDS["help"].func(ctx, [name]) or 0
+            help_ = COMMANDS["help"]
+            return help_.func(ctx, parse(help_.spec, [name])) or 0
         if ctx.key.deploy_app is not None and not cmd.deploy_key:
             raise Forbidden(DEPLOY_KEY_REFUSAL.format(app=ctx.key.deploy_app))
         if cmd.admin_only:
             ctx.require_admin()
-        return cmd.func(ctx, args) or EXIT_OK
+        return cmd.func(ctx, parse(cmd.spec, args, ctx.platform, ctx.key)) or EXIT_OK
     except GitPaasError as exc:
         ctx.err(f" !     {exc.message}")
         return exc.exit_code

@@ -6,10 +6,12 @@ import re
 from typing import Any
 
 from ..errors import InvalidInput, NotFound
+from ..services.access import Access
 from ..store import Release
 from .apps import fmt_time
-from .args import no_more, parse_count, pop_flag, pop_option, take_app
+from .args import parse_count
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Option, Parsed
 
 VERSION_RE = re.compile(r"v?([0-9]{1,9})")
 MAX_LIST = 10_000
@@ -31,13 +33,13 @@ def previous_release(releases: list[Release], current: int) -> Release | None:
     return None
 
 
-@command("releases", "releases [APP] [-n N] [--json]", deploy_key=True)
-def releases_list(ctx: Context, args: list[str]) -> None:
+@command("releases", Option("-n", "N", aliases=("--num",)), Flag("--json"), app=APP,
+         deploy_key=True)
+def releases_list(ctx: Context, p: Parsed) -> None:
     """List an app's releases, newest first."""
-    as_json = pop_flag(args, "--json")
-    limit = pop_option(args, "-n", "--num")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    as_json = p.flag("--json")
+    limit = p.option("-n")
+    app = p.the_app
     count = 20 if limit is None else parse_count(limit, "-n", 1, MAX_LIST)
     releases = ctx.platform.store.list_releases(app.name, count)
     rows: list[dict[str, Any]] = [
@@ -54,17 +56,13 @@ def releases_list(ctx: Context, args: list[str]) -> None:
                 f"  {r['created_at']}  {r['commit']}  {mark}")
 
 
-@command("rollback", "rollback [APP] [vN]")
-def rollback(ctx: Context, args: list[str]) -> None:
+@command("rollback", Arg("vN", optional=True, pattern=VERSION_RE), app=APP)
+def rollback(ctx: Context, p: Parsed) -> None:
     """Roll back to a release's image and config (default: the one before), as a new one."""
-    if len(args) == 1 and VERSION_RE.fullmatch(args[0]):
-        app = take_app(ctx, [])
-    else:
-        app = take_app(ctx, args, rest=1 if len(args) == 2 else 0)
-    target_arg = args.pop(0) if args else None
-    no_more(args)
+    app = p.the_app
+    target_arg = p.arg("vN")
     store = ctx.platform.store
-    with ctx.platform.lock(app.name, f"rollback by {ctx.key.name}", ctx.err):
+    with Access(ctx.platform, ctx.key, ctx.err).change(app.name, "rollback") as change:
         current = store.current_release(app.name)
         if current is None:
             raise NotFound(f"{app.name} has no release yet")
@@ -84,5 +82,5 @@ def rollback(ctx: Context, args: list[str]) -> None:
             raise
         old = store.get_config(app.name)
         store.set_config(app.name, target.config, [k for k in old if k not in target.config])
-        store.record_event(ctx.key.name, "rollback", app.name, f"to v{target.version}")
+        change.detail = f"to v{target.version}"
     ctx.out(f"done, v{new.version}")

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 from .. import names
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
-from ..store import App, Mount
-from .args import no_more, pop_flag, take_app
+from ..store import Mount
 from .registry import Context, command
+from .spec import APP, Arg, Flag, Parsed
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -91,25 +91,20 @@ def parse_mount(ctx: Context, spec: str) -> tuple[str, str, bool]:
     return str(admin_host_dir(source, [r for r in roots if r.is_absolute()])), target, False
 
 
-def _one_spec(ctx: Context, args: list[str], verb: str) -> tuple[App, str]:
-    app = take_app(ctx, args, rest=1)
-    if len(args) != 1:
-        raise InvalidInput(f"usage: storage:{verb} [APP] NAME:CONTAINERDIR")
-    return app, args.pop()
-
-
 def _volume(ctx: Context, app: str, m: Mount) -> str | None:
     if m.host_path.startswith("/"):
         return None
     return f"{ctx.platform.settings.instance}.{app}.{m.host_path}"
 
 
-@command("storage", "storage [APP] [--json]")
-def storage_list(ctx: Context, args: list[str]) -> None:
+MOUNT = Arg("NAME:CONTAINERDIR")
+
+
+@command("storage", Flag("--json"), app=APP)
+def storage_list(ctx: Context, p: Parsed) -> None:
     """List the app's storage (NAME or host directory -> container directory)."""
-    as_json = pop_flag(args, "--json")
-    app = take_app(ctx, args, only_positional=True)
-    no_more(args)
+    as_json = p.flag("--json")
+    app = p.the_app
     mounts = ctx.platform.store.mounts(app.name)
     if as_json:
         ctx.json([{"host": m.host_path, "container": m.container_path,
@@ -133,10 +128,10 @@ def storage_node(platform: Platform, app: str) -> str | None:
     return runtime.storage_node(app)
 
 
-@command("storage:mount", "storage:mount [APP] NAME:CONTAINERDIR")
-def storage_mount(ctx: Context, args: list[str]) -> None:
+@command("storage:mount", MOUNT, app=APP)
+def storage_mount(ctx: Context, p: Parsed) -> None:
     """Mount the app's volume NAME into its containers (from the next release)."""
-    app, spec = _one_spec(ctx, args, "mount")
+    app, spec = p.the_app, p.required(MOUNT.metavar)
     source, target, volume = parse_mount(ctx, spec)
     for m in ctx.platform.store.mounts(app.name):
         if _nested(m.container_path, target):
@@ -156,10 +151,10 @@ def storage_mount(ctx: Context, args: list[str]) -> None:
             " (from the next release: deploy or ps:restart)")
 
 
-@command("storage:unmount", "storage:unmount [APP] NAME:CONTAINERDIR")
-def storage_unmount(ctx: Context, args: list[str]) -> None:
+@command("storage:unmount", MOUNT, app=APP)
+def storage_unmount(ctx: Context, p: Parsed) -> None:
     """Stop mounting storage into the app's containers (its files are kept)."""
-    app, spec = _one_spec(ctx, args, "unmount")
+    app, spec = p.the_app, p.required(MOUNT.metavar)
     source, target = _split(spec)
     # Matched as listed by ``storage`` (a name, or a host path an admin bound), nothing
     # resolved: unmounting takes nothing from the host.

@@ -13,4 +13,4 @@ def publish(platform: Platform, app: str) -> None:
     announce its hosts, so the edge re-reads them without a reload."""
     stored = platform.store.edge_settings(app)
     platform.routes.set_edge_settings(app, {k.replace("-", "_"): v for k, v in stored.items()},
-                                      platform.deployer.hosts(app))
+                                      platform.hosts(app))

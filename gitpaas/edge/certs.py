@@ -166,7 +166,7 @@ class CertManager:
     # -- what commands call -------------------------------------------------------------
 
     def hosts(self, app: str) -> list[str]:
-        return [f"{app}.{self.platform.settings.domain}", *self.platform.store.domains(app)]
+        return self.platform.hosts(app)
 
     def report(self, app: str) -> list[HostReport]:
         """Each host of ``app`` and its certificate."""

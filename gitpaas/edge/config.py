@@ -28,6 +28,9 @@ def parse_size(value: str | int) -> int:
     return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2)]
 
 
+_D = Settings()  # the defaults of every setting
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
     """Everything nginx needs; ``directory`` holds its config, pid file, logs and certs."""
@@ -38,28 +41,29 @@ class EdgeConfig:
     prefix: str
     https_listen: tuple[str, int] | None = None
     admin_listen: tuple[str, int] | None = None
-    workers: int = 1
-    dead_ttl: float = 30.0
-    cache_ttl: float = 60.0
+    # Defaults: the settings' own (one place: settings.py), for edges built without them.
+    workers: int = _D.router_workers
+    dead_ttl: float = _D.router_dead_ttl
+    cache_ttl: float = _D.router_cache_ttl
     miss_ttl: float = 1.0
-    retries: int = 3
-    connect_timeout: float = 5.0
-    header_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    backend_timeout: float = 300.0
-    max_header_bytes: int = 65536
-    https_redirect: bool = False
-    access_log: bool = True
-    access_log_max_bytes: int = 100 * 1024 * 1024
-    client_max_body_size: int = 100 * 1024 * 1024
-    max_body_size: int = 1024**3
-    limit_conn: int = 512
-    limit_rate: int = 200
-    limit_burst: int = 400
-    limit_exempt: str = "127.0.0.0/8 ::1"
+    retries: int = _D.router_retries
+    connect_timeout: float = _D.router_connect_timeout
+    header_timeout: float = _D.router_header_timeout
+    idle_timeout: float = _D.router_idle_timeout
+    backend_timeout: float = _D.router_backend_timeout
+    max_header_bytes: int = _D.router_max_header_bytes
+    https_redirect: bool = _D.router_https_redirect
+    access_log: bool = _D.router_access_log
+    access_log_max_bytes: int = parse_size(_D.edge_access_log_max_size)
+    client_max_body_size: int = parse_size(_D.edge_client_max_body_size)
+    max_body_size: int = parse_size(_D.edge_max_body_size)
+    limit_conn: int = _D.edge_limit_conn
+    limit_rate: int = _D.edge_limit_rate
+    limit_burst: int = _D.edge_limit_burst
+    limit_exempt: str = _D.edge_limit_exempt
     # The user nginx's workers run as ("": the user gitpaas runs as). They read the
     # certificates and write request-body temp files under ``directory``.
-    user: str = ""
+    user: str = _D.edge_user
     # nice value of the workers (root only): below gitpaas' own 0.
     worker_priority: int = -5
 

@@ -112,7 +112,7 @@ def gc(repo_path: str | os.PathLike[str], timeout: float = GC_TIMEOUT) -> bool:
     return True
 
 
-LockNow = Callable[[str, str], AbstractContextManager[None]]
+LockNow = Callable[[str, str], AbstractContextManager[object]]
 
 
 class Maintainer:

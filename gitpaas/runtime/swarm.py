@@ -266,11 +266,16 @@ class SwarmRuntime:
                       web: bool) -> list[ContainerInfo]:
         deadline = time.monotonic() + self.start_timeout
         last_error = ""
+        seen: set[str] = set()  # tasks running at the previous poll
         while True:
             tasks = self._tasks([name])
             running = [t for t in tasks if t.status == RUNNING and (t.port or not web)]
-            if len({t.replica for t in running}) >= replicas:
-                by_slot = {t.replica: t for t in running}
+            # Running at two polls in a row: a process that exits at once shows RUNNING
+            # for a moment before its agent reports the exit.
+            steady = [t for t in running if t.id in seen]
+            seen = {t.id for t in running}
+            if len({t.replica for t in steady}) >= replicas:
+                by_slot = {t.replica: t for t in steady}
                 return [by_slot[s] for s in sorted(by_slot)][:replicas]
             errors = [t for t in self._raw_tasks([name]) if t["Status"].get("Err")
                       and t["Status"].get("State") in ENDED]

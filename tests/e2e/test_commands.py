@@ -224,6 +224,30 @@ def test_errors(server, shop):
     assert "ps:scale" in ok(server.ssh("help"))
 
 
+def test_a_bad_line_gets_one_generated_line(server, shop):
+    """Issue 13: the error of a bad line is generated from the command's declaration: one
+    line naming what is wrong, with the usage; nothing is changed."""
+    cases = {
+        ("config:get", "shop", "A", "B"): "unexpected argument 'B' (usage: config:get [APP]"
+                                          " KEY [--encoded])",
+        ("config:get", "shop"): "missing KEY (usage: config:get [APP] KEY [--encoded])",
+        ("ps", "shop", "--bogus"): "unknown option '--bogus' (usage: ps [APP] [--json])",
+        ("releases", "shop", "-n"): "-n needs a value (usage: releases [APP] [-n N] [--json])",
+        ("git:set", "shop", "deploy-brunch", "x"): "expected deploy-branch, got"
+                                                   " 'deploy-brunch' (usage: git:set",
+        ("run", "shop"): "give the command after --: COMMAND [ARGS...] (usage: run [APP]",
+    }
+    before = ok(server.ssh("events", "shop", "--json"))
+    for argv, message in cases.items():
+        result = server.ssh(*argv)
+        assert result.returncode == 1 and result.stdout == "", (argv, result)
+        assert result.stderr.startswith(f" !     {message}"), (argv, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert ok(server.ssh("events", "shop", "--json")) == before
+    assert ok(server.ssh("help", "buildpacks:set")).startswith(
+        "Usage: buildpacks:set [APP] [NAME] [--unset]\n")
+
+
 def test_local_cli_matches_ssh(server, shop):
     local = server.gitpaas("config", "shop", "--json")
     assert local.returncode == 0, local.stderr

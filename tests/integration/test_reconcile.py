@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import time
 
 import pytest
 
@@ -86,6 +87,41 @@ def test_missing_container_is_restarted_and_routed(platform, busybox_image, dock
     assert len(ports(platform, "shop")) == 2
     assert all(answers(b) for b in backends(platform, "shop")[1:])
     assert not Reconciler(platform).run_once().changed  # converged
+
+
+def test_one_listing_a_pass_unless_the_app_changed_meanwhile(platform, busybox_image,
+                                                              docker_client, pass_kind):
+    """Issue 13: a converged pass lists the containers once; an app whose lock was let go
+    after the listing began is listed again under its lock (a deploy finished meanwhile),
+    so the container it started is not started twice."""
+    deploy(platform, busybox_image, "shop")
+    reconciler = Reconciler(platform)
+    reconciler.run_once()
+    time.sleep(0.1)  # the pass's own release of the lock is older than the next listing
+    runtime = platform.runtime
+    calls = []
+    real_list = runtime.list
+
+    def counting_list(*args, **kwargs):
+        calls.append(args)
+        found = real_list(*args, **kwargs)
+        if len(calls) == 1 and late:  # a deploy finishing just after the listing
+            with platform.lock("shop", "test deploy"):
+                late.append(runtime.start("shop", 1, busybox_image, "web", 2, {}, WEB,
+                                          web=True))
+        return found
+
+    runtime.__dict__["list"] = counting_list
+    late: list = []
+    # a later pass skips the steady app; the start-up pass lists each app under its lock
+    steady = [()] if pass_kind == "later" else [(), ("shop",)]
+    assert not reconciler.run_once().changed and calls == steady
+    calls.clear()
+    late.append(None)
+    platform.store.set_formation("shop", {"web": 2})
+    report = reconciler.run_once()
+    assert calls == [(), ("shop",)] and report.started == []  # web.2 seen, not started again
+    assert len([c for c in real_list("shop") if c.status == "running"]) == 2
 
 
 def test_port_change_after_restart_rewrites_routes(platform, busybox_image, docker_client):

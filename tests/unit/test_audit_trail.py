@@ -140,7 +140,7 @@ class FakeDeployer:
     def wait_retired(self, timeout=60):
         pass
 
-    def run_post_destroy(self, app, actor, progress):
+    def remove_images(self, app):
         pass
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from gitpaas.deploy import Deployer, Timings
 from gitpaas.errors import DeployError
-from gitpaas.hooks import SHIPPED
+from gitpaas.hooks import SHIPPED, hook_dirs
 from gitpaas.runtime import ContainerInfo
 from gitpaas.settings import Settings
 from gitpaas.store.models import Release
@@ -83,8 +83,8 @@ def test_timings_line():
 
 
 def test_shipped_webhook_hook_runs_only_with_a_url():
-    assert SHIPPED not in deployer(FakeRuntime()).hook_dirs
-    assert SHIPPED in deployer(FakeRuntime(), webhook_url="http://127.0.0.1:9/").hook_dirs
+    assert SHIPPED not in hook_dirs("", "")
+    assert SHIPPED in hook_dirs("http://127.0.0.1:9/", "")
 
 
 class FakeRoutes:
