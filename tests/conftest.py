@@ -5,6 +5,7 @@ Under CI (``CI=true``) a missing service is a failure, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -47,7 +48,8 @@ def redis_url() -> str:
 
 
 def remove_networks(instance: str) -> None:
-    """The instance's Docker networks and build firewall chain (if it made any)."""
+    """The instance's Docker networks and build firewall chain, and the images tagged
+    ``<instance>/...`` its builds made (if it made any)."""
     import docker
 
     from gitpaas.build.sandbox import remove_instance_networks
@@ -59,6 +61,10 @@ def remove_networks(instance: str) -> None:
         return
     try:
         remove_instance_networks(client, instance)
+        for image in client.images.list(filters={"reference": f"{instance}/*"}):
+            for tag in image.tags:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag, noprune=False)
     finally:
         client.close()
 
