@@ -88,3 +88,11 @@ class Hosts:
                 keep = [b for b in frontend[1:] if f"//{address}:" not in b]
                 if keep and len(keep) < len(frontend) - 1:
                     platform.routes.swap(app, [host], keep)
+
+
+def storage_node(platform: Platform, app: str) -> str | None:
+    """``runtime: swarm``: the node that holds the app's storage (None: none, or one host)."""
+    runtime: object = platform.runtime
+    if not isinstance(runtime, SwarmRuntime):
+        return None
+    return runtime.storage_node(app)
