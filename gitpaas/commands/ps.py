@@ -61,7 +61,7 @@ def ps(ctx: Context, p: Parsed) -> None:
              "uptime": uptime(started) if c.status in {"running", "paused"} else "-",
              "port": f"{c.host}:{c.port}" if c.port else None}
             for c, started in Apps(ctx.platform, ctx.key).processes(app.name)]
-    from .storage import storage_node
+    from ..services.hosts import storage_node
 
     pinned = storage_node(ctx.platform, app.name)
     if p.flag("--json"):

@@ -21,16 +21,13 @@ from __future__ import annotations
 import posixpath
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import names
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..services.hosts import storage_node
 from ..store import Mount
 from .registry import Context, command
 from .spec import APP, Arg, Flag, Parsed
-
-if TYPE_CHECKING:
-    from ..platform import Platform
 
 COMPONENT_RE = re.compile(r"[A-Za-z0-9._@+-]{1,255}")
 FORBIDDEN_TARGETS = ("/proc", "/sys", "/dev")
@@ -116,16 +113,6 @@ def storage_list(ctx: Context, p: Parsed) -> None:
     pinned = storage_node(ctx.platform, app.name)
     if pinned:
         ctx.out(f"pinned to node {pinned}: the storage lives there, so do the replicas")
-
-
-def storage_node(platform: Platform, app: str) -> str | None:
-    """``runtime: swarm``: the node that holds the app's storage (None: none, or one host)."""
-    from ..runtime.swarm import SwarmRuntime
-
-    runtime: object = platform.runtime
-    if not isinstance(runtime, SwarmRuntime):
-        return None
-    return runtime.storage_node(app)
 
 
 @command("storage:mount", MOUNT, app=APP)
