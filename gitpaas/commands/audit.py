@@ -32,14 +32,7 @@ def events(ctx: Context, p: Parsed) -> None:
     as_json = p.flag("--json")
     limit = p.option("-n")
     limit_n = 50 if limit is None else parse_count(limit, "-n", 1, MAX_EVENTS)
-    store = ctx.platform.store
-    if p.app is not None:
-        rows = store.events(p.app.name, limit_n)
-    elif ctx.key.is_admin:
-        rows = store.events(None, limit_n)
-    else:
-        rows = store.events(None, limit_n,
-                            apps=[a.name for a in Access(ctx.platform, ctx.key).reachable()])
+    rows = Access(ctx.platform, ctx.key).events(p.app.name if p.app else None, limit_n)
     items = [{"time": fmt_time(r[0]), "actor": r[1], "action": r[2], "app": r[3],
               "detail": r[4]} for r in rows]
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..cron import release_jobs
+from ..services.apps import Apps
 from .apps import fmt_time
 from .registry import Context, command
 from .spec import APP, Flag, Parsed
@@ -16,14 +16,9 @@ def cron_list(ctx: Context, p: Parsed) -> None:
     """List the app's cron jobs: schedule, command, next and last run, status, duration."""
     as_json = p.flag("--json")
     app = p.the_app
-    store = ctx.platform.store
-    release = store.current_release(app.name)
-    jobs = release_jobs(release.extra) if release else []
-    states = store.cron_states(app.name)
     now = time.time()
     rows: list[dict[str, Any]] = []
-    for job in jobs:
-        state = states.get(job.id, {})
+    for job, state in Apps(ctx.platform, ctx.key).cron(app.name):
         rows.append({
             "id": job.id, "schedule": job.schedule, "command": job.command,
             "next_run": fmt_time(job.next_after(max(now, state.get("last_slot") or now))),

@@ -3,11 +3,11 @@ doing, and what SOURCE and CONTAINERDIR may be: ``services.storage``)."""
 
 from __future__ import annotations
 
-from ..services.storage import Storage, admin_host_dir, container_dir
+from ..services.storage import Storage
+from ..services.storage import admin_host_dir as admin_host_dir  # re-exported
+from ..services.storage import container_dir as container_dir  # re-exported
 from .registry import Context, command
 from .spec import APP, Arg, Flag, Parsed
-
-__all__ = ["admin_host_dir", "container_dir"]  # checked by tests/unit/test_mysql_names.py
 
 MOUNT = Arg("NAME:CONTAINERDIR")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .. import names
 from ..errors import Forbidden, InvalidInput
 from ..store import App, Key
 
@@ -68,6 +69,25 @@ class Access:
         """Every app the key may see and act on."""
         store = self.platform.store
         return [a for a in store.list_apps() if store.can_access(self.key, a)]
+
+    def usable(self, name: str) -> App | None:
+        """The app ``name`` if it exists and the key may use it; else None (nothing
+        learnt: a stranger's app and a missing one look the same)."""
+        if not names.APP_RE.fullmatch(name):
+            return None
+        store = self.platform.store
+        app = store.find_app(name)
+        return app if app is not None and store.can_access(self.key, app) else None
+
+    def events(self, name: str | None, limit: int) -> list[tuple[Any, ...]]:
+        """The audit trail, newest first: ``(time, actor, action, app, detail)`` of the
+        app ``name``, else of every app the key reaches (an admin: everything)."""
+        store = self.platform.store
+        if name is not None:
+            return store.events(self.app(name).name, limit)
+        if self.key.is_admin:
+            return store.events(None, limit)
+        return store.events(None, limit, apps=[a.name for a in self.reachable()])
 
     def record(self, action: str, app: str | None, detail: str = "") -> None:
         """The audit trail: this key did ``action`` to ``app``."""

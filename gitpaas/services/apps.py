@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import names
 from ..addresses import app_url, default_host, git_remote
+from ..cron import CronJob, release_jobs
 from ..errors import Conflict, GitPaasError, InvalidInput, NotFound
 from ..git import repos
 from ..hooks import run_platform_hooks
@@ -181,6 +182,16 @@ class Apps:
             return platform.routes.all()
         return platform.routes.get_many([h for a in self.access.reachable()
                                          for h in platform.hosts(a.name)])
+
+    def cron(self, name: str) -> list[tuple[CronJob, dict[str, Any]]]:
+        """The current release's cron jobs (app.json ``cron``), each with its last run
+        (``{last_slot, last_started, last_status, last_duration}``, or empty)."""
+        app = self.access.app(name)
+        store = self.platform.store
+        release = store.current_release(app.name)
+        states = store.cron_states(app.name)
+        return [(job, states.get(job.id, {}))
+                for job in (release_jobs(release.extra) if release else [])]
 
     # -- domains ------------------------------------------------------------------------
 
