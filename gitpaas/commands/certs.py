@@ -16,13 +16,10 @@ from .spec import APP, Arg, Flag, Parsed
 @command("certs", Flag("--json"), app=APP)
 def certs_list(ctx: Context, p: Parsed) -> None:
     """Show each host's certificate: state, issuer, expiry, and why it failed."""
-    as_json = p.flag("--json")
     app = p.the_app
     reports = Certs(ctx.platform, ctx.key).report(app.name)
-    if as_json:
-        ctx.json([r.as_json() for r in reports])
+    if ctx.json_or_title(p, [r.as_json() for r in reports], f"{app.name} Certificates"):
         return
-    ctx.out(f"=== {app.name} Certificates")
     width = max(len(r.host) for r in reports)
     for r in reports:
         expires = format_time(r.expires) if r.expires else "-"

@@ -46,10 +46,8 @@ def config_list(ctx: Context, p: Parsed) -> None:
     config = Config(ctx.platform, ctx.key).values(name, p.flag("--reveal"))
     if p.flag("--encoded"):
         config = {k: encode_value(v) for k, v in config.items()}
-    if p.flag("--json"):
-        ctx.json(config)
+    if ctx.json_or_title(p, config, f"{name} Config Vars"):
         return
-    ctx.out(f"=== {name} Config Vars")
     width = max((len(k) for k in config), default=0) + 1
     for key, value in config.items():
         ctx.out(f"{(key + ':').ljust(width)} {value}")

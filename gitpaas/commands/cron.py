@@ -14,7 +14,6 @@ from .spec import APP, Flag, Parsed
 @command("cron", Flag("--json"), app=APP)
 def cron_list(ctx: Context, p: Parsed) -> None:
     """List the app's cron jobs: schedule, command, next and last run, status, duration."""
-    as_json = p.flag("--json")
     app = p.the_app
     now = time.time()
     rows: list[dict[str, Any]] = []
@@ -26,10 +25,8 @@ def cron_list(ctx: Context, p: Parsed) -> None:
             "status": state.get("last_status"),
             "duration": round(state["last_duration"], 1)
             if state.get("last_duration") is not None else None})
-    if as_json:
-        ctx.json(rows)
+    if ctx.json_or_title(p, rows, f"{app.name} Cron"):
         return
-    ctx.out(f"=== {app.name} Cron")
     if not rows:
         ctx.out('no cron jobs (app.json: {"cron": [{"command": "...", "schedule": "@daily"}]})')
     for r in rows:

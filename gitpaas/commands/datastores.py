@@ -53,10 +53,8 @@ def info(kind: Kind, ctx: Context, p: Parsed) -> None:
     """``<kind>:info``: what it is, where, its URL (the password masked unless --reveal)."""
     name = p.the_app.name
     details = Datastores(ctx.platform, ctx.key).info(kind, name, p.flag("--reveal"))
-    if p.flag("--json"):
-        ctx.json(details)
+    if ctx.json_or_title(p, details, f"{name} {kind.title}"):
         return
-    ctx.out(f"=== {name} {kind.title}")
     for key, value in details.items():
         label = key.replace("_", " ").replace("url", "URL").capitalize()
         ctx.out(f"{label + ':':14}{value if value is not None else '(not in config vars)'}")

@@ -13,15 +13,12 @@ from .spec import APP, Arg, Flag, Parsed
 @command("drains", Flag("--json"), app=APP)
 def drains_list(ctx: Context, p: Parsed) -> None:
     """List the app's log drains (URLs without users, passwords or query strings)."""
-    as_json = p.flag("--json")
     app = p.the_app
     rows = [{"url": drains_mod.public_url(d["url"]), "added_by": d["created_by"],
              "added_at": fmt_time(d["created_at"])}
             for d in Drains(ctx.platform, ctx.key).list(app.name)]
-    if as_json:
-        ctx.json(rows)
+    if ctx.json_or_title(p, rows, f"{app.name} Drains"):
         return
-    ctx.out(f"=== {app.name} Drains")
     if not rows:
         ctx.out("no drains (drains:add APP syslog+tls://HOST:PORT)")
     for r in rows:

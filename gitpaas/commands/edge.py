@@ -13,13 +13,10 @@ from .spec import APP, Arg, Flag, Parsed
 @command("edge", Flag("--json"), app=APP)
 def edge_show(ctx: Context, p: Parsed) -> None:
     """Show the app's edge settings (body size limit, proxy timeouts, https redirect)."""
-    as_json = p.flag("--json")
     name = p.the_app.name
     stored, defaults = EdgeSettings(ctx.platform, ctx.key).show(name)
-    if as_json:
-        ctx.json({"settings": stored, "defaults": defaults})
+    if ctx.json_or_title(p, {"settings": stored, "defaults": defaults}, f"{name} Edge"):
         return
-    ctx.out(f"=== {name} Edge")
     for key in KNOWN:
         value = stored.get(key)
         ctx.out(f"{key}: {value}" if value is not None else f"{key}: {defaults[key]} (default)")

@@ -52,10 +52,8 @@ def resources_set(ctx: Context, p: Parsed) -> None:
 @command("resources", Flag("--json"), app=APP)
 def resources_show(ctx: Context, p: Parsed) -> None:
     """Show an app's resource limits."""
-    as_json = p.flag("--json")
     limits = AppSettings(ctx.platform, ctx.key).resources(p.the_app.name)
-    if as_json:
-        ctx.json({p: {"memory": m, "cpus": c} for p, (m, c) in limits.items()})
+    if ctx.json_or_title(p, {proc: {"memory": m, "cpus": c} for proc, (m, c) in limits.items()}):
         return
     for process, (memory, cpus) in sorted(limits.items()):
         ctx.out(f"{'(all)' if process == '*' else process:12} memory {memory or 'unlimited':10}"

@@ -16,11 +16,9 @@ MAX_KEY_BYTES = 16 * 1024
 @command("keys", Flag("--json"), admin_only=True)
 def keys_list(ctx: Context, p: Parsed) -> None:
     """List the registered SSH keys."""
-    as_json = p.flag("--json")
     keys = Keys(ctx.platform, ctx.key).all()
-    if as_json:
-        ctx.json([{"name": k.name, "fingerprint": k.fingerprint, "admin": k.is_admin,
-                   "deploy_app": k.deploy_app} for k in keys])
+    if ctx.json_or_title(p, [{"name": k.name, "fingerprint": k.fingerprint,
+                              "admin": k.is_admin, "deploy_app": k.deploy_app} for k in keys]):
         return
     for k in keys:
         role = "  (admin)" if k.is_admin else (f"  (deploy key of {k.deploy_app})"

@@ -29,7 +29,6 @@ def parse_version(value: str) -> int:
          deploy_key=True)
 def releases_list(ctx: Context, p: Parsed) -> None:
     """List an app's releases, newest first."""
-    as_json = p.flag("--json")
     limit = p.option("-n")
     count = 20 if limit is None else parse_count(limit, "-n", 1, MAX_LIST)
     app, releases = Releases(ctx.platform, ctx.key).list(p.the_app.name, count)
@@ -37,10 +36,8 @@ def releases_list(ctx: Context, p: Parsed) -> None:
         {"version": r.version, "description": r.description, "created_by": r.created_by,
          "created_at": fmt_time(r.created_at), "commit": r.commit[:7], "status": r.status,
          "current": r.version == app.current_version} for r in releases]
-    if as_json:
-        ctx.json(rows)
+    if ctx.json_or_title(p, rows, f"{app.name} Releases"):
         return
-    ctx.out(f"=== {app.name} Releases")
     for r in rows:
         mark = "current" if r["current"] else r["status"]
         ctx.out(f"v{r['version']:<5} {r['description'][:40]:40}  {r['created_by']:16}"

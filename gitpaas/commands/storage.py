@@ -15,14 +15,12 @@ MOUNT = Arg("NAME:CONTAINERDIR")
 @command("storage", Flag("--json"), app=APP)
 def storage_list(ctx: Context, p: Parsed) -> None:
     """List the app's storage (NAME or host directory -> container directory)."""
-    as_json = p.flag("--json")
     name = p.the_app.name
     mounts, pinned = Storage(ctx.platform, ctx.key).list(name)
-    if as_json:
-        ctx.json([{"host": m.host_path, "container": m.container_path, "volume": m.volume}
-                  for m in mounts])
+    rows = [{"host": m.host_path, "container": m.container_path, "volume": m.volume}
+            for m in mounts]
+    if ctx.json_or_title(p, rows, f"{name} Storage"):
         return
-    ctx.out(f"=== {name} Storage")
     for m in mounts:
         ctx.out(f"{m.host_path}:{m.container_path}")
     if pinned:

@@ -107,6 +107,16 @@ class Access:
                 change.record_now()
 
 
+class Service:
+    """A service acting for one key: ``access`` checks each app a method names, takes its
+    lock and records the change (``notify`` is told when the lock is busy)."""
+
+    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
+        self.platform = platform
+        self.key = key
+        self.access = Access(platform, key, notify)
+
+
 def require_owner(key: Key, app: App, what: str) -> None:
     """Only the app's owner or an admin may do ``what``."""
     if not (key.is_admin or app.owner == key.name):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import names
 from ..addresses import app_url, default_host, git_remote
@@ -19,13 +19,10 @@ from ..errors import Conflict, GitPaasError, InvalidInput, NotFound
 from ..git import repos
 from ..hooks import run_platform_hooks
 from ..runtime import ContainerInfo
-from ..store import App, Key, Release
+from ..store import App, Release
 from ..terminal import Terminal
-from .access import Access, Writer
+from .access import Service, Writer
 from .domains import check_free
-
-if TYPE_CHECKING:
-    from ..platform import Platform
 
 
 @dataclass(frozen=True)
@@ -37,13 +34,8 @@ class Sharing:
     deploy_keys: list[str]
 
 
-class Apps:
+class Apps(Service):
     """What a key does to its apps (beside deploys)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     # -- the apps -----------------------------------------------------------------------
 

@@ -7,24 +7,14 @@ under the app's lock and are recorded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..edge.certs import HostReport
 from ..edge.certstore import Bundle, HostState, covers, parse_bundle
 from ..errors import InvalidInput, NotFound
-from ..store import Key
-from .access import Access, Writer
-
-if TYPE_CHECKING:
-    from ..platform import Platform
+from .access import Service
 
 
-class Certs:
+class Certs(Service):
     """What a key reads and changes of its apps' certificates (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.access = Access(platform, key, notify)
 
     def report(self, name: str) -> list[HostReport]:
         """Each host's certificate: state, issuer, expiry, and why it failed."""

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from ..datastores import mask_secrets
 from ..errors import NotFound
-from ..store import App, Key
-from .access import Access, Writer
+from ..store import App
+from .access import Access, Service, Writer
 from .apps import reported_failure
 
 if TYPE_CHECKING:
@@ -24,13 +24,8 @@ def key_list(keys: list[str]) -> str:
     return ", ".join(keys)
 
 
-class Config:
+class Config(Service):
     """What a key reads and changes of its apps' config vars (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     def values(self, name: str, reveal: bool = True) -> dict[str, str]:
         """The app's config vars; unless ``reveal``, the secrets its datastores set masked

@@ -18,9 +18,9 @@ from ..datastores import mysql as mysql_store
 from ..datastores import postgres as postgres_store
 from ..datastores import redis as redis_store
 from ..errors import NotFound, UserError
-from ..store import App, Datastore, Key
+from ..store import App, Datastore
 from ..terminal import ByteReader
-from .access import Access, Writer
+from .access import Service, Writer
 from .config import apply_change
 
 if TYPE_CHECKING:
@@ -86,13 +86,8 @@ MISSING_ON_DESTROY = {"redis": "{app} has no Redis"}
 
 
 
-class Datastores:
+class Datastores(Service):
     """What a key does to its apps' datastores (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     def found(self, kind: Kind, app: App) -> Datastore:
         """The app's datastore of ``kind``, else "has no ..."."""

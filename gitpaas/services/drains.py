@@ -3,24 +3,15 @@ does the forwarding). Changes run under the app's lock and are recorded."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import drains
 from ..errors import NotFound
-from ..store import Key
-from .access import Access, Writer
-
-if TYPE_CHECKING:
-    from ..platform import Platform
+from .access import Service
 
 
-class Drains:
+class Drains(Service):
     """What a key does to its apps' log drains (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     def list(self, name: str) -> list[dict[str, Any]]:
         """The app's drains: ``{url, created_by, created_at}``, the URL as stored."""

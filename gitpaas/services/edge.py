@@ -7,17 +7,11 @@ applies without an nginx reload. Changes run under the app's lock and are record
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..edge.appsettings import publish
 from ..edge.config import parse_size
 from ..errors import InvalidInput
 from ..settings import Settings
-from ..store import Key
-from .access import Access, Writer
-
-if TYPE_CHECKING:
-    from ..platform import Platform
+from .access import Service
 
 TIMEOUTS = ("proxy-read-timeout", "proxy-send-timeout", "proxy-connect-timeout")
 KNOWN = ("client-max-body-size", *TIMEOUTS, "https-redirect")
@@ -54,12 +48,8 @@ def defaults(settings: Settings) -> dict[str, str]:
             "https-redirect": "true" if settings.router_https_redirect else "false"}
 
 
-class EdgeSettings:
+class EdgeSettings(Service):
     """What a key reads and sets of its apps' edge settings (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.access = Access(platform, key, notify)
 
     def show(self, name: str) -> tuple[dict[str, str], dict[str, str]]:
         """The app's own settings, and the defaults."""

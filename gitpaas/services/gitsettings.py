@@ -7,17 +7,12 @@ the next push or release.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from .. import names
 from ..build import buildpacks
 from ..errors import Forbidden, InvalidInput
 from ..settings import Settings
-from ..store import Key
-from .access import Access, Writer
-
-if TYPE_CHECKING:
-    from ..platform import Platform
+from .access import Service
 
 MEMORY_RE = re.compile(r"[1-9][0-9]{0,5}[kmg]")
 UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -56,13 +51,8 @@ def parse_cpus(value: str) -> float:
     return cpus
 
 
-class AppSettings:
+class AppSettings(Service):
     """What a key sets of its apps' builds and limits (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     def set_deploy_branch(self, name: str, pattern: str) -> str:
         """Pushes to branches matching ``pattern`` (a glob) deploy; the checked pattern."""

@@ -7,24 +7,15 @@ and removes deploy keys of it. Each change is recorded in the audit trail.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .. import names, sshkeys
 from ..errors import Forbidden, InvalidInput
 from ..store import Key
-from .access import Access
-
-if TYPE_CHECKING:
-    from ..platform import Platform
+from .access import Service
 
 
-class Keys:
+class Keys(Service):
     """What ``key`` does to the registered keys."""
-
-    def __init__(self, platform: Platform, key: Key) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key)
 
     def all(self) -> list[Key]:
         """Every registered key (the registry lets admins only in)."""

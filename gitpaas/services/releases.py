@@ -8,15 +8,10 @@ Each runs under the app's lock and is recorded (before the roll-out, which may f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..store import App, Key, Release
-from .access import Access, Writer
+from ..store import App, Release
+from .access import Service, Writer
 from .apps import reported_failure
-
-if TYPE_CHECKING:
-    from ..platform import Platform
 
 
 def formation_text(formation: dict[str, int]) -> str:
@@ -45,13 +40,8 @@ def previous_release(releases: list[Release], current: int) -> Release | None:
     return None
 
 
-class Releases:
+class Releases(Service):
     """What a key reads of its apps' releases and rolls out without a push."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     def list(self, name: str, count: int) -> tuple[App, list[Release]]:
         """The app and its ``count`` newest releases, newest first."""

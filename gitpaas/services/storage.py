@@ -23,17 +23,13 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import names
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..settings import Settings
 from ..store import Key
-from .access import Access, Writer
+from .access import Service
 from .hosts import storage_node
-
-if TYPE_CHECKING:
-    from ..platform import Platform
 
 COMPONENT_RE = re.compile(r"[A-Za-z0-9._@+-]{1,255}")
 FORBIDDEN_TARGETS = ("/proc", "/sys", "/dev")
@@ -102,13 +98,8 @@ class Mounted:
     volume: str | None
 
 
-class Storage:
+class Storage(Service):
     """What a key does to its apps' storage (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     def list(self, name: str) -> tuple[list[Mounted], str | None]:
         """The app's mounts, and the node its storage is pinned to (``runtime: swarm``)."""
