@@ -23,10 +23,10 @@ class Certs(Service):
     def add(self, name: str, cert_data: bytes, key_data: bytes) -> tuple[list[str], Bundle]:
         """Install the chain and key (checked: ``parse_bundle``) for each of the app's hosts
         it covers: those hosts, and the bundle."""
-        bundle = parse_bundle(cert_data, key_data)
         certs = self.platform.certs
         with self.access.change(name, "certs:add") as change:
             app = change.app
+            bundle = parse_bundle(cert_data, key_data)
             hosts = [h for h in certs.hosts(app.name)
                      if any(covers(n, h) for n in bundle.info.names)]
             if not hosts:

@@ -21,8 +21,8 @@ class Drains(Service):
     def add(self, name: str, url: str) -> None:
         """Forward the app's lines and events to ``url`` (checked: ``drains.parse_url``;
         a private address is for admins only)."""
-        drains.parse_url(url, self.key.is_admin)
         with self.access.change(name, "drains:add") as change:
+            drains.parse_url(url, self.key.is_admin)
             self.platform.store.add_drain(change.app.name, url, self.key.is_admin,
                                           self.key.name)
             change.detail = drains.public_url(url)

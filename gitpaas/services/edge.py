@@ -58,16 +58,17 @@ class EdgeSettings(Service):
 
     def set(self, name: str, pairs: list[tuple[str, str]]) -> None:
         """Set each ``(KEY, VALUE)`` at once (an empty VALUE resets KEY to the default)."""
-        values: dict[str, str] = {}
-        unset: list[str] = []
-        for key, value in pairs:
-            if key not in KNOWN:
-                raise InvalidInput(f"unknown edge setting {key!r} (known: {', '.join(KNOWN)})")
-            if value == "":
-                unset.append(key)
-            else:
-                values[key] = checked(self.platform.settings, key, value)
         with self.access.change(name, "edge:set") as change:
+            values: dict[str, str] = {}
+            unset: list[str] = []
+            for key, value in pairs:
+                if key not in KNOWN:
+                    raise InvalidInput(f"unknown edge setting {key!r} (known:"
+                                       f" {', '.join(KNOWN)})")
+                if value == "":
+                    unset.append(key)
+                else:
+                    values[key] = checked(self.platform.settings, key, value)
             self.platform.store.set_edge_settings(change.app.name, values, unset)
             publish(self.platform, change.app.name)
             change.detail = (" ".join(f"{k}={v}" for k, v in values.items())

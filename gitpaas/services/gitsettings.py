@@ -56,18 +56,18 @@ class AppSettings(Service):
 
     def set_deploy_branch(self, name: str, pattern: str) -> str:
         """Pushes to branches matching ``pattern`` (a glob) deploy; the checked pattern."""
-        pattern = names.branch_pattern(pattern)
         with self.access.change(name, "git:set") as change:
+            pattern = names.branch_pattern(pattern)
             self.platform.store.update_app(change.app.name, deploy_branch=pattern)
             change.detail = f"deploy-branch={pattern}"
         return pattern
 
     def set_buildpack(self, name: str, buildpack: str | None) -> None:
         """Force ``buildpack`` from the next push; None: detect it at each push."""
-        if buildpack is not None and buildpack not in buildpacks.KNOWN:
-            raise InvalidInput(f"unknown buildpack {buildpack!r}: one of"
-                               f" {', '.join(buildpacks.KNOWN)}")
         with self.access.change(name, "buildpacks:set") as change:
+            if buildpack is not None and buildpack not in buildpacks.KNOWN:
+                raise InvalidInput(f"unknown buildpack {buildpack!r}: one of"
+                                   f" {', '.join(buildpacks.KNOWN)}")
             self.platform.store.update_app(change.app.name, buildpack=buildpack)
             change.detail = buildpack or "--unset"
 
@@ -82,13 +82,13 @@ class AppSettings(Service):
                       cpus: str | None) -> tuple[str, float]:
         """Limit the memory and/or CPUs of ``process`` (``*``: all) from the next release;
         the new (memory, cpus). Non-admins stay at or below the admin's ceilings."""
-        if process != "*":
-            names.process_type(process)
-        if memory is None and cpus is None:
-            raise InvalidInput("give --memory and/or --cpus")
         settings = self.platform.settings
         with self.access.change(name, "resources:set") as change:
             app = change.app
+            if process != "*":
+                names.process_type(process)
+            if memory is None and cpus is None:
+                raise InvalidInput("give --memory and/or --cpus")
             current_mem, current_cpus = self.platform.store.resources(app.name).get(
                 process, (settings.default_memory, settings.default_cpus))
             if memory is not None and memory != "0" \

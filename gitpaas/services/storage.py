@@ -113,10 +113,10 @@ class Storage(Service):
 
     def mount(self, name: str, spec: str) -> tuple[str, str]:
         """Mount ``SOURCE:CONTAINERDIR`` from the next release: (source, container dir)."""
-        source, target, volume = parse_mount(self.platform.settings, self.key, spec)
         store = self.platform.store
         with self.access.change(name, "storage:mount") as change:
             app = change.app
+            source, target, volume = parse_mount(self.platform.settings, self.key, spec)
             for m in store.mounts(app.name):
                 if _nested(m.container_path, target):
                     raise Conflict(f"{target} overlaps {m.container_path}, mounted already:"
@@ -134,10 +134,10 @@ class Storage(Service):
 
     def unmount(self, name: str, spec: str) -> tuple[str, str]:
         """Stop mounting ``SOURCE:CONTAINERDIR`` (its files are kept): (source, dir)."""
-        source, target = _split(spec)
         store = self.platform.store
         with self.access.change(name, "storage:unmount") as change:
             app = change.app
+            source, target = _split(spec)
             # Matched as listed by ``storage`` (a name, or a host path an admin bound),
             # nothing resolved: unmounting takes nothing from the host.
             found = [m for m in store.mounts(app.name) if m.container_path == target
