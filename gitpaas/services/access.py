@@ -121,3 +121,17 @@ def require_owner(key: Key, app: App, what: str) -> None:
     """Only the app's owner or an admin may do ``what``."""
     if not (key.is_admin or app.owner == key.name):
         raise Forbidden(f"only the owner of {app.name} or an admin may {what}")
+
+
+class reported_failure:  # noqa: N801 - used as a statement: ``with reported_failure(out):``
+    """Print ``failed`` after a started ``Doing x... `` line when the block raises."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.write("failed\n")

@@ -21,7 +21,7 @@ from ..hooks import run_platform_hooks
 from ..runtime import ContainerInfo
 from ..store import App, Release
 from ..terminal import Terminal
-from .access import Service, Writer
+from .access import Service, Writer, reported_failure
 from .domains import check_free
 
 
@@ -251,17 +251,3 @@ def audit_text(argv: list[str], limit: int = 200) -> str:
     """The command as the audit trail keeps it (never config values: only what was typed)."""
     text = shlex.join(argv)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class reported_failure:  # noqa: N801 - used as a statement: ``with reported_failure(out):``
-    """Print ``failed`` after a started ``Doing x... `` line when the block raises."""
-
-    def __init__(self, write: Callable[[str], None]) -> None:
-        self.write = write
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None:
-            self.write("failed\n")

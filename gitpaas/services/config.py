@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 from ..datastores import mask_secrets
 from ..errors import NotFound
 from ..store import App
-from .access import Access, Service, Writer
-from .apps import reported_failure
+from .access import Access, Service, Writer, reported_failure
 
 if TYPE_CHECKING:
     from ..platform import Platform

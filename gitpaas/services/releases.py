@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..store import App, Release
-from .access import Service, Writer
-from .apps import reported_failure
+from .access import Service, Writer, reported_failure
 
 
 def formation_text(formation: dict[str, int]) -> str:
