@@ -20,9 +20,8 @@ def fmt_time(ts: float | None) -> str:
 def apps_list(ctx: Context, p: Parsed) -> None:
     """List the apps you can reach."""
     apps = Apps(ctx.platform, ctx.key).reachable()
-    if p.flag("--json"):
-        ctx.json([{"name": a.name, "owner": a.owner, "release": a.current_version,
-                   "deploy_branch": a.deploy_branch} for a in apps])
+    if ctx.json_or_title(p, [{"name": a.name, "owner": a.owner, "release": a.current_version,
+                              "deploy_branch": a.deploy_branch} for a in apps]):
         return
     if not apps:
         ctx.out("You have no apps. Push one:"
@@ -47,10 +46,8 @@ def apps_info(ctx: Context, p: Parsed) -> None:
     """Show an app's owner, release, hosts and processes."""
     info = Apps(ctx.platform, ctx.key).info(p.the_app.name)
     info["created_at"] = fmt_time(info["created_at"])
-    if p.flag("--json"):
-        ctx.json(info)
+    if ctx.json_or_title(p, info, info["name"]):
         return
-    ctx.out(f"=== {info['name']}")
     for k, v in info.items():
         if isinstance(v, dict):
             v = " ".join(f"{p}={n}" for p, n in v.items())

@@ -15,35 +15,25 @@ MAX_EVENTS = 10_000
 @command("routes", Flag("--json"), app=APP_OR_ALL)
 def routes(ctx: Context, p: Parsed) -> None:
     """Show the Hipache frontends in Redis (identifier, then backends)."""
-    as_json = p.flag("--json")
     platform = ctx.platform
     table = Apps(platform, ctx.key).routes(p.app.name if p.app else None)
     table = {h: v for h, v in sorted(table.items()) if v}
-    if as_json:
-        ctx.json({f"{platform.settings.routes_prefix}frontend:{h}": v for h, v in table.items()})
+    prefix = platform.settings.routes_prefix
+    if ctx.json_or_title(p, {f"{prefix}frontend:{h}": v for h, v in table.items()}):
         return
     for host, frontend in table.items():
-        ctx.out(f"{platform.settings.routes_prefix}frontend:{host}  {' '.join(frontend)}")
+        ctx.out(f"{prefix}frontend:{host}  {' '.join(frontend)}")
 
 
 @command("events", Option("-n", "N", aliases=("--num",)), Flag("--json"), app=APP_OR_ALL)
 def events(ctx: Context, p: Parsed) -> None:
     """Show the audit trail: who did what, when (newest first)."""
-    as_json = p.flag("--json")
     limit = p.option("-n")
     limit_n = 50 if limit is None else parse_count(limit, "-n", 1, MAX_EVENTS)
-    store = ctx.platform.store
-    if p.app is not None:
-        rows = store.events(p.app.name, limit_n)
-    elif ctx.key.is_admin:
-        rows = store.events(None, limit_n)
-    else:
-        rows = store.events(None, limit_n,
-                            apps=[a.name for a in Access(ctx.platform, ctx.key).reachable()])
+    rows = Access(ctx.platform, ctx.key).events(p.app.name if p.app else None, limit_n)
     items = [{"time": fmt_time(r[0]), "actor": r[1], "action": r[2], "app": r[3],
               "detail": r[4]} for r in rows]
-    if as_json:
-        ctx.json(items)
+    if ctx.json_or_title(p, items):
         return
     for e in items:
         ctx.out(f"{e['time']}  {e['actor']:16}  {e['action']:16}  {e['app'] or '-':20}"

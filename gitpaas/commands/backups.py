@@ -12,10 +12,8 @@ def backups_list(ctx: Context, p: Parsed) -> None:
     """List this install's backup snapshots (oldest first)."""
     from ..backups import list_backups
 
-    as_json = p.flag("--json")
     snaps = list_backups(ctx.platform.settings)
-    if as_json:
-        ctx.json(snaps)
+    if ctx.json_or_title(p, snaps):
         return
     if not snaps:
         ctx.out("No backups yet: gitpaas backups:create")

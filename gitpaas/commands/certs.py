@@ -1,13 +1,14 @@
-"""certs, certs:add, certs:remove: the TLS certificates of an app's hosts (see docs/https.md)."""
+"""certs, certs:add, certs:remove: the TLS certificates of an app's hosts (see docs/https.md;
+the doing: ``services.certs``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .. import names
-from ..edge.certstore import MAX_PEM_BYTES, HostState, covers, format_time, parse_bundle
-from ..errors import InvalidInput, NotFound
-from ..services.access import Access
+from ..edge.certstore import MAX_PEM_BYTES, format_time
+from ..errors import InvalidInput
+from ..services.certs import Certs
 from .registry import Context, command
 from .spec import APP, Arg, Flag, Parsed
 
@@ -15,13 +16,10 @@ from .spec import APP, Arg, Flag, Parsed
 @command("certs", Flag("--json"), app=APP)
 def certs_list(ctx: Context, p: Parsed) -> None:
     """Show each host's certificate: state, issuer, expiry, and why it failed."""
-    as_json = p.flag("--json")
     app = p.the_app
-    reports = ctx.platform.certs.report(app.name)
-    if as_json:
-        ctx.json([r.as_json() for r in reports])
+    reports = Certs(ctx.platform, ctx.key).report(app.name)
+    if ctx.json_or_title(p, [r.as_json() for r in reports], f"{app.name} Certificates"):
         return
-    ctx.out(f"=== {app.name} Certificates")
     width = max(len(r.host) for r in reports)
     for r in reports:
         expires = format_time(r.expires) if r.expires else "-"
@@ -58,19 +56,7 @@ def certs_add(ctx: Context, p: Parsed) -> None:
         cert_data = key_data = _read(ctx, "-")
     else:
         cert_data, key_data = _read(ctx, crt), _read(ctx, key)
-    bundle = parse_bundle(cert_data, key_data)
-    platform = ctx.platform
-    with Access(platform, ctx.key, ctx.err).change(app.name, "certs:add") as change:
-        hosts = [h for h in platform.certs.hosts(app.name)
-                 if any(covers(n, h) for n in bundle.info.names)]
-        if not hosts:
-            raise InvalidInput(
-                f"the certificate ({', '.join(bundle.info.names[:5]) or 'no names'}) covers"
-                f" none of {app.name}'s hosts: {', '.join(platform.certs.hosts(app.name))}")
-        for host in hosts:
-            platform.certs.store.install(host, bundle.chain_pem, bundle.key_pem,
-                                         HostState(app=app.name, source="own", status="valid"))
-        change.detail = " ".join(hosts)
+    hosts, bundle = Certs(ctx.platform, ctx.key, ctx.err).add(app.name, cert_data, key_data)
     ctx.out(f"Installed the certificate for {', '.join(hosts)}"
             f" (valid until {format_time(bundle.info.not_after)})")
 
@@ -80,12 +66,5 @@ def certs_remove(ctx: Context, p: Parsed) -> None:
     """Remove a host's certificate (automatic HTTPS, when on, gets a new one)."""
     app = p.the_app
     host = names.hostname(p.required("HOST"))
-    platform = ctx.platform
-    with Access(platform, ctx.key, ctx.err).change(app.name, "certs:remove") as change:
-        if host not in platform.certs.hosts(app.name):
-            raise NotFound(f"{app.name} has no host {host}")
-        if not platform.certs.store.remove(host):
-            raise NotFound(f"{host} has no certificate")
-        change.detail = host
-    platform.certs.request(app.name)
+    Certs(ctx.platform, ctx.key, ctx.err).remove(app.name, host)
     ctx.out(f"Removed the certificate of {host}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..cron import release_jobs
+from ..services.apps import Apps
 from .apps import fmt_time
 from .registry import Context, command
 from .spec import APP, Flag, Parsed
@@ -14,16 +14,10 @@ from .spec import APP, Flag, Parsed
 @command("cron", Flag("--json"), app=APP)
 def cron_list(ctx: Context, p: Parsed) -> None:
     """List the app's cron jobs: schedule, command, next and last run, status, duration."""
-    as_json = p.flag("--json")
     app = p.the_app
-    store = ctx.platform.store
-    release = store.current_release(app.name)
-    jobs = release_jobs(release.extra) if release else []
-    states = store.cron_states(app.name)
     now = time.time()
     rows: list[dict[str, Any]] = []
-    for job in jobs:
-        state = states.get(job.id, {})
+    for job, state in Apps(ctx.platform, ctx.key).cron(app.name):
         rows.append({
             "id": job.id, "schedule": job.schedule, "command": job.command,
             "next_run": fmt_time(job.next_after(max(now, state.get("last_slot") or now))),
@@ -31,10 +25,8 @@ def cron_list(ctx: Context, p: Parsed) -> None:
             "status": state.get("last_status"),
             "duration": round(state["last_duration"], 1)
             if state.get("last_duration") is not None else None})
-    if as_json:
-        ctx.json(rows)
+    if ctx.json_or_title(p, rows, f"{app.name} Cron"):
         return
-    ctx.out(f"=== {app.name} Cron")
     if not rows:
         ctx.out('no cron jobs (app.json: {"cron": [{"command": "...", "schedule": "@daily"}]})')
     for r in rows:

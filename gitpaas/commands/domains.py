@@ -13,10 +13,8 @@ def domains_list(ctx: Context, p: Parsed) -> None:
     """List the host names an app answers at."""
     name = p.the_app.name
     default, extra = Apps(ctx.platform, ctx.key).domains(name)
-    if p.flag("--json"):
-        ctx.json({"default": default, "domains": extra})
+    if ctx.json_or_title(p, {"default": default, "domains": extra}, f"{name} Domains"):
         return
-    ctx.out(f"=== {name} Domains")
     ctx.out(f"{default}  (default)")
     for host in extra:
         ctx.out(host)

@@ -1,9 +1,10 @@
-"""drains, drains:add, drains:remove: forward an app's logs and events elsewhere."""
+"""drains, drains:add, drains:remove: forward an app's logs and events elsewhere (the
+doing: ``services.drains``)."""
 
 from __future__ import annotations
 
 from .. import drains as drains_mod
-from ..errors import NotFound
+from ..services.drains import Drains
 from .apps import fmt_time
 from .registry import Context, command
 from .spec import APP, Arg, Flag, Parsed
@@ -12,15 +13,12 @@ from .spec import APP, Arg, Flag, Parsed
 @command("drains", Flag("--json"), app=APP)
 def drains_list(ctx: Context, p: Parsed) -> None:
     """List the app's log drains (URLs without users, passwords or query strings)."""
-    as_json = p.flag("--json")
     app = p.the_app
     rows = [{"url": drains_mod.public_url(d["url"]), "added_by": d["created_by"],
              "added_at": fmt_time(d["created_at"])}
-            for d in ctx.platform.store.drains(app.name)]
-    if as_json:
-        ctx.json(rows)
+            for d in Drains(ctx.platform, ctx.key).list(app.name)]
+    if ctx.json_or_title(p, rows, f"{app.name} Drains"):
         return
-    ctx.out(f"=== {app.name} Drains")
     if not rows:
         ctx.out("no drains (drains:add APP syslog+tls://HOST:PORT)")
     for r in rows:
@@ -31,10 +29,7 @@ def drains_list(ctx: Context, p: Parsed) -> None:
 def drains_add(ctx: Context, p: Parsed) -> None:
     """Forward the app's log lines and events to a syslog+tcp, syslog+tls or https URL."""
     app, url = p.the_app, p.required("URL")
-    drains_mod.parse_url(url, ctx.key.is_admin)
-    ctx.platform.store.add_drain(app.name, url, ctx.key.is_admin, ctx.key.name)
-    ctx.platform.store.record_event(ctx.key.name, "drains:add", app.name,
-                                    drains_mod.public_url(url))
+    Drains(ctx.platform, ctx.key, ctx.err).add(app.name, url)
     ctx.out(f"Draining {app.name} to {drains_mod.public_url(url)}... done")
 
 
@@ -42,8 +37,5 @@ def drains_add(ctx: Context, p: Parsed) -> None:
 def drains_remove(ctx: Context, p: Parsed) -> None:
     """Stop forwarding the app's logs to URL."""
     app, url = p.the_app, p.required("URL")
-    if not ctx.platform.store.remove_drain(app.name, url):
-        raise NotFound(f"{app.name} has no drain {drains_mod.public_url(url)}")
-    ctx.platform.store.record_event(ctx.key.name, "drains:remove", app.name,
-                                    drains_mod.public_url(url))
+    Drains(ctx.platform, ctx.key, ctx.err).remove(app.name, url)
     ctx.out(f"Removing the drain {drains_mod.public_url(url)} of {app.name}... done")

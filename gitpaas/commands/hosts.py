@@ -12,8 +12,7 @@ from .spec import Arg, Flag, Parsed
 def hosts(ctx: Context, p: Parsed) -> None:
     """List the swarm's nodes: role, state, availability, address and what runs there."""
     rows = Hosts(ctx.platform, ctx.key).list()
-    if p.flag("--json"):
-        ctx.json(rows)
+    if ctx.json_or_title(p, rows):
         return
     for r in rows:
         runs = ", ".join(f"{k}={v}" for k, v in sorted(r["runs"].items())) or "-"

@@ -66,6 +66,16 @@ class Context:
     def json(self, value: Any) -> None:
         self.out(json.dumps(value, indent=2, sort_keys=True, default=str))
 
+    def json_or_title(self, p: Parsed, value: Any, title: str | None = None) -> bool:
+        """With ``--json``: ``value`` as JSON, and True (nothing more to print); else the
+        ``=== title`` line (when given), and False."""
+        if p.flag("--json"):
+            self.json(value)
+            return True
+        if title is not None:
+            self.out(f"=== {title}")
+        return False
+
     def require_admin(self) -> None:
         if not self.key.is_admin:
             raise Forbidden("only admins may do that")

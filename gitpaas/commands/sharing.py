@@ -12,11 +12,9 @@ def sharing_list(ctx: Context, p: Parsed) -> None:
     """List the keys an app is shared with (owner or admin only)."""
     name = p.the_app.name
     access = Apps(ctx.platform, ctx.key).sharing(name)
-    if p.flag("--json"):
-        ctx.json({"owner": access.owner, "shared_with": access.shared_with,
-                  "deploy_keys": access.deploy_keys})
+    if ctx.json_or_title(p, {"owner": access.owner, "shared_with": access.shared_with,
+                             "deploy_keys": access.deploy_keys}, f"{name} Access"):
         return
-    ctx.out(f"=== {name} Access")
     ctx.out(f"{access.owner}  (owner)")
     for key in access.shared_with:
         ctx.out(key)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import names
 from ..errors import InvalidInput, UserError
+from ..services.access import Access
 from ..store import App, Key
 
 if TYPE_CHECKING:
@@ -323,44 +323,29 @@ def resolve_app(spec: Spec, platform: Platform, key: Key, positionals: list[str]
     positional that is not an app the key may use is "not found", like a missing app.
     """
     if explicit is not None:
-        return platform.app_for(key, explicit)
+        return Access(platform, key).app(explicit)
     if positionals and not spec.looks_like_first_arg(positionals):
         first = positionals[0]
-        app = usable_app(platform, key, first)
+        app = Access(platform, key).usable(first)
         if app is not None:
             positionals.pop(0)
             return app
         if spec.must_be_app(positionals):
-            return platform.app_for(key, first)  # "not found": the same either way
+            return Access(platform, key).app(first)  # "not found": the same either way
     if spec.app == APP_OR_ALL and not positionals:
         return None
     return only_app(platform, key)
 
 
-def reachable_apps(platform: Platform, key: Key) -> list[App]:
-    """The apps ``key`` may see and act on."""
-    store = platform.store
-    return [a for a in store.list_apps() if store.can_access(key, a)]
-
-
 def only_app(platform: Platform, key: Key) -> App:
     """The key's one app, else a one-line error listing only the apps it may use."""
-    apps = reachable_apps(platform, key)
+    apps = Access(platform, key).reachable()
     if len(apps) == 1:
         return apps[0]
     if not apps:
         raise UserError("you have no apps yet: push one, or name it with --app APP")
     listed = ", ".join(a.name for a in apps[:10]) + (", ..." if len(apps) > 10 else "")
     raise UserError(f"which app? name it with --app APP (one of: {listed})")
-
-
-def usable_app(platform: Platform, key: Key, name: str) -> App | None:
-    """The app ``name`` if it exists and the key may use it; else None (nothing learnt)."""
-    if not names.APP_RE.fullmatch(name):
-        return None
-    store = platform.store
-    app = store.find_app(name)
-    return app if app is not None and store.can_access(key, app) else None
 
 
 Handler = Callable[..., int | None]

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .. import names
 from ..errors import Forbidden, InvalidInput
 from ..store import App, Key
 
@@ -69,6 +70,25 @@ class Access:
         store = self.platform.store
         return [a for a in store.list_apps() if store.can_access(self.key, a)]
 
+    def usable(self, name: str) -> App | None:
+        """The app ``name`` if it exists and the key may use it; else None (nothing
+        learnt: a stranger's app and a missing one look the same)."""
+        if not names.APP_RE.fullmatch(name):
+            return None
+        store = self.platform.store
+        app = store.find_app(name)
+        return app if app is not None and store.can_access(self.key, app) else None
+
+    def events(self, name: str | None, limit: int) -> list[tuple[Any, ...]]:
+        """The audit trail, newest first: ``(time, actor, action, app, detail)`` of the
+        app ``name``, else of every app the key reaches (an admin: everything)."""
+        store = self.platform.store
+        if name is not None:
+            return store.events(self.app(name).name, limit)
+        if self.key.is_admin:
+            return store.events(None, limit)
+        return store.events(None, limit, apps=[a.name for a in self.reachable()])
+
     def record(self, action: str, app: str | None, detail: str = "") -> None:
         """The audit trail: this key did ``action`` to ``app``."""
         self.platform.store.record_event(self.key.name, action, app, detail)
@@ -87,7 +107,31 @@ class Access:
                 change.record_now()
 
 
+class Service:
+    """A service acting for one key: ``access`` checks each app a method names, takes its
+    lock and records the change (``notify`` is told when the lock is busy)."""
+
+    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
+        self.platform = platform
+        self.key = key
+        self.access = Access(platform, key, notify)
+
+
 def require_owner(key: Key, app: App, what: str) -> None:
     """Only the app's owner or an admin may do ``what``."""
     if not (key.is_admin or app.owner == key.name):
         raise Forbidden(f"only the owner of {app.name} or an admin may {what}")
+
+
+class reported_failure:  # noqa: N801 - used as a statement: ``with reported_failure(out):``
+    """Print ``failed`` after a started ``Doing x... `` line when the block raises."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.write("failed\n")

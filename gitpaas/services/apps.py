@@ -10,21 +10,19 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import names
 from ..addresses import app_url, default_host, git_remote
+from ..cron import CronJob, release_jobs
 from ..errors import Conflict, GitPaasError, InvalidInput, NotFound
 from ..git import repos
 from ..hooks import run_platform_hooks
 from ..runtime import ContainerInfo
-from ..store import App, Key, Release
+from ..store import App, Release
 from ..terminal import Terminal
-from .access import Access, Writer
+from .access import Service, Writer, reported_failure
 from .domains import check_free
-
-if TYPE_CHECKING:
-    from ..platform import Platform
 
 
 @dataclass(frozen=True)
@@ -36,13 +34,8 @@ class Sharing:
     deploy_keys: list[str]
 
 
-class Apps:
+class Apps(Service):
     """What a key does to its apps (beside deploys)."""
-
-    def __init__(self, platform: Platform, key: Key, notify: Writer | None = None) -> None:
-        self.platform = platform
-        self.key = key
-        self.access = Access(platform, key, notify)
 
     # -- the apps -----------------------------------------------------------------------
 
@@ -182,6 +175,16 @@ class Apps:
         return platform.routes.get_many([h for a in self.access.reachable()
                                          for h in platform.hosts(a.name)])
 
+    def cron(self, name: str) -> list[tuple[CronJob, dict[str, Any]]]:
+        """The current release's cron jobs (app.json ``cron``), each with its last run
+        (``{last_slot, last_started, last_status, last_duration}``, or empty)."""
+        app = self.access.app(name)
+        store = self.platform.store
+        release = store.current_release(app.name)
+        states = store.cron_states(app.name)
+        return [(job, states.get(job.id, {}))
+                for job in (release_jobs(release.extra) if release else [])]
+
     # -- domains ------------------------------------------------------------------------
 
     def domains(self, name: str) -> tuple[str, list[str]]:
@@ -248,17 +251,3 @@ def audit_text(argv: list[str], limit: int = 200) -> str:
     """The command as the audit trail keeps it (never config values: only what was typed)."""
     text = shlex.join(argv)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class reported_failure:  # noqa: N801 - used as a statement: ``with reported_failure(out):``
-    """Print ``failed`` after a started ``Doing x... `` line when the block raises."""
-
-    def __init__(self, write: Callable[[str], None]) -> None:
-        self.write = write
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None:
-            self.write("failed\n")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..runtime.swarm import Nodes, SwarmRuntime
-from ..store import Key
+from .access import Service
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -27,13 +27,9 @@ class Joining:
     join: str
 
 
-class Hosts:
+class Hosts(Service):
     """The swarm's nodes as an admin ``key`` sees and changes them (the command registry
     lets admins only in; each change is recorded in the audit trail)."""
-
-    def __init__(self, platform: Platform, key: Key) -> None:
-        self.platform = platform
-        self.key = key
 
     def nodes(self) -> Nodes:
         """The swarm's ``Nodes``, or a clear error on one host."""
@@ -63,7 +59,7 @@ class Hosts:
         started(node["hostname"])
         self._unroute(node["address"])
         nodes.set_availability(name, "drain")
-        self.platform.store.record_event(self.key.name, "hosts:drain", None, node["hostname"])
+        self.access.record("hosts:drain", None, node["hostname"])
         deadline = time.monotonic() + DRAIN_WAIT
         while time.monotonic() < deadline:
             if not nodes.find(name)["runs"]:
@@ -74,8 +70,7 @@ class Hosts:
     def activate(self, name: str) -> str:
         """Let ``name`` run replicas again; its hostname."""
         node = self.nodes().set_availability(name, "active")
-        self.platform.store.record_event(self.key.name, "hosts:activate", None,
-                                         node["hostname"])
+        self.access.record("hosts:activate", None, node["hostname"])
         return str(node["hostname"])
 
     def _unroute(self, address: str) -> None:

@@ -10,17 +10,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING
 
 from ..applogs import LogLine, epoch_seconds, matches, merge, parse_docker
 from ..errors import GitPaasError
 from ..runtime import ContainerInfo, DockerRuntime
 from ..runtime.docker import Follow
-from ..store import Key
-from .access import Access
-
-if TYPE_CHECKING:
-    from ..platform import Platform
+from .access import Service
 
 CLOSED_CHECK_SECONDS = 0.5  # how often a follower's reader and writer notice a close
 QUEUE_LINES = 10_000  # lines read from Docker, not yet taken by the reader
@@ -38,12 +33,8 @@ def live_lines(runtime: DockerRuntime, containers: list[ContainerInfo], process:
             for c in containers if matches(source(c), process)}
 
 
-class Logs:
+class Logs(Service):
     """What a key reads of its apps' logs (access checked first)."""
-
-    def __init__(self, platform: Platform, key: Key) -> None:
-        self.platform = platform
-        self.access = Access(platform, key)
 
     def recent(self, name: str, process: str | None, limit: int
                ) -> tuple[list[LogLine], dict[str, str]]:

@@ -103,10 +103,3 @@ class Load(threading.Thread):
         return self
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from tests.e2e.swarmkit_e2e import Load, node_of, swarm_app, swarm_serving, wait_for, web_tasks
-from tests.harness import make_repo
+from tests.e2e.swarmkit_e2e import Load, node_of, swarm_app, swarm_serving, web_tasks
+from tests.harness import make_repo, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from tests.e2e.swarmkit_e2e import Load, node_of, swarm_app, swarm_serving, wait_for, web_tasks
-from tests.harness import make_repo
+from tests.e2e.swarmkit_e2e import Load, node_of, swarm_app, swarm_serving, web_tasks
+from tests.harness import make_repo, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -43,7 +43,7 @@ def test_stopping_a_node_keeps_serving_and_swarm_reschedules(srv, busybox_image,
         docker_client.api.stop(lost.container_id, timeout=1)
         # Swarm sees the node down and starts its replica on node1 or node3 ...
         assert wait_for(lambda: len(web_tasks(srv, "ha")) == 3 and "node2" not in {
-            node_of(srv, t) for t in web_tasks(srv, "ha")}, 120, 1.0)
+            node_of(srv, t) for t in web_tasks(srv, "ha")}, 120, interval=1.0)
         # ... and the routes follow: three backends, none on the lost node.
         assert wait_for(lambda: len(backends(srv, "ha")) == 3 and all(
             f"//{lost.ip}:" not in b for b in backends(srv, "ha")), 30)

@@ -87,6 +87,12 @@ def test_shipped_webhook_hook_runs_only_with_a_url():
     assert SHIPPED in hook_dirs("http://127.0.0.1:9/", "")
 
 
+def test_the_operator_s_hooks_run_without_a_webhook_url(tmp_path):
+    """Issue 13: hooks of ``hooks_dir`` run whether or not ``webhook_url`` is set."""
+    assert hook_dirs("", str(tmp_path)) == [tmp_path]
+    assert hook_dirs("http://127.0.0.1:9/", str(tmp_path)) == [SHIPPED, tmp_path]
+
+
 class FakeRoutes:
     def __init__(self, table: dict[str, list[str]]) -> None:
         self.table = table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gitpaas import health
 from gitpaas.health import POLL, WebCheck, default_poll, wait_healthy
 from gitpaas.runtime import ContainerInfo
@@ -42,3 +44,14 @@ def test_a_server_up_after_three_refusals_is_seen_after_35_ms_not_300(monkeypatc
 def test_declared_checks_keep_their_own_wait(monkeypatch):
     sleeps = run_check(monkeypatch, WebCheck(attempts=5, wait=2.0), 2)
     assert sleeps == [2.0, 2.0]
+
+
+@pytest.mark.parametrize(("status", "declared", "default"), [
+    (200, True, True), (301, True, True), (399, True, True), (404, False, True),
+    (499, False, True), (500, False, False), (199, False, True)])
+def test_a_declared_check_needs_200_to_399_the_default_below_500(status, declared,
+                                                                  default):
+    """Issue 13: an app.json or CHECKS check that answers 404 must not go live (Dokku's
+    ``curl --fail``, Kubernetes' httpGet); the default ``GET /`` keeps "below 500"."""
+    assert WebCheck("/health", attempts=3).status_ok(status) is declared
+    assert WebCheck().status_ok(status) is default
