@@ -11,19 +11,22 @@ The node containers are not ``--privileged``: on hosts whose capability bounding
 ``CAP_SYS_RESOURCE`` (this CI's), ``--privileged`` cannot start at all. They get every
 capability the host has, no seccomp or AppArmor profile, writable ``/proc`` and ``/sys``
 and a private cgroup namespace (the node's entry script mounts the cgroup hierarchies
-again, read-write).
+again, read-write). Each node's dockerd reads the ``/etc/docker/daemon.json`` that
+``hosts:add`` prints (``NODE_DAEMON_CONFIG``: no-new-privileges).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitpaas.runtime.swarm import NODE_DAEMON_CONFIG
 from tests.conftest import unique
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -110,10 +113,14 @@ def _start_node(docker_client, image: str, prefix: str, network: str, index: int
     created = api.create_container(image, name=name, hostname=f"node{index}",
                                    host_config=host_config,
                                    labels={"gitpaas-test.swarm": prefix})
+    node = Node(name=name, hostname=f"node{index}", ip="", container_id=created["Id"])
+    # the daemon.json ``hosts:add`` tells an operator to write (no-new-privileges)
+    put_file(node, "/etc/docker/daemon.json",
+             json.dumps(NODE_DAEMON_CONFIG).encode(), docker_client)
     api.start(created["Id"])
     attrs = api.inspect_container(created["Id"])
-    ip = attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
-    return Node(name=name, hostname=f"node{index}", ip=ip, container_id=created["Id"])
+    node.ip = attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+    return node
 
 
 def _wait_api(node: Node, docker_client, timeout: float = 90) -> None:

@@ -66,6 +66,11 @@ log = logging.getLogger(__name__)
 ENV_SECRET_FILE = "gitpaas-env"
 ENTRY = ["/bin/sh", "-c", f'. /run/secrets/{ENV_SECRET_FILE} && exec "$@"', "sh"]
 NAME_MAX = 63
+# What every node's dockerd needs in /etc/docker/daemon.json (``hosts:add`` prints it):
+# Docker 20.10's service API (1.41) has no no-new-privileges (its ContainerSpec.Privileges
+# holds only CredentialSpec and SELinuxContext; NoNewPrivileges came in a later API), so
+# each node's daemon sets it on every container it makes.
+NODE_DAEMON_CONFIG: dict[str, Any] = {"no-new-privileges": True}
 START_TIMEOUT = 180.0  # seconds for every replica of a service to run (pulls included)
 RUNNING = "running"
 # Task states that will never run again.
@@ -232,13 +237,8 @@ class SwarmRuntime:
                 cap_drop=["ALL"], cap_add=list(KEPT_CAPABILITIES),
                 secrets=[SecretReference(secret.id, secret.name, filename=ENV_SECRET_FILE,
                                          uid="0", gid="0", mode=0o444)])
-            limits: dict[str, Any] = {}
-            if mem_limit:
-                limits["mem_limit"] = parse_bytes(mem_limit)
-            if nano_cpus:
-                limits["cpu_limit"] = nano_cpus
             template = TaskTemplate(
-                spec, resources=Resources(**limits) if limits else None,
+                spec, resources=self._resources(mem_limit, nano_cpus),
                 networks=[self.ensure_network(app)],
                 restart_policy=RestartPolicy(condition="any", delay=10**9, max_attempts=0),
                 placement=Placement(constraints=list(constraints)) if constraints else None,
@@ -253,6 +253,22 @@ class SwarmRuntime:
         except docker.errors.DockerException as exc:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
         return self._wait_running(name, process, replicas, web)
+
+    def _resources(self, mem_limit: str | None, nano_cpus: int | None) -> Resources | None:
+        """The task's limits: memory, CPU and (as on one host) processes. docker-py's
+        ``Resources`` has no pids field: ``Limits.Pids`` (API 1.41) goes in the dict."""
+        limits: dict[str, Any] = {}
+        if mem_limit:
+            limits["mem_limit"] = parse_bytes(mem_limit)
+        if nano_cpus:
+            limits["cpu_limit"] = nano_cpus
+        pids = self.sandbox.pids_limit
+        if not limits and not pids:
+            return None
+        resources = Resources(**limits)
+        if pids:
+            resources.setdefault("Limits", {})["Pids"] = pids
+        return resources
 
     def _make_secret(self, name: str, env: Mapping[str, str],
                      labels: dict[str, str]) -> Any:

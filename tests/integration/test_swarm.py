@@ -13,6 +13,7 @@ import pytest
 
 from gitpaas.registry import RegistryFiles, RegistryProcess
 from gitpaas.runtime import DockerRuntime
+from gitpaas.runtime.docker import KEPT_CAPABILITIES, Sandbox
 from gitpaas.runtime.swarm import SwarmRuntime, service_name
 from gitpaas.settings import Settings
 from tests.conftest import unique
@@ -20,6 +21,7 @@ from tests.harness import free_port
 from tests.swarmkit import swarm_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+PIDS_LIMIT = 40
 COMMAND = "echo \"$DYNO $GREETING\" > /www/index.html && exec httpd -f -p 5000 -h /www"
 
 
@@ -57,8 +59,8 @@ def swarm(cluster, registry, docker_client, busybox_image):
     image = f"{instance}/shop:v1"
     repo, tag = image.split(":")
     docker_client.images.get(busybox_image).tag(repo, tag)
-    runtime = SwarmRuntime(cluster.manager.client, DockerRuntime(docker_client, instance),
-                           Registry(settings), instance)
+    local = DockerRuntime(docker_client, instance, sandbox=Sandbox(pids_limit=PIDS_LIMIT))
+    runtime = SwarmRuntime(cluster.manager.client, local, Registry(settings), instance)
     try:
         yield runtime, image
     finally:
@@ -292,3 +294,34 @@ def test_a_removed_replicas_last_lines_go_to_the_archive(swarm):
     runtime.remove(started)
     assert [name for name, _ in kept] == [started[0].name]
     assert "goodbye-line" in kept[0][1] and kept[0][1][:4].isdigit()  # timestamped
+
+
+def task_container(cluster, info):
+    """The container of task ``info`` on its node (the node's own engine)."""
+    node = next(n for n in cluster.nodes if n.ip == info.host)
+    return node.client.containers.list(
+        filters={"label": f"com.docker.swarm.task.id={info.id}"})[0]
+
+
+def test_a_replica_is_confined_as_on_one_host(swarm, cluster):
+    """Capabilities dropped (the kept list only), a pids limit and no-new-privileges
+    (the nodes' daemon.json), seen on the task's container on its node and from inside."""
+    runtime, image = swarm
+    started = runtime.start_process("shop", 6, image, "worker", 1, {}, "exec sleep 600")
+    container = task_container(cluster, started[0])
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert sorted(c.removeprefix("CAP_") for c in host["CapAdd"]) == sorted(KEPT_CAPABILITIES)
+    assert host["PidsLimit"] == PIDS_LIMIT
+    status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert fields["NoNewPrivs"].strip() == "1"
+    caps = int(fields["CapEff"], 16)
+    assert caps & (1 << 27) == 0 and caps & (1 << 13) == 0  # CAP_MKNOD, CAP_NET_RAW
+    made = container.exec_run(["mknod", "/tmp/null2", "c", "1", "3"])
+    assert made.exit_code != 0  # no MKNOD
+    # forking past the limit fails inside the container
+    forks = container.exec_run(["/bin/sh", "-c", f"for i in $(seq {PIDS_LIMIT + 10}); do "
+                                "sleep 30 & done 2>&1; echo spawned; kill $(jobs -p) 2>/dev/null"])
+    text = forks.output.decode()
+    assert "can't fork" in text or "Resource temporarily unavailable" in text, text[-500:]
