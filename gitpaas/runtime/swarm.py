@@ -16,7 +16,11 @@ formation's count; Swarm spreads them over the nodes and restarts those that die
   balancer between the edge and the replicas (health checks and retries would not see
   which replica failed).
 - Images: the host's engine builds them; ``Registry`` pushes them; nodes pull
-  ``<registry_listen>/<instance>/<app>:v<N>``.
+  ``<registry_listen>/<instance>/<app>:v<N>`` with the registry's password, which each
+  service carries from the manager (never in its spec as inspected).
+- Confinement, as on one host: capabilities dropped but ``KEPT_CAPABILITIES``, the
+  pids limit (``Limits.Pids``); no-new-privileges comes from each node's daemon.json
+  (``NODE_DAEMON_CONFIG``): the 20.10 service API cannot ask for it.
 - One-off containers (release phase, predeploy, cron, ``run``) run on the host's engine,
   which holds every release image: ``local``.
 
@@ -119,6 +123,7 @@ class SwarmRuntime:
         self.on_remove = local.on_remove
         self.volumes = local.volumes
         self.sandbox = local.sandbox
+        self._logged_in = False  # the manager client holds the registry's credentials
 
     # -- what the single-engine runtime does here -------------------------------------
 
@@ -207,6 +212,14 @@ class SwarmRuntime:
             self.registry.push_base_of(self.local.client, image)
         return self.registry.ref(image)
 
+    def _login(self) -> None:
+        """Once per runtime: the manager's client gets the registry's password, which
+        it sends with each service it creates (Swarm gives it to the nodes that pull;
+        ``docker service inspect`` does not show it)."""
+        if not self._logged_in:
+            self.registry.login(self.client)
+            self._logged_in = True
+
     def forget_image(self, image: str) -> None:
         """Delete a pruned release image from the registry."""
         self.registry.delete(image)
@@ -227,6 +240,7 @@ class SwarmRuntime:
                 self.storage_node(app, pin=True)
                 constraints.append(f"node.labels.{self.pin_label(app)}==true")
             ref = self.publish(image)
+            self._login()
             self._remove_service(name)  # a leftover of a failed deploy holds the name
             secret = self._make_secret(f"{name}_env", env, labels)
             spec = ContainerSpec(

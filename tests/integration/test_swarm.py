@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from gitpaas.registry import RegistryFiles, RegistryProcess
@@ -145,7 +146,8 @@ def test_the_registry_speaks_tls_only_with_our_ca(registry):
 
     files = RegistryFiles(registry)
     assert requests.get(f"https://{registry.registry_listen}/v2/", timeout=5,
-                        verify=str(files.ca_cert)).status_code == 200
+                        verify=str(files.ca_cert),
+                        auth=files.credentials()).status_code == 200
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"https://{registry.registry_listen}/v2/", timeout=5)
     assert Path(files.tls / "ca.key").stat().st_mode & 0o077 == 0
@@ -325,3 +327,61 @@ def test_a_replica_is_confined_as_on_one_host(swarm, cluster):
                                 "sleep 30 & done 2>&1; echo spawned; kill $(jobs -p) 2>/dev/null"])
     text = forks.output.decode()
     assert "can't fork" in text or "Resource temporarily unavailable" in text, text[-500:]
+
+
+def test_the_registry_refuses_whoever_lacks_its_password(swarm, cluster):
+    """A tenant's replica reaches the registry's address: without the password it can
+    neither list, pull nor push images."""
+    import requests
+
+    runtime, image = swarm
+    files = runtime.registry.files
+    ref = runtime.publish(image)
+    base = f"https://{files.listen}/v2"
+    verify = str(files.ca_cert)
+    user, password = files.credentials()
+    for auth in (None, (user, "guess"), ("admin", password)):
+        assert requests.get(f"{base}/_catalog", timeout=10, verify=verify,
+                            auth=auth).status_code == 401
+        assert requests.get(f"{base}/{image.replace(':', '/manifests/')}", timeout=10,
+                            verify=verify, auth=auth).status_code == 401
+        assert requests.post(f"{base}/{runtime.instance}/evil/blobs/uploads/", timeout=10,
+                             verify=verify, auth=auth).status_code == 401
+    assert requests.get(f"{base}/_catalog", timeout=10, verify=verify,
+                        auth=(user, password)).status_code == 200
+    node = cluster.nodes[2]  # a node's engine, which keeps no credentials
+    with pytest.raises(docker.errors.APIError, match="(?i)auth|unauthorized"):
+        node.client.images.pull(ref)
+    assert not node.client.images.list(name=ref.rsplit(":", 1)[0])
+
+
+def test_the_registry_password_is_kept_private(registry):
+    files = RegistryFiles(registry)
+    user, password = files.credentials()
+    assert user == "gitpaas" and len(password) >= 40
+    assert files.password_file.stat().st_mode & 0o777 == 0o600
+    assert files.htpasswd.stat().st_mode & 0o777 == 0o600
+    assert files.auth.stat().st_mode & 0o777 == 0o700
+    htpasswd = files.htpasswd.read_text()
+    assert htpasswd.startswith("gitpaas:$2") and password not in htpasswd
+    assert password not in files.config.read_text()
+    assert password not in (files.root / "registry.log").read_text()
+
+
+def test_the_registry_password_is_not_in_the_service_or_its_tasks(swarm, cluster):
+    from docker import auth
+
+    runtime, image = swarm
+    started = runtime.start_process("shop", 7, image, "worker", 1, {}, "exec sleep 600")
+    _, password = runtime.registry.files.credentials()
+    header = auth.encode_header(runtime.client.api._auth_configs.resolve_authconfig(
+        runtime.registry.files.listen))
+    assert header  # the service was created with the registry's credentials ...
+    name = service_name(runtime.instance, "shop", 7, "worker")
+    api = cluster.manager.client.api
+    shown = json.dumps([api.inspect_service(name), api.services(),
+                        api.tasks(filters={"service": name}), api.inspect_task(started[0].id),
+                        task_container(cluster, started[0]).attrs])
+    for secret in (password, header.decode() if isinstance(header, bytes) else header):
+        assert secret not in shown  # ... which no inspection shows
+    assert "RegistryAuth" not in shown
