@@ -99,7 +99,8 @@ def put_file(node: Node, path: str, data: bytes, docker_client=None) -> None:
     client.api.put_archive(node.container_id, "/", buf.getvalue())
 
 
-def _start_node(docker_client, image: str, prefix: str, network: str, index: int) -> Node:
+def _start_node(docker_client, image: str, prefix: str, network: str, index: int,
+                daemon_config: dict) -> Node:
     api = docker_client.api
     name = f"{prefix}-node{index}"
     volume = docker_client.volumes.create(name, labels={"gitpaas-test.swarm": prefix})
@@ -115,8 +116,8 @@ def _start_node(docker_client, image: str, prefix: str, network: str, index: int
                                    labels={"gitpaas-test.swarm": prefix})
     node = Node(name=name, hostname=f"node{index}", ip="", container_id=created["Id"])
     # the daemon.json ``hosts:add`` tells an operator to write (no-new-privileges)
-    put_file(node, "/etc/docker/daemon.json",
-             json.dumps(NODE_DAEMON_CONFIG).encode(), docker_client)
+    put_file(node, "/etc/docker/daemon.json", json.dumps(daemon_config).encode(),
+             docker_client)
     api.start(created["Id"])
     attrs = api.inspect_container(created["Id"])
     node.ip = attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
@@ -143,8 +144,11 @@ def _wait_api(node: Node, docker_client, timeout: float = 90) -> None:
 
 
 @contextlib.contextmanager
-def swarm_cluster(docker_client, size: int = 3) -> Iterator[Cluster]:
-    """``size`` node containers on a new bridge, in one swarm; all removed afterwards."""
+def swarm_cluster(docker_client, size: int = 3,
+                  daemon_config: dict | None = None) -> Iterator[Cluster]:
+    """``size`` node containers on a new bridge, in one swarm; all removed afterwards.
+    Their dockerd reads ``daemon_config`` (default: what ``hosts:add`` prints)."""
+    daemon_config = NODE_DAEMON_CONFIG if daemon_config is None else daemon_config
     image = node_image(docker_client)
     prefix = unique("gpsw")
     net = docker_client.networks.create(prefix, driver="bridge",
@@ -156,7 +160,8 @@ def swarm_cluster(docker_client, size: int = 3) -> Iterator[Cluster]:
         cluster = Cluster(prefix=prefix, network=prefix, subnet=ipam["Subnet"],
                           gateway=ipam["Gateway"])
         for index in range(1, size + 1):
-            cluster.nodes.append(_start_node(docker_client, image, prefix, prefix, index))
+            cluster.nodes.append(_start_node(docker_client, image, prefix, prefix, index,
+                                             daemon_config))
         for node in cluster.nodes:
             _wait_api(node, docker_client)
         manager = cluster.manager

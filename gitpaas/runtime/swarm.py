@@ -20,7 +20,8 @@ formation's count; Swarm spreads them over the nodes and restarts those that die
   service carries from the manager (never in its spec as inspected).
 - Confinement, as on one host: capabilities dropped but ``KEPT_CAPABILITIES``, the
   pids limit (``Limits.Pids``); no-new-privileges comes from each node's daemon.json
-  (``NODE_DAEMON_CONFIG``): the 20.10 service API cannot ask for it.
+  (``NODE_DAEMON_CONFIG``): the 20.10 service API cannot ask for it. The entry point
+  checks it (``NNP_CHECK``): a replica on a node without it exits before the app runs.
 - One-off containers (release phase, predeploy, cron, ``run``) run on the host's engine,
   which holds every release image: ``local``.
 
@@ -31,6 +32,7 @@ its node's address.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shlex
 import threading
@@ -68,7 +70,14 @@ from .volumes import StorageMount
 
 log = logging.getLogger(__name__)
 ENV_SECRET_FILE = "gitpaas-env"
-ENTRY = ["/bin/sh", "-c", f'. /run/secrets/{ENV_SECRET_FILE} && exec "$@"', "sh"]
+# A replica refuses to run on a node whose dockerd does not set no-new-privileges
+# (NODE_DAEMON_CONFIG): shell builtins only, as the image may have nothing but sh.
+NO_NNP_EXIT = 97
+NNP_CHECK = ('nnp=; while read -r k v; do [ "$k" = NoNewPrivs: ] && nnp=$v; done'
+             ' </proc/self/status; [ "$nnp" = 1 ] || { echo "gitpaas: this node runs'
+             ' containers without no-new-privileges (docs/scaling.md)" >&2;'
+             f' exit {NO_NNP_EXIT}; }}; ')
+ENTRY = ["/bin/sh", "-c", f'{NNP_CHECK}. /run/secrets/{ENV_SECRET_FILE} && exec "$@"', "sh"]
 NAME_MAX = 63
 # What every node's dockerd needs in /etc/docker/daemon.json (``hosts:add`` prints it):
 # Docker 20.10's service API (1.41) has no no-new-privileges (its ContainerSpec.Privileges
@@ -310,13 +319,28 @@ class SwarmRuntime:
             errors = [t for t in self._raw_tasks([name]) if t["Status"].get("Err")
                       and t["Status"].get("State") in ENDED]
             if errors:
-                last_error = errors[-1]["Status"]["Err"]
+                last_error = self._task_error(errors[-1])
             # Tasks that never ran (no such image, no node fits): Swarm would try for ever.
             if time.monotonic() > deadline or len(errors) >= max(3, 2 * replicas):
                 self._remove_service(name)
                 why = f": {last_error}" if last_error else ""
                 raise DeployError(f"{process} did not start on the swarm{why}")
             time.sleep(0.3)
+
+    def _task_error(self, task: Mapping[str, Any]) -> str:
+        """Why a task ended, in words: its node's dockerd lacking no-new-privileges is
+        said with the fix."""
+        err = str(task["Status"].get("Err") or "")
+        if f"exit ({NO_NNP_EXIT})" not in err:
+            return err
+        try:
+            node = self.client.api.inspect_node(task.get("NodeID", ""))
+            where = f"node {node['Description']['Hostname']}"
+        except (docker.errors.DockerException, KeyError):
+            where = "a node"
+        return (f"{where} runs containers without no-new-privileges: add"
+                f" {json.dumps(NODE_DAEMON_CONFIG)} to its /etc/docker/daemon.json and"
+                " restart docker (hosts:add)")
 
     # -- storage ------------------------------------------------------------------------
 

@@ -385,3 +385,36 @@ def test_the_registry_password_is_not_in_the_service_or_its_tasks(swarm, cluster
     for secret in (password, header.decode() if isinstance(header, bytes) else header):
         assert secret not in shown  # ... which no inspection shows
     assert "RegistryAuth" not in shown
+
+
+def test_a_node_without_no_new_privileges_runs_no_replica(registry, docker_client,
+                                                          busybox_image):
+    """A node whose dockerd lacks ``no-new-privileges`` (an operator skipped that line of
+    hosts:add): the entry point refuses to run the app there, and the deploy says why."""
+    import time
+
+    from gitpaas.errors import DeployError
+    from gitpaas.registry import Registry
+
+    instance = unique("t")
+    settings = Settings(data_dir=registry.data_dir, instance=instance,
+                        registry_listen=registry.registry_listen)
+    image = f"{instance}/lax:v1"
+    docker_client.images.get(busybox_image).tag(*image.split(":"))
+    with swarm_cluster(docker_client, 1, daemon_config={}) as lax:
+        lax.trust_ca(registry.registry_listen, RegistryFiles(registry).ca_cert.read_bytes())
+        runtime = SwarmRuntime(lax.manager.client, DockerRuntime(docker_client, instance),
+                               Registry(settings), instance)
+        try:
+            started = time.monotonic()
+            with pytest.raises(DeployError, match="node node1 runs containers without"
+                               " no-new-privileges.*daemon.json"):
+                runtime.start_process("lax", 1, image, "web", 1, {}, COMMAND, web=True)
+            assert time.monotonic() - started < 90
+            assert runtime.list("lax") == []
+        finally:
+            runtime.remove(runtime.list())
+            runtime.remove_unused_secrets(min_age=0)
+            runtime.remove_network("lax")
+            runtime.registry.delete(image)
+            docker_client.images.remove(image, force=True)

@@ -75,3 +75,22 @@ def test_no_registry_password_is_a_clear_error(tmp_path):
     files = RegistryFiles(Settings(data_dir=tmp_path, registry_listen="10.0.0.1:5000"))
     with pytest.raises(ServiceError, match="no password yet"):
         files.credentials()
+
+
+@pytest.mark.parametrize(("prefix", "refused"), [([], True),
+                                                 (["setpriv", "--no-new-privs"], False)])
+def test_the_entry_point_runs_nothing_without_no_new_privileges(prefix, refused, tmp_path):
+    """The replica's entry point, with this process's NoNewPrivs (0) and under setpriv
+    (1): refused with its own exit status, or on to source the config (absent here)."""
+    from gitpaas.runtime.swarm import ENTRY, NO_NNP_EXIT
+
+    marker = tmp_path / "ran"
+    done = subprocess.run([*prefix, *ENTRY, "touch", str(marker)], capture_output=True,
+                          text=True)
+    if refused:
+        assert done.returncode == NO_NNP_EXIT
+        assert "without no-new-privileges" in done.stderr
+    else:
+        assert done.returncode not in (0, NO_NNP_EXIT)  # /run/secrets/gitpaas-env: none
+        assert "no-new-privileges" not in done.stderr
+    assert not marker.exists()
