@@ -376,6 +376,21 @@ class SwarmRuntime:
         self._api().update_node(chosen["ID"], chosen["Version"]["Index"], spec)
         return chosen["Description"]["Hostname"]
 
+    def storage_elsewhere(self, app: str) -> str | None:
+        """The hostname of the node holding ``app``'s storage when that node is not this
+        host's engine (whose volumes backups export); None when the app has no storage
+        pin or its storage is here."""
+        hostname = self.storage_node(app)
+        if hostname is None:
+            return None
+        try:
+            here = (self.local.client.info().get("Swarm") or {}).get("NodeID") or ""
+            ids = [n["ID"] for n in self.client.api.nodes()
+                   if (n.get("Description") or {}).get("Hostname") == hostname]
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
+        return None if here and here in ids else hostname
+
     def unpin(self, app: str) -> None:
         """Forget where ``app``'s storage lives (``apps:destroy``)."""
         label = self.pin_label(app)

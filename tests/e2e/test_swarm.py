@@ -164,6 +164,11 @@ def test_storage_pins_the_app_to_one_node(srv, busybox_image, tmp_path):
     # both replicas share the one volume on that node
     node = next(n for n in srv.cluster.nodes if n.hostname == pinned)
     assert any(v.name.endswith(".files.data") for v in node.client.volumes.list())
+    # a backup cannot reach that node's volume: it says so, and its manifest records it
+    backed = srv.ssh("backups:create")
+    assert backed.returncode == 0, backed.stderr
+    assert (f"files: its storage is on node {pinned}, not in this backup"
+            in backed.stdout + backed.stderr)
     destroyed = srv.ssh("apps:destroy", "files", "--confirm", "files")
     assert destroyed.returncode == 0, destroyed.stderr
     labels = [n.attrs["Spec"].get("Labels") or {} for n in srv.cluster.manager.client.nodes.list()]
