@@ -15,6 +15,14 @@ container of the host restarts with it); certificates in ``certs.d`` are read at
 pull and push, no restart; and a node verifies that the image it runs came from this
 registry, not from anyone else on the network.
 
+The registry asks for a password on every request (HTTP basic auth, its ``htpasswd``
+backend): one user, ``gitpaas``, whose password gitpaas generates on first start and keeps
+in ``<data_dir>/registry/auth/password`` (0600; the registry gets a bcrypt hash of it).
+Without it an app's replica that reaches the registry's address could pull every tenant's
+images (their code) or push over them. This host's engine sends the password with each
+push; the manager's engine is given it with each service it creates (docker-py's
+``X-Registry-Auth``), and hands it to the nodes that pull, so nodes keep no credential.
+
 Old release images are deleted from the registry as they are pruned locally (a manifest
 DELETE: the registry is configured with ``storage.delete.enabled``); their blobs go at the
 next ``docker-registry garbage-collect <data_dir>/registry/config.yml``, which an operator
@@ -28,6 +36,7 @@ import datetime
 import ipaddress
 import logging
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -41,6 +50,10 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 REGISTRY_BINARY = "docker-registry"
+REGISTRY_USER = "gitpaas"
+# bcrypt's cost: its least. The password is 256 random bits (no dictionary to slow down),
+# and the registry checks it on every request of every push and pull.
+BCRYPT_ROUNDS = 4
 HOST_CERTS_DIR = Path("/etc/docker/certs.d")
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -59,6 +72,9 @@ class RegistryFiles:
         self.tls = self.root / "tls"
         self.storage = self.root / "storage"
         self.config = self.root / "config.yml"
+        self.auth = self.root / "auth"
+        self.htpasswd = self.auth / "htpasswd"
+        self.password_file = self.auth / "password"
 
     @property
     def ca_cert(self) -> Path:
@@ -81,8 +97,10 @@ class RegistryFiles:
         if not server_crt.exists() or not _names_host(server_crt, self.host):
             make_server_cert(self.tls / "ca.key", self.ca_cert, server_key, server_crt,
                              self.host)
+        self._ensure_htpasswd(self._ensure_password())
         config = {
             "version": 0.1,
+            "auth": {"htpasswd": {"realm": "gitpaas-registry", "path": str(self.htpasswd)}},
             "log": {"level": "warn", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(self.storage)},
                         "delete": {"enabled": True}},
@@ -93,6 +111,35 @@ class RegistryFiles:
         text = yaml.safe_dump(config)
         if not self.config.exists() or self.config.read_text() != text:
             self.config.write_text(text)
+
+    def _ensure_password(self) -> str:
+        """The registry user's password, generated once (0600, never logged)."""
+        self.auth.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.password_file.exists():
+            _write_private(self.password_file, secrets.token_urlsafe(32).encode())
+        return self.password_file.read_text().strip()
+
+    def _ensure_htpasswd(self, password: str) -> None:
+        """The registry's ``htpasswd``: the user and a bcrypt hash of the password
+        (rewritten when it does not match the password file)."""
+        import bcrypt
+
+        if self.htpasswd.exists():
+            user, _, hashed = self.htpasswd.read_text().strip().partition(":")
+            if user == REGISTRY_USER and hashed and bcrypt.checkpw(password.encode(),
+                                                                   hashed.encode()):
+                return
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+        _write_private(self.htpasswd, f"{REGISTRY_USER}:{hashed}\n".encode())
+
+    def credentials(self) -> tuple[str, str]:
+        """``(user, password)`` of the registry (made by ``ensure``, at ``serve``)."""
+        try:
+            password = self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ServiceError("the registry has no password yet: start gitpaas serve"
+                               " (runtime: swarm) first") from exc
+        return REGISTRY_USER, password
 
     def trust_on_host(self, certs_dir: Path = HOST_CERTS_DIR) -> Path:
         """Install the CA where this host's dockerd looks for it when it pushes to
@@ -116,6 +163,17 @@ def _names_host(cert_path: Path, host: str) -> bool:
         return False
     names = [str(v) for v in san.get_values_for_type(x509.IPAddress)]
     return host in names + san.get_values_for_type(x509.DNSName)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by its owner only (0600 from the start)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(tmp, path)
 
 
 def _write_key(path: Path, key: Any) -> None:
@@ -222,14 +280,15 @@ class RegistryProcess:
             time.sleep(0.1)
 
     def ping(self) -> bool:
-        """Whether the registry answers ``GET /v2/`` over TLS with our CA."""
+        """Whether the registry answers ``GET /v2/`` over TLS with our CA, to its user."""
         import requests
 
         try:
             resp = requests.get(f"https://{self.files.listen}/v2/", timeout=2,
-                                verify=str(self.files.ca_cert))
+                                verify=str(self.files.ca_cert),
+                                auth=self.files.credentials())
             return resp.status_code == 200
-        except requests.RequestException:
+        except (requests.RequestException, ServiceError):
             return False
 
     def supervise(self, interval: float = 2.0) -> threading.Event:
@@ -262,6 +321,24 @@ class Registry:
     def __init__(self, settings: Settings) -> None:
         self.files = RegistryFiles(settings)
 
+    def _auth_config(self) -> dict[str, str]:
+        user, password = self.files.credentials()
+        return {"username": user, "password": password}
+
+    def login(self, client: Any) -> None:
+        """Give ``client`` (docker-py, in memory only) the registry's credentials: the
+        services it creates then carry them (``X-Registry-Auth``) to the nodes that
+        pull. The engine checks them against the registry."""
+        import docker.errors
+
+        user, password = self.files.credentials()
+        try:
+            client.login(username=user, password=password, registry=self.files.listen,
+                         reauth=True)
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"the swarm manager cannot log in to the registry at"
+                               f" {self.files.listen}: {exc}") from exc
+
     def ref(self, image: str) -> str:
         """The name nodes pull ``image`` (``<instance>/<app>:vN``) by."""
         return f"{self.files.listen}/{image}"
@@ -274,7 +351,8 @@ class Registry:
         repository, _, tag = ref.rpartition(":")
         try:
             client.images.get(image).tag(repository, tag)
-            for line in client.api.push(repository, tag, stream=True, decode=True):
+            for line in client.api.push(repository, tag, stream=True, decode=True,
+                                        auth_config=self._auth_config()):
                 if line.get("error"):
                     raise ServiceError(f"cannot push {image} to the registry:"
                                        f" {line['error']}")
@@ -293,12 +371,13 @@ class Registry:
         base = f"https://{self.files.listen}/v2/{repository}/manifests"
         verify = str(self.files.ca_cert)
         try:
+            auth = self.files.credentials()
             head = requests.head(f"{base}/{tag}", headers={"Accept": MANIFEST_TYPES},
-                                 timeout=10, verify=verify)
+                                 timeout=10, verify=verify, auth=auth)
             digest = head.headers.get("Docker-Content-Digest")
             if head.status_code == 404 or not digest:
                 return False
-            resp = requests.delete(f"{base}/{digest}", timeout=10, verify=verify)
+            resp = requests.delete(f"{base}/{digest}", timeout=10, verify=verify, auth=auth)
         except requests.RequestException as exc:
             raise ServiceError(f"the registry is unreachable: {exc}") from exc
         if resp.status_code not in (202, 404):
@@ -340,7 +419,10 @@ class Registry:
         try:
             resp = requests.head(f"https://{self.files.listen}/v2/{repository}/manifests/{tag}",
                                  headers={"Accept": MANIFEST_TYPES}, timeout=10,
-                                 verify=str(self.files.ca_cert))
+                                 verify=str(self.files.ca_cert),
+                                 auth=self.files.credentials())
         except requests.RequestException as exc:
             raise ServiceError(f"the registry is unreachable: {exc}") from exc
+        if resp.status_code == 401:
+            raise ServiceError("the registry refused gitpaas' password")
         return resp.status_code == 200

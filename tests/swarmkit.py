@@ -11,19 +11,22 @@ The node containers are not ``--privileged``: on hosts whose capability bounding
 ``CAP_SYS_RESOURCE`` (this CI's), ``--privileged`` cannot start at all. They get every
 capability the host has, no seccomp or AppArmor profile, writable ``/proc`` and ``/sys``
 and a private cgroup namespace (the node's entry script mounts the cgroup hierarchies
-again, read-write).
+again, read-write). Each node's dockerd reads the ``/etc/docker/daemon.json`` that
+``hosts:add`` prints (``NODE_DAEMON_CONFIG``: no-new-privileges).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitpaas.runtime.swarm import NODE_DAEMON_CONFIG
 from tests.conftest import unique
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -96,7 +99,8 @@ def put_file(node: Node, path: str, data: bytes, docker_client=None) -> None:
     client.api.put_archive(node.container_id, "/", buf.getvalue())
 
 
-def _start_node(docker_client, image: str, prefix: str, network: str, index: int) -> Node:
+def _start_node(docker_client, image: str, prefix: str, network: str, index: int,
+                daemon_config: dict) -> Node:
     api = docker_client.api
     name = f"{prefix}-node{index}"
     volume = docker_client.volumes.create(name, labels={"gitpaas-test.swarm": prefix})
@@ -110,10 +114,14 @@ def _start_node(docker_client, image: str, prefix: str, network: str, index: int
     created = api.create_container(image, name=name, hostname=f"node{index}",
                                    host_config=host_config,
                                    labels={"gitpaas-test.swarm": prefix})
+    node = Node(name=name, hostname=f"node{index}", ip="", container_id=created["Id"])
+    # the daemon.json ``hosts:add`` tells an operator to write (no-new-privileges)
+    put_file(node, "/etc/docker/daemon.json", json.dumps(daemon_config).encode(),
+             docker_client)
     api.start(created["Id"])
     attrs = api.inspect_container(created["Id"])
-    ip = attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
-    return Node(name=name, hostname=f"node{index}", ip=ip, container_id=created["Id"])
+    node.ip = attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+    return node
 
 
 def _wait_api(node: Node, docker_client, timeout: float = 90) -> None:
@@ -136,8 +144,11 @@ def _wait_api(node: Node, docker_client, timeout: float = 90) -> None:
 
 
 @contextlib.contextmanager
-def swarm_cluster(docker_client, size: int = 3) -> Iterator[Cluster]:
-    """``size`` node containers on a new bridge, in one swarm; all removed afterwards."""
+def swarm_cluster(docker_client, size: int = 3,
+                  daemon_config: dict | None = None) -> Iterator[Cluster]:
+    """``size`` node containers on a new bridge, in one swarm; all removed afterwards.
+    Their dockerd reads ``daemon_config`` (default: what ``hosts:add`` prints)."""
+    daemon_config = NODE_DAEMON_CONFIG if daemon_config is None else daemon_config
     image = node_image(docker_client)
     prefix = unique("gpsw")
     net = docker_client.networks.create(prefix, driver="bridge",
@@ -149,7 +160,8 @@ def swarm_cluster(docker_client, size: int = 3) -> Iterator[Cluster]:
         cluster = Cluster(prefix=prefix, network=prefix, subnet=ipam["Subnet"],
                           gateway=ipam["Gateway"])
         for index in range(1, size + 1):
-            cluster.nodes.append(_start_node(docker_client, image, prefix, prefix, index))
+            cluster.nodes.append(_start_node(docker_client, image, prefix, prefix, index,
+                                             daemon_config))
         for node in cluster.nodes:
             _wait_api(node, docker_client)
         manager = cluster.manager

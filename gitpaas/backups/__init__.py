@@ -159,12 +159,14 @@ def _stage(platform: Platform, staging: Path, progress: Progress) -> Manifest:
             path = Path(mount.host_path)
             if storage not in path.parents and path.is_dir():
                 external.append(str(path))
-    volumes = _export_volumes(platform, apps, staging / "volumes", progress)
+    elsewhere: list[dict[str, str]] = []
+    volumes = _export_volumes(platform, apps, staging / "volumes", progress, elsewhere)
     manifest = {"format": FORMAT, "gitpaas": __version__, "instance": settings.instance,
                 "data_dir": str(settings.data_dir), "created_at": time.time(),
                 "schema": store.schema_version(), "apps": [a.name for a in apps],
                 "state": "state.sql" if settings.database.startswith("mysql:") else "state.db",
-                "external": sorted(set(external)), "volumes": volumes}
+                "external": sorted(set(external)), "volumes": volumes,
+                "volumes_elsewhere": elsewhere}
     write_private_file(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
 
@@ -179,14 +181,23 @@ def helper_image(platform: Platform, app: str) -> str | None:
 
 
 def _export_volumes(platform: Platform, apps: list[App], target: Path,
-                    progress: Progress) -> list[dict[str, str]]:
+                    progress: Progress, elsewhere: list[dict[str, str]]) -> list[dict[str, str]]:
     """Each storage volume of each app as ``<target>/<volume>.tar`` (when the runtime
-    keeps storage in volumes); the list of what was exported."""
+    keeps storage in volumes); the list of what was exported. On a swarm, an app whose
+    storage is pinned to another node is said, and added to ``elsewhere``: its volumes
+    are on that node's engine, out of this host's reach (docs/scaling.md)."""
     volumes = getattr(platform.runtime, "volumes", None)
     if volumes is None:
         return []
+    node_of = getattr(platform.runtime, "storage_elsewhere", None)
     exported = []
     for app in apps:
+        node = node_of(app.name) if node_of is not None else None
+        if node:
+            progress(f" !     {app.name}: its storage is on node {node}, not in this backup"
+                     " (docs/scaling.md)")
+            elsewhere.append({"app": app.name, "node": node})
+            continue
         for volume in volumes.list(app.name):
             image = helper_image(platform, app.name)
             if image is None:

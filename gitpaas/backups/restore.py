@@ -259,6 +259,9 @@ def _volumes(platform: Platform, manifest: Manifest, progress: Progress) -> None
     from . import helper_image
 
     dumps = platform.settings.data_dir / "dumps" / "volumes"
+    for entry in manifest.get("volumes_elsewhere", []):
+        progress(f" !     {entry['app']}: its storage was on node {entry['node']}, not in"
+                 " this snapshot: restore it there by hand")
     try:
         volumes = getattr(platform.runtime, "volumes", None)
         for entry in manifest.get("volumes", []):

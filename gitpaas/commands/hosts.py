@@ -24,7 +24,10 @@ def hosts(ctx: Context, p: Parsed) -> None:
 def hosts_add(ctx: Context, p: Parsed) -> None:
     """Print what to install on a new node and the command that joins it to the swarm."""
     joining = Hosts(ctx.platform, ctx.key).joining()
-    ctx.out("On the new host (Debian), as root:")
+    ctx.out("On the new host (Debian), as root (merge the daemon.json line into an existing")
+    ctx.out("file: every container of the node gets no-new-privileges from it):")
+    ctx.out("  mkdir -p /etc/docker")
+    ctx.out(f"  echo '{joining.daemon_json}' > /etc/docker/daemon.json")
     ctx.out("  apt-get install docker.io")
     ctx.out(f"  mkdir -p /etc/docker/certs.d/{joining.registry}")
     ctx.out(f"  cat > /etc/docker/certs.d/{joining.registry}/ca.crt <<'EOF'")

@@ -16,7 +16,12 @@ formation's count; Swarm spreads them over the nodes and restarts those that die
   balancer between the edge and the replicas (health checks and retries would not see
   which replica failed).
 - Images: the host's engine builds them; ``Registry`` pushes them; nodes pull
-  ``<registry_listen>/<instance>/<app>:v<N>``.
+  ``<registry_listen>/<instance>/<app>:v<N>`` with the registry's password, which each
+  service carries from the manager (never in its spec as inspected).
+- Confinement, as on one host: capabilities dropped but ``KEPT_CAPABILITIES``, the
+  pids limit (``Limits.Pids``); no-new-privileges comes from each node's daemon.json
+  (``NODE_DAEMON_CONFIG``): the 20.10 service API cannot ask for it. The entry point
+  checks it (``NNP_CHECK``): a replica on a node without it exits before the app runs.
 - One-off containers (release phase, predeploy, cron, ``run``) run on the host's engine,
   which holds every release image: ``local``.
 
@@ -27,6 +32,7 @@ its node's address.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shlex
 import threading
@@ -64,8 +70,20 @@ from .volumes import StorageMount
 
 log = logging.getLogger(__name__)
 ENV_SECRET_FILE = "gitpaas-env"
-ENTRY = ["/bin/sh", "-c", f'. /run/secrets/{ENV_SECRET_FILE} && exec "$@"', "sh"]
+# A replica refuses to run on a node whose dockerd does not set no-new-privileges
+# (NODE_DAEMON_CONFIG): shell builtins only, as the image may have nothing but sh.
+NO_NNP_EXIT = 97
+NNP_CHECK = ('nnp=; while read -r k v; do [ "$k" = NoNewPrivs: ] && nnp=$v; done'
+             ' </proc/self/status; [ "$nnp" = 1 ] || { echo "gitpaas: this node runs'
+             ' containers without no-new-privileges (docs/scaling.md)" >&2;'
+             f' exit {NO_NNP_EXIT}; }}; ')
+ENTRY = ["/bin/sh", "-c", f'{NNP_CHECK}. /run/secrets/{ENV_SECRET_FILE} && exec "$@"', "sh"]
 NAME_MAX = 63
+# What every node's dockerd needs in /etc/docker/daemon.json (``hosts:add`` prints it):
+# Docker 20.10's service API (1.41) has no no-new-privileges (its ContainerSpec.Privileges
+# holds only CredentialSpec and SELinuxContext; NoNewPrivileges came in a later API), so
+# each node's daemon sets it on every container it makes.
+NODE_DAEMON_CONFIG: dict[str, Any] = {"no-new-privileges": True}
 START_TIMEOUT = 180.0  # seconds for every replica of a service to run (pulls included)
 RUNNING = "running"
 # Task states that will never run again.
@@ -114,6 +132,7 @@ class SwarmRuntime:
         self.on_remove = local.on_remove
         self.volumes = local.volumes
         self.sandbox = local.sandbox
+        self._logged_in = False  # the manager client holds the registry's credentials
 
     # -- what the single-engine runtime does here -------------------------------------
 
@@ -202,6 +221,14 @@ class SwarmRuntime:
             self.registry.push_base_of(self.local.client, image)
         return self.registry.ref(image)
 
+    def _login(self) -> None:
+        """Once per runtime: the manager's client gets the registry's password, which
+        it sends with each service it creates (Swarm gives it to the nodes that pull;
+        ``docker service inspect`` does not show it)."""
+        if not self._logged_in:
+            self.registry.login(self.client)
+            self._logged_in = True
+
     def forget_image(self, image: str) -> None:
         """Delete a pruned release image from the registry."""
         self.registry.delete(image)
@@ -222,6 +249,7 @@ class SwarmRuntime:
                 self.storage_node(app, pin=True)
                 constraints.append(f"node.labels.{self.pin_label(app)}==true")
             ref = self.publish(image)
+            self._login()
             self._remove_service(name)  # a leftover of a failed deploy holds the name
             secret = self._make_secret(f"{name}_env", env, labels)
             spec = ContainerSpec(
@@ -232,13 +260,8 @@ class SwarmRuntime:
                 cap_drop=["ALL"], cap_add=list(KEPT_CAPABILITIES),
                 secrets=[SecretReference(secret.id, secret.name, filename=ENV_SECRET_FILE,
                                          uid="0", gid="0", mode=0o444)])
-            limits: dict[str, Any] = {}
-            if mem_limit:
-                limits["mem_limit"] = parse_bytes(mem_limit)
-            if nano_cpus:
-                limits["cpu_limit"] = nano_cpus
             template = TaskTemplate(
-                spec, resources=Resources(**limits) if limits else None,
+                spec, resources=self._resources(mem_limit, nano_cpus),
                 networks=[self.ensure_network(app)],
                 restart_policy=RestartPolicy(condition="any", delay=10**9, max_attempts=0),
                 placement=Placement(constraints=list(constraints)) if constraints else None,
@@ -253,6 +276,22 @@ class SwarmRuntime:
         except docker.errors.DockerException as exc:
             raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
         return self._wait_running(name, process, replicas, web)
+
+    def _resources(self, mem_limit: str | None, nano_cpus: int | None) -> Resources | None:
+        """The task's limits: memory, CPU and (as on one host) processes. docker-py's
+        ``Resources`` has no pids field: ``Limits.Pids`` (API 1.41) goes in the dict."""
+        limits: dict[str, Any] = {}
+        if mem_limit:
+            limits["mem_limit"] = parse_bytes(mem_limit)
+        if nano_cpus:
+            limits["cpu_limit"] = nano_cpus
+        pids = self.sandbox.pids_limit
+        if not limits and not pids:
+            return None
+        resources = Resources(**limits)
+        if pids:
+            resources.setdefault("Limits", {})["Pids"] = pids
+        return resources
 
     def _make_secret(self, name: str, env: Mapping[str, str],
                      labels: dict[str, str]) -> Any:
@@ -280,13 +319,28 @@ class SwarmRuntime:
             errors = [t for t in self._raw_tasks([name]) if t["Status"].get("Err")
                       and t["Status"].get("State") in ENDED]
             if errors:
-                last_error = errors[-1]["Status"]["Err"]
+                last_error = self._task_error(errors[-1])
             # Tasks that never ran (no such image, no node fits): Swarm would try for ever.
             if time.monotonic() > deadline or len(errors) >= max(3, 2 * replicas):
                 self._remove_service(name)
                 why = f": {last_error}" if last_error else ""
                 raise DeployError(f"{process} did not start on the swarm{why}")
             time.sleep(0.3)
+
+    def _task_error(self, task: Mapping[str, Any]) -> str:
+        """Why a task ended, in words: its node's dockerd lacking no-new-privileges is
+        said with the fix."""
+        err = str(task["Status"].get("Err") or "")
+        if f"exit ({NO_NNP_EXIT})" not in err:
+            return err
+        try:
+            node = self.client.api.inspect_node(task.get("NodeID", ""))
+            where = f"node {node['Description']['Hostname']}"
+        except (docker.errors.DockerException, KeyError):
+            where = "a node"
+        return (f"{where} runs containers without no-new-privileges: add"
+                f" {json.dumps(NODE_DAEMON_CONFIG)} to its /etc/docker/daemon.json and"
+                " restart docker (hosts:add)")
 
     # -- storage ------------------------------------------------------------------------
 
@@ -321,6 +375,21 @@ class SwarmRuntime:
         spec["Labels"] = {**(spec.get("Labels") or {}), label: "true"}
         self._api().update_node(chosen["ID"], chosen["Version"]["Index"], spec)
         return chosen["Description"]["Hostname"]
+
+    def storage_elsewhere(self, app: str) -> str | None:
+        """The hostname of the node holding ``app``'s storage when that node is not this
+        host's engine (whose volumes backups export); None when the app has no storage
+        pin or its storage is here."""
+        hostname = self.storage_node(app)
+        if hostname is None:
+            return None
+        try:
+            here = (self.local.client.info().get("Swarm") or {}).get("NodeID") or ""
+            ids = [n["ID"] for n in self.client.api.nodes()
+                   if (n.get("Description") or {}).get("Hostname") == hostname]
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"the swarm manager is unavailable: {exc}") from exc
+        return None if here and here in ids else hostname
 
     def unpin(self, app: str) -> None:
         """Forget where ``app``'s storage lives (``apps:destroy``)."""

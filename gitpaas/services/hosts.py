@@ -3,13 +3,14 @@ draining one with no failed request (docs/scaling.md)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
-from ..runtime.swarm import Nodes, SwarmRuntime
+from ..runtime.swarm import NODE_DAEMON_CONFIG, Nodes, SwarmRuntime
 from .access import Service
 
 if TYPE_CHECKING:
@@ -20,11 +21,13 @@ DRAIN_WAIT = 120.0  # seconds a drain waits for the node's replicas to move
 
 @dataclass(frozen=True)
 class Joining:
-    """What a new node needs: the registry's address, its CA and the join command."""
+    """What a new node needs: the registry's address, its CA, its dockerd's
+    ``daemon.json`` (no-new-privileges for every container) and the join command."""
 
     registry: str
     ca: str
     join: str
+    daemon_json: str
 
 
 class Hosts(Service):
@@ -49,7 +52,7 @@ class Hosts(Service):
 
         files = RegistryFiles(self.platform.settings)
         ca = files.ca_cert.read_text() if files.ca_cert.exists() else ""
-        return Joining(files.listen, ca, join)
+        return Joining(files.listen, ca, join, json.dumps(NODE_DAEMON_CONFIG))
 
     def drain(self, name: str, started: Callable[[str], None]) -> bool:
         """Take ``name``'s replicas off the routes, then let Swarm move them; True when

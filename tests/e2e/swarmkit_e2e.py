@@ -35,7 +35,8 @@ def swarm_serving(root: Path, redis_url: str, docker_client):
                "GITPAAS_SWARM_DOCKER_URL": cluster.manager.docker_url,
                "GITPAAS_REGISTRY_LISTEN": listen, "GITPAAS_HEALTH_TIMEOUT": "60",
                "GITPAAS_RECONCILE_INTERVAL": "1", "GITPAAS_ROUTER_CONNECT_TIMEOUT": "1",
-               "GITPAAS_ROUTER_DEAD_TTL": "5"}
+               "GITPAAS_ROUTER_DEAD_TTL": "5", "GITPAAS_BACKUP_SCHEDULE": "off",
+               "GITPAAS_BACKUP_REPO": str(root / "restic-repo")}
         try:
             with serving(root, redis_url, docker_client, "s", env) as srv:
                 ca = srv.data_dir / "registry" / "tls" / "ca.crt"

@@ -87,6 +87,12 @@ def test_hosts_lists_the_nodes_and_add_prints_the_join_command(srv, shop):
     assert f"{srv.cluster.manager.ip}:2377" in added.stdout
     assert f"/etc/docker/certs.d/{srv.registry}/ca.crt" in added.stdout
     assert "BEGIN CERTIFICATE" in added.stdout
+    # the daemon.json the test nodes run with (no-new-privileges), and no registry secret
+    assert """echo '{"no-new-privileges": true}' > /etc/docker/daemon.json""" in added.stdout
+    password = (srv.data_dir / "registry" / "auth" / "password").read_text().strip()
+    assert password not in added.stdout + added.stderr
+    logs = [srv.root / "serve.log", srv.data_dir / "registry" / "registry.log"]
+    assert not [p for p in logs if password in p.read_text(errors="replace")]
 
 
 def test_hosts_is_for_admins_only(srv, shop):
@@ -158,6 +164,11 @@ def test_storage_pins_the_app_to_one_node(srv, busybox_image, tmp_path):
     # both replicas share the one volume on that node
     node = next(n for n in srv.cluster.nodes if n.hostname == pinned)
     assert any(v.name.endswith(".files.data") for v in node.client.volumes.list())
+    # a backup cannot reach that node's volume: it says so, and its manifest records it
+    backed = srv.ssh("backups:create")
+    assert backed.returncode == 0, backed.stderr
+    assert (f"files: its storage is on node {pinned}, not in this backup"
+            in backed.stdout + backed.stderr)
     destroyed = srv.ssh("apps:destroy", "files", "--confirm", "files")
     assert destroyed.returncode == 0, destroyed.stderr
     labels = [n.attrs["Spec"].get("Labels") or {} for n in srv.cluster.manager.client.nodes.list()]

@@ -9,10 +9,12 @@ import json
 import shutil
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from gitpaas.registry import RegistryFiles, RegistryProcess
 from gitpaas.runtime import DockerRuntime
+from gitpaas.runtime.docker import KEPT_CAPABILITIES, Sandbox
 from gitpaas.runtime.swarm import SwarmRuntime, service_name
 from gitpaas.settings import Settings
 from tests.conftest import unique
@@ -20,6 +22,7 @@ from tests.harness import free_port
 from tests.swarmkit import swarm_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+PIDS_LIMIT = 40
 COMMAND = "echo \"$DYNO $GREETING\" > /www/index.html && exec httpd -f -p 5000 -h /www"
 
 
@@ -57,8 +60,8 @@ def swarm(cluster, registry, docker_client, busybox_image):
     image = f"{instance}/shop:v1"
     repo, tag = image.split(":")
     docker_client.images.get(busybox_image).tag(repo, tag)
-    runtime = SwarmRuntime(cluster.manager.client, DockerRuntime(docker_client, instance),
-                           Registry(settings), instance)
+    local = DockerRuntime(docker_client, instance, sandbox=Sandbox(pids_limit=PIDS_LIMIT))
+    runtime = SwarmRuntime(cluster.manager.client, local, Registry(settings), instance)
     try:
         yield runtime, image
     finally:
@@ -143,7 +146,8 @@ def test_the_registry_speaks_tls_only_with_our_ca(registry):
 
     files = RegistryFiles(registry)
     assert requests.get(f"https://{registry.registry_listen}/v2/", timeout=5,
-                        verify=str(files.ca_cert)).status_code == 200
+                        verify=str(files.ca_cert),
+                        auth=files.credentials()).status_code == 200
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"https://{registry.registry_listen}/v2/", timeout=5)
     assert Path(files.tls / "ca.key").stat().st_mode & 0o077 == 0
@@ -292,3 +296,125 @@ def test_a_removed_replicas_last_lines_go_to_the_archive(swarm):
     runtime.remove(started)
     assert [name for name, _ in kept] == [started[0].name]
     assert "goodbye-line" in kept[0][1] and kept[0][1][:4].isdigit()  # timestamped
+
+
+def task_container(cluster, info):
+    """The container of task ``info`` on its node (the node's own engine)."""
+    node = next(n for n in cluster.nodes if n.ip == info.host)
+    return node.client.containers.list(
+        filters={"label": f"com.docker.swarm.task.id={info.id}"})[0]
+
+
+def test_a_replica_is_confined_as_on_one_host(swarm, cluster):
+    """Capabilities dropped (the kept list only), a pids limit and no-new-privileges
+    (the nodes' daemon.json), seen on the task's container on its node and from inside."""
+    runtime, image = swarm
+    started = runtime.start_process("shop", 6, image, "worker", 1, {}, "exec sleep 600")
+    container = task_container(cluster, started[0])
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert sorted(c.removeprefix("CAP_") for c in host["CapAdd"]) == sorted(KEPT_CAPABILITIES)
+    assert host["PidsLimit"] == PIDS_LIMIT
+    status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert fields["NoNewPrivs"].strip() == "1"
+    caps = int(fields["CapEff"], 16)
+    assert caps & (1 << 27) == 0 and caps & (1 << 13) == 0  # CAP_MKNOD, CAP_NET_RAW
+    made = container.exec_run(["mknod", "/tmp/null2", "c", "1", "3"])
+    assert made.exit_code != 0  # no MKNOD
+    # forking past the limit fails inside the container
+    forks = container.exec_run(["/bin/sh", "-c", f"for i in $(seq {PIDS_LIMIT + 10}); do "
+                                "sleep 30 & done 2>&1; echo spawned; kill $(jobs -p) 2>/dev/null"])
+    text = forks.output.decode()
+    assert "can't fork" in text or "Resource temporarily unavailable" in text, text[-500:]
+
+
+def test_the_registry_refuses_whoever_lacks_its_password(swarm, cluster):
+    """A tenant's replica reaches the registry's address: without the password it can
+    neither list, pull nor push images."""
+    import requests
+
+    runtime, image = swarm
+    files = runtime.registry.files
+    ref = runtime.publish(image)
+    base = f"https://{files.listen}/v2"
+    verify = str(files.ca_cert)
+    user, password = files.credentials()
+    for auth in (None, (user, "guess"), ("admin", password)):
+        assert requests.get(f"{base}/_catalog", timeout=10, verify=verify,
+                            auth=auth).status_code == 401
+        assert requests.get(f"{base}/{image.replace(':', '/manifests/')}", timeout=10,
+                            verify=verify, auth=auth).status_code == 401
+        assert requests.post(f"{base}/{runtime.instance}/evil/blobs/uploads/", timeout=10,
+                             verify=verify, auth=auth).status_code == 401
+    assert requests.get(f"{base}/_catalog", timeout=10, verify=verify,
+                        auth=(user, password)).status_code == 200
+    node = cluster.nodes[2]  # a node's engine, which keeps no credentials
+    with pytest.raises(docker.errors.APIError, match="(?i)auth|unauthorized"):
+        node.client.images.pull(ref)
+    assert not node.client.images.list(name=ref.rsplit(":", 1)[0])
+
+
+def test_the_registry_password_is_kept_private(registry):
+    files = RegistryFiles(registry)
+    user, password = files.credentials()
+    assert user == "gitpaas" and len(password) >= 40
+    assert files.password_file.stat().st_mode & 0o777 == 0o600
+    assert files.htpasswd.stat().st_mode & 0o777 == 0o600
+    assert files.auth.stat().st_mode & 0o777 == 0o700
+    htpasswd = files.htpasswd.read_text()
+    assert htpasswd.startswith("gitpaas:$2") and password not in htpasswd
+    assert password not in files.config.read_text()
+    assert password not in (files.root / "registry.log").read_text()
+
+
+def test_the_registry_password_is_not_in_the_service_or_its_tasks(swarm, cluster):
+    from docker import auth
+
+    runtime, image = swarm
+    started = runtime.start_process("shop", 7, image, "worker", 1, {}, "exec sleep 600")
+    _, password = runtime.registry.files.credentials()
+    header = auth.encode_header(runtime.client.api._auth_configs.resolve_authconfig(
+        runtime.registry.files.listen))
+    assert header  # the service was created with the registry's credentials ...
+    name = service_name(runtime.instance, "shop", 7, "worker")
+    api = cluster.manager.client.api
+    shown = json.dumps([api.inspect_service(name), api.services(),
+                        api.tasks(filters={"service": name}), api.inspect_task(started[0].id),
+                        task_container(cluster, started[0]).attrs])
+    for secret in (password, header.decode() if isinstance(header, bytes) else header):
+        assert secret not in shown  # ... which no inspection shows
+    assert "RegistryAuth" not in shown
+
+
+def test_a_node_without_no_new_privileges_runs_no_replica(registry, docker_client,
+                                                          busybox_image):
+    """A node whose dockerd lacks ``no-new-privileges`` (an operator skipped that line of
+    hosts:add): the entry point refuses to run the app there, and the deploy says why."""
+    import time
+
+    from gitpaas.errors import DeployError
+    from gitpaas.registry import Registry
+
+    instance = unique("t")
+    settings = Settings(data_dir=registry.data_dir, instance=instance,
+                        registry_listen=registry.registry_listen)
+    image = f"{instance}/lax:v1"
+    docker_client.images.get(busybox_image).tag(*image.split(":"))
+    with swarm_cluster(docker_client, 1, daemon_config={}) as lax:
+        lax.trust_ca(registry.registry_listen, RegistryFiles(registry).ca_cert.read_bytes())
+        runtime = SwarmRuntime(lax.manager.client, DockerRuntime(docker_client, instance),
+                               Registry(settings), instance)
+        try:
+            started = time.monotonic()
+            with pytest.raises(DeployError, match="node node1 runs containers without"
+                               " no-new-privileges.*daemon.json"):
+                runtime.start_process("lax", 1, image, "web", 1, {}, COMMAND, web=True)
+            assert time.monotonic() - started < 90
+            assert runtime.list("lax") == []
+        finally:
+            runtime.remove(runtime.list())
+            runtime.remove_unused_secrets(min_age=0)
+            runtime.remove_network("lax")
+            runtime.registry.delete(image)
+            docker_client.images.remove(image, force=True)

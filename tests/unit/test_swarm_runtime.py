@@ -43,3 +43,54 @@ def test_runtime_setting():
         load({"runtime": "k8s"}, environ={})
     with pytest.raises(InvalidInput, match="registry_listen"):
         load({"runtime": "swarm"}, environ={})
+
+
+def test_the_registry_password_is_made_once_and_its_htpasswd_follows_it(tmp_path):
+    import bcrypt
+    import yaml
+
+    from gitpaas.registry import RegistryFiles
+    from gitpaas.settings import Settings
+
+    files = RegistryFiles(Settings(data_dir=tmp_path, registry_listen="10.0.0.1:5000"))
+    files.ensure()
+    user, password = files.credentials()
+    hashed = files.htpasswd.read_text()
+    files.ensure()  # idempotent: the same password, the same hash
+    assert files.credentials() == (user, password) and files.htpasswd.read_text() == hashed
+    assert bcrypt.checkpw(password.encode(), hashed.strip().split(":", 1)[1].encode())
+    config = yaml.safe_load(files.config.read_text())
+    assert config["auth"]["htpasswd"]["path"] == str(files.htpasswd)
+    files.password_file.write_text("rotated-by-hand\n")  # an operator's new password
+    files.ensure()
+    assert bcrypt.checkpw(b"rotated-by-hand",
+                          files.htpasswd.read_text().strip().split(":", 1)[1].encode())
+
+
+def test_no_registry_password_is_a_clear_error(tmp_path):
+    from gitpaas.errors import ServiceError
+    from gitpaas.registry import RegistryFiles
+    from gitpaas.settings import Settings
+
+    files = RegistryFiles(Settings(data_dir=tmp_path, registry_listen="10.0.0.1:5000"))
+    with pytest.raises(ServiceError, match="no password yet"):
+        files.credentials()
+
+
+@pytest.mark.parametrize(("prefix", "refused"), [([], True),
+                                                 (["setpriv", "--no-new-privs"], False)])
+def test_the_entry_point_runs_nothing_without_no_new_privileges(prefix, refused, tmp_path):
+    """The replica's entry point, with this process's NoNewPrivs (0) and under setpriv
+    (1): refused with its own exit status, or on to source the config (absent here)."""
+    from gitpaas.runtime.swarm import ENTRY, NO_NNP_EXIT
+
+    marker = tmp_path / "ran"
+    done = subprocess.run([*prefix, *ENTRY, "touch", str(marker)], capture_output=True,
+                          text=True)
+    if refused:
+        assert done.returncode == NO_NNP_EXIT
+        assert "without no-new-privileges" in done.stderr
+    else:
+        assert done.returncode not in (0, NO_NNP_EXIT)  # /run/secrets/gitpaas-env: none
+        assert "no-new-privileges" not in done.stderr
+    assert not marker.exists()
