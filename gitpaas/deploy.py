@@ -135,8 +135,13 @@ class Deployer:
             app, functools.partial(image_name, self.settings, app), commit.decode(),
             self.store.get_config(app), self._processes(repo, commit), f"Deploy {short}",
             actor, extra=spec_extra(spec))
+        network = self._prepare_network(app)
         try:
-            self._build(app, release, repo, commit, spec, progress, timings, start)
+            try:
+                self._build(app, release, repo, commit, spec, progress, timings, start)
+            finally:
+                if network is not None:
+                    network.join()
             self._go_live(app, release, progress, timings)
         except BaseException:
             self.store.set_release_status(app, release.version, "failed")
@@ -144,6 +149,16 @@ class Deployer:
             raise
         self._after_live(app, release, progress, timings)
         return release
+
+    def _prepare_network(self, app: str) -> threading.Thread | None:
+        """The app's network made (or found) beside the build, not after it."""
+        prepare = getattr(self.runtime, "prepare_network", None)
+        if prepare is None:
+            return None
+        thread = threading.Thread(target=prepare, args=(app,), daemon=True,
+                                  name=f"network-{app}")
+        thread.start()
+        return thread
 
     def _build(self, app: str, release: Release, repo: Repo, commit: bytes, spec: AppSpec,
                progress: ProgressFn, timings: Timings, start: float) -> None:

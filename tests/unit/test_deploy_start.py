@@ -377,3 +377,36 @@ def test_roll_out_checks_web_through_the_real_health_check(monkeypatch):
                                                           lines.append))
     assert "-----> Checking web.1" in lines
     assert sorted(c.name for c in runtime.removed) == ["web.1", "web.2"]
+
+
+class NetworkRuntime(FakeRuntime):
+    """Making the app's network takes 0.3 s (Docker's create with many networks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[tuple[str, float]] = []
+
+    def prepare_network(self, app: str) -> None:
+        time.sleep(0.3)
+        self.prepared.append((app, time.monotonic()))
+
+
+def test_the_network_is_made_beside_the_build(monkeypatch):
+    """Issue 17: a first deploy's network creation overlaps its build; the roll-out
+    starts only once it is done."""
+    from gitpaas.appjson import AppSpec
+
+    runtime = NetworkRuntime()
+    store = ReleasingStore()
+    d = Deployer(Settings(instance="gp"), store, RecordingBuilder(), runtime, None)  # type: ignore[arg-type]
+    monkeypatch.setattr(d, "_app_spec", lambda repo, commit: AppSpec())
+    monkeypatch.setattr(d, "_processes", lambda repo, commit: {})
+    monkeypatch.setattr(d, "_build", lambda *a: time.sleep(0.3))
+    monkeypatch.setattr(d, "_after_live", lambda *a: None)
+    went_live: list[float] = []
+    monkeypatch.setattr(d, "_go_live", lambda *a: went_live.append(time.monotonic()))
+    t0 = time.monotonic()
+    d.deploy_commit("shop", None, b"a" * 40, "alice", lambda line: None)  # type: ignore[arg-type]
+    assert [app for app, _ in runtime.prepared] == ["shop"]
+    assert runtime.prepared[0][1] <= went_live[0]
+    assert went_live[0] - t0 < 0.5  # side by side: not 0.3 + 0.3
