@@ -119,6 +119,24 @@ def gitpaas_once(srv, repo: Path, app: str, n: int) -> tuple[float, int, dict[st
     return total, version, timing
 
 
+def wait_retired(srv, app: str, timeout: float = 60) -> float:  # noqa: ANN001
+    """Wait until only the app's newest release has containers (the retirement of the
+    older ones, off the push's path, is over); seconds waited."""
+    client = docker_client()
+    filters = {"label": [f"gitpaas.instance={srv.instance}", f"gitpaas.app={app}"]}
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < timeout:
+            releases = {c["Labels"].get("gitpaas.release") for c in
+                        client.api.containers(all=True, filters=filters)}
+            if len(releases) <= 1:
+                return time.monotonic() - t0
+            time.sleep(0.02)
+    finally:
+        client.close()
+    raise RuntimeError(f"the old releases of {app} were not retired in {timeout} s")
+
+
 def ssh_once(srv) -> float:  # noqa: ANN001
     """Seconds of ``ssh paas version``: one SSH session's fixed cost (connect, key
     exchange, auth, a command, exit) with the same client the push uses."""
@@ -185,10 +203,15 @@ def measure(srv, repo: Path, base_dir: Path, base_tag: str, series: Series,  # n
     pushes += 1
     gitpaas_once(srv, repo, "shop", pushes)      # warm the platform
     for i in range(1, reps + 1):
+        # The previous push's old containers are stopped and removed in the background;
+        # the hand-run's are removed before its next run. Measure both from a Docker that
+        # finished the previous round's clean-up.
+        retired = wait_retired(srv, "shop")
         series.base.append(baseline_once(base_dir, base_tag, series.replicas, i))
         series.ssh.append(ssh_once(srv))
         pushes += 1
         total, _, timing = gitpaas_once(srv, repo, "shop", pushes)
+        timing["retired"] = retired
         timing["receive"] = receive_times(srv.log(), "shop")[-1]
         series.totals.append(total)
         series.stages.append(timing)
@@ -196,7 +219,8 @@ def measure(srv, repo: Path, base_dir: Path, base_tag: str, series: Series,  # n
               f"{series.base[-1]:.3f} s): "
               + " ".join(f"{k}={timing.get(k, 0.0):.3f}" for k in STAGES)
               + f" own={own_share(total, timing):.3f} (server {server_share(timing):.3f},"
-              f" edge {timing['edge']:.3f}; ssh version {series.ssh[-1]:.3f})", flush=True)
+              f" edge {timing['edge']:.3f}; ssh version {series.ssh[-1]:.3f};"
+              f" waited {retired:.3f} for the retirement before)", flush=True)
     return pushes
 
 

@@ -214,7 +214,7 @@ def report(table: Table, n: int, k: int, deploys: list[float],  # noqa: PLR0913
     for stage in (*STAGES, "network", "own"):
         a = median([s.get(stage, 0.0) for s in stages[:k]])
         b = median([s.get(stage, 0.0) for s in stages[-k:]])
-        what = {"network": "Docker's network create (in start)",
+        what = {"network": "Docker's network create (beside the build)",
                 "own": "own share (all but build and start)"}.get(stage, f"stage {stage}")
         table.add("scale", f"  {what}, median", f"{b:.3f} s", f"{a:.3f} s",
                   b / a if a > 0.0005 else None)
