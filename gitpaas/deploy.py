@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -440,7 +440,8 @@ class Deployer:
         start just read (no second inspect) and which raises once any start or check
         failed, so no check waits out its deadline for a deploy that failed already.
         ``all_started`` runs when the last start returned (before the checks are waited
-        for). Any failure removes every started container and raises the first one."""
+        for). Any failure removes every started container and raises the first one.
+        With ``runtime: swarm`` (services) neither is used: the caller checks after."""
         mounts = self._mounts(app, release.image)
         if getattr(self.runtime, "services", False) is True:
             return self._start_services(app, release, mounts)
@@ -449,7 +450,6 @@ class Deployer:
         failed = threading.Event()
         errors: list[BaseException] = []  # in the order they happened
         lock = threading.Lock()
-        checks: list[Future[None]] = []
 
         def fail(exc: BaseException) -> None:
             with lock:
@@ -467,8 +467,7 @@ class Deployer:
                 fail(exc)
                 return
             if check is not None:
-                with lock:
-                    checks.append(checker.submit(watched, info))
+                checker.submit(watched, info)  # the checker's exit waits for it
 
         def watched(info: ContainerInfo) -> None:
             try:
