@@ -141,7 +141,10 @@ class Deployer:
                 self._build(app, release, repo, commit, spec, progress, timings, start)
             finally:
                 if network is not None:
+                    waited = time.monotonic()
                     network.join()
+                    # Docker's network create left over once the build is done
+                    timings.mark("netwait", waited)
             self._go_live(app, release, progress, timings)
         except BaseException:
             self.store.set_release_status(app, release.version, "failed")

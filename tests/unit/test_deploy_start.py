@@ -404,9 +404,16 @@ def test_the_network_is_made_beside_the_build(monkeypatch):
     monkeypatch.setattr(d, "_build", lambda *a: time.sleep(0.3))
     monkeypatch.setattr(d, "_after_live", lambda *a: None)
     went_live: list[float] = []
-    monkeypatch.setattr(d, "_go_live", lambda *a: went_live.append(time.monotonic()))
+    stages: dict[str, float] = {}
+
+    def go_live(app, rel, progress, timings) -> None:
+        went_live.append(time.monotonic())
+        stages.update(timings.stages)
+
+    monkeypatch.setattr(d, "_go_live", go_live)
     t0 = time.monotonic()
     d.deploy_commit("shop", None, b"a" * 40, "alice", lambda line: None)  # type: ignore[arg-type]
     assert [app for app, _ in runtime.prepared] == ["shop"]
     assert runtime.prepared[0][1] <= went_live[0]
     assert went_live[0] - t0 < 0.5  # side by side: not 0.3 + 0.3
+    assert 0 <= stages["netwait"] < 0.2  # the wait left after the build is its own stage
