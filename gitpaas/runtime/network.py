@@ -172,8 +172,10 @@ class AppNetworks:
         """The app's network, created on first use; returns its name. ``cached``: trust
         an earlier ``ensure`` of this object (see ``forget``)."""
         name = self.name(app)
+        if cached and name in self._known:  # no wait for another app's network creation
+            return name
         with self._lock:  # parallel starts of one deploy: one creation
-            if cached and name in self._known:
+            if cached and name in self._known:  # made meanwhile
                 return name
             try:
                 if not self._find(name):
