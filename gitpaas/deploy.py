@@ -40,6 +40,10 @@ MAX_PARALLEL_STARTS = 4
 MAX_PARALLEL_STOPS = 16
 
 
+class _Aborted(Exception):
+    """A check given up because another container of its deploy failed."""
+
+
 @dataclass
 class Timings:
     """Seconds spent in each stage of one deploy (for the benchmarks)."""
@@ -131,8 +135,16 @@ class Deployer:
             app, functools.partial(image_name, self.settings, app), commit.decode(),
             self.store.get_config(app), self._processes(repo, commit), f"Deploy {short}",
             actor, extra=spec_extra(spec))
+        network = self._prepare_network(app)
         try:
-            self._build(app, release, repo, commit, spec, progress, timings, start)
+            try:
+                self._build(app, release, repo, commit, spec, progress, timings, start)
+            finally:
+                if network is not None:
+                    waited = time.monotonic()
+                    network.join()
+                    # Docker's network create left over once the build is done
+                    timings.mark("netwait", waited)
             self._go_live(app, release, progress, timings)
         except BaseException:
             self.store.set_release_status(app, release.version, "failed")
@@ -140,6 +152,16 @@ class Deployer:
             raise
         self._after_live(app, release, progress, timings)
         return release
+
+    def _prepare_network(self, app: str) -> threading.Thread | None:
+        """The app's network made (or found) beside the build, not after it."""
+        prepare = getattr(self.runtime, "prepare_network", None)
+        if prepare is None:
+            return None
+        thread = threading.Thread(target=prepare, args=(app,), daemon=True,
+                                  name=f"network-{app}")
+        thread.start()
+        return thread
 
     def _build(self, app: str, release: Release, repo: Repo, commit: bytes, spec: AppSpec,
                progress: ProgressFn, timings: Timings, start: float) -> None:
@@ -407,29 +429,99 @@ class Deployer:
             raise
         return started
 
-    def _start_all(self, app: str, release: Release) -> list[ContainerInfo]:
-        started: list[ContainerInfo] = []
+    def _start_all(self, app: str, release: Release,
+                   check: Callable[[ContainerInfo, Callable[[ContainerInfo],
+                                                            ContainerInfo | None]], None]
+                   | None = None,
+                   all_started: Callable[[], None] | None = None) -> list[ContainerInfo]:
+        """Start every container of the formation, side by side (at most
+        ``MAX_PARALLEL_STARTS`` at once); all or nothing.
+
+        ``check`` runs on each container as soon as it is started, in a thread of its own,
+        while the others still start (a web replica's health check need not wait for the
+        last replica's start); it gets a ``refresh`` whose first call returns the info the
+        start just read (no second inspect) and which raises once any start or check
+        failed, so no check waits out its deadline for a deploy that failed already.
+        ``all_started`` runs when the last start returned (before the checks are waited
+        for). Any failure removes every started container and raises the first one.
+        With ``runtime: swarm`` (services) neither is used: the caller checks after."""
         mounts = self._mounts(app, release.image)
         if getattr(self.runtime, "services", False) is True:
             return self._start_services(app, release, mounts)
-        jobs = [functools.partial(self.start_container, app, release, process, replica,
-                                  command, mounts)
-                for (process, replica), command in procfile.desired(
-                    release.processes, self.store.formation(app)).items()]
+        desired = list(procfile.desired(release.processes, self.store.formation(app)).items())
+        slots: list[ContainerInfo | None] = [None] * len(desired)
+        failed = threading.Event()
+        errors: list[BaseException] = []  # in the order they happened
+        lock = threading.Lock()
+
+        def fail(exc: BaseException) -> None:
+            with lock:
+                errors.append(exc)
+            failed.set()
+
+        def job(index: int, process: str, replica: int, command: str,
+                checker: ThreadPoolExecutor) -> None:
+            try:
+                if failed.is_set():
+                    return
+                info = self.start_container(app, release, process, replica, command, mounts)
+                slots[index] = info
+            except BaseException as exc:  # noqa: BLE001 - re-raised by _start_all
+                fail(exc)
+                return
+            if check is not None:
+                checker.submit(watched, info)  # the checker's exit waits for it
+
+        def watched(info: ContainerInfo) -> None:
+            try:
+                assert check is not None
+                check(info, self._refresher(info, failed))
+            except _Aborted:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - re-raised by _start_all
+                fail(exc)
+
         # Docker starts containers concurrently: the replicas start side by side.
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(jobs) or 1),
-                                thread_name_prefix=f"start-{app}") as pool:
-            futures = [pool.submit(job) for job in jobs]
-            errors = []
-            for future in futures:
+        with ThreadPoolExecutor(max_workers=len(desired) or 1,
+                                thread_name_prefix=f"check-{app}") as checker:
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_STARTS, len(desired) or 1),
+                                    thread_name_prefix=f"start-{app}") as pool:
+                for index, ((process, replica), command) in enumerate(desired):
+                    pool.submit(job, index, process, replica, command, checker)
+            if all_started is not None and not failed.is_set():
                 try:
-                    started.append(future.result())
+                    all_started()
                 except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    errors.append(exc)
+                    fail(exc)
+        started = [info for info in slots if info is not None]
         if errors:
             self.runtime.remove(started, stop_timeout=2)
             raise errors[0]
         return started
+
+    def _refresher(self, info: ContainerInfo, failed: threading.Event
+                   ) -> Callable[[ContainerInfo], ContainerInfo | None]:
+        """A check's ``refresh`` of ``info``: the start's own reading first, then Docker's;
+        raises ``_Aborted`` once ``failed`` is set."""
+        fresh = [info]
+
+        def refresh(current: ContainerInfo) -> ContainerInfo | None:
+            if failed.is_set():
+                raise _Aborted
+            if fresh:
+                return fresh.pop()
+            return self.runtime.get(current.id)
+        return refresh
+
+    def _check_one(self, release: Release, progress: ProgressFn, info: ContainerInfo,
+                   refresh: Callable[[ContainerInfo], ContainerInfo | None]) -> None:
+        """A web container's health checks, any other process's stable window."""
+        if info.process == "web":
+            progress(f"-----> Checking {info.process}.{info.replica}")
+            for check in self._checks(release, "web"):
+                wait_healthy(info, check, refresh, self._tail_logs)
+        else:
+            wait_stable(info, self.settings.process_check_seconds, refresh, self._tail_logs)
 
     def _check_all(self, release: Release, started: list[ContainerInfo],
                    progress: ProgressFn) -> None:
@@ -473,11 +565,24 @@ class Deployer:
                                release.processes[RELEASE_PHASE], release.config, progress)
             progress(f"-----> Releasing v{release.version}")
             faults.point("start")
-            started = self._start_all(app, release)
-            now = timings.mark("start", now)
-            faults.point("check")
-            self._check_all(release, started, progress)
-            now = timings.mark("check", now)
+            since = now
+
+            def all_started() -> None:
+                nonlocal since
+                since = timings.mark("start", now)
+                faults.point("check")
+
+            if getattr(self.runtime, "services", False) is True:
+                started = self._start_all(app, release)
+                all_started()
+                self._check_all(release, started, progress)
+            else:
+                # Each container's check starts with its start: "check" is what is left
+                # of the checks once the last container started.
+                started = self._start_all(
+                    app, release, functools.partial(self._check_one, release, progress),
+                    all_started)
+            now = timings.mark("check", since)
             web = [c for c in started if c.process == "web"]
             hosts = app_hosts(self.settings, app, self.store.domains(app))
             previous = self.routes.get_many(hosts)

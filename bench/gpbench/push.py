@@ -1,5 +1,7 @@
-"""Push-to-live: ``git push`` of a cached build with two web replicas, until the new
-release answers through the router; against ``docker build`` + ``docker run`` by hand."""
+"""Push-to-live: ``git push`` of a cached build, until the new release answers through the
+router; against ``docker build`` + ``docker run`` by hand. Measured for each web replica
+count of ``--replicas`` (default 1, the formation a new app runs, and 2), each with its
+stages and the split of the platform's own share."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import (
@@ -24,7 +27,8 @@ from .common import (
     wait_until,
 )
 
-STAGES = ("receive", "prepare", "build", "start", "check", "swap", "after")
+STAGES = ("receive", "prepare", "build", "netwait", "start", "check", "swap", "after")
+DOCKER_STAGES = ("build", "netwait", "start")  # Docker's work: not the platform's own share
 TARGET_TOTAL, TARGET_OWN = 0.6, 0.05  # seconds (issue 17)
 CGI = '#!/bin/sh\nprintf \'Content-Type: text/plain\\r\\n\\r\\n%s\\n\' "$GITPAAS_RELEASE"\n'
 
@@ -91,12 +95,18 @@ def baseline_once(context: Path, tag: str, replicas: int, version: int) -> float
 
 
 def gitpaas_once(srv, repo: Path, app: str, n: int) -> tuple[float, int, dict[str, float]]:  # noqa: ANN001
-    """One push of a NOTES change; seconds until the new release answers via the router."""
+    """One push of a NOTES change; seconds until the new release answers via the router.
+
+    The timings hold the deploy's stages (the server's log) and two client-side figures:
+    ``returned`` (when ``git push`` exited) and ``edge`` (from then until the router
+    answered with the new release: the route is swapped before the push's last lines, so
+    this is the poll's own latency, one request every 2 ms at most)."""
     from tests.harness import commit_files
 
     commit_files(repo, {"NOTES": f"push {n}\n"}, f"change {n}")
     t0 = time.monotonic()
     result = srv.push(repo, app)
+    returned = time.monotonic() - t0
     if result.returncode != 0:
         raise RuntimeError(f"push failed: {result.stderr[-2000:]}")
     version = int(re.search(r"Building \S+ \(v(\d+)\)", result.stderr).group(1))  # type: ignore[union-attr]
@@ -105,13 +115,56 @@ def gitpaas_once(srv, repo: Path, app: str, n: int) -> tuple[float, int, dict[st
                       == want, 30, 0.002):
         raise RuntimeError(f"v{version} never answered through the router")
     total = time.monotonic() - t0
-    return total, version, deploy_timings(srv.log(), app, version)
+    timing = deploy_timings(srv.log(), app, version)
+    timing.update(returned=returned, edge=total - returned)
+    return total, version, timing
+
+
+def wait_retired(srv, app: str, timeout: float = 60) -> float:  # noqa: ANN001
+    """Wait until only the app's newest release has containers (the retirement of the
+    older ones, off the push's path, is over); seconds waited."""
+    client = docker_client()
+    filters = {"label": [f"gitpaas.instance={srv.instance}", f"gitpaas.app={app}"]}
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < timeout:
+            releases = {c["Labels"].get("gitpaas.release") for c in
+                        client.api.containers(all=True, filters=filters)}
+            if len(releases) <= 1:
+                return time.monotonic() - t0
+            time.sleep(0.02)
+    finally:
+        client.close()
+    raise RuntimeError(f"the old releases of {app} were not retired in {timeout} s")
+
+
+def ssh_once(srv) -> float:  # noqa: ANN001
+    """Seconds of ``ssh paas version``: one SSH session's fixed cost (connect, key
+    exchange, auth, a command, exit) with the same client the push uses."""
+    t0 = time.monotonic()
+    result = srv.ssh("version")
+    if result.returncode != 0:
+        raise RuntimeError(f"ssh version failed: {result.stderr}")
+    return time.monotonic() - t0
+
+
+@dataclass
+class Series:
+    """The pushes of one replica count and their baselines."""
+
+    replicas: int
+    totals: list[float] = field(default_factory=list)
+    base: list[float] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)
+    ssh: list[float] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace, table: Table) -> None:
     client = docker_client()
     image = busybox_image(client)
     base_tag = f"{image.split('/')[0]}-hand/app:latest"
+    counts = sorted({max(1, n) for n in args.replicas})
+    done: list[Series] = []
     try:
         with tempfile.TemporaryDirectory(prefix="gitpaas-bench-push-") as tmpdir:
             tmp = Path(tmpdir)
@@ -128,54 +181,88 @@ def run(args: argparse.Namespace, table: Table) -> None:
                 first = srv.push(repo, "shop")
                 if first.returncode != 0:
                     raise RuntimeError(f"first push failed: {first.stderr[-2000:]}")
-                replicas = max(1, args.replicas)
-                if replicas != 1:
-                    scale = srv.ssh("ps:scale", "shop", f"web={replicas}")
-                    if scale.returncode != 0:
-                        raise RuntimeError(f"ps:scale failed: {scale.stderr}")
-                baseline_once(base_dir, base_tag, replicas, 0)  # warm the build cache
-                gitpaas_once(srv, repo, "shop", 0)      # warm the platform
-                totals, base, stages = [], [], []
-                for i in range(1, args.reps + 1):
-                    # interleaved, so both see the same noise
-                    base.append(baseline_once(base_dir, base_tag, replicas, i))
-                    total, _, timing = gitpaas_once(srv, repo, "shop", i)
-                    timing["receive"] = receive_times(srv.log(), "shop")[-1]
-                    totals.append(total)
-                    stages.append(timing)
-                    print(f"       push {i}: {total:.3f} s (by hand {base[-1]:.3f} s): "
-                          + " ".join(f"{k}={timing.get(k, 0.0):.3f}" for k in STAGES)
-                          + f" own={own_share(total, timing):.3f}", flush=True)
+                pushes = 0
+                for replicas in counts:
+                    series = Series(replicas)
+                    pushes = measure(srv, repo, base_dir, base_tag, series, args.reps, pushes)
+                    done.append(series)
     finally:
         subprocess.run(["docker", "rmi", "-f", base_tag], capture_output=True, timeout=120)
         remove_image(client, image)
-    report(table, totals, base, stages, args.reps, replicas)
+    for series in done:
+        report(table, series, args.reps)
+
+
+def measure(srv, repo: Path, base_dir: Path, base_tag: str, series: Series,  # noqa: ANN001
+            reps: int, pushes: int) -> int:
+    """``reps`` pushes with ``series.replicas`` web containers, each after one run by
+    hand (interleaved, so both see the same noise); returns the pushes made so far."""
+    scale = srv.ssh("ps:scale", "shop", f"web={series.replicas}")
+    if scale.returncode != 0:
+        raise RuntimeError(f"ps:scale failed: {scale.stderr}")
+    baseline_once(base_dir, base_tag, series.replicas, 0)  # warm the build cache
+    pushes += 1
+    gitpaas_once(srv, repo, "shop", pushes)      # warm the platform
+    for i in range(1, reps + 1):
+        # The previous push's old containers are stopped and removed in the background;
+        # the hand-run's are removed before its next run. Measure both from a Docker that
+        # finished the previous round's clean-up.
+        retired = wait_retired(srv, "shop")
+        series.base.append(baseline_once(base_dir, base_tag, series.replicas, i))
+        series.ssh.append(ssh_once(srv))
+        pushes += 1
+        total, _, timing = gitpaas_once(srv, repo, "shop", pushes)
+        timing["retired"] = retired
+        timing["receive"] = receive_times(srv.log(), "shop")[-1]
+        series.totals.append(total)
+        series.stages.append(timing)
+        print(f"       {series.replicas} web, push {i}: {total:.3f} s (by hand "
+              f"{series.base[-1]:.3f} s): "
+              + " ".join(f"{k}={timing.get(k, 0.0):.3f}" for k in STAGES)
+              + f" own={own_share(total, timing):.3f} (server {server_share(timing):.3f},"
+              f" edge {timing['edge']:.3f}; ssh version {series.ssh[-1]:.3f};"
+              f" waited {retired:.3f} for the retirement before)", flush=True)
+    return pushes
 
 
 def own_share(total: float, timing: dict[str, float]) -> float:
-    """The platform's own share of a push: all but Docker's build and start."""
-    return total - timing.get("build", 0.0) - timing.get("start", 0.0)
+    """The platform's own share of a push: all but Docker's build, start and the wait
+    for a new app's network (made beside the build; it was part of ``start`` before)."""
+    return total - sum(timing.get(k, 0.0) for k in DOCKER_STAGES)
+
+
+def server_share(timing: dict[str, float]) -> float:
+    """The part of the own share the server's log accounts for (its stages but Docker's);
+    the rest is the SSH session, the git client and the router's answer."""
+    return sum(timing.get(k, 0.0) for k in STAGES if k not in DOCKER_STAGES)
 
 
 def spread(values: list[float]) -> str:
     return f"{min(values):.3f}-{max(values):.3f}"
 
 
-def report(table: Table, totals: list[float], base: list[float],
-           stages: list[dict[str, float]], reps: int, replicas: int) -> None:
-    p50, b50 = median(totals), median(base)
-    table.add("push", f"push to live ({replicas} web), p50 of {reps} (range "
+def report(table: Table, series: Series, reps: int) -> None:
+    totals, stages, n = series.totals, series.stages, series.replicas
+    p50, b50 = median(totals), median(series.base)
+    table.add("push", f"push to live ({n} web), p50 of {reps} (range "
               f"{spread(totals)})", secs(p50), f"{secs(b50)} by hand", p50 / b50,
               f"< {TARGET_TOTAL} s", p50 < TARGET_TOTAL)
     for stage in STAGES:
         values = [s.get(stage, 0.0) for s in stages]
-        table.add("push", f"  stage {stage}, p50 (range {spread(values)})",
+        table.add("push", f"  {n} web: stage {stage}, p50 (range {spread(values)})",
                   secs(median(values)))
     own = [own_share(t, s) for t, s in zip(totals, stages, strict=True)]
-    table.add("push", f"platform's own share (total-build-start), p50 (range {spread(own)})",
+    table.add("push", f"  {n} web: own share (total-build-netwait-start), p50 "
+              f"(range {spread(own)})",
               secs(median(own)), "", None, f"< {TARGET_OWN} s", median(own) < TARGET_OWN)
+    server = [server_share(s) for s in stages]
+    edge = [s["edge"] for s in stages]
+    rest = [o - v - e for o, v, e in zip(own, server, edge, strict=True)]
+    table.add("push", f"  {n} web: own = server stages + ssh/git client + edge, p50",
+              f"{median(server):.3f} + {median(rest):.3f} + {median(edge):.3f} s",
+              f"ssh version {secs(median(series.ssh))}")
 
 
 def budget(args: argparse.Namespace) -> int:
     """Seconds this part may take."""
-    return 120 + 25 * args.reps
+    return 120 + 25 * args.reps * len(set(args.replicas))

@@ -25,7 +25,7 @@ from .common import (
     remove_image,
     rss_mb,
 )
-from .push import STAGES, spread, write_app
+from .push import STAGES, own_share, spread, write_app
 
 RSS_TARGET_MB = 150
 PROBES = 5  # Docker-only probes at 1 app and at N
@@ -109,7 +109,7 @@ def deploy_one(srv, repo: Path, app: str) -> tuple[float, dict[str, float]]:  # 
     timing = deploy_timings(log, app, 1)
     timing["receive"] = (receive_times(log, app) or [0.0])[-1]
     timing["network"] = network_create(log, srv.instance, app)
-    timing["own"] = took - timing.get("build", 0.0) - timing.get("start", 0.0)
+    timing["own"] = own_share(took, timing)
     return took, timing
 
 
@@ -214,8 +214,8 @@ def report(table: Table, n: int, k: int, deploys: list[float],  # noqa: PLR0913
     for stage in (*STAGES, "network", "own"):
         a = median([s.get(stage, 0.0) for s in stages[:k]])
         b = median([s.get(stage, 0.0) for s in stages[-k:]])
-        what = {"network": "Docker's network create (in start)",
-                "own": "own share (all but build and start)"}.get(stage, f"stage {stage}")
+        what = {"network": "Docker's network create (beside the build)",
+                "own": "own share (all but build, netwait and start)"}.get(stage, f"stage {stage}")
         table.add("scale", f"  {what}, median", f"{b:.3f} s", f"{a:.3f} s",
                   b / a if a > 0.0005 else None)
     for what, index in (("network create", 0), ("container create + start", 1)):

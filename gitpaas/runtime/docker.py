@@ -140,15 +140,27 @@ class Sandbox:
     networks: AppNetworks | None = None
     pids_limit: int = 0  # 0: none
 
-    def options(self, app: str) -> dict[str, Any]:
-        """docker-py ``containers.create`` arguments for one container of ``app``."""
+    def options(self, app: str, cached: bool = False) -> dict[str, Any]:
+        """docker-py ``containers.create`` arguments for one container of ``app``
+        (``cached``: the app's network as ``AppNetworks.ensure`` last found it)."""
         opts: dict[str, Any] = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
                       "cap_add": list(KEPT_CAPABILITIES)}
         if self.pids_limit:
             opts["pids_limit"] = self.pids_limit
         if self.networks is not None:
-            opts["network"] = self.networks.ensure(app)
+            opts["network"] = self.networks.ensure(app, cached)
         return opts
+
+    def forget_network(self, app: str) -> None:
+        """After a start failed for want of the app's network: look it up again."""
+        if self.networks is not None:
+            self.networks.forget(app)
+
+
+def network_missing(exc: docker.errors.APIError) -> bool:
+    """Whether Docker refused a start because the container's network is gone."""
+    text = str(exc.explanation or exc)
+    return exc.status_code == 404 and "network" in text and "not found" in text
 
 
 class Follow(Generic[T]):
@@ -190,6 +202,17 @@ class DockerRuntime:
         """Remove the app's network (after its containers: ``apps:destroy``)."""
         if self.sandbox.networks is not None:
             self.sandbox.networks.remove(app)
+
+    def prepare_network(self, app: str) -> None:
+        """Make sure the app's network exists, ahead of the starts (a deploy calls this
+        beside its build, so that a first deploy's network creation, 0.1-0.4 s of
+        Docker's, overlaps the build). A failure is only logged: the start reports it."""
+        if self.sandbox.networks is None:
+            return
+        try:
+            self.sandbox.networks.ensure(app, cached=True)
+        except Exception:  # noqa: BLE001 - the start's own ensure raises it properly
+            log.debug("preparing the network of %s failed", app, exc_info=True)
 
     def _info(self, c: Container) -> ContainerInfo:
         labels = c.labels
@@ -237,18 +260,15 @@ class DockerRuntime:
             log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
             hostname=f"{app}-{process}-{replica}")
         try:
-            kwargs.update(self.sandbox.options(app))
-            # create + start, not run: run would try to pull a missing image from a registry.
             try:
-                c = self.client.containers.create(image, **kwargs)
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # not "the name is in use": a real failure
+                c = self._create_and_start(app, image, name, kwargs, cached=True)
+            except docker.errors.NotFound as exc:
+                if not network_missing(exc):
                     raise
-                # A leftover of a failed deploy holds the name: remove it and try again
-                # (cheaper than looking the name up before every start).
-                self._remove_by_name(name)
-                c = self.client.containers.create(image, **kwargs)
-            c.start()
+                # The app's network went behind our back (Docker checks it at start, not
+                # at create): look it up, make it again if need be, and start anew.
+                self.sandbox.forget_network(app)
+                c = self._create_and_start(app, image, name, kwargs, cached=False)
             c.reload()
             info = self._info(c)
             if web and info.port is None:
@@ -262,6 +282,28 @@ class DockerRuntime:
             raise DeployError(f"cannot start {process}.{replica}: {reason}") from exc
         except docker.errors.DockerException as exc:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
+
+    def _create_and_start(self, app: str, image: str, name: str, kwargs: dict[str, Any],
+                          cached: bool) -> Container:
+        """Create (with the sandbox's options) and start one container."""
+        kwargs = {**kwargs, **self.sandbox.options(app, cached)}
+        # create + start, not run: run would try to pull a missing image from a registry.
+        try:
+            c = self.client.containers.create(image, **kwargs)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # not "the name is in use": a real failure
+                raise
+            # A leftover of a failed deploy holds the name: remove it and try again
+            # (cheaper than looking the name up before every start).
+            self._remove_by_name(name)
+            c = self.client.containers.create(image, **kwargs)
+        try:
+            c.start()
+        except docker.errors.NotFound as exc:
+            if network_missing(exc):
+                c.remove(force=True)
+            raise
+        return c
 
     def run_once(self, app: str, release: int, image: str, process: str,
                  env: Mapping[str, str], command: str, output: Callable[[str], None],

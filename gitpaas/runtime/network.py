@@ -158,20 +158,37 @@ class AppNetworks:
         self.pool = Net(pool)
         self.prefix = prefix
         self._lock = threading.Lock()
+        # Networks this object found or made: a deploy's starts need not list Docker's
+        # networks again (one filtered listing per container, under the lock, and
+        # dockerd's filtering grows with the number of networks). Forgotten on removal
+        # here; a network removed behind our back makes a start fail with "network ...
+        # not found", after which the caller ``forget``s it and ensures it again.
+        self._known: set[str] = set()
 
     def name(self, app: str) -> str:
         return f"{self.instance}.{app}"
 
-    def ensure(self, app: str) -> str:
-        """The app's network, created on first use; returns its name."""
+    def ensure(self, app: str, cached: bool = False) -> str:
+        """The app's network, created on first use; returns its name. ``cached``: trust
+        an earlier ``ensure`` of this object (see ``forget``)."""
         name = self.name(app)
+        if cached and name in self._known:  # no wait for another app's network creation
+            return name
         with self._lock:  # parallel starts of one deploy: one creation
+            if cached and name in self._known:  # made meanwhile
+                return name
             try:
                 if not self._find(name):
                     self._create(app, name)
             except docker.errors.DockerException as exc:
                 raise ServiceError(f"Docker is unavailable: {exc}") from exc
+            self._known.add(name)
         return name
+
+    def forget(self, app: str) -> None:
+        """The next ``ensure`` of ``app`` asks Docker again (its network was not found)."""
+        with self._lock:
+            self._known.discard(self.name(app))
 
     def _find(self, name: str) -> list[dict[str, Any]]:
         return find_network(self.client, name)
@@ -184,6 +201,7 @@ class AppNetworks:
         """Remove the app's network; absent is fine. Containers still attached (a one-off
         that outlived its app) are disconnected first: the network dies with its app."""
         name = self.name(app)
+        self.forget(app)
         try:
             for net in self._find(name):
                 try:
@@ -225,6 +243,7 @@ class AppNetworks:
         ``remove``, a container still attached keeps the network: Docker refuses to
         remove a network with endpoints, so one attached meanwhile wins the race."""
         name = self.name(app)
+        self.forget(app)
         removed = False
         try:
             for net in self._find(name):

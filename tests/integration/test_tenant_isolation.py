@@ -148,6 +148,30 @@ def test_destroy_removes_the_network(platform, busybox_image, docker_client):
     assert not [n for n in docker_client.networks.list(names=[name]) if n.name == name]
 
 
+def test_a_network_removed_behind_the_platforms_back_is_made_again(platform, busybox_image,
+                                                                   docker_client):
+    """Issue 17: a deploy's starts trust the network an earlier start found (no listing per
+    container); when it was removed outside gitpaas, Docker refuses the start and the
+    network is made again: the deploy succeeds on the app's own network."""
+    deploy(platform, busybox_image, "mal")
+    name = f"{platform.settings.instance}.mal"
+    networks = platform.runtime.sandbox.networks
+    listed = []
+    real_find = networks._find
+    networks._find = lambda n: listed.append(n) or real_find(n)
+    deploy(platform, busybox_image, "mal")
+    assert listed == []  # the second deploy did not look the network up
+    platform.deployer.wait_retired()
+    platform.runtime.remove(platform.runtime.list("mal"), stop_timeout=1)
+    net = [n for n in docker_client.networks.list(names=[name]) if n.name == name][0]
+    net.remove()  # behind gitpaas's back
+    release = deploy(platform, busybox_image, "mal")
+    assert release.status == "succeeded" and listed == [name]
+    info = platform.runtime.list("mal")[0]
+    attached = docker_client.api.inspect_container(info.id)["NetworkSettings"]["Networks"]
+    assert list(attached) == [name]
+
+
 def test_app_containers_reach_mariadb(platform, busybox_image, docker_client, mysql_admin_url):
     """Their own network does not cut apps off their databases (mysql_app_host)."""
     deploy(platform, busybox_image, "victim")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -133,7 +134,7 @@ def test_a_failure_after_the_swap_puts_the_old_routes_back(monkeypatch):
     store = FailingActivationStore()
     runtime = FakeRuntime()
     d = Deployer(Settings(), store, None, runtime, routes)  # type: ignore[arg-type]
-    monkeypatch.setattr(d, "_check_all", lambda *a: None)
+    monkeypatch.setattr(d, "_check_one", lambda *a: None)
     monkeypatch.setattr(d, "_hooks", lambda *a: None)
     with pytest.raises(ServiceError):
         d._roll_out("shop", release(), lambda line: None, Timings())
@@ -287,3 +288,138 @@ def test_one_retirement_at_a_time_per_app(monkeypatch):
     d.wait_retired(10)
     assert list(runtime.alive) == [20]
     assert passes == sorted(passes) and passes[-1] == 20 and len(passes) < 19
+
+
+class SlowSecondRuntime(FakeRuntime):
+    """web.2 starts 0.3 s after web.1; records when each start ended and every inspect."""
+
+    def __init__(self, fail_replica: int | None = None) -> None:
+        super().__init__(fail_replica)
+        self.ended: dict[str, float] = {}
+        self.inspected: list[str] = []
+
+    def start(self, app, release, image, process, replica, env, command=None, web=False,
+              mem_limit=None, nano_cpus=None, mounts=None) -> ContainerInfo:
+        if replica == 2:
+            time.sleep(0.3)
+        info = super().start(app, release, image, process, replica, env, command, web,
+                             mem_limit, nano_cpus, mounts)
+        self.ended[info.name] = time.monotonic()
+        return info
+
+    def get(self, container_id: str) -> ContainerInfo:
+        self.inspected.append(container_id)
+        process, replica = container_id.split("-")[1:]
+        return ContainerInfo(container_id, f"{process}.{replica}", "shop", 3, process,
+                             int(replica), "running", "127.0.0.1", None, "")
+
+
+class WebOnlyStore(FakeStore):
+    def formation(self, app: str) -> dict[str, int]:
+        return {"web": 2}
+
+
+def test_a_check_starts_with_its_container_not_after_the_last_start():
+    """Issue 17: web.1's check runs while web.2 still starts; its first look at the
+    container is the start's own (no second inspect); ``all_started`` comes between."""
+    runtime = SlowSecondRuntime()
+    d = Deployer(Settings(), WebOnlyStore(), None, runtime, None)  # type: ignore[arg-type]
+    checked: dict[str, float] = {}
+    events: list[str] = []
+
+    def check(info: ContainerInfo, refresh) -> None:
+        assert refresh(info) is info  # the start's reading, no inspect
+        checked[info.name] = time.monotonic()
+        events.append(f"checked {info.name}")
+
+    started = d._start_all("shop", release(), check, lambda: events.append("all started"))
+    assert [c.name for c in started] == ["web.1", "web.2"]
+    assert checked["web.1"] < runtime.ended["web.2"] - 0.2  # overlapped with web.2's start
+    assert events.index("checked web.1") < events.index("all started")
+    assert runtime.inspected == [] and runtime.removed == []
+
+
+def test_a_failed_check_removes_every_container_and_stops_the_other_checks():
+    runtime = SlowSecondRuntime()
+    d = Deployer(Settings(), WebOnlyStore(), None, runtime, None)  # type: ignore[arg-type]
+    aborted: list[str] = []
+
+    def check(info: ContainerInfo, refresh) -> None:
+        if info.replica == 1:
+            raise DeployError("health check of web.1: GET / returned 500")
+        time.sleep(0.05)
+        try:
+            while True:  # a check that would wait out its deadline
+                refresh(info)
+                time.sleep(0.01)
+        except BaseException:
+            aborted.append(info.name)
+            raise
+
+    t0 = time.monotonic()
+    with pytest.raises(DeployError, match="web.1"):
+        d._start_all("shop", release(), check)
+    assert time.monotonic() - t0 < 2
+    assert sorted(c.name for c in runtime.removed) == ["web.1", "web.2"]
+    assert aborted in ([], ["web.2"])
+
+
+def test_roll_out_checks_web_through_the_real_health_check(monkeypatch):
+    """The deployer's check of each web container (wait_healthy), overlapped: a container
+    that exited fails the deploy and every container is removed."""
+    runtime = SlowSecondRuntime()
+
+    def get(container_id: str) -> ContainerInfo:
+        process, replica = container_id.split("-")[1:]
+        return ContainerInfo(container_id, f"{process}.{replica}", "shop", 3, process,
+                             int(replica), "exited", "127.0.0.1", None, "")
+
+    runtime.get = get  # type: ignore[method-assign]
+    runtime.logs = lambda container_id, tail=50: "crashed"  # type: ignore[attr-defined]
+    d = Deployer(Settings(), WebOnlyStore(), None, runtime, None)  # type: ignore[arg-type]
+    lines: list[str] = []
+    with pytest.raises(DeployError, match="exited"):
+        d._start_all("shop", release(), functools.partial(d._check_one, release(),
+                                                          lines.append))
+    assert "-----> Checking web.1" in lines
+    assert sorted(c.name for c in runtime.removed) == ["web.1", "web.2"]
+
+
+class NetworkRuntime(FakeRuntime):
+    """Making the app's network takes 0.3 s (Docker's create with many networks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[tuple[str, float]] = []
+
+    def prepare_network(self, app: str) -> None:
+        time.sleep(0.3)
+        self.prepared.append((app, time.monotonic()))
+
+
+def test_the_network_is_made_beside_the_build(monkeypatch):
+    """Issue 17: a first deploy's network creation overlaps its build; the roll-out
+    starts only once it is done."""
+    from gitpaas.appjson import AppSpec
+
+    runtime = NetworkRuntime()
+    store = ReleasingStore()
+    d = Deployer(Settings(instance="gp"), store, RecordingBuilder(), runtime, None)  # type: ignore[arg-type]
+    monkeypatch.setattr(d, "_app_spec", lambda repo, commit: AppSpec())
+    monkeypatch.setattr(d, "_processes", lambda repo, commit: {})
+    monkeypatch.setattr(d, "_build", lambda *a: time.sleep(0.3))
+    monkeypatch.setattr(d, "_after_live", lambda *a: None)
+    went_live: list[float] = []
+    stages: dict[str, float] = {}
+
+    def go_live(app, rel, progress, timings) -> None:
+        went_live.append(time.monotonic())
+        stages.update(timings.stages)
+
+    monkeypatch.setattr(d, "_go_live", go_live)
+    t0 = time.monotonic()
+    d.deploy_commit("shop", None, b"a" * 40, "alice", lambda line: None)  # type: ignore[arg-type]
+    assert [app for app, _ in runtime.prepared] == ["shop"]
+    assert runtime.prepared[0][1] <= went_live[0]
+    assert went_live[0] - t0 < 0.5  # side by side: not 0.3 + 0.3
+    assert 0 <= stages["netwait"] < 0.2  # the wait left after the build is its own stage
