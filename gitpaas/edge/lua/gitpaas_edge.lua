@@ -259,8 +259,10 @@ function M.route()
   local r = lookup(host)
   if not r then return exit(503) end
   if not r.found or r.n == 0 then return exit(404) end
-  local ctx = ngx.ctx
-  ctx.app = r.ident
+  -- the request's state for balance() and log(): one table made whole (no rehash)
+  local ctx = {app = r.ident, route = r, host = host, current = false, more = 0, tried = false,
+               first = false}
+  ngx.ctx = ctx
   if (r.redirect or conf.https_redirect) and conf.https_port and var.scheme == "http" then
     local port = conf.https_port == 443 and "" or ":" .. conf.https_port
     return ngx.redirect("https://" .. host .. port .. var.request_uri, 301)
@@ -274,7 +276,7 @@ function M.route()
   if not b then return exit(502) end
   local h = var.http_connection
   if h then strip_connection_listed(h) end
-  ctx.route, ctx.host, ctx.current = r, host, b
+  ctx.current = b
   ctx.more = live - 1 < conf.retries and live - 1 or conf.retries
 end
 
@@ -311,17 +313,60 @@ function M.balance()
   end
 end
 
--- Request counters: per worker in plain tables (no string built, no shared-dict lock per
--- request), added to gp_metrics each second and before /metrics is rendered.
-local counts, errors5 = {}, {}
+-- Request counters: per worker, one record per app that lives as long as the worker (no
+-- table made per request or per second, no string built per request, no shared-dict lock
+-- per request), with its counts since the last flush and its gp_metrics keys (built once).
+-- The records counted in since the last flush are listed; each second (and before /metrics
+-- is rendered) their counts are added to gp_metrics, SLICE records at a time with a yield
+-- in between, so that 10,000 busy apps cost 10,000 increments a second and no stall.
+local tallies, ntallies = {}, 0   -- app -> {app, codes = {status -> n}, keys, e5, listed}
+local listed, nlisted = {}, 0     -- the records with counts not yet in gp_metrics
+local SLICE = 256
 
-local function flush_counts()
-  local c, e = counts, errors5
-  counts, errors5 = {}, {}
-  for app, by_status in pairs(c) do
-    for status, n in pairs(by_status) do metrics:incr("r\t" .. app .. "\t" .. status, n, 0) end
+local function tally(app)
+  if ntallies >= 100000 then tallies, ntallies = {}, 0 end  -- apps come and go: bounded
+  local t = {app = app, codes = {}, keys = {}, e5 = 0, ekey = "e\t" .. app, listed = false}
+  tallies[app], ntallies = t, ntallies + 1
+  return t
+end
+
+-- Adds the counts of up to `limit` listed records to gp_metrics; no yield inside.
+local function flush_slice(limit)
+  local stop = nlisted > limit and nlisted - limit or 0
+  for i = nlisted, stop + 1, -1 do
+    local t = listed[i]
+    listed[i] = nil
+    t.listed = false
+    local codes, keys = t.codes, t.keys
+    for status, n in pairs(codes) do
+      if n > 0 then
+        local key = keys[status]
+        if not key then key = "r\t" .. t.app .. "\t" .. status keys[status] = key end
+        metrics:incr(key, n, 0)
+        codes[status] = 0
+      end
+    end
+    if t.e5 > 0 then
+      metrics:incr(t.ekey, t.e5, 0)
+      t.e5 = 0
+    end
   end
-  for app, n in pairs(e) do metrics:incr("e\t" .. app, n, 0) end
+  nlisted = stop
+end
+
+-- Everything now (before /metrics is rendered, and at exit).
+local function flush_counts()
+  flush_slice(nlisted)
+end
+
+-- The timer's flush: a slice at a time, the worker serving requests in between.
+local function flush_timer(premature)
+  if premature then return flush_counts() end
+  for _ = 1, 1000 do
+    if nlisted == 0 then return end
+    flush_slice(SLICE)
+    ngx.sleep(0.001)
+  end
 end
 
 -- log_by_lua: counters, and the dead marks written to Redis.
@@ -329,11 +374,16 @@ function M.log()
   local ctx = ngx.ctx
   local status = ngx.status
   local app = ctx.app or "-"
-  local c = counts[app]
-  if not c then c = {} counts[app] = c end
-  c[status] = (c[status] or 0) + 1
+  local t = tallies[app] or tally(app)
+  local codes = t.codes
+  codes[status] = (codes[status] or 0) + 1
+  if not t.listed then
+    t.listed = true
+    nlisted = nlisted + 1
+    listed[nlisted] = t
+  end
   if status >= 500 then
-    errors5[app] = (errors5[app] or 0) + 1
+    t.e5 = t.e5 + 1
     local us = status <= 504 and ctx.route and var.upstream_status
     if us then
       local last = tonumber(us:match("(%d+)%s*$") or "")
@@ -524,7 +574,7 @@ end
 function M.init_worker()
   math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
   if ngx.worker.id() == 0 then ngx.timer.at(0, subscriber) end
-  ngx.timer.every(1, function() flush_counts() end)  -- also runs (premature) at exit
+  ngx.timer.every(1, flush_timer)  -- also runs (premature) at exit
 end
 
 return M
