@@ -321,7 +321,23 @@ local function value_end(b, i)
   return -2
 end
 
+-- What head_check() saw on the way (valid when it returned 1): the Content-Length value
+-- (a number) and the Connection value (a string), or false; saves two ngx.var reads.
+local head_cl, head_conn = false, false
+
+-- Is the name of b[i], n bytes, `lname` (lower case) in any case?
+local function name_is(p, n, lname)
+  if n ~= #lname then return false end
+  for i = 0, n - 1 do
+    local c = p[i]
+    if c >= 65 and c <= 90 then c = c + 32 end
+    if c ~= byte(lname, i + 1) then return false end
+  end
+  return true
+end
+
 local function head_check()
+  head_cl, head_conn = false, false
   local r = get_request()
   truncated[0] = 0
   local n = C.ngx_http_lua_ffi_req_get_headers_count(r, MAX_HEADERS, truncated)
@@ -344,6 +360,19 @@ local function head_check()
       -- a gap before this line (an ignored line, another buffer): not proven
       if lf < 0 or key ~= e + 1 then return 0 end
       e = lf
+      local klen = h.key.len
+      if klen == 14 and name_is(h.key.data, 14, "content-length") then
+        local d, n = h.value.data, 0
+        for i = 0, h.value.len - 1 do
+          local c = d[i]
+          if c < 48 or c > 57 then return 0 end  -- (nginx refused anything else already)
+          n = n * 10 + c - 48
+        end
+        head_cl = n
+      elseif klen == 10 and name_is(h.key.data, 10, "connection") then
+        if head_conn then return 0 end  -- two Connection lines: ngx.var joins them
+        head_conn = ffi.string(h.value.data, h.value.len)
+      end
     end
   end
   local c = b[e + 1]  -- the empty line: CR+ LF
@@ -369,8 +398,9 @@ end
 
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
+  local verdict = 0
   if http_version() < 2 then
-    local verdict = head_check()
+    verdict = head_check()
     if verdict < 0 or (verdict == 0 and bare_lf(raw_header())) then return exit(400) end
   end
   local host = var.host
@@ -399,8 +429,9 @@ function M.route()
   end
   local limit = o and o.max_body or conf.max_body
   if limit and limit > 0 then
-    local cl = var.content_length
-    if cl and (tonumber(cl) or 0) > limit then return exit(413) end
+    local cl
+    if verdict == 1 then cl = head_cl else cl = tonumber(var.content_length or "") end
+    if cl and cl > limit then return exit(413) end
   end
   if not r[HOST1] then
     local b, live = pick(r, host)
@@ -408,7 +439,8 @@ function M.route()
     ctx.current = b
     ctx.more = live - 1 < conf.retries and live - 1 or conf.retries
   end
-  local h = var.http_connection
+  local h
+  if verdict == 1 then h = head_conn else h = var.http_connection end
   if h then strip_connection_listed(h) end
 end
 
