@@ -90,11 +90,11 @@ local tally  -- the app's request counters (below)
 
 -- A parsed entry is ONE table whose fields live in its array part, allocated with the
 -- table itself (table.new with at most 15 slots: LuaJIT colocates such an array), so a
--- request reads 2-3 adjacent cache lines of its host's data. With 10,000 hosts every
--- request's entry is cold, and the former layout (an entry table with a hash part, a
--- backends list, a backend table, the app's counter record: 5 objects, ~15 cache lines
--- spread over the heap) was what 10,000 frontends cost over one (docs/performance.md).
--- The counts of the requests served by this entry live in it too (flushed per app).
+-- request reads 2-3 adjacent cache lines of its host's data instead of 4 objects (an
+-- entry with a hash part, a backends list, a backend, the app's counter record). With
+-- 10,000 hosts every request's entry is cold by the time its host comes round again
+-- (docs/performance.md, issue 12 round 4). The counts of the requests served by this
+-- entry live in it too (flushed per app).
 local EXPIRES, FETCHED, N, IDENT, HOST1, PORT1, OPTS, C200, LISTED, BACKENDS, TALLY, OTHER,
       DEAD, DEAD_UNTIL = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
 --  EXPIRES, FETCHED: seconds; N: backend URLs listed (Hipache's "lone backend" rule counts
@@ -104,7 +104,6 @@ local EXPIRES, FETCHED, N, IDENT, HOST1, PORT1, OPTS, C200, LISTED, BACKENDS, TA
 --  not yet flushed; LISTED: in the flush list; BACKENDS: {host, port, idx, url} tables;
 --  TALLY: the app's record (metric keys); OTHER: false or {status = count} of the other
 --  answers; DEAD: false or the set of dead indexes read from Redis; DEAD_UNTIL: its expiry.
-M.SLOTS = {expires = EXPIRES, n = N, ident = IDENT}
 
 local function parse_opts(settings)
   local o = {}
@@ -325,7 +324,7 @@ end
 -- (a number) and the Connection value (a string), or false; saves two ngx.var reads.
 local head_cl, head_conn = false, false
 
--- Is the name of b[i], n bytes, `lname` (lower case) in any case?
+-- Are the n bytes at p `lname` (lower case), in any case?
 local function name_is(p, n, lname)
   if n ~= #lname then return false end
   for i = 0, n - 1 do
