@@ -135,7 +135,7 @@ class Deployer:
             app, functools.partial(image_name, self.settings, app), commit.decode(),
             self.store.get_config(app), self._processes(repo, commit), f"Deploy {short}",
             actor, extra=spec_extra(spec))
-        network = self._prepare_network(app)
+        network = self.prepare_network(app)
         try:
             try:
                 self._build(app, release, repo, commit, spec, progress, timings, start)
@@ -149,12 +149,28 @@ class Deployer:
         except BaseException:
             self.store.set_release_status(app, release.version, "failed")
             self.builder.remove(release.image)
+            if network is not None:
+                self._drop_unused_network(app)
             raise
         self._after_live(app, release, progress, timings)
         return release
 
-    def _prepare_network(self, app: str) -> threading.Thread | None:
-        """The app's network made (or found) beside the build, not after it."""
+    def _drop_unused_network(self, app: str) -> None:
+        """After a failed deploy of an app that never went live (its first push): the
+        network made beside the build goes again, as nothing else would remove it while
+        the app exists (a later deploy makes it anew). Best effort: logged, not raised."""
+        drop = getattr(self.runtime, "remove_network_if_unused", None)
+        try:
+            if drop is not None and self.store.get_app(app).current_version is None:
+                drop(app)
+        except Exception:  # noqa: BLE001 - the deploy's own error is the one to report
+            log.warning("cannot remove the network of %s after its failed deploy", app,
+                        exc_info=True)
+
+    def prepare_network(self, app: str) -> threading.Thread | None:
+        """The app's network made (or found) in a thread: beside the build, not after it,
+        and from the moment a push creates the app (``Platform.create_app_for_push``:
+        the refs' advertisement, the client's pack and its storing overlap it too)."""
         prepare = getattr(self.runtime, "prepare_network", None)
         if prepare is None:
             return None

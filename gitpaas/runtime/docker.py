@@ -216,6 +216,12 @@ class DockerRuntime:
         if self.sandbox.networks is not None:
             self.sandbox.networks.remove(app)
 
+    def remove_network_if_unused(self, app: str) -> bool:
+        """Remove the app's network unless a container is attached (``AppNetworks``)."""
+        if self.sandbox.networks is None:
+            return False
+        return self.sandbox.networks.remove_if_unused(app)
+
     def prepare_network(self, app: str) -> None:
         """Make sure the app's network exists, ahead of the starts (a deploy calls this
         beside its build, so that a first deploy's network creation, 0.1-0.4 s of
