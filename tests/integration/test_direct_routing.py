@@ -4,6 +4,7 @@ the router reaches them at their address on their app's bridge (real Docker, Red
 from __future__ import annotations
 
 import http.client
+import subprocess
 
 import pytest
 
@@ -87,6 +88,13 @@ def test_a_web_container_publishes_nothing_and_is_routed_at_its_bridge_address(
     assert platform.runtime.get(web.id).backend == expected  # inspect and listing agree
     assert platform.routes.get(f"shop.{platform.settings.domain}") == ["shop", expected]
     assert get(expected) < 500  # the router's host reaches it
+    # ... from the app network's gateway, the one address the php and wordpress images
+    # take X-Forwarded-For from (images/php/site.conf), as through docker-proxy before
+    gateway = attrs["NetworkSettings"]["Networks"][f"{platform.settings.instance}.shop"][
+        "Gateway"]
+    route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert route[route.index("src") + 1] == gateway
     # a steady app is left alone by the reconciler: the route is what it expects
     report = Reconciler(platform).run_once(grace=0)
     assert report.routed == [] and report.started == [] and report.removed == []
