@@ -6,6 +6,8 @@ import socket
 import time
 import urllib.request
 
+from tests.harness import wait_for
+
 from .routerkit import backends, get, make_config, raw_request, running_router, set_route
 
 HOST = "app.example.com"
@@ -113,11 +115,14 @@ def test_access_log_rotates_past_its_size(redis_url, instance):
         set_route(redis_url, instance, HOST, a.url)
         for _ in range(40):
             get(config.listen[1], HOST, "/" + "p" * 50)
-        time.sleep(1.5)
+        log = config.access_log_path
+        # the access log is flushed each second: wait until all 40 lines are out
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 40,
+                 timeout=10, what="40 access log lines")
         edge = Edge(config)
         assert edge.rotate_logs()
         get(config.listen[1], HOST, "/after")
-        time.sleep(1.5)
-        rotated = config.access_log_path.with_name("access.log.1").read_text()
-        assert rotated.count("\n") >= 40 or len(rotated.splitlines()) >= 40
-        assert "/after" in config.access_log_path.read_text()  # nginx reopened its log
+        wait_for(lambda: "/after" in log.read_text(), timeout=10,
+                 what="nginx to reopen its log and write /after")
+        rotated = log.with_name("access.log.1").read_text()
+        assert len(rotated.splitlines()) >= 40
