@@ -153,15 +153,18 @@ class Sandbox:
     networks: AppNetworks | None = None
     pids_limit: int = 0  # 0: none
 
-    def options(self, app: str, cached: bool = False) -> dict[str, Any]:
+    def options(self, app: str, cached: bool = False, ensure: bool = True) -> dict[str, Any]:
         """docker-py ``containers.create`` arguments for one container of ``app``
-        (``cached``: the app's network as ``AppNetworks.ensure`` last found it)."""
+        (``cached``: the app's network as ``AppNetworks.ensure`` last found it; not
+        ``ensure``: only its name, for a create while the network is still being made:
+        Docker checks the network at the start, not at the create)."""
         opts: dict[str, Any] = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
                       "cap_add": list(KEPT_CAPABILITIES)}
         if self.pids_limit:
             opts["pids_limit"] = self.pids_limit
         if self.networks is not None:
-            opts["network"] = self.networks.ensure(app, cached)
+            opts["network"] = (self.networks.ensure(app, cached) if ensure
+                               else self.networks.name(app))
         return opts
 
     def forget_network(self, app: str) -> None:
@@ -276,11 +279,15 @@ class DockerRuntime:
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
               mem_limit: str | None = None, nano_cpus: int | None = None,
-              mounts: Sequence[StorageMount] | None = None) -> ContainerInfo:
+              mounts: Sequence[StorageMount] | None = None,
+              before_start: Callable[[], None] | None = None) -> ContainerInfo:
         """Create and start one container; a web container's $PORT is reached at its
         address on the app's bridge, or published on ``host`` (see the module's doc).
 
         ``mounts``: the app's storage (volumes by name; admins' host binds).
+        ``before_start``: the app's network is being made elsewhere (a first deploy):
+        the container is created meanwhile, and this (waiting for the network) runs
+        between the create and the start.
         """
         name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
@@ -305,7 +312,8 @@ class DockerRuntime:
             hostname=f"{app}-{process}-{replica}")
         try:
             try:
-                c = self._create_and_start(app, image, name, kwargs, cached=True)
+                c = self._create_and_start(app, image, name, kwargs, cached=True,
+                                           before_start=before_start)
             except docker.errors.NotFound as exc:
                 if not network_missing(exc):
                     raise
@@ -328,9 +336,12 @@ class DockerRuntime:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     def _create_and_start(self, app: str, image: str, name: str, kwargs: dict[str, Any],
-                          cached: bool) -> Container:
-        """Create (with the sandbox's options) and start one container."""
-        kwargs = {**kwargs, **self.sandbox.options(app, cached)}
+                          cached: bool, before_start: Callable[[], None] | None = None
+                          ) -> Container:
+        """Create (with the sandbox's options) and start one container (``before_start``:
+        see ``start``; a network that still is not there then fails the start with
+        "network not found", which ``start`` repairs)."""
+        kwargs = {**kwargs, **self.sandbox.options(app, cached, ensure=before_start is None)}
         # create + start, not run: run would try to pull a missing image from a registry.
         try:
             c = self.client.containers.create(image, **kwargs)
@@ -342,6 +353,8 @@ class DockerRuntime:
             self._remove_by_name(name)
             c = self.client.containers.create(image, **kwargs)
         try:
+            if before_start is not None:
+                before_start()
             c.start()
         except docker.errors.NotFound as exc:
             if network_missing(exc):

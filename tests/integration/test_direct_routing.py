@@ -149,3 +149,39 @@ def test_another_container_host_still_publishes_there(platforms, busybox_image,
     assert web.backend == f"http://127.0.0.2:{binding['HostPort']}"
     assert platform.routes.get(f"shop.{platform.settings.domain}") == ["shop", web.backend]
     assert get(web.backend) < 500
+
+
+def test_a_first_start_creates_its_container_while_the_network_is_made(
+        platforms, busybox_image, docker_client):
+    """Issue 17, scale round 3: Docker checks a container's network at its start, not its
+    create, so a first deploy creates its containers while the app's network is still
+    being made (``before_start`` waits for it)."""
+    platform = platforms()
+    name = f"{platform.settings.instance}.shop"
+    seen: list[list[str]] = []
+
+    def before_start() -> None:
+        seen.append([c.name for c in docker_client.containers.list(
+            all=True, filters={"label": f"gitpaas.instance={platform.settings.instance}"})])
+        assert not docker_client.api.networks(names=[name])  # not made yet
+        platform.runtime.sandbox.networks.ensure("shop")
+
+    info = platform.runtime.start("shop", 1, busybox_image, "web", 1, {"PORT": "5000"}, WEB,
+                                  web=True, before_start=before_start)
+    assert seen == [[info.name]]  # created before the network existed
+    attached = docker_client.api.inspect_container(info.id)["NetworkSettings"]["Networks"]
+    assert list(attached) == [name]
+    assert info.backend == f"http://{attached[name]['IPAddress']}:5000"
+    assert get(info.backend) < 500
+
+
+def test_a_network_that_never_came_is_made_by_the_start(platforms, busybox_image,
+                                                         docker_client):
+    """If the network made beside the build failed, the start that waited for it makes
+    it (Docker refuses the start, the runtime ensures the network and starts anew)."""
+    platform = platforms()
+    info = platform.runtime.start("shop", 1, busybox_image, "web", 1, {"PORT": "5000"}, WEB,
+                                  web=True, before_start=lambda: None)
+    name = f"{platform.settings.instance}.shop"
+    attached = docker_client.api.inspect_container(info.id)["NetworkSettings"]["Networks"]
+    assert list(attached) == [name] and get(info.backend) < 500
