@@ -9,11 +9,11 @@ its app's bridge, port ``PORT``; nothing is published (issue 17, scale). A publi
 costs Docker three iptables rules, each of the six iptables runs that add and remove them
 reads the whole ruleset (iptables-nft), and one docker-proxy process: with 200 apps a
 container's start took 1.2-1.3x, and a new app's network create 1.5x, what they take
-when the other apps publish nothing (docs/performance.md, scale round 3). Another app's containers still cannot reach that address
-(Docker's isolation chains between bridges), builds neither (build/sandbox.py drops the
-app pool). With any other ``container_host`` (a router elsewhere) the web port is
-published on that address as before; a container that has a published port (made before)
-is reached through it.
+when the other apps publish nothing (docs/performance.md, scale round 3). Another app's
+containers still cannot reach that address (Docker's isolation chains between bridges),
+builds neither (build/sandbox.py drops the app pool). With any other ``container_host``
+(a router elsewhere) the web port is published on that address as before; a container
+that has a published port (made before) is reached through it.
 """
 
 from __future__ import annotations
