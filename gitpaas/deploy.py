@@ -102,6 +102,10 @@ class Deployer:
         self._retire_lock = threading.Lock()
         self._retire_below: dict[str, int] = {}
         self._retirers: dict[str, threading.Thread] = {}
+        # A first deploy's wait for the app's network, per app (the app's lock is held),
+        # which its starts call between the create and the start.
+        self._network_ready: dict[str, Callable[[], None]] = {}
+        self._timing_lock = threading.Lock()
 
     def all_hosts(self, apps: Iterable[str]) -> dict[str, list[str]]:
         """Every host name each of ``apps`` answers at, with one query for all domains."""
@@ -135,26 +139,54 @@ class Deployer:
             app, functools.partial(image_name, self.settings, app), commit.decode(),
             self.store.get_config(app), self._processes(repo, commit), f"Deploy {short}",
             actor, extra=spec_extra(spec))
-        network = self._prepare_network(app)
+        network = self.prepare_network(app)
         try:
+            self._build(app, release, repo, commit, spec, progress, timings, start)
+            if network is not None:
+                # The containers are created while the network may still be made; their
+                # starts wait for it (netwait: Docker's network create left over then).
+                timings.stages["netwait"] = 0.0
+                self._network_ready[app] = functools.partial(
+                    self._wait_network, network, timings)
             try:
-                self._build(app, release, repo, commit, spec, progress, timings, start)
+                self._go_live(app, release, progress, timings)
             finally:
-                if network is not None:
-                    waited = time.monotonic()
-                    network.join()
-                    # Docker's network create left over once the build is done
-                    timings.mark("netwait", waited)
-            self._go_live(app, release, progress, timings)
+                self._network_ready.pop(app, None)
         except BaseException:
             self.store.set_release_status(app, release.version, "failed")
             self.builder.remove(release.image)
+            if network is not None:
+                network.join()
+                self._drop_unused_network(app)
             raise
         self._after_live(app, release, progress, timings)
         return release
 
-    def _prepare_network(self, app: str) -> threading.Thread | None:
-        """The app's network made (or found) beside the build, not after it."""
+    def _wait_network(self, network: threading.Thread, timings: Timings) -> None:
+        """A start's wait for the network made beside the build (the longest counts as
+        ``netwait``; ``start`` counts without it)."""
+        waited = time.monotonic()
+        network.join()
+        took = time.monotonic() - waited
+        with self._timing_lock:
+            timings.stages["netwait"] = max(timings.stages.get("netwait", 0.0), took)
+
+    def _drop_unused_network(self, app: str) -> None:
+        """After a failed deploy of an app that never went live (its first push): the
+        network made beside the build goes again, as nothing else would remove it while
+        the app exists (a later deploy makes it anew). Best effort: logged, not raised."""
+        drop = getattr(self.runtime, "remove_network_if_unused", None)
+        try:
+            if drop is not None and self.store.get_app(app).current_version is None:
+                drop(app)
+        except Exception:  # noqa: BLE001 - the deploy's own error is the one to report
+            log.warning("cannot remove the network of %s after its failed deploy", app,
+                        exc_info=True)
+
+    def prepare_network(self, app: str) -> threading.Thread | None:
+        """The app's network made (or found) in a thread: beside the build, not after it,
+        and from the moment a push creates the app (``Platform.create_app_for_push``:
+        the refs' advertisement, the client's pack and its storing overlap it too)."""
         prepare = getattr(self.runtime, "prepare_network", None)
         if prepare is None:
             return None
@@ -392,11 +424,13 @@ class Deployer:
                         ) -> ContainerInfo:
         """Start one container of ``release`` (used by the roll-out and the reconciler)."""
         memory, nano_cpus = self._limits(app, process)
+        ready = self._network_ready.get(app)
+        extra = {"before_start": ready} if ready is not None else {}
         return self.runtime.start(app, release.version, release.image, process, replica,
                                   self._env(release, process, replica), command or None,
                                   web=process == "web", mem_limit=memory, nano_cpus=nano_cpus,
                                   mounts=self._mounts(app, release.image) if mounts is None
-                                  else mounts)
+                                  else mounts, **extra)
 
     def start_process(self, app: str, release: Release, process: str, replicas: int,
                       command: str, mounts: list[StorageMount] | None = None
@@ -570,6 +604,8 @@ class Deployer:
             def all_started() -> None:
                 nonlocal since
                 since = timings.mark("start", now)
+                # a first deploy's starts waited for the network: that is netwait's
+                timings.stages["start"] -= timings.stages.get("netwait", 0.0)
                 faults.point("check")
 
             if getattr(self.runtime, "services", False) is True:

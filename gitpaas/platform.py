@@ -193,6 +193,9 @@ class Platform:
                 raise
             return app
         self.store.record_event(key.name, "apps:create", name, "created by push")
+        # Docker's network create (0.07 s with few apps, 0.13 s with 200 here) starts now,
+        # while the client sends its pack; the first deploy's starts wait for it.
+        self.deployer.prepare_network(app.name)
         return app
 
     def repo(self, app: App) -> Repo:

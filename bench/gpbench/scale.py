@@ -73,7 +73,8 @@ def network_create(log: str, instance: str, app: str) -> float:
 
 def hand_probe(client, image: str, instance: str, tag: str) -> tuple[float, float]:  # noqa: ANN001
     """Docker alone, as a deploy of a new app uses it: a bridge network (subnet picked as
-    gitpaas does) then a container on it publishing a loopback port, started. Seconds of
+    gitpaas does) then a container on it (no published port: the default
+    ``container_host`` routes to its bridge address), started. Seconds of
     each; both are removed at once (labelled with the instance: the cleanup gets them
     should this fail half-way)."""
     from gitpaas.runtime.network import Net, bridge_name, create_network
@@ -87,7 +88,7 @@ def hand_probe(client, image: str, instance: str, tag: str) -> tuple[float, floa
     try:
         container = client.containers.create(
             image, ["/bin/httpd", "-f", "-p", "5000"], name=name, labels=labels, init=True,
-            network=name, ports={"5000/tcp": ("127.0.0.1", None)})
+            network=name)
         container.start()
         t2 = time.monotonic()
     finally:

@@ -7,7 +7,7 @@ parser that the classic builder uses), so what is checked here is what the build
   images (``<instance>/<app>:*``), images an admin allow-listed, or an earlier stage: any
   other local image (another app's release, another instance's) is another tenant's data;
 - ``ADD`` of a URL is refused: the daemon fetches it from the host's network namespace,
-  where 127.0.0.1 holds every app's published port and Redis;
+  which reaches every app's web container (at its app-bridge address) and Redis;
 - ``LABEL`` may not set ``gitpaas.*`` keys: gitpaas's containers are known by their names,
   but a label claiming another app must not even appear on a build's containers.
 

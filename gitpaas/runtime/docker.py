@@ -2,6 +2,18 @@
 
 Names: ``<instance>.<app>.v<release>.<process>.<replica>`` (app and process names hold no
 dot, so names never collide). Labels carry the same facts; queries use the labels.
+
+Where the router reaches a web container: with the default ``container_host``
+(127.0.0.1, the router on this host) and app networks, at the container's own address on
+its app's bridge, port ``PORT``; nothing is published (issue 17, scale). A published port
+costs Docker three iptables rules, each of the six iptables runs that add and remove them
+reads the whole ruleset (iptables-nft), and one docker-proxy process: with 200 apps a
+container's start took 1.2-1.3x, and a new app's network create 1.5x, what they take
+when the other apps publish nothing (docs/performance.md, scale round 3). Another app's
+containers still cannot reach that address (Docker's isolation chains between bridges),
+builds neither (build/sandbox.py drops the app pool). With any other ``container_host``
+(a router elsewhere) the web port is published on that address as before; a container
+that has a published port (made before) is reached through it.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from .network import AppNetworks
 from .volumes import StorageMount, Volumes
 
 PORT = 5000
+DIRECT_HOST = "127.0.0.1"  # container_host's default: the router runs on this host
 RUN_SUFFIX = re.compile(r"[0-9a-f]{8}")  # run_attached's container names end so
 ENV_FILE = ".gitpaas-env"
 LABEL = "gitpaas"
@@ -140,15 +153,18 @@ class Sandbox:
     networks: AppNetworks | None = None
     pids_limit: int = 0  # 0: none
 
-    def options(self, app: str, cached: bool = False) -> dict[str, Any]:
+    def options(self, app: str, cached: bool = False, ensure: bool = True) -> dict[str, Any]:
         """docker-py ``containers.create`` arguments for one container of ``app``
-        (``cached``: the app's network as ``AppNetworks.ensure`` last found it)."""
+        (``cached``: the app's network as ``AppNetworks.ensure`` last found it; not
+        ``ensure``: only its name, for a create while the network is still being made:
+        Docker checks the network at the start, not at the create)."""
         opts: dict[str, Any] = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
                       "cap_add": list(KEPT_CAPABILITIES)}
         if self.pids_limit:
             opts["pids_limit"] = self.pids_limit
         if self.networks is not None:
-            opts["network"] = self.networks.ensure(app, cached)
+            opts["network"] = (self.networks.ensure(app, cached) if ensure
+                               else self.networks.name(app))
         return opts
 
     def forget_network(self, app: str) -> None:
@@ -203,6 +219,12 @@ class DockerRuntime:
         if self.sandbox.networks is not None:
             self.sandbox.networks.remove(app)
 
+    def remove_network_if_unused(self, app: str) -> bool:
+        """Remove the app's network unless a container is attached (``AppNetworks``)."""
+        if self.sandbox.networks is None:
+            return False
+        return self.sandbox.networks.remove_if_unused(app)
+
     def prepare_network(self, app: str) -> None:
         """Make sure the app's network exists, ahead of the starts (a deploy calls this
         beside its build, so that a first deploy's network creation, 0.1-0.4 s of
@@ -214,29 +236,58 @@ class DockerRuntime:
         except Exception:  # noqa: BLE001 - the start's own ensure raises it properly
             log.debug("preparing the network of %s failed", app, exc_info=True)
 
+    @property
+    def direct(self) -> bool:
+        """Whether new web containers are reached at their app-bridge address (the
+        default ``container_host`` and app networks) rather than a published port."""
+        return self.sandbox.networks is not None and self.host == DIRECT_HOST
+
+    def _address(self, labels: Mapping[str, str], settings: Mapping[str, Any],
+                 published: int | None) -> tuple[str, int | None]:
+        """Where the router reaches a container: its published port on ``host``, else
+        (a web container, not a one-off, with direct routing) its address on its app's
+        bridge and ``PORT``; no port if neither (not web, not running)."""
+        if published is not None:
+            return self.host, published
+        networks = self.sandbox.networks
+        if networks is None or not self.direct or labels.get(f"{LABEL}.process") != "web" \
+                or labels.get(f"{LABEL}.oneoff"):
+            return self.host, None
+        attached = (settings.get("Networks") or {}).get(
+            networks.name(labels.get(f"{LABEL}.app", ""))) or {}
+        address = attached.get("IPAddress") or ""
+        return (address, PORT) if address else (self.host, None)
+
     def _info(self, c: Container) -> ContainerInfo:
         labels = c.labels
         port = None
-        bindings = (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{PORT}/tcp")
+        settings = c.attrs.get("NetworkSettings") or {}
+        bindings = (settings.get("Ports") or {}).get(f"{PORT}/tcp")
         if bindings:
             port = int(bindings[0]["HostPort"])
+        host, port = self._address(labels, settings, port)
         state = c.attrs.get("State", {})
         return ContainerInfo(
             id=c.id or "", name=c.name or "", app=labels.get(f"{LABEL}.app", ""),
             release=int(labels.get(f"{LABEL}.release", "0")),
             process=labels.get(f"{LABEL}.process", ""),
             replica=int(labels.get(f"{LABEL}.replica", "0")),
-            status=c.status, host=self.host, port=port,
+            status=c.status, host=host, port=port,
             started_at=state.get("StartedAt", ""), restart_count=c.attrs.get("RestartCount", 0),
             oneoff=labels.get(f"{LABEL}.oneoff", ""))
 
     def start(self, app: str, release: int, image: str, process: str, replica: int,
               env: Mapping[str, str], command: str | None = None, web: bool = False,
               mem_limit: str | None = None, nano_cpus: int | None = None,
-              mounts: Sequence[StorageMount] | None = None) -> ContainerInfo:
-        """Create and start one container; web containers publish $PORT on the host.
+              mounts: Sequence[StorageMount] | None = None,
+              before_start: Callable[[], None] | None = None) -> ContainerInfo:
+        """Create and start one container; a web container's $PORT is reached at its
+        address on the app's bridge, or published on ``host`` (see the module's doc).
 
         ``mounts``: the app's storage (volumes by name; admins' host binds).
+        ``before_start``: the app's network is being made elsewhere (a first deploy):
+        the container is created meanwhile, and this (waiting for the network) runs
+        between the create and the start.
         """
         name = container_name(self.instance, app, release, process, replica)
         labels = {f"{LABEL}.instance": self.instance, f"{LABEL}.app": app,
@@ -245,7 +296,7 @@ class DockerRuntime:
                   # set, so that no image label of that name can make this a one-off
                   f"{LABEL}.oneoff": ""}
         kwargs: dict[str, Any] = {}
-        if web:
+        if web and not self.direct:
             kwargs["ports"] = {f"{PORT}/tcp": (self.host, None)}
         if mem_limit:
             kwargs["mem_limit"] = mem_limit
@@ -261,7 +312,8 @@ class DockerRuntime:
             hostname=f"{app}-{process}-{replica}")
         try:
             try:
-                c = self._create_and_start(app, image, name, kwargs, cached=True)
+                c = self._create_and_start(app, image, name, kwargs, cached=True,
+                                           before_start=before_start)
             except docker.errors.NotFound as exc:
                 if not network_missing(exc):
                     raise
@@ -284,9 +336,12 @@ class DockerRuntime:
             raise ServiceError(f"Docker is unavailable: {exc}") from exc
 
     def _create_and_start(self, app: str, image: str, name: str, kwargs: dict[str, Any],
-                          cached: bool) -> Container:
-        """Create (with the sandbox's options) and start one container."""
-        kwargs = {**kwargs, **self.sandbox.options(app, cached)}
+                          cached: bool, before_start: Callable[[], None] | None = None
+                          ) -> Container:
+        """Create (with the sandbox's options) and start one container (``before_start``:
+        see ``start``; a network that still is not there then fails the start with
+        "network not found", which ``start`` repairs)."""
+        kwargs = {**kwargs, **self.sandbox.options(app, cached, ensure=before_start is None)}
         # create + start, not run: run would try to pull a missing image from a registry.
         try:
             c = self.client.containers.create(image, **kwargs)
@@ -298,6 +353,8 @@ class DockerRuntime:
             self._remove_by_name(name)
             c = self.client.containers.create(image, **kwargs)
         try:
+            if before_start is not None:
+                before_start()
             c.start()
         except docker.errors.NotFound as exc:
             if network_missing(exc):
@@ -499,11 +556,12 @@ class DockerRuntime:
         port = next((int(p["PublicPort"]) for p in summary.get("Ports") or []
                      if p.get("PrivatePort") == PORT and p.get("PublicPort")
                      and p.get("Type", "tcp") == "tcp"), None)
+        host, port = self._address(labels, summary.get("NetworkSettings") or {}, port)
         return ContainerInfo(
             id=summary["Id"], name=summary_name(summary), app=labels[f"{LABEL}.app"],
             release=int(labels[f"{LABEL}.release"]), process=labels[f"{LABEL}.process"],
             replica=int(labels[f"{LABEL}.replica"]), status=summary.get("State", ""),
-            host=self.host, port=port, oneoff=labels.get(f"{LABEL}.oneoff", ""),
+            host=host, port=port, oneoff=labels.get(f"{LABEL}.oneoff", ""),
             # The listing has no StartedAt: the creation time stands in (ps inspects).
             started_at=created_at(summary))
 

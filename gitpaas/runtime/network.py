@@ -252,7 +252,7 @@ class AppNetworks:
                 try:
                     self.client.api.remove_network(net["Id"])
                     removed = True
-                    log.info("network %s: removed (its app is gone)", name)
+                    log.info("network %s: removed (no container on it)", name)
                 except docker.errors.APIError as exc:
                     if exc.status_code not in (403, 404, 409):  # in use now, or gone
                         raise

@@ -53,11 +53,14 @@ def env_of(container) -> dict[str, str]:
 
 
 def web_backends(docker_client, server) -> list[str]:
+    """Where the router must reach each running web container: its address on its app's
+    bridge (the default ``container_host`` publishes no port: issue 17, scale)."""
     found = []
     for c in containers(docker_client, server):
-        bindings = (c.attrs["NetworkSettings"]["Ports"] or {}).get("5000/tcp")
-        if c.labels["gitpaas.process"] == "web" and bindings:  # none while it stops
-            found.append(f"http://127.0.0.1:{bindings[0]['HostPort']}")
+        networks = c.attrs["NetworkSettings"]["Networks"] or {}
+        app = networks.get(f"{server.instance}.{c.labels['gitpaas.app']}") or {}
+        if c.labels["gitpaas.process"] == "web" and app.get("IPAddress"):  # none stopped
+            found.append(f"http://{app['IPAddress']}:5000")
     return sorted(found)
 
 

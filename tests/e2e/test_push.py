@@ -63,6 +63,43 @@ def test_failed_health_check_rejects_push(server, busybox_image, tmp_path, docke
     assert names == [f"{server.instance}.hc.v1.web.1"]
 
 
+def test_a_failed_first_build_leaves_no_network(server, busybox_image, tmp_path,
+                                                docker_client):
+    """The app's network is made beside its first build (issue 17): a first push that
+    fails takes it away again (nothing else would while the app exists); the next push
+    makes it anew."""
+    repo = make_repo(tmp_path / "nonet", {"Dockerfile": f"FROM {busybox_image}\nRUN false\n"})
+    result = server.push(repo, "nonet")
+    assert result.returncode != 0
+    name = f"{server.instance}.nonet"
+
+    def networks() -> list[str]:
+        return [n["Name"] for n in docker_client.api.networks(names=[name])
+                if n["Name"] == name]
+
+    assert networks() == []
+    commit_files(repo, httpd_app(busybox_image, "up\n"), "fixed")
+    assert server.push(repo, "nonet").returncode == 0
+    assert server.get(server.host("nonet")) == (200, "up\n")
+    assert networks() == [name]
+
+
+def test_a_push_that_creates_its_app_starts_its_network_at_once(server, busybox_image,
+                                                                tmp_path, docker_client):
+    """Issue 17, scale: Docker's network create (0.1-0.2 s) starts when the push creates
+    the app, while the client still sends its pack, not only at the build: a first push
+    that deploys nothing leaves the app with its network, for its first deploy."""
+    repo = make_repo(tmp_path / "early", httpd_app(busybox_image, "early\n"))
+    result = server.push(repo, "early", "HEAD:refs/heads/feature")
+    assert result.returncode == 0, result.stderr
+    assert "not deployed" in result.stderr
+    name = f"{server.instance}.early"
+    wait_for(lambda: [n for n in docker_client.api.networks(names=[name])
+                      if n["Name"] == name], 30)
+    assert server.push(repo, "early").returncode == 0
+    assert server.get(server.host("early")) == (200, "early\n")
+
+
 def test_push_to_other_branch_is_stored_not_deployed(server, busybox_image, tmp_path):
     repo = make_repo(tmp_path / "feat", httpd_app(busybox_image, "main\n"))
     assert server.push(repo, "feat").returncode == 0

@@ -130,13 +130,22 @@ def test_port_change_after_restart_rewrites_routes(platform, busybox_image, dock
     info = platform.runtime.list("shop")[0]
     container = docker_client.containers.get(info.id)
     container.stop(timeout=1)
-    container.start()
-    container.reload()
-    after = ports(platform, "shop")
-    assert after != before[1:]  # Docker picked a new host port
-    report = Reconciler(platform).run_once()
-    assert report.routed == ["shop.paas.localhost"] and report.started == []
-    assert backends(platform, "shop") == ["shop", *after]
+    # The web container is routed at its address on the app's bridge (issue 17, scale),
+    # which Docker gives back on a restart unless another container took it meanwhile.
+    squatter = docker_client.containers.run(
+        busybox_image, ["sleep", "60"], detach=True, name=f"{info.name}-squat",
+        network=f"{platform.settings.instance}.shop",
+        labels={"gitpaas.instance": platform.settings.instance})
+    try:
+        container.start()
+        container.reload()
+        after = ports(platform, "shop")
+        assert after != before[1:]  # a new address
+        report = Reconciler(platform).run_once()
+        assert report.routed == ["shop.paas.localhost"] and report.started == []
+        assert backends(platform, "shop") == ["shop", *after]
+    finally:
+        squatter.remove(force=True)
 
 
 def test_stopped_container_is_replaced(platform, busybox_image, docker_client):

@@ -398,8 +398,9 @@ class NetworkRuntime(FakeRuntime):
 
 
 def test_the_network_is_made_beside_the_build(monkeypatch):
-    """Issue 17: a first deploy's network creation overlaps its build; the roll-out
-    starts only once it is done."""
+    """Issue 17: a first deploy's network creation overlaps its build, and the roll-out
+    (the containers' creates) too: a start waits for it (scale round 3), and that wait
+    is its own stage."""
     from gitpaas.appjson import AppSpec
 
     runtime = NetworkRuntime()
@@ -407,12 +408,14 @@ def test_the_network_is_made_beside_the_build(monkeypatch):
     d = Deployer(Settings(instance="gp"), store, RecordingBuilder(), runtime, None)  # type: ignore[arg-type]
     monkeypatch.setattr(d, "_app_spec", lambda repo, commit: AppSpec())
     monkeypatch.setattr(d, "_processes", lambda repo, commit: {})
-    monkeypatch.setattr(d, "_build", lambda *a: time.sleep(0.3))
+    monkeypatch.setattr(d, "_build", lambda *a: time.sleep(0.1))
     monkeypatch.setattr(d, "_after_live", lambda *a: None)
     went_live: list[float] = []
     stages: dict[str, float] = {}
 
     def go_live(app, rel, progress, timings) -> None:
+        went_live.append(time.monotonic())
+        d._network_ready[app]()  # what a start does between its create and its start
         went_live.append(time.monotonic())
         stages.update(timings.stages)
 
@@ -420,6 +423,7 @@ def test_the_network_is_made_beside_the_build(monkeypatch):
     t0 = time.monotonic()
     d.deploy_commit("shop", None, b"a" * 40, "alice", lambda line: None)  # type: ignore[arg-type]
     assert [app for app, _ in runtime.prepared] == ["shop"]
-    assert runtime.prepared[0][1] <= went_live[0]
-    assert went_live[0] - t0 < 0.5  # side by side: not 0.3 + 0.3
-    assert 0 <= stages["netwait"] < 0.2  # the wait left after the build is its own stage
+    assert went_live[0] < runtime.prepared[0][1] <= went_live[1]  # the start waited
+    assert went_live[1] - t0 < 0.35  # side by side: not 0.1 + 0.3
+    assert 0.1 < stages["netwait"] < 0.3  # the wait left after the build is its own stage
+    assert d._network_ready == {}  # only for this roll-out
