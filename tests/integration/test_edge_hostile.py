@@ -12,6 +12,7 @@ from .routerkit import backends, make_config, raw_request, running_router, set_r
 
 HOST = b"h.example.com"
 H = b"Host: " + HOST + b"\r\n"
+HC = H + b"Connection: close\r\n"
 
 
 @pytest.fixture
@@ -38,6 +39,14 @@ def _status(reply: bytes) -> int:
     pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-Folded: a\r\n b\r\n\r\n", id="obs-fold"),
     pytest.param(b"GET / HTTP/1.1\n" + H.rstrip(b"\r\n") + b"\n\n", id="bare-LF"),
     pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: b\nX-B: c\r\n\r\n", id="bare-LF-inside"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H.rstrip(b"\r\n") + b"\n\r\n", id="bare-LF-last-header"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-E:\nX-B: c\r\n\r\n", id="bare-LF-empty-value"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X_U: 1\nX-B: c\r\n\r\n",
+                 id="bare-LF-after-an-ignored-header"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 3000 + b"\r\nX-A: b\nX-C: d"
+                 b"\r\n\r\n", id="bare-LF-in-a-head-over-several-buffers"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(80))
+                 + b"X-A: b\nX-B: c\r\n\r\n", id="bare-LF-after-80-headers"),
     pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
                  id="unknown-transfer-coding"),
     pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-Space : b\r\n\r\n", id="space-before-colon"),
@@ -47,6 +56,26 @@ def test_hostile_framing_is_refused(edge, request_bytes):
     reply = raw_request(router.port, request_bytes, timeout=3)
     assert _status(reply) in (400, 501), reply[:200]
     assert backend.paths == []
+
+
+@pytest.mark.parametrize("request_bytes", [
+    pytest.param(b"GET /ok HTTP/1.1\r\n" + HC + b"\r\n", id="plain"),
+    pytest.param(b"GET /ok HTTP/1.1\r\n" + HC + b"X-Empty:\r\nX-B: c\r\n\r\n", id="empty-value"),
+    pytest.param(b"GET /ok HTTP/1.1\r\n" + HC + b"X_U: 1\r\nX-B: c\r\n\r\n",
+                 id="an-ignored-header"),
+    pytest.param(b"GET /ok HTTP/1.1\r\n" + HC + b"X-Big: " + b"a" * 3000 + b"\r\nX-C: d\r\n\r\n",
+                 id="a-head-over-several-buffers"),
+    pytest.param(b"GET /ok HTTP/1.1\r\n" + HC + b"".join(b"X-%d: v\r\n" % i for i in range(80))
+                 + b"\r\n", id="80-headers"),
+    pytest.param(b"GET /ok HTTP/1.0\r\n" + H + b"\r\n", id="HTTP/1.0"),
+])
+def test_clean_heads_are_served(edge, request_bytes):
+    """The bare-LF check proves most heads clean from nginx's own header pointers and
+    falls back to scanning a copy of the head when unsure: neither refuses a clean head."""
+    router, backend = edge
+    reply = raw_request(router.port, request_bytes, timeout=3)
+    assert _status(reply) == 200, reply[:200]
+    assert backend.paths == ["/ok"]
 
 
 def test_connection_content_length_cannot_smuggle(edge):
