@@ -19,6 +19,7 @@ from gitpaas import settings as settings_mod
 from gitpaas import sshkeys
 from gitpaas.platform import Platform
 from gitpaas.ssh.server import SSHServer
+from tests.conftest import remove_networks, unique
 from tests.integration import packkit as pk
 
 pytestmark = pytest.mark.timeout(300)
@@ -28,7 +29,8 @@ MAX_PUSH = 256 * 1024
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     data = tmp_path_factory.mktemp("attacks") / "data"
-    s = settings_mod.load({"data_dir": data, "instance": "atk", "max_push_bytes": MAX_PUSH,
+    name = unique("atk")
+    s = settings_mod.load({"data_dir": data, "instance": name, "max_push_bytes": MAX_PUSH,
                            "max_object_bytes": 10 << 20,
                            "redis_url": "redis://127.0.0.1:1/0"}, environ={})
     platform = Platform(s)
@@ -39,6 +41,7 @@ def srv(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server, key, s
     server.stop()
+    remove_networks(name)  # a push that creates its app starts its network at once
 
 
 def rss_mib() -> float:

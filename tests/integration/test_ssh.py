@@ -16,8 +16,8 @@ from gitpaas.ssh.server import SSHServer
 
 
 @pytest.fixture
-def ssh_server(tmp_path, redis_url):
-    s = settings_mod.load({"data_dir": tmp_path / "data", "instance": "sshtest",
+def ssh_server(tmp_path, redis_url, instance):
+    s = settings_mod.load({"data_dir": tmp_path / "data", "instance": instance,
                            "redis_url": redis_url, "git_idle_timeout": 1.5,
                            "lock_timeout": 10}, environ={})
     platform = Platform(s)

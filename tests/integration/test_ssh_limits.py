@@ -27,12 +27,12 @@ from tests.harness import wait_for
 
 
 @pytest.fixture
-def make_server(tmp_path, redis_url):
+def make_server(tmp_path, redis_url, instance):
     """Start an SSH server with the given settings; returns (server, client key)."""
     started: list[SSHServer] = []
 
     def make(data_dir_name: str = "data", **overrides) -> tuple[SSHServer, paramiko.PKey]:
-        s = settings_mod.load({"data_dir": tmp_path / data_dir_name, "instance": "sshlimits",
+        s = settings_mod.load({"data_dir": tmp_path / data_dir_name, "instance": instance,
                                "redis_url": redis_url, **overrides}, environ={})
         platform = Platform(s)
         key = paramiko.Ed25519Key.from_private_key(io.StringIO(
