@@ -244,6 +244,18 @@ class Server:
 
         remove_instance_networks(docker_client, self.instance)
         shutil.rmtree(self.root / "data", ignore_errors=True)
+        self.remove_redis_keys()
+
+    def remove_redis_keys(self) -> None:
+        """Delete the instance's Redis keys (routes, dead marks, the edge's state)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            for key in client.scan_iter(match=f"{self.instance}:*", count=1000):
+                client.delete(key)
+        finally:
+            client.close()
 
 
 @contextlib.contextmanager
@@ -251,8 +263,6 @@ def serving(root: Path, redis_url: str, docker_client, prefix: str = "e",
             extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     """A started server with an admin key; afterwards its containers, images, data dir
     and Redis keys are removed."""
-    import redis
-
     from tests.conftest import unique
 
     srv = Server(root=root, instance=unique(prefix), redis_url=redis_url,
@@ -263,7 +273,3 @@ def serving(root: Path, redis_url: str, docker_client, prefix: str = "e",
         yield srv
     finally:
         srv.cleanup(docker_client)
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=f"{srv.instance}:*", count=1000):
-            client.delete(key)
-        client.close()
