@@ -361,13 +361,13 @@ local function head_check()
       e = lf
       local klen = h.key.len
       if klen == 14 and name_is(h.key.data, 14, "content-length") then
-        local d, n = h.value.data, 0
+        local d, cl = h.value.data, 0
         for i = 0, h.value.len - 1 do
           local c = d[i]
           if c < 48 or c > 57 then return 0 end  -- (nginx refused anything else already)
-          n = n * 10 + c - 48
+          cl = cl * 10 + c - 48
         end
-        head_cl = n
+        head_cl = cl
       elseif klen == 10 and name_is(h.key.data, 10, "connection") then
         if head_conn then return 0 end  -- two Connection lines: ngx.var joins them
         head_conn = ffi.string(h.value.data, h.value.len)
@@ -443,6 +443,16 @@ function M.route()
   if h then strip_connection_listed(h) end
 end
 
+-- The app's own proxy timeouts (app settings), if it has any: once per request, before
+-- the first try.
+local function set_timeouts(o)
+  if o and o.timeouts then
+    balancer.set_timeouts(o.connect_timeout or conf.connect_timeout,
+                          o.send_timeout or conf.send_timeout,
+                          o.read_timeout or conf.read_timeout)
+  end
+end
+
 -- balancer_by_lua: the first pick, then another live backend after each failure.
 function M.balance()
   local ctx = ngx.ctx
@@ -451,12 +461,7 @@ function M.balance()
   local tried = ctx.tried
   if not tried and not b then  -- the entry's lone backend: no retry, no dead mark
     ctx.tried = true
-    local o = r[OPTS]
-    if o and o.timeouts then
-      balancer.set_timeouts(o.connect_timeout or conf.connect_timeout,
-                            o.send_timeout or conf.send_timeout,
-                            o.read_timeout or conf.read_timeout)
-    end
+    set_timeouts(r[OPTS])
     local ok, err = balancer.set_current_peer(r[HOST1], r[PORT1])
     if not ok then
       ngx.log(ngx.ERR, "gitpaas edge: bad backend ", r[HOST1], ":", r[PORT1], ": ", err)
@@ -482,12 +487,7 @@ function M.balance()
   else
     ctx.tried, ctx.first = true, b.idx
     if ctx.more > 0 then balancer.set_more_tries(ctx.more) end
-    local o = r[OPTS]
-    if o and o.timeouts then
-      balancer.set_timeouts(o.connect_timeout or conf.connect_timeout,
-                            o.send_timeout or conf.send_timeout,
-                            o.read_timeout or conf.read_timeout)
-    end
+    set_timeouts(r[OPTS])
   end
   local ok, err = balancer.set_current_peer(b.host, b.port)
   if not ok then
