@@ -312,11 +312,21 @@ local function crlf_at(b, i)
   return i
 end
 
--- A header line whose value ends at b[i], the NUL nginx wrote there: the index of its
--- LF; -2 when raw_header() would show a bare LF there; -1 when in doubt.
+-- A header line whose value ends at b[i], the NUL nginx wrote there over the byte after
+-- the value (CR, LF, or the first of its trailing SP/HT, which RFC 9112 allows as OWS):
+-- the index of its LF; -2 for a bare LF; -1 when in doubt. After the NUL, [SP/HT]* CR+ LF
+-- is a well-ended line (the NUL was a CR, or trailing whitespace before CR LF); a lone
+-- LF right after it is taken as CR LF (the NUL was the CR; one SP/HT before a bare LF
+-- reads the same and cannot be told apart: nginx overwrote the byte); anything else
+-- (SP/HT then a bare LF, or the NUL was itself a bare LF) is a bare LF.
 local function value_end(b, i)
   if b[i] ~= 0 then return -1 end
-  if b[i + 1] == 10 then return i + 1 end
+  local c = b[i + 1]
+  if c == 10 then return i + 1 end
+  if c == 32 or c == 9 or c == 13 then
+    local lf = crlf_at(b, i + 1)
+    if lf >= 0 then return lf end
+  end
   return -2
 end
 
