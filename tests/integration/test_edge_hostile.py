@@ -51,6 +51,8 @@ def _status(reply: bytes) -> int:
                  id="bare-LF-after-trailing-spaces"),
     pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: b \t\nX-B: c\r\n\r\n",
                  id="bare-LF-after-trailing-space-and-tab"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: b\t\nX-B: c\r\n\r\n",
+                 id="bare-LF-after-a-trailing-tab"),
     pytest.param(b"GET / HTTP/1.1\r\n" + H.rstrip(b"\r\n") + b"  \n\r\n",
                  id="bare-LF-after-trailing-spaces-last-header"),
     pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",

@@ -368,12 +368,13 @@ local function crlf_at(b, i)
 end
 
 -- A header line whose value ends at b[i], the NUL nginx wrote there over the byte after
--- the value (CR, LF, or the first of its trailing SP/HT, which RFC 9112 allows as OWS):
--- the index of its LF; -2 for a bare LF; -1 when in doubt. After the NUL, [SP/HT]* CR+ LF
--- is a well-ended line (the NUL was a CR, or trailing whitespace before CR LF); a lone
--- LF right after it is taken as CR LF (the NUL was the CR; one SP/HT before a bare LF
--- reads the same and cannot be told apart: nginx overwrote the byte); anything else
--- (SP/HT then a bare LF, or the NUL was itself a bare LF) is a bare LF.
+-- the value (CR, LF, or the first of its trailing spaces, which RFC 9112 allows as OWS;
+-- nginx keeps a tab in the value): the index of its LF; -2 for a bare LF; -1 when in
+-- doubt. After the NUL, [SP/HT]* CR+ LF is a well-ended line (the NUL was a CR, or
+-- trailing whitespace before CR LF); a lone LF right after it is taken as CR LF (the NUL
+-- was the CR; one space before a bare LF reads the same and cannot be told apart: nginx
+-- overwrote the byte); anything else (whitespace then a bare LF, or the NUL was itself a
+-- bare LF) is a bare LF.
 local function value_end(b, i)
   if b[i] ~= 0 then return -1 end
   local c = b[i + 1]
