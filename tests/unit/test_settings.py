@@ -184,6 +184,6 @@ def test_a_bad_ssh_max_startups_is_an_error_naming_it(raw):
         settings.load({"ssh_max_startups": raw}, environ={})
 
 
-def test_ssh_max_startups_defaults_to_openssh_s():
-    assert settings.load(environ={}).ssh_max_startups == "10:30:100"
+def test_ssh_max_startups_has_room_for_ci_pushes():
+    assert settings.load(environ={}).ssh_max_startups == "64:30:192"
     assert settings.load(environ={"GITPAAS_SSH_MAX_STARTUPS": "0"}).ssh_max_startups == "0"
