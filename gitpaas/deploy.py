@@ -152,6 +152,11 @@ class Deployer:
                 self._go_live(app, release, progress, timings)
             finally:
                 self._network_ready.pop(app, None)
+                # A spare network claimed for this app is made again now, after the
+                # starts, not beside them (nor beside the build).
+                refill = getattr(self.runtime, "refill_networks", None)
+                if refill is not None:
+                    refill()
         except BaseException:
             self.store.set_release_status(app, release.version, "failed")
             self.builder.remove(release.image)
