@@ -88,6 +88,43 @@ def spare_creates(log: str, instance: str) -> list[float]:
             if m.group(1).startswith(prefix)]
 
 
+STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+DEPLOY_RE = re.compile(r"deploy timings (\S+) v1: (.*)$")
+
+
+def stamp(line: str) -> float | None:
+    """The time of one log line (the server's logging format), or None."""
+    import datetime
+
+    m = STAMP_RE.match(line)
+    if m is None:
+        return None
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def spare_overlap(log: str, instance: str) -> dict[str, float]:
+    """For each app's first deploy: seconds of its deploy (prepare to after, from its
+    ``deploy timings`` line) during which serve's filler was creating a spare network:
+    where the refill's cost went, if not off the deploy's path."""
+    windows: dict[str, tuple[float, float]] = {}
+    creates: list[tuple[float, float]] = []
+    prefix = f"{instance}.spare_"
+    for line in log.splitlines():
+        at = stamp(line)
+        if at is None:
+            continue
+        m = DEPLOY_RE.search(line)
+        if m:
+            total = sum(float(p.split("=")[1]) for p in m.group(2).split())
+            windows.setdefault(m.group(1), (at - total, at))
+        n = NETWORK_RE.search(line)
+        if n and n.group(1).startswith(prefix):
+            took = float(line.split(": ", 2)[-1].split(", ")[1].split(" s")[0])
+            creates.append((at - took, at))
+    return {app: sum(max(0.0, min(b, d) - max(a, c)) for c, d in creates)
+            for app, (a, b) in windows.items()}
+
+
 def hand_probe(client, image: str, instance: str, tag: str) -> tuple[float, float]:  # noqa: ANN001
     """Docker alone, as a deploy of a new app uses it: a bridge network (subnet picked as
     gitpaas does) then a container on it (no published port: the default
@@ -197,6 +234,7 @@ def run(args: argparse.Namespace, table: Table) -> None:
                 rps_1 = wrk_rps(srv, hosts[:1], tmp, args.duration)
                 rss_end = rss_mb(srv.proc.pid)
                 spares = spare_creates(srv.log(), srv.instance)
+                overlap = spare_overlap(srv.log(), srv.instance)
                 # The other side of the bracket: the load of a shared machine drifts over
                 # a run, so the first apps' deploys are measured again once the host is
                 # back to no app.
@@ -215,6 +253,11 @@ def run(args: argparse.Namespace, table: Table) -> None:
                   f" median of the last {k} (range {spread(spares[-k:])})",
                   f"{median(spares[-k:]):.3f} s", f"{median(spares[:k]):.3f} s first {k}",
                   median(spares[-k:]) / median(spares[:k]))
+        first = [overlap.get(a, 0.0) for a in apps[:k]]
+        last = [overlap.get(a, 0.0) for a in apps[-k:]]
+        table.add("scale", "  of which during a deploy (its prepare to after), median "
+                  f"(range {spread(last)})", f"{median(last):.3f} s",
+                  f"{median(first):.3f} s apps 1-{k}")
     table.add("scale", f"ssh apps with {n} apps", f"{apps_n:.3f} s", f"{apps1:.3f} s 1 app",
               apps_n / apps1)
     table.add("scale", f"ssh routes with {n} apps", f"{routes_n:.3f} s",

@@ -29,7 +29,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -173,12 +173,15 @@ class AppNetworks:
     """Creates, hands out and removes the per-app networks of one instance."""
 
     def __init__(self, client: docker.DockerClient, instance: str, pool: str,
-                 prefix: int, claims: Claims | None = None, spares: int = 0) -> None:
+                 prefix: int, claims: Callable[[], Claims] | None = None,
+                 spares: int = 0) -> None:
+        """``claims``: the store, opened on first use (e.g. ``lambda: platform.store``);
+        without it no spare is claimed or made."""
         self.client = client
         self.instance = instance
         self.pool = Net(pool)
         self.prefix = prefix
-        self.claims = claims
+        self._claims = claims
         self.spares = spares if claims is not None else 0
         self._lock = threading.Lock()
         self._fill_lock = threading.Lock()
@@ -191,6 +194,11 @@ class AppNetworks:
         self._names: dict[str, str] = {}  # app -> its network, as last looked up
         self._wake = threading.Event()  # ``request_fill``: the filler thread makes spares
         self._short = True  # a spare was claimed since the last fill (or none made yet)
+
+    @property
+    def claims(self) -> Claims | None:
+        """The store's claims, or None (no spares)."""
+        return self._claims() if self._claims is not None else None
 
     def legacy_name(self, app: str) -> str:
         """The network an app that claimed no spare uses: ``<instance>.<app>``."""

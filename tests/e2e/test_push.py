@@ -69,19 +69,27 @@ def test_a_failed_first_build_leaves_no_network(server, busybox_image, tmp_path,
     fails takes it away again (nothing else would while the app exists); the next push
     makes it anew."""
     repo = make_repo(tmp_path / "nonet", {"Dockerfile": f"FROM {busybox_image}\nRUN false\n"})
+    label = {"label": f"gitpaas.instance={server.instance}"}
+    before = {n["Name"] for n in docker_client.api.networks(filters=label)}
     result = server.push(repo, "nonet")
     assert result.returncode != 0
-    name = f"{server.instance}.nonet"
+    # Neither its own network nor a spare it claimed (issue 17) is left, nor its claim.
+    after = {n["Name"] for n in docker_client.api.networks(filters=label)}
+    assert server.network_of("nonet") == f"{server.instance}.nonet"
+    assert f"{server.instance}.nonet" not in after
+    spares = {n for n in before if ".spare_" in n}
+    lost = spares - after
+    assert len(lost) == (1 if spares else 0)
 
-    def networks() -> list[str]:
+    def networks(name: str) -> list[str]:
         return [n["Name"] for n in docker_client.api.networks(names=[name])
                 if n["Name"] == name]
 
-    assert networks() == []
     commit_files(repo, httpd_app(busybox_image, "up\n"), "fixed")
     assert server.push(repo, "nonet").returncode == 0
     assert server.get(server.host("nonet")) == (200, "up\n")
-    assert networks() == [name]
+    name = server.network_of("nonet")
+    assert networks(name) == [name] and name not in lost
 
 
 def test_a_push_that_creates_its_app_starts_its_network_at_once(server, busybox_image,
@@ -93,9 +101,8 @@ def test_a_push_that_creates_its_app_starts_its_network_at_once(server, busybox_
     result = server.push(repo, "early", "HEAD:refs/heads/feature")
     assert result.returncode == 0, result.stderr
     assert "not deployed" in result.stderr
-    name = f"{server.instance}.early"
-    wait_for(lambda: [n for n in docker_client.api.networks(names=[name])
-                      if n["Name"] == name], 30)
+    wait_for(lambda: [n for n in docker_client.api.networks(
+        names=[server.network_of("early")]) if n["Name"] == server.network_of("early")], 30)
     assert server.push(repo, "early").returncode == 0
     assert server.get(server.host("early")) == (200, "early\n")
 

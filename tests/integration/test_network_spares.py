@@ -100,7 +100,7 @@ def test_concurrent_new_apps_never_share_a_network(platform, docker_client, inst
 
     def ensure(app: str) -> None:
         mine = AppNetworks(docker_client, instance, "10.213.0.0/16", 26,
-                           claims=platform.store, spares=2)
+                           claims=lambda: platform.store, spares=2)
         barrier.wait()
         got[app] = mine.ensure(app)
 
