@@ -107,6 +107,35 @@ def test_a_push_that_creates_its_app_starts_its_network_at_once(server, busybox_
     assert server.get(server.host("early")) == (200, "early\n")
 
 
+def test_a_new_app_runs_on_a_spare_network_that_serve_makes_again(server, busybox_image,
+                                                                 tmp_path, docker_client):
+    """Issue 17, scale: ``gitpaas serve`` keeps two spare app networks; a new app's push
+    claims one (its container is on it alone), the filler makes another after the
+    deploy, and ``apps:destroy`` removes the claimed one instead of returning it."""
+    prefix = f"{server.instance}.spare_"
+
+    def spares() -> set[str]:  # claimed ones included: the store says which are
+        found = docker_client.api.networks(filters={"label": [
+            f"gitpaas.instance={server.instance}", "gitpaas.spare"]})
+        return {n["Name"] for n in found if n["Name"].startswith(prefix)}
+
+    wait_for(lambda: len(spares()) >= 2, 30)
+    repo = make_repo(tmp_path / "pooled", httpd_app(busybox_image, "pooled\n"))
+    assert server.push(repo, "pooled").returncode == 0
+    assert server.get(server.host("pooled")) == (200, "pooled\n")
+    name = server.network_of("pooled")
+    assert name.startswith(prefix)
+    web = docker_client.containers.list(filters={"label": [
+        f"gitpaas.instance={server.instance}", "gitpaas.app=pooled"]})[0]
+    assert list(web.attrs["NetworkSettings"]["Networks"]) == [name]
+    # the filler makes another (after the starts); the claimed one keeps its labels
+    # (Docker's are immutable) but is the app's now
+    wait_for(lambda: len(spares() - {name}) >= 2, 30)
+    assert server.ssh("apps:destroy", "pooled", "--confirm", "pooled").returncode == 0
+    assert not [n for n in docker_client.api.networks(names=[name]) if n["Name"] == name]
+    assert name not in spares()
+
+
 def test_push_to_other_branch_is_stored_not_deployed(server, busybox_image, tmp_path):
     repo = make_repo(tmp_path / "feat", httpd_app(busybox_image, "main\n"))
     assert server.push(repo, "feat").returncode == 0
