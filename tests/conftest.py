@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import remove_image_tree
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_URL = os.environ.get("GITPAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -129,10 +131,7 @@ def busybox_image(docker_client):
     repo, tag = name.rsplit(":", 1)
     docker_client.api.import_image_from_data(busybox_tar(), repository=repo, tag=tag)
     yield name
-    try:
-        docker_client.images.remove(name, force=True)
-    except Exception:  # noqa: BLE001
-        pass
+    remove_image_tree(docker_client, name)
 
 
 @pytest.fixture

@@ -267,6 +267,28 @@ class Server:
             client.close()
 
 
+def remove_image_tree(docker_client, name: str) -> None:
+    """Remove the image ``name`` and every image built on it, tagged or not (children
+    first). A forced removal of a tag only untags an image that has children or a
+    container, which left untagged images behind: a built image is found here by its
+    parent chain, which needs no tag or label."""
+    try:
+        root = docker_client.api.inspect_image(name)["Id"]
+    except Exception:  # noqa: BLE001 - gone already
+        return
+    parents = {i["Id"]: i.get("ParentId") or "" for i in docker_client.api.images(all=True)}
+    tree = {}  # image -> its steps from ``root``
+    for image in parents:
+        steps, cur = 0, image
+        while cur and cur != root:
+            cur, steps = parents.get(cur, ""), steps + 1
+        if cur == root:
+            tree[image] = steps
+    for image in sorted(tree, key=tree.__getitem__, reverse=True):
+        with contextlib.suppress(Exception):
+            docker_client.api.remove_image(image, force=True, noprune=False)
+
+
 @contextlib.contextmanager
 def serving(root: Path, redis_url: str, docker_client, prefix: str = "e",
             extra_env: dict[str, str] | None = None) -> Iterator[Server]:

@@ -115,8 +115,10 @@ def busybox_image(client) -> str:  # noqa: ANN001
 
 
 def remove_image(client, name: str) -> None:  # noqa: ANN001
-    with contextlib.suppress(Exception):
-        client.images.remove(name, force=True)
+    """Remove a busybox image of ``busybox_image`` and every image built on it."""
+    from tests.harness import remove_image_tree
+
+    remove_image_tree(client, name)
 
 
 def drop_redis_keys(prefix: str) -> None:

@@ -85,8 +85,12 @@ def test_docker_kill_of_one_replica_costs_no_hung_request(redis_url, instance, d
             started[0][0].kill()
             for load in loads:
                 load.join(30)
-            failures = [f for load in loads for f in load.failures]
-            assert failures == []
+            # A response the replica was in the middle of sending when it was killed is
+            # cut short (its status line already went to the client: no proxy can retry
+            # it); nothing else may fail: no 5xx, no connection closed without an answer.
+            for load in loads:
+                cut = [f for f in load.failures if f.startswith("IncompleteRead(")]
+                assert len(cut) <= 1 and len(load.failures) == len(cut), load.failures
             assert sum(load.ok for load in loads) > 100
             assert max(load.slowest for load in loads) < 3.0
     finally:

@@ -14,6 +14,7 @@ from gitpaas import settings as settings_mod
 from gitpaas.cli import LOCAL_ADMIN
 from gitpaas.commands.registry import Context, run_command
 from gitpaas.platform import Platform
+from tests.harness import wait_for
 
 from .routerkit import backends, get, make_config, running_router
 
@@ -55,18 +56,17 @@ def test_body_size_timeouts_and_https_redirect(platform, redis_url, instance):
         code, _, err = run(platform, "edge:set", "shop", "client-max-body-size=4k",
                            "proxy-read-timeout=1")
         assert code == 0, err
-        time.sleep(0.1)
-        assert post(edge.port, 5000) == 413
+        # through Redis and its publish: seconds at most, however loaded the machine
+        wait_for(lambda: post(edge.port, 5000) == 413, timeout=5, what="the 413")
         assert post(edge.port, 4000) == 200
         code, out, _ = run(platform, "edge", "shop")
         assert "client-max-body-size: 4096" in out and "https-redirect: false (default)" in out
         assert run(platform, "edge:set", "shop", "https-redirect=true")[0] == 0
-        time.sleep(0.1)
+        wait_for(lambda: get(edge.port, HOST, "/x")[0] == 301, timeout=5, what="the redirect")
         status, headers, _ = get(edge.port, HOST, "/x")
         assert status == 301 and headers["Location"] == f"https://{HOST}:{edge.tls_port}/x"
         assert run(platform, "edge:set", "shop", "https-redirect=")[0] == 0
-        time.sleep(0.1)
-        assert get(edge.port, HOST)[0] == 200
+        wait_for(lambda: get(edge.port, HOST)[0] == 200, timeout=5, what="no redirect")
     # a backend slower than the app's read timeout: 504 after about 1 s
     release = threading.Event()
 
