@@ -311,9 +311,14 @@ class AppNetworks:
             self._wake.clear()
 
     def start_filling(self, interval: float = 60.0) -> threading.Event | None:
-        """The filler in a daemon thread (None when spares are off); set the returned
-        event to stop it."""
+        """The filler in a daemon thread (None when spares are off: spares made while
+        they were on are removed then); set the returned event to stop it."""
         if not self.spares:
+            if self._claims is not None:
+                try:
+                    self.remove_spares()
+                except (docker.errors.DockerException, ServiceError) as exc:
+                    log.warning("cannot remove the spare app networks: %s", exc)
             return None
         stop = threading.Event()
         threading.Thread(target=self.fill_loop, args=(stop, interval), daemon=True,

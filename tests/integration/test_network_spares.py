@@ -187,10 +187,16 @@ def test_a_restarted_platform_keeps_the_claimed_network(platform, tmp_path, inst
 
 def test_spares_off_creates_each_apps_network(tmp_path, instance, docker_client,
                                               busybox_image):
+    # spares made while they were on (same instance and store) go when they are off
+    on = make_platform(tmp_path, instance, docker_client, busybox_image)
+    assert on.runtime.sandbox.networks.fill_spares() == 2
+    on.routes.close()
     p = make_platform(tmp_path, instance, docker_client, busybox_image, spares=0)
     try:
         networks = p.runtime.sandbox.networks
         assert networks.fill_spares() == 0 and networks.start_filling() is None
+        assert not docker_client.api.networks(filters={"label": [
+            f"gitpaas.instance={instance}", SPARE_LABEL]})
         deploy(p, busybox_image, "victim")
         info = p.runtime.list("victim")[0]
         assert networks_of(docker_client, info) == [f"{instance}.victim"]
