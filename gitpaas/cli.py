@@ -189,6 +189,9 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
     print(f"gitpaas: ssh port {ssh.port}" + (f", http port {http_port}" if http_port else ""),
           flush=True)
     stop_backups = schedule.start_in_thread(platform)
+    # Spare app networks made ahead: a new app claims one (issue 17, scale).
+    networks = getattr(platform.runtime.sandbox, "networks", None)
+    stop_spares = networks.start_filling() if networks is not None else None
     stop_doctor = threading.Event()
     if settings.doctor_interval > 0:
         threading.Thread(target=doctor.Watcher(platform).loop, daemon=True, name="doctor",
@@ -196,6 +199,8 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
     wait_for_signal(stop)
     stop_doctor.set()
     stop_backups.set()
+    if networks is not None:
+        networks.stop_filling(stop_spares)
     stop_reconciler.set()
     stop_maintenance.set()
     stop_cron.set()
