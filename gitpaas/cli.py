@@ -116,6 +116,15 @@ def start_registry(settings: settings_mod.Settings) -> RegistryProcess:
     return process
 
 
+def wait_for_signal(stop: threading.Event) -> None:
+    """Wait for ``stop`` (set by the SIGTERM/SIGINT handler), waking every second: the
+    kernel may deliver the signal to another thread (one of the SSH connections'), and then
+    only a main thread that runs again calls Python's handler; a main thread blocked in an
+    endless wait never would (seen once: ``gitpaas serve`` ignored SIGTERM after a flood)."""
+    while not stop.wait(1.0):
+        pass
+
+
 def serve(argv: list[str]) -> int:
     """Run the SSH server and supervise the edge (nginx) until SIGTERM or SIGINT."""
     parser = common_parser("gitpaas serve")
@@ -180,13 +189,18 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
     print(f"gitpaas: ssh port {ssh.port}" + (f", http port {http_port}" if http_port else ""),
           flush=True)
     stop_backups = schedule.start_in_thread(platform)
+    # Spare app networks made ahead: a new app claims one (issue 17, scale).
+    networks = getattr(platform.runtime.sandbox, "networks", None)
+    stop_spares = networks.start_filling() if networks is not None else None
     stop_doctor = threading.Event()
     if settings.doctor_interval > 0:
         threading.Thread(target=doctor.Watcher(platform).loop, daemon=True, name="doctor",
                          args=(stop_doctor, settings.doctor_interval)).start()
-    stop.wait()
+    wait_for_signal(stop)
     stop_doctor.set()
     stop_backups.set()
+    if networks is not None:
+        networks.stop_filling(stop_spares)
     stop_reconciler.set()
     stop_maintenance.set()
     stop_cron.set()
@@ -214,7 +228,7 @@ def router_main(argv: list[str]) -> int:
         signal.signal(sig, lambda *_: stop.set())
     stop_edge = start_edge(settings)
     print(f"gitpaas: edge http port {settings.listen('http')[1]}", flush=True)
-    stop.wait()
+    wait_for_signal(stop)
     stop_edge.set()
     return 0
 

@@ -152,12 +152,14 @@ class Deployer:
                 self._go_live(app, release, progress, timings)
             finally:
                 self._network_ready.pop(app, None)
+                self._refill_networks()  # after the starts, not beside them or the build
         except BaseException:
             self.store.set_release_status(app, release.version, "failed")
             self.builder.remove(release.image)
             if network is not None:
                 network.join()
                 self._drop_unused_network(app)
+                self._refill_networks()
             raise
         self._after_live(app, release, progress, timings)
         return release
@@ -170,6 +172,13 @@ class Deployer:
         took = time.monotonic() - waited
         with self._timing_lock:
             timings.stages["netwait"] = max(timings.stages.get("netwait", 0.0), took)
+
+    def _refill_networks(self) -> None:
+        """A spare network this deploy's app claimed is made again now (by serve's
+        filler thread), once the deploy's starts are done or it failed."""
+        refill = getattr(self.runtime, "refill_networks", None)
+        if refill is not None:
+            refill()
 
     def _drop_unused_network(self, app: str) -> None:
         """After a failed deploy of an app that never went live (its first push): the

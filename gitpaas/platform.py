@@ -67,7 +67,8 @@ class Platform:
         host's engine for builds and one-off containers."""
         settings = self.settings
         networks = AppNetworks(self.docker, settings.instance, settings.app_network_pool,
-                               settings.app_network_prefix)
+                               settings.app_network_prefix, claims=lambda: self.store,
+                               spares=settings.app_network_spares)
         local = DockerRuntime(self.docker, settings.instance, settings.container_host,
                               on_remove=self.log_archive.keep,
                               sandbox=Sandbox(networks, settings.pids_limit))

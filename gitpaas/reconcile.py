@@ -394,6 +394,7 @@ class Reconciler:
                             report.networks.append(networks.name(app))
                 except Conflict:
                     report.skipped.append(app)
+            report.networks.extend(networks.remove_leftover_claims())
         except GitPaasError as exc:
             report.errors.append(f"networks: {exc.message}")
             log.warning("removing leftover networks: %s", exc.message)

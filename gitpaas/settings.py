@@ -20,6 +20,7 @@ import yaml
 
 from . import names
 from .errors import InvalidInput
+from .ssh.limits import Startups
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class Settings:
     ssh_burst_per_source: int = 12
     # Seconds a connection has to authenticate and open its session.
     ssh_preauth_timeout: float = 30.0
+    # OpenSSH's MaxStartups START:RATE:FULL across all sources: with START connections not
+    # yet authenticated, refuse a new one with RATE % probability, rising to 100 % at FULL
+    # ("0": off). Authenticated connections do not count. Roomier than OpenSSH's 10:30:100:
+    # CI jobs push many at once, and pre-auth work waits for idle CPU (ssh/priority.py).
+    ssh_max_startups: str = "64:30:192"
     http_listen: str = "0.0.0.0:8080"
     domain: str = "paas.localhost"
     # The server's own host names besides ``domain`` and the machine's host name
@@ -81,6 +87,10 @@ class Settings:
     # skipped; dockerd's default pools are not used.
     app_network_pool: str = "10.213.0.0/16"
     app_network_prefix: int = 26
+    # Spare app networks `gitpaas serve` keeps made ahead (0: none): a new app claims one
+    # instead of waiting for Docker's network create, which grows with the number of
+    # networks on the host (0.07 s with one app, 0.12 s with 200; issue 17, scale).
+    app_network_spares: int = 2
     # Most processes (and threads) one app container may run (0: no limit): a fork bomb
     # stays in its container.
     pids_limit: int = 512
@@ -373,6 +383,8 @@ def _check_network_pool(settings: Settings) -> None:
     if not pool.prefixlen <= settings.app_network_prefix <= 29:
         raise InvalidInput(f"app_network_prefix must be from {pool.prefixlen} (the pool's) "
                            "to 29")
+    if not 0 <= settings.app_network_spares <= 20:
+        raise InvalidInput("app_network_spares must be from 0 to 20")
 
 
 def load(
@@ -421,6 +433,11 @@ def load(
     names.hostname(settings.domain)
     if settings.ssh_public_host:
         names.hostname(settings.ssh_public_host)
+    try:
+        Startups.parse(settings.ssh_max_startups)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid setting ssh_max_startups={settings.ssh_max_startups!r}:"
+                           f" {exc}") from None
     if settings.runtime not in {"docker", "swarm"}:
         raise InvalidInput(f"invalid setting runtime={settings.runtime!r}: docker or swarm")
     if settings.runtime == "swarm" and ":" not in settings.registry_listen:

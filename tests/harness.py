@@ -9,6 +9,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -107,6 +108,14 @@ class Server:
     @property
     def data_dir(self) -> Path:
         return self.root / "data"
+
+    def network_of(self, app: str) -> str:
+        """The app's Docker network: the spare it claimed (``gp_app_networks`` in the
+        server's SQLite store), else ``<instance>.<app>``."""
+        with contextlib.closing(sqlite3.connect(self.data_dir / "state.db")) as db:
+            row = db.execute("SELECT n.network FROM gp_app_networks n JOIN gp_apps a"
+                             " ON a.uid = n.app_uid WHERE a.name = ?", (app,)).fetchone()
+        return row[0] if row else f"{self.instance}.{app}"
 
     @property
     def env(self) -> dict[str, str]:

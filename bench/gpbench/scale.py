@@ -63,12 +63,66 @@ def wrk_rps(srv, hosts: list[str], tmp: Path, duration: int) -> float:  # noqa: 
 NETWORK_RE = re.compile(r"network (\S+): \S+, [\d.]+ s \(Docker's create ([\d.]+) s\)")
 
 
+CLAIM_RE = re.compile(r"network (\S+): claimed by (\S+)")
+
+
 def network_create(log: str, instance: str, app: str) -> float:
-    """Seconds Docker took to create the app's network (``runtime/network.py``'s log)."""
+    """Seconds Docker took to create the app's network (``runtime/network.py``'s log);
+    0 when the app claimed a spare made ahead (``spare_claimed``)."""
     for m in NETWORK_RE.finditer(log):
         if m.group(1) == f"{instance}.{app}":
             return float(m.group(2))
     return 0.0
+
+
+def spare_claimed(log: str, app: str) -> bool:
+    """Whether ``app`` got a spare network (made ahead by serve) rather than its own."""
+    return any(m.group(2) == app for m in CLAIM_RE.finditer(log))
+
+
+def spare_creates(log: str, instance: str) -> list[float]:
+    """Seconds of Docker's create of each spare network, in order (made by serve's
+    filler after a claiming deploy's starts: off every deploy's path, but on the host)."""
+    prefix = f"{instance}.spare_"
+    return [float(m.group(2)) for m in NETWORK_RE.finditer(log)
+            if m.group(1).startswith(prefix)]
+
+
+STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+DEPLOY_RE = re.compile(r"deploy timings (\S+) v1: (.*)$")
+
+
+def stamp(line: str) -> float | None:
+    """The time of one log line (the server's logging format), or None."""
+    import datetime
+
+    m = STAMP_RE.match(line)
+    if m is None:
+        return None
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def spare_overlap(log: str, instance: str) -> dict[str, float]:
+    """For each app's first deploy: seconds of its deploy (prepare to after, from its
+    ``deploy timings`` line) during which serve's filler was creating a spare network:
+    where the refill's cost went, if not off the deploy's path."""
+    windows: dict[str, tuple[float, float]] = {}
+    creates: list[tuple[float, float]] = []
+    prefix = f"{instance}.spare_"
+    for line in log.splitlines():
+        at = stamp(line)
+        if at is None:
+            continue
+        m = DEPLOY_RE.search(line)
+        if m:
+            total = sum(float(p.split("=")[1]) for p in m.group(2).split())
+            windows.setdefault(m.group(1), (at - total, at))
+        n = NETWORK_RE.search(line)
+        if n and n.group(1).startswith(prefix):
+            took = float(line.split(": ", 2)[-1].split(", ")[1].split(" s")[0])
+            creates.append((at - took, at))
+    return {app: sum(max(0.0, min(b, d) - max(a, c)) for c, d in creates)
+            for app, (a, b) in windows.items()}
 
 
 def hand_probe(client, image: str, instance: str, tag: str) -> tuple[float, float]:  # noqa: ANN001
@@ -110,6 +164,7 @@ def deploy_one(srv, repo: Path, app: str) -> tuple[float, dict[str, float]]:  # 
     timing = deploy_timings(log, app, 1)
     timing["receive"] = (receive_times(log, app) or [0.0])[-1]
     timing["network"] = network_create(log, srv.instance, app)
+    timing["spare"] = 1.0 if spare_claimed(log, app) else 0.0
     timing["own"] = own_share(took, timing)
     return took, timing
 
@@ -145,7 +200,10 @@ def run(args: argparse.Namespace, table: Table) -> None:
             git(repo, "init", "-q", "-b", "main")
             git(repo, "add", "-A")
             git(repo, "commit", "-q", "-m", "app")
-            with platform(tmp / "srv", client, GITPAAS_DEFAULT_MEMORY="24m") as srv:
+            env = {"GITPAAS_DEFAULT_MEMORY": "24m"}
+            if args.network_spares is not None:  # A/B: 0 = every app creates its network
+                env["GITPAAS_APP_NETWORK_SPARES"] = str(args.network_spares)
+            with platform(tmp / "srv", client, **env) as srv:
                 assert srv.proc is not None
                 rss_start = rss_mb(srv.proc.pid)
                 apps = [f"s{i:03d}" for i in range(n)]
@@ -162,7 +220,8 @@ def run(args: argparse.Namespace, table: Table) -> None:
                     if i % 20 == 19 or i < 3:
                         print(f"       {i + 1} apps, last deploy {took:.3f} s: "
                               + " ".join(f"{k}={timing.get(k, 0.0):.3f}" for k in STAGES)
-                              + f" (network {timing['network']:.3f})"
+                              + (" (spare network)" if timing["spare"] else
+                                 f" (network {timing['network']:.3f})")
                               + f", serve RSS {rss_mb(srv.proc.pid):.0f} MiB, load "
                               f"{os.getloadavg()[0]:.1f}", flush=True)
                 hand_n = [hand_probe(client, image, srv.instance, f"b{j}")
@@ -174,6 +233,8 @@ def run(args: argparse.Namespace, table: Table) -> None:
                 rps_n = wrk_rps(srv, hosts, tmp, args.duration)
                 rps_1 = wrk_rps(srv, hosts[:1], tmp, args.duration)
                 rss_end = rss_mb(srv.proc.pid)
+                spares = spare_creates(srv.log(), srv.instance)
+                overlap = spare_overlap(srv.log(), srv.instance)
                 # The other side of the bracket: the load of a shared machine drifts over
                 # a run, so the first apps' deploys are measured again once the host is
                 # back to no app.
@@ -187,6 +248,16 @@ def run(args: argparse.Namespace, table: Table) -> None:
     finally:
         remove_image(client, image)
     report(table, n, k, deploys, stages, again, hand1, hand_n)
+    if spares:
+        table.add("scale", f"  spare networks made by serve: {len(spares)}, Docker's create"
+                  f" median of the last {k} (range {spread(spares[-k:])})",
+                  f"{median(spares[-k:]):.3f} s", f"{median(spares[:k]):.3f} s first {k}",
+                  median(spares[-k:]) / median(spares[:k]))
+        first = [overlap.get(a, 0.0) for a in apps[:k]]
+        last = [overlap.get(a, 0.0) for a in apps[-k:]]
+        table.add("scale", "  of which during a deploy (its prepare to after), median "
+                  f"(range {spread(last)})", f"{median(last):.3f} s",
+                  f"{median(first):.3f} s apps 1-{k}")
     table.add("scale", f"ssh apps with {n} apps", f"{apps_n:.3f} s", f"{apps1:.3f} s 1 app",
               apps_n / apps1)
     table.add("scale", f"ssh routes with {n} apps", f"{routes_n:.3f} s",
@@ -212,10 +283,14 @@ def report(table: Table, n: int, k: int, deploys: list[float],  # noqa: PLR0913
               f"{first:.3f} s", last / first)
     table.add("scale", f"  against {k} apps after all were destroyed (range {spread(again)})",
               f"{last:.3f} s", f"{median(again):.3f} s", last / median(again))
+    pooled = (sum(s.get("spare", 0.0) for s in stages[:k]),
+              sum(s.get("spare", 0.0) for s in stages[-k:]))
+    table.add("scale", "  apps that claimed a spare network (no create, no netwait)",
+              f"{pooled[1]:.0f} of the last {k}", f"{pooled[0]:.0f} of the first {k}")
     for stage in (*STAGES, "network", "own"):
         a = median([s.get(stage, 0.0) for s in stages[:k]])
         b = median([s.get(stage, 0.0) for s in stages[-k:]])
-        what = {"network": "Docker's network create (beside the build)",
+        what = {"network": "Docker's network create (beside the build; 0: a spare)",
                 "own": "own share (all but build, netwait and start)"}.get(stage, f"stage {stage}")
         table.add("scale", f"  {what}, median", f"{b:.3f} s", f"{a:.3f} s",
                   b / a if a > 0.0005 else None)

@@ -28,6 +28,29 @@ log = logging.getLogger("gitpaas.edge")
 ROTATE_KEEP = 2  # access.log.1 and access.log.2 are kept
 
 
+AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+def set_group_priority(pid: int, nice: int) -> bool:
+    """Give the scheduling group of nginx's master ``pid`` the workers' priority.
+
+    With autogroup scheduling (Linux's default outside cgroups of their own, e.g. without
+    systemd) the CPU is shared between sessions first, and a nice value or SCHED_IDLE only
+    ranks threads within one. nginx daemonizes into a session of its own, so
+    ``worker_priority`` alone does not put the edge before ``gitpaas serve`` (whose
+    pre-auth SSH work runs under SCHED_IDLE, docs/security.md): its group's nice does.
+    Only for a master that leads its own session (the group is then nginx's alone).
+    False where not applicable or refused."""
+    try:
+        if AUTOGROUP_ENABLED.read_text().strip() != "1" or os.getsid(pid) != pid:
+            return False
+        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+    except OSError as exc:
+        log.info("edge: cannot set the priority of nginx's scheduling group: %s", exc)
+        return False
+    return True
+
+
 def nginx_binary() -> str:
     """The nginx executable (Debian: /usr/sbin/nginx)."""
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
@@ -146,7 +169,10 @@ class Edge:
             if result.returncode != 0:
                 raise ServiceError(f"nginx did not start: {result.stderr.strip()[-800:]}")
             log.info("edge: nginx started")
-        return self.wait_ready(timeout)
+        pid = self.wait_ready(timeout)
+        if os.geteuid() == 0:
+            set_group_priority(pid, self.config.worker_priority)
+        return pid
 
     def wait_ready(self, timeout: float = 30.0) -> int:
         """Wait until the master's pid file exists and the HTTP port accepts."""

@@ -236,6 +236,11 @@ class DockerRuntime:
         except Exception:  # noqa: BLE001 - the start's own ensure raises it properly
             log.debug("preparing the network of %s failed", app, exc_info=True)
 
+    def refill_networks(self) -> None:
+        """A deploy's starts are done: the spare networks may be made again now."""
+        if self.sandbox.networks is not None:
+            self.sandbox.networks.request_fill()
+
     @property
     def direct(self) -> bool:
         """Whether new web containers are reached at their app-bridge address (the

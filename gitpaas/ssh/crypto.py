@@ -1,7 +1,12 @@
 """The algorithms the SSH server offers: an allow-list, in order of preference.
 
 Modelled on ssh-audit's hardening guides for OpenSSH: no CBC, 3DES, MD5 or SHA-1 MACs,
-no NIST-curve or SHA-1 key exchange, no 2048-bit DH groups, encrypt-then-MAC only.
+no NIST-curve or SHA-1 key exchange, no finite-field DH at all, encrypt-then-MAC only.
+Finite-field DH is left out for its cost to the server: paramiko does the 4096-bit
+modular exponentiations of ``diffie-hellman-group16-sha512`` in Python, 65 ms of CPU per
+key exchange (holding the interpreter lock) against 1 ms for ``curve25519`` or
+``mlkem768x25519``, so an anonymous client choosing it made the server do 65 times the
+work it did itself (DHEat, CVE-2002-20001). Every OpenSSH since 6.5 (2014) has curve25519.
 Each list is cut to what the installed paramiko implements, so an older paramiko offers
 less, never something else; an algorithm a newer paramiko adds is not offered until it
 is named here (docs/security.md lists what ssh-audit says).
@@ -19,7 +24,6 @@ KEX = (
     "sntrup761x25519-sha512@openssh.com",
     "curve25519-sha256",
     "curve25519-sha256@libssh.org",
-    "diffie-hellman-group16-sha512",  # 4096-bit group, for clients without X25519
 )
 CIPHERS = (
     "chacha20-poly1305@openssh.com",

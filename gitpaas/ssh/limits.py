@@ -9,11 +9,18 @@ without any work done (no banner, no key exchange), and ``burst`` connections at
 wait; the ones after them are refused. So one source gets key exchanges at ``rate`` a
 second in the long run (what DHEat, CVE-2002-20001, needs to be unbounded), while a client
 that opens its connections one after another is slowed down, never refused.
+
+Across all sources, OpenSSH's ``MaxStartups start:rate:full``: while ``start`` or more
+connections are not yet authenticated, a new one is refused with probability ``rate`` %,
+rising linearly to 100 % at ``full``. Authenticated connections do not count and are never
+refused by it; so many sources at once cannot hold more than ``full`` key exchanges and
+logins in progress, and a legitimate client still gets through (after a retry) meanwhile.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +30,40 @@ from dataclasses import dataclass, field
 TOO_MANY = "too many connections"
 TOO_MANY_FROM_SOURCE = "too many connections from one source"
 TOO_FAST = "connections too fast from one source"
+TOO_MANY_STARTUPS = "too many unauthenticated connections"
+
+
+@dataclass(frozen=True)
+class Startups:
+    """OpenSSH's ``MaxStartups start:rate:full`` (``full`` 0: off)."""
+
+    start: int = 0
+    rate: int = 100
+    full: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Startups:
+        """``START:RATE:FULL`` (START <= FULL, RATE a percentage), ``N`` (= ``N:100:N``),
+        or ``0`` (off); ValueError for anything else."""
+        parts = text.strip().split(":")
+        if len(parts) == 1:
+            parts = [parts[0], "100", parts[0]]
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+            raise ValueError("expected START:RATE:FULL (as 10:30:100), N, or 0 (off)")
+        start, rate, full = (int(p) for p in parts)
+        if start > full or rate > 100:
+            raise ValueError("START must not exceed FULL, RATE is a percentage (0-100)")
+        return cls(start, rate, full)
+
+    def drop_chance(self, unauthenticated: int) -> float:
+        """The probability that a new connection is refused while ``unauthenticated``
+        connections are in their key exchange or login."""
+        if self.full <= 0 or unauthenticated < self.start:
+            return 0.0
+        if unauthenticated >= self.full:
+            return 1.0
+        span = self.full - self.start
+        return (self.rate + (100 - self.rate) * (unauthenticated - self.start) / span) / 100
 
 
 def source_of(address: str) -> str:
@@ -53,16 +94,24 @@ class Limiter:
     max_per_source: int
     rate: float
     burst: int
+    startups: Startups = field(default_factory=Startups)
     clock: Callable[[], float] = time.monotonic
+    chance: Callable[[], float] = random.random
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _sources: dict[str, _Source] = field(default_factory=dict, repr=False)
     _total: int = 0
+    _unauthenticated: int = 0
     _pruned: float = 0.0
 
     @property
     def total(self) -> int:
         """Connections holding a slot now."""
         return self._total
+
+    @property
+    def unauthenticated(self) -> int:
+        """Connections holding a slot now that have not authenticated (yet)."""
+        return self._unauthenticated
 
     def connections(self, address: str) -> int:
         """Connections holding a slot now from the source of ``address``."""
@@ -79,14 +128,27 @@ class Limiter:
             entry = self._refill(key)
             if self.max_per_source > 0 and entry.connections >= self.max_per_source:
                 return TOO_MANY_FROM_SOURCE
+            drop = self.startups.drop_chance(self._unauthenticated)
+            if drop > 0 and (drop >= 1 or self.chance() < drop):
+                return TOO_MANY_STARTUPS
             entry.connections += 1
             self._total += 1
+            self._unauthenticated += 1
             return None
 
-    def release(self, address: str) -> None:
-        """Give back the slot that :meth:`admit` took."""
+    def authenticated(self) -> None:
+        """The connection that :meth:`admit` let in has authenticated: it no longer counts
+        against ``startups``. Call once per connection, before :meth:`release`."""
+        with self._lock:
+            self._unauthenticated -= 1
+
+    def release(self, address: str, authenticated: bool = False) -> None:
+        """Give back the slot that :meth:`admit` took (``authenticated``: after
+        :meth:`authenticated` was called for it)."""
         key = source_of(address)
         with self._lock:
+            if not authenticated:
+                self._unauthenticated -= 1
             self._total -= 1
             entry = self._sources.get(key)
             if entry is not None:

@@ -13,7 +13,6 @@ algorithm allow-list (``crypto.py``) and a pre-auth deadline; accept errors are 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shlex
 import socket
@@ -37,7 +36,7 @@ from ..errors import GitPaasError, UserError
 from ..git import repos
 from ..git.receive import Progress, serve_receive_pack, serve_upload_pack
 from ..store import Key
-from . import limits
+from . import limits, priority
 from .crypto import HardenedTransport
 from .hostkey import load_host_keys
 from .limits import Limiter
@@ -54,37 +53,25 @@ EXEC_TIMEOUT = 30
 CLOSE_GRACE = 5
 KEEPALIVE = 30
 GIT_COMMANDS = {"git-receive-pack", "git-upload-pack"}
-# Added to the nice value of a connection's transport thread (key exchange, authentication)
-# until the client authenticates: an anonymous key-exchange flood yields the CPU to the
-# edge (nginx's workers) and to authenticated sessions.
-PREAUTH_NICE = 10
-
-
-def thread_nice() -> int:
-    """The calling thread's nice value (Linux: a priority per thread)."""
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
-def set_thread_nice(value: int) -> bool:
-    """Set the calling thread's nice value; False where refused (raising it back needs
-    root or RLIMIT_NICE)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(-20, min(19, value)))
-    except OSError:
-        return False
-    return True
 
 
 class PreauthTransport(HardenedTransport):
-    """The allow-listed transport whose thread runs at ``PREAUTH_NICE`` until its client
-    authenticates (``Policy`` gives the thread its first priority back then)."""
+    """The allow-listed transport. Its thread inherits the pre-auth priority of the
+    connection's thread that starts it (``priority.py``) and gets ``restore_to`` back
+    when the client has authenticated, i.e. proved it holds a registered key
+    (``check_auth_publickey`` alone is no proof: paramiko asks it before it checks the
+    signature, and for a client that only asks whether a key would do)."""
 
-    base_nice = 0
+    restore_to: priority.Priority | None = None  # None: the thread was not lowered
+    on_authenticated: Callable[[], None] | None = None
 
-    def run(self) -> None:
-        self.base_nice = thread_nice()
-        set_thread_nice(self.base_nice + PREAUTH_NICE)
-        super().run()
+    def _auth_trigger(self) -> None:
+        # paramiko calls this in the transport thread once it sent USERAUTH_SUCCESS
+        super()._auth_trigger()  # type: ignore[misc]
+        if self.restore_to is not None:
+            priority.restore(self.restore_to)
+        if self.on_authenticated is not None:
+            self.on_authenticated()
 
 
 class Policy(paramiko.ServerInterface):
@@ -98,7 +85,6 @@ class Policy(paramiko.ServerInterface):
         self.pty_size: tuple[int, int] | None = None  # (columns, rows)
         # set by the session: called with (columns, rows)
         self.on_resize: Callable[[int, int], None] | None = None
-        self.base_nice: int | None = None  # the transport thread's priority after auth
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -118,8 +104,6 @@ class Policy(paramiko.ServerInterface):
         if found is None:
             return AUTH_FAILED
         self.key = found
-        if self.base_nice is not None:  # paramiko calls this in the transport's thread
-            set_thread_nice(self.base_nice)
         return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
@@ -341,32 +325,41 @@ QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: socket.socket,
-                      address: str = "", wait: float = 0.0) -> None:
+                      address: str = "", wait: float = 0.0,
+                      on_authenticated: Callable[[], None] | None = None,
+                      preauth_idle: bool | None = None) -> None:
     """Serve one TCP connection: handshake, auth, one exec, exit status, close.
 
     ``wait``: seconds to hold the connection before the banner (its source's turn). From
     its start, a connection has ``ssh_preauth_timeout`` seconds in all to authenticate and
-    open its session.
+    open its session. ``on_authenticated``: called (in the transport thread) when the
+    client has authenticated. ``preauth_idle``: True, this thread and the transport's run
+    under ``SCHED_IDLE`` until then; False, niced by ``PREAUTH_NICE``; None, unchanged
+    (``priority.py``).
     """
     settings = platform.settings
     deadline = time.monotonic() + settings.ssh_preauth_timeout
+    restore_to = priority.lower(preauth_idle) if preauth_idle is not None else None
     if wait > 0:
         time.sleep(wait)
     # (paramiko wants a socket: the wrapper is one in all but its class, see __getattr__)
     transport = PreauthTransport(cast(socket.socket, QuickAckSocket(sock)))
+    transport.restore_to = restore_to
+    transport.on_authenticated = on_authenticated
     try:
         for key in host_keys:
             transport.add_server_key(key)
         policy = Policy(platform)
-        policy.base_nice = thread_nice()  # the transport thread starts with this one
         negotiated = threading.Event()
-        transport.start_server(event=negotiated, server=policy)
+        transport.start_server(event=negotiated, server=policy)  # inherits this priority
         channel = _accept(transport, negotiated, deadline)
         if channel is None:
             if time.monotonic() >= deadline:
                 log.info("ssh connection from %s closed: not authenticated within %ss",
                          address, settings.ssh_preauth_timeout)
             return
+        if restore_to is not None:  # the session runs in this thread
+            priority.restore(restore_to)
         transport.set_keepalive(KEEPALIVE)
         if (not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None
                 or policy.key is None):
@@ -415,7 +408,11 @@ class SSHServer:
         self.limiter = Limiter(max_total=settings.ssh_max_connections,
                                max_per_source=settings.ssh_max_connections_per_source,
                                rate=settings.ssh_rate_per_source,
-                               burst=settings.ssh_burst_per_source)
+                               burst=settings.ssh_burst_per_source,
+                               startups=limits.Startups.parse(settings.ssh_max_startups))
+        # SCHED_IDLE before authentication where the threads can leave it again, else a
+        # nice value (priority.py)
+        self.preauth_idle = priority.can_restore()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -474,10 +471,22 @@ class SSHServer:
             conn.close()
 
     def _serve(self, conn: socket.socket, address: str, wait: float) -> None:
+        lock = threading.Lock()
+        state = {"authenticated": False, "released": False}
+
+        def on_authenticated() -> None:  # in the transport thread
+            with lock:
+                if not (state["authenticated"] or state["released"]):
+                    state["authenticated"] = True
+                    self.limiter.authenticated()
+
         try:
-            handle_connection(self.platform, self.host_keys, conn, address, wait)
+            handle_connection(self.platform, self.host_keys, conn, address, wait,
+                              on_authenticated, self.preauth_idle)
         finally:
-            self.limiter.release(address)
+            with lock:
+                state["released"] = True
+                self.limiter.release(address, state["authenticated"])
 
     def _note_refusal(self, reason: str) -> None:
         """Count refusals; log them at most every REFUSAL_LOG_SECONDS (a flood must not

@@ -130,6 +130,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         detail TEXT NOT NULL,
         started_at DOUBLE NOT NULL,
         finished_at DOUBLE NOT NULL)"""]),
+    # 8: which Docker network an app uses when it is not ``<instance>.<app>``: a spare
+    # made ahead (issue 17, scale) and claimed by a new app. Keyed by the app's uid, so a
+    # later app of the same name never inherits it; a network belongs to one app only.
+    (8, ["""CREATE TABLE IF NOT EXISTS gp_app_networks (
+        network VARCHAR(200) NOT NULL PRIMARY KEY,
+        app_uid VARCHAR(36) NOT NULL UNIQUE,
+        app VARCHAR(30) NOT NULL,
+        claimed_at DOUBLE NOT NULL)"""]),
 ]
 
 VERSION = max([1, *(version for version, _ in MIGRATIONS)])

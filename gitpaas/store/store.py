@@ -197,6 +197,53 @@ class Store:
             cur.execute("DELETE FROM gp_keys WHERE deploy_app = ?", (name,))
             cur.execute("DELETE FROM gp_apps WHERE name = ?", (name,))
 
+    # -- app networks (issue 17: spares claimed by new apps) ------------------------------
+
+    def app_network(self, app: str) -> str | None:
+        """The Docker network ``app`` claimed, or None (it uses ``<instance>.<app>``)."""
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT n.network FROM gp_app_networks n JOIN gp_apps a"
+                              " ON a.uid = n.app_uid WHERE a.name = ?", (app,)).one()
+        return row[0] if row else None
+
+    def claim_app_network(self, app: str, network: str) -> str | None:
+        """Give the spare ``network`` to ``app`` (by its uid, in one transaction): returns
+        the app's network (one it claimed before wins), or None when ``network`` went to
+        an app before (a network is never given twice: it is the table's key) or ``app``
+        does not exist."""
+        try:
+            with self.db.transaction() as cur:
+                uid = cur.execute("SELECT uid FROM gp_apps WHERE name = ?", (app,)).one()
+                if uid is None:
+                    return None
+                row = cur.execute("SELECT network FROM gp_app_networks WHERE app_uid = ?",
+                                  (uid[0],)).one()
+                if row is not None:
+                    return str(row[0])
+                if cur.execute("SELECT 1 FROM gp_app_networks WHERE network = ?",
+                               (network,)).one():
+                    return None
+                cur.execute("INSERT INTO gp_app_networks (network, app_uid, app, claimed_at)"
+                            " VALUES (?, ?, ?, ?)", (network, uid[0], app, time.time()))
+        except ServiceError as exc:  # a concurrent claim (MySQL): the unique keys decide
+            if "integrity" not in type(exc.__cause__).__name__.lower():
+                raise
+            return self.app_network(app)
+        return network
+
+    def claimed_networks(self) -> dict[str, str | None]:
+        """Every claimed network: the app that has it, None when that app is gone (its
+        network is a leftover to remove, never a spare again)."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT n.network, a.name FROM gp_app_networks n LEFT JOIN"
+                               " gp_apps a ON a.uid = n.app_uid").all()
+        return {str(network): app for network, app in rows}
+
+    def forget_app_network(self, network: str) -> None:
+        """After ``network`` was removed from Docker: its claim goes too."""
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM gp_app_networks WHERE network = ?", (network,))
+
     # -- access -------------------------------------------------------------------------
 
     def shares(self, app: str) -> list[str]:

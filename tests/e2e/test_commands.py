@@ -58,7 +58,7 @@ def web_backends(docker_client, server) -> list[str]:
     found = []
     for c in containers(docker_client, server):
         networks = c.attrs["NetworkSettings"]["Networks"] or {}
-        app = networks.get(f"{server.instance}.{c.labels['gitpaas.app']}") or {}
+        app = networks.get(server.network_of(c.labels["gitpaas.app"])) or {}
         if c.labels["gitpaas.process"] == "web" and app.get("IPAddress"):  # none stopped
             found.append(f"http://{app['IPAddress']}:5000")
     return sorted(found)

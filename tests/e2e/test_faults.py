@@ -152,9 +152,11 @@ def running_releases(docker_client, srv, app: str) -> set[str]:
 
 @pytest.fixture
 def burst_server(tmp_path, redis_url, docker_client, clients):
-    """A server whose per-source SSH limits let 50 sessions from 127.0.0.1 in at once."""
+    """A server whose SSH limits let 50 sessions from 127.0.0.1 in at once (per source, and
+    50 logging in at the same time: no MaxStartups)."""
     (tmp_path / "burst").mkdir()
-    env = {"GITPAAS_SSH_MAX_CONNECTIONS_PER_SOURCE": "0", "GITPAAS_SSH_RATE_PER_SOURCE": "0"}
+    env = {"GITPAAS_SSH_MAX_CONNECTIONS_PER_SOURCE": "0", "GITPAAS_SSH_RATE_PER_SOURCE": "0",
+           "GITPAAS_SSH_MAX_STARTUPS": "0"}
     with serving(tmp_path / "burst", redis_url, docker_client, "b", env) as srv:
         yield srv
 

@@ -69,19 +69,27 @@ def test_a_failed_first_build_leaves_no_network(server, busybox_image, tmp_path,
     fails takes it away again (nothing else would while the app exists); the next push
     makes it anew."""
     repo = make_repo(tmp_path / "nonet", {"Dockerfile": f"FROM {busybox_image}\nRUN false\n"})
+    label = {"label": f"gitpaas.instance={server.instance}"}
+    before = {n["Name"] for n in docker_client.api.networks(filters=label)}
     result = server.push(repo, "nonet")
     assert result.returncode != 0
-    name = f"{server.instance}.nonet"
+    # Neither its own network nor a spare it claimed (issue 17) is left, nor its claim.
+    after = {n["Name"] for n in docker_client.api.networks(filters=label)}
+    assert server.network_of("nonet") == f"{server.instance}.nonet"
+    assert f"{server.instance}.nonet" not in after
+    spares = {n for n in before if ".spare_" in n}
+    lost = spares - after
+    assert len(lost) == (1 if spares else 0)
 
-    def networks() -> list[str]:
+    def networks(name: str) -> list[str]:
         return [n["Name"] for n in docker_client.api.networks(names=[name])
                 if n["Name"] == name]
 
-    assert networks() == []
     commit_files(repo, httpd_app(busybox_image, "up\n"), "fixed")
     assert server.push(repo, "nonet").returncode == 0
     assert server.get(server.host("nonet")) == (200, "up\n")
-    assert networks() == [name]
+    name = server.network_of("nonet")
+    assert networks(name) == [name] and name not in lost
 
 
 def test_a_push_that_creates_its_app_starts_its_network_at_once(server, busybox_image,
@@ -93,11 +101,39 @@ def test_a_push_that_creates_its_app_starts_its_network_at_once(server, busybox_
     result = server.push(repo, "early", "HEAD:refs/heads/feature")
     assert result.returncode == 0, result.stderr
     assert "not deployed" in result.stderr
-    name = f"{server.instance}.early"
-    wait_for(lambda: [n for n in docker_client.api.networks(names=[name])
-                      if n["Name"] == name], 30)
+    wait_for(lambda: [n for n in docker_client.api.networks(
+        names=[server.network_of("early")]) if n["Name"] == server.network_of("early")], 30)
     assert server.push(repo, "early").returncode == 0
     assert server.get(server.host("early")) == (200, "early\n")
+
+
+def test_a_new_app_runs_on_a_spare_network_that_serve_makes_again(server, busybox_image,
+                                                                 tmp_path, docker_client):
+    """Issue 17, scale: ``gitpaas serve`` keeps two spare app networks; a new app's push
+    claims one (its container is on it alone), the filler makes another after the
+    deploy, and ``apps:destroy`` removes the claimed one instead of returning it."""
+    prefix = f"{server.instance}.spare_"
+
+    def spares() -> set[str]:  # claimed ones included: the store says which are
+        found = docker_client.api.networks(filters={"label": [
+            f"gitpaas.instance={server.instance}", "gitpaas.spare"]})
+        return {n["Name"] for n in found if n["Name"].startswith(prefix)}
+
+    wait_for(lambda: len(spares()) >= 2, 30)
+    repo = make_repo(tmp_path / "pooled", httpd_app(busybox_image, "pooled\n"))
+    assert server.push(repo, "pooled").returncode == 0
+    assert server.get(server.host("pooled")) == (200, "pooled\n")
+    name = server.network_of("pooled")
+    assert name.startswith(prefix)
+    web = docker_client.containers.list(filters={"label": [
+        f"gitpaas.instance={server.instance}", "gitpaas.app=pooled"]})[0]
+    assert list(web.attrs["NetworkSettings"]["Networks"]) == [name]
+    # the filler makes another (after the starts); the claimed one keeps its labels
+    # (Docker's are immutable) but is the app's now
+    wait_for(lambda: len(spares() - {name}) >= 2, 30)
+    assert server.ssh("apps:destroy", "pooled", "--confirm", "pooled").returncode == 0
+    assert not [n for n in docker_client.api.networks(names=[name]) if n["Name"] == name]
+    assert name not in spares()
 
 
 def test_push_to_other_branch_is_stored_not_deployed(server, busybox_image, tmp_path):

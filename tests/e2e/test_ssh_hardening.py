@@ -51,6 +51,23 @@ def test_ssh_audit_reports_no_fail_and_the_throttle(srv):
     assert srv.ssh("version").returncode == 0
 
 
+def test_openssh_asking_for_finite_field_dh_is_refused_its_default_works(srv):
+    """The real ssh with only ``diffie-hellman-group16-sha512`` (65 ms of the server's CPU
+    per key exchange) gets no key exchange; with its defaults it picks curve25519."""
+    # (ssh says why at LogLevel INFO: "Unable to negotiate ...")
+    command = [("LogLevel=INFO" if a == "LogLevel=ERROR" else a) for a in srv.ssh_command()]
+    for kex in ("diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512"):
+        result = subprocess.run([*command, "-o", f"KexAlgorithms={kex}",
+                                 "git@127.0.0.1", "version"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 255, result
+        assert "no matching key exchange method" in result.stderr, result.stderr
+    result = subprocess.run([*command, "-v", "git@127.0.0.1", "version"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("gitpaas "), result.stderr
+    assert "kex: algorithm: curve25519-sha256@libssh.org" in result.stderr
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -61,7 +78,7 @@ def unthrottled(tmp_path, redis_url, docker_client, clients):
     with serving(tmp_path, redis_url, docker_client, "f", {
             "GITPAAS_SSH_MAX_CONNECTIONS_PER_SOURCE": "1000",
             "GITPAAS_SSH_RATE_PER_SOURCE": "1000", "GITPAAS_SSH_BURST_PER_SOURCE": "1000",
-            "GITPAAS_SSH_MAX_CONNECTIONS": "1000"}) as server:
+            "GITPAAS_SSH_MAX_CONNECTIONS": "1000", "GITPAAS_SSH_MAX_STARTUPS": "0"}) as server:
         yield server
 
 

@@ -182,3 +182,44 @@ def test_migration_5_gives_existing_apps_their_events_since_creation(store):
     assert [e[2] for e in store.events("shop")] == ["mine"]
     store.record_event("alice", "later", "shop")
     assert [e[2] for e in store.events("shop")] == ["later", "mine"]
+
+
+def test_a_network_is_claimed_by_one_app_only_and_never_by_a_later_namesake(store):
+    """Issue 17 (spare app networks): one app per network, ever; the claim is by the app's
+    identity, so an app of the same name made after a destroy inherits nothing."""
+    store.create_app("a", "admin", "main")
+    store.create_app("b", "admin", "main")
+    assert store.app_network("a") is None
+    assert store.claim_app_network("a", "gp.spare_1") == "gp.spare_1"
+    assert store.claim_app_network("b", "gp.spare_1") is None  # taken
+    assert store.claim_app_network("a", "gp.spare_2") == "gp.spare_1"  # it has one
+    assert store.claim_app_network("nosuch", "gp.spare_3") is None
+    assert store.app_network("a") == "gp.spare_1" and store.app_network("b") is None
+    store.delete_app("a")
+    assert store.claimed_networks() == {"gp.spare_1": None}  # a leftover, not a spare
+    store.create_app("a", "admin", "main")
+    assert store.app_network("a") is None
+    assert store.claim_app_network("a", "gp.spare_1") is None  # never handed out again
+    store.forget_app_network("gp.spare_1")
+    assert store.claimed_networks() == {}
+
+
+def test_concurrent_claims_of_one_network_have_one_winner(store):
+    apps = [f"c{i}" for i in range(8)]
+    for app in apps:
+        store.create_app(app, "admin", "main")
+    results: dict[str, str | None] = {}
+    barrier = threading.Barrier(len(apps))
+
+    def claim(app: str) -> None:
+        barrier.wait()
+        results[app] = store.claim_app_network(app, "gp.spare_x")
+
+    threads = [threading.Thread(target=claim, args=(a,)) for a in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [a for a, r in results.items() if r == "gp.spare_x"]
+    assert len(winners) == 1 and len(results) == len(apps)
+    assert store.claimed_networks() == {"gp.spare_x": winners[0]}

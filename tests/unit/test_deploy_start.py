@@ -427,3 +427,51 @@ def test_the_network_is_made_beside_the_build(monkeypatch):
     assert went_live[1] - t0 < 0.35  # side by side: not 0.1 + 0.3
     assert 0.1 < stages["netwait"] < 0.3  # the wait left after the build is its own stage
     assert d._network_ready == {}  # only for this roll-out
+
+
+class RefillRuntime(FakeRuntime):
+    """Records when the deployer lets serve's filler make spare networks again."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    def prepare_network(self, app: str) -> None:
+        self.events.append("prepare")
+
+    def refill_networks(self) -> None:
+        self.events.append("refill")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_spare_networks_are_refilled_after_the_starts_not_beside_them(monkeypatch, fails):
+    """Issue 17, scale: a claimed spare is made again once the deploy's starts are done
+    (or the deploy failed), so that Docker's network create competes with neither the
+    build nor the starts."""
+    from gitpaas.appjson import AppSpec
+
+    events: list[str] = []
+    runtime = RefillRuntime(events)
+    d = Deployer(Settings(instance="gp"), ReleasingStore(), RecordingBuilder(), runtime,  # type: ignore[arg-type]
+                 None)
+    monkeypatch.setattr(d, "_app_spec", lambda repo, commit: AppSpec())
+    monkeypatch.setattr(d, "_processes", lambda repo, commit: {})
+    monkeypatch.setattr(d, "_build", lambda *a: events.append("build"))
+    monkeypatch.setattr(d, "_after_live", lambda *a: events.append("after"))
+    monkeypatch.setattr(d, "_drop_unused_network", lambda app: events.append("drop"))
+
+    def go_live(app, rel, progress, timings) -> None:
+        d._network_ready[app]()
+        events.append("starts")
+        if fails:
+            raise DeployError("web.1 exited")
+
+    monkeypatch.setattr(d, "_go_live", go_live)
+    if fails:
+        with pytest.raises(DeployError):
+            d.deploy_commit("shop", None, b"a" * 40, "alice", lambda line: None)  # type: ignore[arg-type]
+        assert [e for e in events if e != "prepare"] == [  # prepare: in a thread
+            "build", "starts", "refill", "drop", "refill"]
+    else:
+        d.deploy_commit("shop", None, b"a" * 40, "alice", lambda line: None)  # type: ignore[arg-type]
+        assert [e for e in events if e != "prepare"] == ["build", "starts", "refill", "after"]

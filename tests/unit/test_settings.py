@@ -176,3 +176,14 @@ def test_listen_addresses_are_parsed_in_one_place_for_ssh_and_the_edge(tmp_path)
     assert (edge.listen, edge.https_listen, edge.admin_listen) == (
         ("::1", 8081), ("localhost", 8443), None)
     assert not hasattr(__import__("gitpaas.edge.config").edge.config, "split_listen")
+
+
+@pytest.mark.parametrize("raw", ["10:30", "100:30:10", "1:200:5", "lots", "-1"])
+def test_a_bad_ssh_max_startups_is_an_error_naming_it(raw):
+    with pytest.raises(InvalidInput, match="invalid setting ssh_max_startups"):
+        settings.load({"ssh_max_startups": raw}, environ={})
+
+
+def test_ssh_max_startups_has_room_for_ci_pushes():
+    assert settings.load(environ={}).ssh_max_startups == "64:30:192"
+    assert settings.load(environ={"GITPAAS_SSH_MAX_STARTUPS": "0"}).ssh_max_startups == "0"

@@ -86,3 +86,53 @@ def test_idle_sources_are_forgotten():
     lim.admit("192.0.2.1")
     lim.release("192.0.2.1")
     assert len(lim._sources) < 10
+
+
+# -- MaxStartups: unauthenticated connections across all sources ---------------------------
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("10:30:100", limits.Startups(10, 30, 100)),
+    ("5", limits.Startups(5, 100, 5)),
+    ("0", limits.Startups(0, 100, 0)),
+    (" 3:0:3 ", limits.Startups(3, 0, 3)),
+])
+def test_max_startups_parses_like_openssh(text, parsed):
+    assert limits.Startups.parse(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["", "10:30", "10:30:100:1", "100:30:10", "1:101:5", "-1",
+                                  "a:b:c", "1.5", "١٠"])
+def test_max_startups_rejects_anything_else(text):
+    with pytest.raises(ValueError):
+        limits.Startups.parse(text)
+
+
+def test_drop_chance_rises_from_rate_at_start_to_certain_at_full():
+    s = limits.Startups(10, 30, 100)
+    assert [s.drop_chance(n) for n in (0, 9)] == [0.0, 0.0]
+    assert s.drop_chance(10) == pytest.approx(0.30)
+    assert s.drop_chance(55) == pytest.approx(0.65)
+    assert s.drop_chance(100) == s.drop_chance(1000) == 1.0
+    assert limits.Startups(0, 100, 0).drop_chance(10**6) == 0.0  # off
+
+
+def test_unauthenticated_connections_are_dropped_at_random_authenticated_ones_never():
+    rolls = iter([0.9, 0.1, 0.6, 0.8])  # the "random" numbers admit() draws, in turn
+    lim = Limiter(max_total=0, max_per_source=0, rate=0, burst=0,
+                  startups=limits.Startups(2, 50, 4), chance=lambda: next(rolls))
+    assert lim.admit("192.0.2.1") is None  # below START: no roll
+    assert lim.admit("192.0.2.2") is None
+    assert lim.admit("192.0.2.3") is None  # 50 %, rolled 0.9: let in
+    assert lim.admit("192.0.2.4") == limits.TOO_MANY_STARTUPS  # 75 %, rolled 0.1
+    assert (lim.unauthenticated, lim.total) == (3, 3)
+    lim.authenticated()  # one logged in: it keeps its slot and no longer counts
+    assert (lim.unauthenticated, lim.total) == (2, 3)
+    assert lim.admit("192.0.2.5") is None  # 50 %, rolled 0.6
+    assert lim.admit("192.0.2.6") is None  # 75 %, rolled 0.8
+    assert lim.admit("192.0.2.7") == limits.TOO_MANY_STARTUPS  # FULL: 100 %, no roll
+    lim.release("192.0.2.1", authenticated=True)
+    for n in (2, 3, 5, 6):
+        lim.release(f"192.0.2.{n}")
+    assert (lim.unauthenticated, lim.total) == (0, 0)
+    assert lim.admit("192.0.2.8") is None  # the flood is over: in again
