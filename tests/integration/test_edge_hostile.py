@@ -47,6 +47,14 @@ def _status(reply: bytes) -> int:
                  b"\r\n\r\n", id="bare-LF-in-a-head-over-several-buffers"),
     pytest.param(b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(80))
                  + b"X-A: b\nX-B: c\r\n\r\n", id="bare-LF-after-80-headers"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: b  \nX-B: c\r\n\r\n",
+                 id="bare-LF-after-trailing-spaces"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: b \t\nX-B: c\r\n\r\n",
+                 id="bare-LF-after-trailing-space-and-tab"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: b\t\nX-B: c\r\n\r\n",
+                 id="bare-LF-after-a-trailing-tab"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H.rstrip(b"\r\n") + b"  \n\r\n",
+                 id="bare-LF-after-trailing-spaces-last-header"),
     pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
                  id="unknown-transfer-coding"),
     pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-Space : b\r\n\r\n", id="space-before-colon"),
@@ -76,6 +84,25 @@ def test_clean_heads_are_served(edge, request_bytes):
     reply = raw_request(router.port, request_bytes, timeout=3)
     assert _status(reply) == 200, reply[:200]
     assert backend.paths == ["/ok"]
+
+
+@pytest.mark.parametrize(("line", "relayed"), [
+    pytest.param(b"X-A: b \r\n", b'["X-A", "b"]', id="trailing-space"),
+    pytest.param(b"X-A: b   \r\n", b'["X-A", "b"]', id="trailing-spaces"),
+    pytest.param(b"X-A: b\t\r\n", b'["X-A", "b\\t"]', id="trailing-tab"),
+    pytest.param(b"X-A: b \t  \r\n", b'["X-A", "b \\t"]', id="trailing-space-tab-spaces"),
+])
+@pytest.mark.parametrize("last", [False, True], ids=["inside", "last-header"])
+def test_trailing_whitespace_in_a_header_value_is_accepted(edge, line, relayed, last):
+    """RFC 9112 allows whitespace after a field value (OWS): served, whether the line is
+    inside the head or its last, and relayed as nginx reads it (it drops trailing spaces,
+    keeps a tab and what precedes it)."""
+    router, backend = edge
+    head = HC + line if last else line + HC
+    reply = raw_request(router.port, b"GET /ok HTTP/1.1\r\n" + head + b"\r\n", timeout=3)
+    assert _status(reply) == 200, reply[:200]
+    assert backend.paths == ["/ok"]
+    assert relayed in reply
 
 
 def test_connection_content_length_cannot_smuggle(edge):

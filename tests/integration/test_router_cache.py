@@ -37,6 +37,41 @@ def test_swap_is_seen_within_100ms(redis_url, instance):
         assert time.monotonic() - swapped_at < 0.1
 
 
+@pytest.mark.parametrize("host", [
+    pytest.param("a" * 50 + ".example.com", id="longer-than-a-slot"),
+    pytest.param("s.example.com", id="short"),
+])
+def test_swap_is_seen_for_a_host_in_a_slot_or_not(redis_url, instance, host):
+    """A known host is found in the worker's host slots (names up to 54 bytes) or, longer,
+    in its table: a swap empties both."""
+    with backends("old", "new") as (old, new), running_router(
+        make_config(redis_url, instance, cache_ttl=60.0)
+    ) as router:
+        set_route(redis_url, instance, host, old.url)
+        for _ in range(3):
+            assert backend_of(get(router.port, host)[2]) == "old"
+        set_route(redis_url, instance, host, new.url)
+        time.sleep(0.1)
+        for _ in range(3):
+            assert backend_of(get(router.port, host)[2]) == "new"
+
+
+def test_hosts_differing_in_one_digit_keep_their_own_routes(redis_url, instance):
+    """400 hosts named alike (as the bench's app<i>), half on each backend: each request,
+    served from the host slots after the first, reaches its own host's backend."""
+    hosts = [f"app{i}.slots.example.com" for i in range(400)]
+    with backends("even", "odd") as (even, odd), running_router(
+        make_config(redis_url, instance, cache_ttl=60.0)
+    ) as router:
+        client = redis.Redis.from_url(redis_url)
+        for i, host in enumerate(hosts):
+            client.rpush(f"{instance}:frontend:{host}", f"app{i}", (odd if i % 2 else even).url)
+        client.close()
+        for _ in range(2):
+            for i, host in enumerate(hosts):
+                assert backend_of(get(router.port, host)[2]) == ("odd" if i % 2 else "even")
+
+
 def test_wildcard_change_invalidates_hosts_it_covers(redis_url, instance):
     with backends("old", "new") as (old, new), running_router(
         make_config(redis_url, instance, cache_ttl=60.0)

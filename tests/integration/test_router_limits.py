@@ -122,7 +122,8 @@ def test_access_log_rotates_past_its_size(redis_url, instance):
         edge = Edge(config)
         assert edge.rotate_logs()
         get(config.listen[1], HOST, "/after")
-        wait_for(lambda: "/after" in log.read_text(), timeout=10,
+        # (until nginx has reopened it, access.log does not exist: renamed away)
+        wait_for(lambda: log.exists() and "/after" in log.read_text(), timeout=10,
                  what="nginx to reopen its log and write /after")
         rotated = log.with_name("access.log.1").read_text()
         assert len(rotated.splitlines()) >= 40

@@ -171,16 +171,65 @@ local function fetch(host)
     ngx.log(ngx.WARN, "gitpaas edge: redis: ", err)
     return nil, err
   end
-  local raw, ttl = serialize(answer, ngx.now())
+  local raw = serialize(answer, ngx.now())
   -- kept past the TTL: a stale entry still serves while Redis is away
   routes:set(host, raw, 0)
   return parse(raw)
 end
 
-local function refresh(premature, host)
-  if premature then return end
-  fetch(host)
-  state:delete("rf\t" .. host)
+-- Entries past their TTL are re-read in the background, in batches: one timer, one
+-- pooled connection, up to REFRESH_BATCH lookups pipelined. (A timer and a lookup per
+-- host, as before, cost a timer, often a new Redis connection, and a round trip each:
+-- 10,000 hosts with a 60 s TTL make ~170 re-reads a second, measurable per request;
+-- issue 12 round 5.) The "rf" key in gp_state keeps a host from being queued twice (by
+-- any worker) within 5 s.
+local refresh_queue, refresh_n, refreshing = {}, 0, false
+local REFRESH_BATCH, REFRESH_MAX = 100, 20000
+
+local function refresh_batch(batch)
+  if state:get("down") then return end
+  if not lookup_sha then lookup_sha = hex(ngx.sha1_bin(LOOKUP)) end
+  local cmds = new_tab(#batch, 0)
+  for i, host in ipairs(batch) do cmds[i] = {"EVALSHA", lookup_sha, 0, conf.prefix, host} end
+  local answers, err = resp.pipeline(conf, cmds, conf.redis_timeout)
+  if not answers then
+    state:set("down", true, 0.5)
+    ngx.log(ngx.WARN, "gitpaas edge: redis: ", err)
+    return
+  end
+  for i, host in ipairs(batch) do
+    local answer = answers[i]
+    if type(answer) == "table" then
+      routes:set(host, (serialize(answer, ngx.now())), 0)
+    else
+      fetch(host)  -- an error reply (NOSCRIPT: Redis restarted): alone, with EVAL
+    end
+  end
+end
+
+local function refresher(premature)
+  if not premature then
+    while refresh_n > 0 do
+      local n = refresh_n < REFRESH_BATCH and refresh_n or REFRESH_BATCH
+      local batch = new_tab(n, 0)
+      for i = 1, n do
+        batch[i] = refresh_queue[refresh_n]
+        refresh_queue[refresh_n] = nil
+        refresh_n = refresh_n - 1
+      end
+      local ok, err = pcall(refresh_batch, batch)
+      if not ok then ngx.log(ngx.ERR, "gitpaas edge: route refresh: ", err) end
+      for i = 1, n do state:delete("rf\t" .. batch[i]) end
+    end
+  end
+  refreshing = false
+end
+
+local function queue_refresh(host)
+  if refresh_n >= REFRESH_MAX or not state:add("rf\t" .. host, true, 5) then return end
+  refresh_n = refresh_n + 1
+  refresh_queue[refresh_n] = host
+  if not refreshing then refreshing = ngx.timer.at(0, refresher) and true or false end
 end
 
 -- A per-worker first level: host -> parsed entry, dropped whole when any invalidation
@@ -188,14 +237,20 @@ end
 -- from the shared dict at most once per clock tick of the worker (ngx.now(), updated each
 -- event-loop iteration): a swap is seen by this worker's next event-loop iteration.
 local l1, l1_gen, l1_n, l1_checked = {}, -1, 0, -1
+local slot_gen, slot_n = 1, 0  -- the host slots' generation and count (below)
+
+local function check_gen(t)
+  l1_checked = t
+  local gen = state:get("gen") or 0
+  if gen ~= l1_gen then
+    l1, l1_gen, l1_n = {}, gen, 0
+    slot_gen, slot_n = slot_gen + 1, 0
+  end
+end
 
 local function lookup(host)
   local t = now()
-  if t ~= l1_checked then
-    l1_checked = t
-    local gen = state:get("gen") or 0
-    if gen ~= l1_gen then l1, l1_gen, l1_n = {}, gen, 0 end
-  end
+  if t ~= l1_checked then check_gen(t) end
   local r = l1[host]
   if r and r[EXPIRES] > t then return r end
   r = lookup2(host)
@@ -215,7 +270,7 @@ lookup2 = function(host)
   if r[IDENT] == "" then  -- a stale miss is re-read at once: a new frontend shows quickly
     return fetch(host) or r
   end
-  if state:add("rf\t" .. host, true, 5) then ngx.timer.at(0, refresh, host) end
+  queue_refresh(host)
   return r
 end
 M.lookup = lookup
@@ -312,11 +367,22 @@ local function crlf_at(b, i)
   return i
 end
 
--- A header line whose value ends at b[i], the NUL nginx wrote there: the index of its
--- LF; -2 when raw_header() would show a bare LF there; -1 when in doubt.
+-- A header line whose value ends at b[i], the NUL nginx wrote there over the byte after
+-- the value (CR, LF, or the first of its trailing spaces, which RFC 9112 allows as OWS;
+-- nginx keeps a tab in the value): the index of its LF; -2 for a bare LF; -1 when in
+-- doubt. After the NUL, [SP/HT]* CR+ LF is a well-ended line (the NUL was a CR, or
+-- trailing whitespace before CR LF); a lone LF right after it is taken as CR LF (the NUL
+-- was the CR; one space before a bare LF reads the same and cannot be told apart: nginx
+-- overwrote the byte); anything else (whitespace then a bare LF, or the NUL was itself a
+-- bare LF) is a bare LF.
 local function value_end(b, i)
   if b[i] ~= 0 then return -1 end
-  if b[i + 1] == 10 then return i + 1 end
+  local c = b[i + 1]
+  if c == 10 then return i + 1 end
+  if c == 32 or c == 9 or c == 13 then
+    local lf = crlf_at(b, i + 1)
+    if lf >= 0 then return lf end
+  end
   return -2
 end
 
@@ -388,6 +454,84 @@ local function head_check()
 end
 M.head_check = head_check
 
+-- -- the host slots: a per-worker first level read without making the host a Lua string --
+--
+-- With 10,000 hosts, `ngx.var.host` interned the host name on every request (LuaJIT's
+-- string table: a bucket and a chain of strings, each cold by the time its host comes
+-- round again; the bench's names differ in a few digits and share hash chains) and the
+-- per-worker table l1 cost another node and key: ~1.2 us a request (issue 12, rounds 4
+-- and 5). Here the host's bytes are read where nginx keeps them ($host through the FFI,
+-- no string made), hashed, and found in an open-addressing array of 64-byte slots (one
+-- cache line each) holding the name inline; the slot's index leads to the parsed entry
+-- and the host's Lua string, side by side in one Lua array (refs[2i], refs[2i+1]). A slot
+-- belongs to generation slot_gen: an invalidation empties them all by bumping it.
+-- Names longer than NAME_MAX, and every miss, take the l1 path (ngx.var.host) and then
+-- fill a slot.
+local NAME_MAX = 54
+local slot_t = ffi.typeof("struct { int32_t hash; uint32_t gen; uint16_t len; "
+                          .. "uint8_t name[54]; }")
+local SLOTS = 65536  -- at most SLOTS / 2 hosts (4 MB a worker)
+local MASK = SLOTS - 1
+local slots_mem = ffi.new(ffi.typeof("$[?]", slot_t), SLOTS + 1)
+local slots = ffi.cast(ffi.typeof("$ *", slot_t),  -- aligned on a cache line
+  bit.band(ffi.cast("uintptr_t", slots_mem) + 63, bit.bnot(ffi.cast("uintptr_t", 63))))
+M.slots_mem = slots_mem  -- (slots is a bare pointer into it: keep it from the GC)
+local refs = new_tab(2 * SLOTS + 2, 0)
+local tobit, bxor, band, rshift = bit.tobit, bit.bxor, bit.band, bit.rshift
+
+local function hash_bytes(p, n)
+  local h = n
+  for i = 0, n - 1 do h = tobit(h * 31 + p[i]) end
+  return band(bxor(h, rshift(h, 13)), MASK)
+end
+
+-- The slot of the n bytes at p (hash h): its index, or nil and the free slot's index.
+local function slot_find(p, n, h)
+  local i = h
+  while true do
+    local s = slots[i]
+    if s.gen ~= slot_gen then return nil, i end
+    if s.len == n and s.hash == h then
+      local name, j = s.name, 0
+      while j < n and name[j] == p[j] do j = j + 1 end
+      if j == n then return i end
+    end
+    i = band(i + 1, MASK)
+  end
+end
+
+-- The entry of the request's host when its slot holds one not expired at t: the entry
+-- and the host (a Lua string); else nil.
+local function slot_lookup(t)
+  if C.ngx_http_lua_ffi_var_get(get_request(), "host", 4, lowbuf, 0, vptr, vlen, verr) ~= 0 then
+    return nil
+  end
+  local n = tonumber(vlen[0])
+  if n < 2 or n > NAME_MAX then return nil end  -- ("_": no Host; see route())
+  local p = ffi_cast(u8p, vptr[0])
+  local i = slot_find(p, n, hash_bytes(p, n))
+  if not i then return nil end
+  local r = refs[2 * i]
+  if r[EXPIRES] <= t then return nil end
+  return r, refs[2 * i + 1]
+end
+
+local function slot_put(host, r)
+  local n = #host
+  if n < 2 or n > NAME_MAX then return end
+  local p = ffi_cast(u8p, host)
+  local h = hash_bytes(p, n)
+  local i, free = slot_find(p, n, h)
+  if not i then
+    if slot_n >= SLOTS / 2 then return end
+    i, slot_n = free, slot_n + 1
+    local s = slots[i]
+    s.hash, s.len, s.gen = h, n, slot_gen
+    ffi.copy(s.name, p, n)
+  end
+  refs[2 * i], refs[2 * i + 1] = r, host
+end
+
 local function strip_connection_listed(h)
   for token in gmatch(h, "[^,%s]+") do
     token = lower(token)
@@ -402,18 +546,24 @@ function M.route()
     verdict = head_check()
     if verdict < 0 or (verdict == 0 and bare_lf(raw_header())) then return exit(400) end
   end
-  local host = var.host
-  if host == "_" then  -- $host falls back to server_name: was there a Host header at all?
-    local hh = var.http_host
-    if not hh or hh == "" then return exit(400) end
+  local t = now()
+  if t ~= l1_checked then check_gen(t) end
+  local r, host = slot_lookup(t)
+  if not r then
+    host = var.host
+    if host == "_" then  -- $host falls back to server_name: was there a Host header at all?
+      local hh = var.http_host
+      if not hh or hh == "" then return exit(400) end
+    end
+    if host == "__ping__" then
+      ngx.header["Content-Type"] = "text/plain"
+      ngx.print("ok\n")
+      return exit(200)
+    end
+    r = lookup(host)
+    if not r then return exit(503) end
+    slot_put(host, r)
   end
-  if host == "__ping__" then
-    ngx.header["Content-Type"] = "text/plain"
-    ngx.print("ok\n")
-    return exit(200)
-  end
-  local r = lookup(host)
-  if not r then return exit(503) end
   if r[N] == 0 then return exit(404) end  -- no frontend, or one without backends
   -- the request's state for balance() and log(): one table made whole (no rehash).
   -- current: the backend picked; false while the entry's lone backend (HOST1) serves.
@@ -502,12 +652,17 @@ end
 -- in NOROUTE (app "-"). The entries counted in since the last flush are listed; each
 -- second (and before /metrics is rendered) their counts are added to gp_metrics under
 -- their app's keys (the app's record, TALLY, holds them, built once), SLICE entries at a
--- time with a yield in between: 10,000 busy apps cost 10,000 increments a second and no
--- stall (flushed in one go, the old counters stalled the worker 7-56 ms a second with
--- 10,000 apps). An entry replaced (refreshed) while listed stays listed until flushed.
+-- time with a yield in between: no stall (flushed in one go, the old counters stalled
+-- the worker 7-56 ms a second with 10,000 apps). Each entry flushed costs ~2 us (its
+-- entry, its app's record and a shared-dict increment, all cold): 10,000 busy apps cost
+-- ~20 ms of the worker's CPU per flush, so when more than BUSY entries wait the flush
+-- runs every FLUSH_BUSY seconds instead (issue 12 round 5): another worker's counts are
+-- then up to 5 s late in /metrics (this worker's are flushed before it renders). An
+-- entry replaced (refreshed) while listed stays listed until flushed.
 local tallies, ntallies = {}, 0   -- app -> {app, keys = {[status] = key}, ekey}
 local listed, nlisted = {}, 0     -- the entries with counts not yet in gp_metrics
-local SLICE = 256
+local SLICE, BUSY, FLUSH_BUSY = 256, 1000, 5
+local last_flush = 0
 
 tally = function(app)
   local t = tallies[app]
@@ -568,6 +723,8 @@ end
 -- The timer's flush: a slice at a time, the worker serving requests in between.
 local function flush_timer(premature)
   if premature then return flush_counts() end
+  if nlisted > BUSY and ngx.now() - last_flush < FLUSH_BUSY then return end
+  last_flush = ngx.now()
   for _ = 1, 1000 do
     if nlisted == 0 then return end
     flush_slice(SLICE)
@@ -723,6 +880,7 @@ end
 local function invalidate(names)
   state:incr("gen", 1, 0)
   l1, l1_n = {}, 0  -- this worker at once (the others at their next tick)
+  slot_gen, slot_n = slot_gen + 1, 0
   for name in gmatch(names, "%S+") do
     name = lower(name)
     if name == "*" then
