@@ -171,20 +171,25 @@ def test_a_connection_that_does_not_authenticate_is_closed(make_server):
     t.close()
 
 
-def _preauth_priorities() -> list[tuple[int, int]]:
-    """(policy, nice) of every thread serving an SSH connection now: the connection's own
-    thread and paramiko's transport thread."""
+def _serving_threads() -> set[int]:
+    """The native ids of the threads serving an SSH connection now (any server's)."""
     from gitpaas.ssh.server import PreauthTransport
 
+    return {t.native_id for t in threading.enumerate() if t.is_alive() and t.native_id and (
+        isinstance(t, PreauthTransport) or t.name == "ssh-conn")}
+
+
+def _preauth_priorities(earlier: frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+    """(policy, nice) of every thread serving an SSH connection now, but the ``earlier``
+    ones (an earlier test's session still closing): the connection's own thread and
+    paramiko's transport thread."""
     found = []
-    for t in threading.enumerate():
-        if t.is_alive() and t.native_id and (isinstance(t, PreauthTransport)
-                                             or t.name == "ssh-conn"):
-            try:
-                found.append((os.sched_getscheduler(t.native_id),
-                              os.getpriority(os.PRIO_PROCESS, t.native_id)))
-            except OSError:  # ended meanwhile
-                pass
+    for native_id in sorted(_serving_threads() - earlier):
+        try:
+            found.append((os.sched_getscheduler(native_id),
+                          os.getpriority(os.PRIO_PROCESS, native_id)))
+        except OSError:  # ended meanwhile
+            pass
     return found
 
 
@@ -209,17 +214,19 @@ def test_key_exchange_runs_at_idle_priority_until_authenticated(make_server):
     base = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))
     assert base[0] == os.SCHED_OTHER
     assert server.preauth_idle  # root here (CI): SCHED_IDLE can be left again
+    earlier = frozenset(_serving_threads())
     t = paramiko.Transport(("127.0.0.1", server.port))
     try:
         t.start_client(timeout=10)
-        assert _preauth_priorities() == [(os.SCHED_IDLE, base[1])] * 2
+        assert _preauth_priorities(earlier) == [(os.SCHED_IDLE, base[1])] * 2
         with pytest.raises(paramiko.AuthenticationException):
             t.auth_publickey("git", Impostor(key))
-        assert _preauth_priorities() == [(os.SCHED_IDLE, base[1])] * 2
+        assert _preauth_priorities(earlier) == [(os.SCHED_IDLE, base[1])] * 2
         assert server.limiter.unauthenticated == 1
         t.auth_publickey("git", key)
         chan = t.open_session(timeout=10)
-        wait_for(lambda: _preauth_priorities() == [base] * 2, 5, "the normal priority back")
+        wait_for(lambda: _preauth_priorities(earlier) == [base] * 2, 5,
+                 "the normal priority back")
         assert server.limiter.unauthenticated == 0
         chan.exec_command("version")
         assert chan.makefile("rb").read().decode().startswith("gitpaas ")
