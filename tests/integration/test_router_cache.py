@@ -72,6 +72,26 @@ def test_hosts_differing_in_one_digit_keep_their_own_routes(redis_url, instance)
                 assert backend_of(get(router.port, host)[2]) == ("odd" if i % 2 else "even")
 
 
+def test_host_names_made_to_collide_in_the_slots_keep_their_own_routes(redis_url, instance):
+    """An anonymous client picks Host names: "ao" and "c1" hash alike in the host slots,
+    so every name made of such pairs lands on one slot and its run. 64 such names, more
+    than a lookup walks (PROBES), each with a frontend: each request reaches its own
+    host's backend, whether its name found a slot or took the slower path."""
+    names = ["".join("c1" if bits >> k & 1 else "ao" for k in range(6)) for bits in range(64)]
+    hosts = [f"{name}.collide.example.com" for name in names]
+    with backends("even", "odd") as (even, odd), running_router(
+        make_config(redis_url, instance, cache_ttl=60.0)
+    ) as router:
+        client = redis.Redis.from_url(redis_url)
+        for i, host in enumerate(hosts):
+            client.rpush(f"{instance}:frontend:{host}", f"app{i}", (odd if i % 2 else even).url)
+        client.close()
+        for _ in range(3):
+            for i, host in enumerate(hosts):
+                assert backend_of(get(router.port, host)[2]) == ("odd" if i % 2 else "even")
+        assert get(router.port, "aoaoaoaoaoao.unknown.example.com")[0] == 404
+
+
 def test_wildcard_change_invalidates_hosts_it_covers(redis_url, instance):
     with backends("old", "new") as (old, new), running_router(
         make_config(redis_url, instance, cache_ttl=60.0)

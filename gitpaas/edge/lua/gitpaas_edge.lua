@@ -485,10 +485,16 @@ local function hash_bytes(p, n)
   return band(bxor(h, rshift(h, 13)), MASK)
 end
 
--- The slot of the n bytes at p (hash h): its index, or nil and the free slot's index.
+-- The slot of the n bytes at p (hash h): its index, or nil and the free slot's index
+-- (nil and nil: none within PROBES). The hash is no secret and an anonymous client picks
+-- the Host names (each unknown one gets a slot for its 404): names made to collide
+-- ("ao" and "c1" hash alike, and so does every string of such pairs) would otherwise
+-- build one run of thousands of slots that every lookup landing in it walks. So a
+-- lookup gives up after PROBES slots and takes the l1 path, as a name too long does.
+local PROBES = 16
 local function slot_find(p, n, h)
   local i = h
-  while true do
+  for _ = 1, PROBES do
     local s = slots[i]
     if s.gen ~= slot_gen then return nil, i end
     if s.len == n and s.hash == h then
@@ -498,6 +504,7 @@ local function slot_find(p, n, h)
     end
     i = band(i + 1, MASK)
   end
+  return nil, nil
 end
 
 -- The entry of the request's host when its slot holds one not expired at t: the entry
@@ -523,7 +530,7 @@ local function slot_put(host, r)
   local h = hash_bytes(p, n)
   local i, free = slot_find(p, n, h)
   if not i then
-    if slot_n >= SLOTS / 2 then return end
+    if not free or slot_n >= SLOTS / 2 then return end
     i, slot_n = free, slot_n + 1
     local s = slots[i]
     s.hash, s.len, s.gen = h, n, slot_gen
