@@ -56,10 +56,11 @@ def test_swap_is_seen_for_a_host_in_a_slot_or_not(redis_url, instance, host):
             assert backend_of(get(router.port, host)[2]) == "new"
 
 
-def test_hosts_differing_in_one_digit_keep_their_own_routes(redis_url, instance):
-    """400 hosts named alike (as the bench's app<i>), half on each backend: each request,
-    served from the host slots after the first, reaches its own host's backend."""
-    hosts = [f"app{i}.slots.example.com" for i in range(400)]
+def each_host_keeps_its_own_route(redis_url: str, instance: str, hosts: list[str],
+                                  rounds: int) -> None:
+    """Give each of ``hosts`` a frontend, alternately on two backends, and check ``rounds``
+    times that each request reaches its own host's backend (and that a host with no
+    frontend still gets a 404)."""
     with backends("even", "odd") as (even, odd), running_router(
         make_config(redis_url, instance, cache_ttl=60.0)
     ) as router:
@@ -67,9 +68,17 @@ def test_hosts_differing_in_one_digit_keep_their_own_routes(redis_url, instance)
         for i, host in enumerate(hosts):
             client.rpush(f"{instance}:frontend:{host}", f"app{i}", (odd if i % 2 else even).url)
         client.close()
-        for _ in range(2):
+        for _ in range(rounds):
             for i, host in enumerate(hosts):
                 assert backend_of(get(router.port, host)[2]) == ("odd" if i % 2 else "even")
+        assert get(router.port, f"{hosts[0]}.unknown.example.com")[0] == 404
+
+
+def test_hosts_differing_in_one_digit_keep_their_own_routes(redis_url, instance):
+    """400 hosts named alike (as the bench's app<i>), half on each backend: each request,
+    served from the host slots after the first, reaches its own host's backend."""
+    each_host_keeps_its_own_route(redis_url, instance,
+                                  [f"app{i}.slots.example.com" for i in range(400)], rounds=2)
 
 
 def test_host_names_made_to_collide_in_the_slots_keep_their_own_routes(redis_url, instance):
@@ -78,18 +87,8 @@ def test_host_names_made_to_collide_in_the_slots_keep_their_own_routes(redis_url
     than a lookup walks (PROBES), each with a frontend: each request reaches its own
     host's backend, whether its name found a slot or took the slower path."""
     names = ["".join("c1" if bits >> k & 1 else "ao" for k in range(6)) for bits in range(64)]
-    hosts = [f"{name}.collide.example.com" for name in names]
-    with backends("even", "odd") as (even, odd), running_router(
-        make_config(redis_url, instance, cache_ttl=60.0)
-    ) as router:
-        client = redis.Redis.from_url(redis_url)
-        for i, host in enumerate(hosts):
-            client.rpush(f"{instance}:frontend:{host}", f"app{i}", (odd if i % 2 else even).url)
-        client.close()
-        for _ in range(3):
-            for i, host in enumerate(hosts):
-                assert backend_of(get(router.port, host)[2]) == ("odd" if i % 2 else "even")
-        assert get(router.port, "aoaoaoaoaoao.unknown.example.com")[0] == 404
+    each_host_keeps_its_own_route(redis_url, instance,
+                                  [f"{name}.collide.example.com" for name in names], rounds=3)
 
 
 def test_wildcard_change_invalidates_hosts_it_covers(redis_url, instance):
