@@ -258,8 +258,11 @@ class DockerRuntime:
         if networks is None or not self.direct or labels.get(f"{LABEL}.process") != "web" \
                 or labels.get(f"{LABEL}.oneoff"):
             return self.host, None
-        attached = (settings.get("Networks") or {}).get(
-            networks.name(labels.get(f"{LABEL}.app", ""))) or {}
+        # A web container is on its app's network alone: its one address, with no lookup
+        # of the app's network name (the store, for a claimed spare) per container listed.
+        on = settings.get("Networks") or {}
+        attached = (next(iter(on.values())) if len(on) == 1
+                    else on.get(networks.name(labels.get(f"{LABEL}.app", "")))) or {}
         address = attached.get("IPAddress") or ""
         return (address, PORT) if address else (self.host, None)
 
