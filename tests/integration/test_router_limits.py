@@ -121,9 +121,17 @@ def test_access_log_rotates_past_its_size(redis_url, instance):
                  timeout=10, what="40 access log lines")
         edge = Edge(config)
         assert edge.rotate_logs()
-        get(config.listen[1], HOST, "/after")
-        # (until nginx has reopened it, access.log does not exist: renamed away)
-        wait_for(lambda: log.exists() and "/after" in log.read_text(), timeout=10,
-                 what="nginx to reopen its log and write /after")
+        # The master reopens on SIGUSR1 and then tells the worker, so a request served
+        # meanwhile is still written to the renamed file: ask again until one lands in the
+        # new access.log (until the master has reopened, it does not exist: renamed away).
+        sent = []
+
+        def after_is_in_the_new_log() -> bool:
+            sent.append(f"/after{len(sent)}")
+            get(config.listen[1], HOST, sent[-1])
+            return log.exists() and any(path in log.read_text() for path in sent)
+
+        wait_for(after_is_in_the_new_log, timeout=10, interval=0.2,
+                 what="nginx to reopen its log and write a request to it")
         rotated = log.with_name("access.log.1").read_text()
         assert len(rotated.splitlines()) >= 40
