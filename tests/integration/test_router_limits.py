@@ -159,7 +159,7 @@ def counts_of(admin_port: int) -> dict[str, int]:
 def test_counts_in_host_slots_survive_swaps_and_refreshes(redis_url, instance):
     """The 200 answers of a host with one backend and no app settings are counted in its
     host slot, and moved to its route entry (its app's counters) before /metrics renders,
-    before a swap empties the slots and before a refresh replaces the entry: none is lost,
+    before a slot emptied by a swap is reused and before a refresh replaces the entry: none is lost,
     none counted twice, each counted for the app that served it."""
     host = "count.example.com"
     config = make_config(redis_url, instance, admin_listen=("127.0.0.1", 0), cache_ttl=0.5)

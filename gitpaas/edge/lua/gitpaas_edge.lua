@@ -238,7 +238,7 @@ end
 -- event-loop iteration): a swap is seen by this worker's next event-loop iteration.
 local l1, l1_gen, l1_n, l1_checked = {}, -1, 0, -1
 local slot_gen, slot_n = 1, 0  -- the host slots' generation and count (below)
-local drain_slots  -- moves the slots' counts into their entries (below)
+local drain_slots  -- moves the slots' counts into their entries (before a flush; below)
 local listed, nlisted = {}, 0  -- the entries with counts not yet in gp_metrics (below)
 
 local function check_gen(t)
@@ -246,7 +246,6 @@ local function check_gen(t)
   local gen = state:get("gen") or 0
   if gen ~= l1_gen then
     l1, l1_gen, l1_n = {}, gen, 0
-    drain_slots()
     slot_gen, slot_n = slot_gen + 1, 0
   end
 end
@@ -477,8 +476,9 @@ M.head_check = head_check
 -- or its app's counters (each cold with 10,000 hosts; issue 12, round 6): the entry's
 -- expiry, the lone backend's address (up to ADDR_MAX bytes) and port (0: not such a
 -- host, the request takes the entry's path), and its 200 answers not yet moved to the
--- entry's counters (drain_slots(): before each flush, and before the slots are emptied
--- or a slot's entry replaced).
+-- entry's counters (drain_slot(): before each flush, and before a slot's entry is
+-- replaced or the slot reused; emptying the slots, an invalidation, stays O(1): an
+-- emptied slot keeps its counts and its entry in refs until then).
 local NAME_MAX, ADDR_MAX = 54, 46
 local slot_t = ffi.typeof("struct { int32_t hash; uint32_t gen; uint16_t len; "
                           .. "uint8_t name[54]; double expires; uint32_t c200; "
@@ -590,7 +590,8 @@ local function slot_put(host, r)
     if not free or slot_n >= SLOTS / 2 then return end
     i, slot_n = free, slot_n + 1
     s = slots[i]
-    s.hash, s.len, s.gen, s.c200 = h, n, slot_gen, 0
+    drain_slot(i)  -- (an emptied slot keeps its counts until reused or flushed)
+    s.hash, s.len, s.gen = h, n, slot_gen
     ffi.copy(s.name, p, n)
   end
   refs[2 * i], refs[2 * i + 1] = r, host
@@ -1015,7 +1016,6 @@ end
 local function invalidate(names)
   state:incr("gen", 1, 0)
   l1, l1_n = {}, 0  -- this worker at once (the others at their next tick)
-  drain_slots()
   slot_gen, slot_n = slot_gen + 1, 0
   for name in gmatch(names, "%S+") do
     name = lower(name)
