@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import socket
 import time
@@ -193,3 +194,29 @@ def test_counts_in_host_slots_survive_swaps_and_refreshes(redis_url, instance):
     assert counts.get("shop") == 10
     assert counts.get("other", 0) + counts.get("third", 0) == 3 + sent + 5
     assert counts.get("third", 0) >= 5
+
+
+def test_each_worker_flushes_the_counts_in_its_host_slots(redis_url, instance):
+    """/metrics adds the rendering worker's counts first; another worker's reach the page
+    through its own once-a-second flush, which must take the counts waiting in its host
+    slots (a worker with no route entry listed, every request served from a slot, flushed
+    nothing). Each round's requests go on one connection (one worker); the page is read
+    once, after the flush, on a new connection (either worker)."""
+    host = "workers.example.com"
+    config = make_config(redis_url, instance, admin_listen=("127.0.0.1", 0), workers=2)
+    with backends("a") as (a,), running_router(config) as router:
+        set_route(redis_url, instance, host, a.url, ident="shop")
+        sent = 0
+        for _ in range(6):
+            conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+            try:
+                for _ in range(20):
+                    conn.request("GET", "/", headers={"Host": host})
+                    resp = conn.getresponse()
+                    resp.read()
+                    assert resp.status == 200
+                    sent += 1
+            finally:
+                conn.close()
+            time.sleep(1.5)
+            assert counts_of(router.admin_port).get("shop") == sent

@@ -557,13 +557,17 @@ local function drain_slot(i)
   end
 end
 
-drain_slots = function()
-  for k = slot_nlisted, 1, -1 do
+-- Moves the counts of up to `limit` listed slots to their entries (which get listed).
+local function drain_some(limit)
+  local stop = slot_nlisted > limit and slot_nlisted - limit or 0
+  for k = slot_nlisted, stop + 1, -1 do
     drain_slot(slot_listed[k])
     slot_listed[k] = nil
   end
-  slot_nlisted = 0
+  slot_nlisted = stop
 end
+
+drain_slots = function() drain_some(slot_nlisted) end
 
 -- A 200 answer of slot i (the request's host's slot, still of this generation).
 local function count_in_slot(i)
@@ -812,7 +816,7 @@ end
 
 -- Adds the counts of up to `limit` listed entries to gp_metrics; no yield inside.
 local function flush_slice(limit)
-  if slot_nlisted > 0 then drain_slots() end
+  if slot_nlisted > 0 then drain_some(limit) end
   local stop = nlisted > limit and nlisted - limit or 0
   for i = nlisted, stop + 1, -1 do
     local r = listed[i]
@@ -849,10 +853,10 @@ end
 -- The timer's flush: a slice at a time, the worker serving requests in between.
 local function flush_timer(premature)
   if premature then return flush_counts() end
-  if nlisted > BUSY and ngx.now() - last_flush < FLUSH_BUSY then return end
+  if nlisted + slot_nlisted > BUSY and ngx.now() - last_flush < FLUSH_BUSY then return end
   last_flush = ngx.now()
   for _ = 1, 1000 do
-    if nlisted == 0 then return end
+    if nlisted == 0 and slot_nlisted == 0 then return end
     flush_slice(SLICE)
     ngx.sleep(0.001)
   end
