@@ -98,7 +98,7 @@ class IdleGroup:
                      "cgroup (under SCHED_IDLE)")
             return None
         mount, root = found
-        _remove_stale(mount, instance)
+        _remove_stale(mount)
         path = mount / NAME.format(instance=instance, pid=os.getpid(), n=next(_numbers))
         try:
             path.mkdir()
@@ -191,16 +191,16 @@ def _rmdir(path: Path) -> None:
         pass
 
 
-def _remove_stale(mount: Path, instance: str) -> None:
-    """Remove the groups of this instance that a serve which did not stop left (they are
-    empty once its threads died)."""
+def _remove_stale(mount: Path) -> None:
+    """Remove the groups that a serve which did not stop (killed) left: empty once its
+    threads died (and the kernel refuses to remove one that is not)."""
     try:
         names = [p.name for p in mount.iterdir()]
     except OSError:
         return
     for name in names:
         match = _STALE.fullmatch(name)
-        if match is None or match["instance"] != instance:
+        if match is None:
             continue
         pid = int(match["pid"])
         if pid == os.getpid():

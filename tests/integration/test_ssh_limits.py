@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -326,6 +327,33 @@ def test_pre_auth_threads_sit_in_an_idle_cpu_cgroup_until_authenticated(make_ser
     server.stop()
     assert not group.path.exists()
     held.close()
+
+
+def test_a_group_left_by_a_killed_serve_is_removed_by_the_next(make_server, instance):
+    """A serve killed (no stop) leaves its group, empty once its threads died: the next
+    serve removes it; a group of a serve still running stays."""
+    from gitpaas.ssh import idlegroup
+
+    why = _idle_cgroup_available()
+    if why is not None:
+        pytest.skip(why)
+    if os.geteuid() != 0:
+        pytest.skip("only root may make a cgroup")
+    mount = idlegroup.cpu_hierarchy()[0]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = mount / idlegroup.NAME.format(instance=instance, pid=gone.pid, n=1)
+    alive = mount / idlegroup.NAME.format(instance=instance, pid=1, n=1)  # running
+    left.mkdir()
+    alive.mkdir()
+    try:
+        server, _ = make_server()
+        assert server.idle_group is not None
+        assert not left.exists() and alive.exists()
+    finally:
+        for path in (left, alive):
+            if path.exists():
+                path.rmdir()
 
 
 def test_without_a_writable_cgroup_fs_ssh_works_as_before(make_server, tmp_path,
