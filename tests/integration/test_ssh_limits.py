@@ -270,6 +270,9 @@ def _idle_cgroup_available() -> str | None:
         return "the cgroup fs is mounted read-only here (a container)"
     if os.geteuid() != 0:
         return "only root may make a cgroup"
+    mapped = idlegroup.IdleGroup(found[0], *found).tasks_file(idlegroup.thread_cgroup())
+    if mapped is None or not mapped.is_file():
+        return "this process's cpu cgroup is not under the mounted hierarchy (a namespace)"
     return None
 
 
