@@ -37,6 +37,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# A connection goes into the idle group only while at least this many connections (itself
+# included) have not authenticated: a flood. A pre-auth thread preempted while it holds the
+# interpreter lock holds it until the machine has a gap, so with busy containers a lone
+# login in the group would stall the whole of serve; below this it stays in serve's group
+# (under SCHED_IDLE there), where serve's own share lets it finish.
+FLOOD_AT = 4
+
 MOUNTINFO = Path("/proc/self/mountinfo")
 NAME = "gitpaas-{instance}-ssh-preauth-{pid}-{n}"
 _STALE = re.compile(r"gitpaas-(?P<instance>[a-z][a-z0-9]*)-ssh-preauth-(?P<pid>\d+)-\d+")

@@ -37,7 +37,7 @@ from ..errors import GitPaasError, UserError
 from ..git import repos
 from ..git.receive import Progress, serve_receive_pack, serve_upload_pack
 from ..store import Key
-from . import limits, priority
+from . import idlegroup, limits, priority
 from .crypto import HardenedTransport
 from .hostkey import load_host_keys
 from .idlegroup import IdleGroup
@@ -496,9 +496,11 @@ class SSHServer:
                     state["authenticated"] = True
                     self.limiter.authenticated()
 
+        flooded = self.limiter.unauthenticated >= idlegroup.FLOOD_AT  # this one counted
         try:
             handle_connection(self.platform, self.host_keys, conn, address, wait,
-                              on_authenticated, self.preauth_idle, self.idle_group)
+                              on_authenticated, self.preauth_idle,
+                              self.idle_group if flooded else None)
         finally:
             with lock:
                 state["released"] = True

@@ -302,6 +302,22 @@ def test_pre_auth_threads_sit_in_an_idle_cpu_cgroup_until_authenticated(make_ser
     assert group.path.parent == idlegroup.cpu_hierarchy()[0]  # the top: idle machine-wide
     home = idlegroup.thread_cgroup()
     inside = "/" + group.path.name if idlegroup.cpu_hierarchy()[1] == "/" else None
+    # a lone connection is no flood: its threads stay in serve's group (a pre-auth thread
+    # preempted with the interpreter lock would stall all of serve until the machine idles)
+    earlier = frozenset(_serving_threads())
+    lone = paramiko.Transport(("127.0.0.1", server.port))
+    lone.start_client(timeout=10)
+    mine = _serving_threads() - earlier
+    assert len(mine) == 2 and not mine & set(group.tids())
+    assert _cpu_cgroups(mine) == {home}
+    lone.close()
+    wait_for(lambda: server.limiter.unauthenticated == 0, 10, "the lone client gone")
+    # with FLOOD_AT connections not yet authenticated, the last one goes into the group
+    flood = [paramiko.Transport(("127.0.0.1", server.port))
+             for _ in range(idlegroup.FLOOD_AT - 1)]
+    for other in flood:
+        other.start_client(timeout=10)
+    assert not set(group.tids())  # each of them came below FLOOD_AT
     earlier = frozenset(_serving_threads())
     t = paramiko.Transport(("127.0.0.1", server.port))
     try:
@@ -330,7 +346,8 @@ def test_pre_auth_threads_sit_in_an_idle_cpu_cgroup_until_authenticated(make_ser
     assert group.tids()
     server.stop()
     assert not group.path.exists()
-    held.close()
+    for other in [held, *flood]:
+        other.close()
 
 
 def test_a_group_left_by_a_killed_serve_is_removed_by_the_next(make_server, instance):
