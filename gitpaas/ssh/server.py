@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import paramiko
@@ -36,9 +37,10 @@ from ..errors import GitPaasError, UserError
 from ..git import repos
 from ..git.receive import Progress, serve_receive_pack, serve_upload_pack
 from ..store import Key
-from . import limits, priority
+from . import idlegroup, limits, priority
 from .crypto import HardenedTransport
 from .hostkey import load_host_keys
+from .idlegroup import IdleGroup
 from .limits import Limiter
 
 if TYPE_CHECKING:
@@ -63,11 +65,15 @@ class PreauthTransport(HardenedTransport):
     signature, and for a client that only asks whether a key would do)."""
 
     restore_to: priority.Priority | None = None  # None: the thread was not lowered
+    idle_group: IdleGroup | None = None  # born in it (idlegroup.py)
+    leave_to: Path | None = None  # the tasks file of the group to go back to
     on_authenticated: Callable[[], None] | None = None
 
     def _auth_trigger(self) -> None:
         # paramiko calls this in the transport thread once it sent USERAUTH_SUCCESS
         super()._auth_trigger()  # type: ignore[misc]
+        if self.idle_group is not None:
+            self.idle_group.leave(self.leave_to)
         if self.restore_to is not None:
             priority.restore(self.restore_to)
         if self.on_authenticated is not None:
@@ -327,7 +333,8 @@ QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: socket.socket,
                       address: str = "", wait: float = 0.0,
                       on_authenticated: Callable[[], None] | None = None,
-                      preauth_idle: bool | None = None) -> None:
+                      preauth_idle: bool | None = None,
+                      idle_group: IdleGroup | None = None) -> None:
     """Serve one TCP connection: handshake, auth, one exec, exit status, close.
 
     ``wait``: seconds to hold the connection before the banner (its source's turn). From
@@ -335,16 +342,20 @@ def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: 
     open its session. ``on_authenticated``: called (in the transport thread) when the
     client has authenticated. ``preauth_idle``: True, this thread and the transport's run
     under ``SCHED_IDLE`` until then; False, niced by ``PREAUTH_NICE``; None, unchanged
-    (``priority.py``).
+    (``priority.py``). ``idle_group``: both threads sit in that cpu cgroup until then
+    (``idlegroup.py``).
     """
     settings = platform.settings
     deadline = time.monotonic() + settings.ssh_preauth_timeout
     restore_to = priority.lower(preauth_idle) if preauth_idle is not None else None
+    leave_to = idle_group.enter() if idle_group is not None else None
     if wait > 0:
         time.sleep(wait)
     # (paramiko wants a socket: the wrapper is one in all but its class, see __getattr__)
     transport = PreauthTransport(cast(socket.socket, QuickAckSocket(sock)))
     transport.restore_to = restore_to
+    if leave_to is not None:
+        transport.idle_group, transport.leave_to = idle_group, leave_to
     transport.on_authenticated = on_authenticated
     try:
         for key in host_keys:
@@ -358,7 +369,9 @@ def handle_connection(platform: Platform, host_keys: list[paramiko.PKey], sock: 
                 log.info("ssh connection from %s closed: not authenticated within %ss",
                          address, settings.ssh_preauth_timeout)
             return
-        if restore_to is not None:  # the session runs in this thread
+        if leave_to is not None and idle_group is not None:  # the session runs here
+            idle_group.leave(leave_to)
+        if restore_to is not None:
             priority.restore(restore_to)
         transport.set_keepalive(KEEPALIVE)
         if (not policy.exec_ready.wait(EXEC_TIMEOUT) or policy.command is None
@@ -419,6 +432,9 @@ class SSHServer:
         self.sock.bind((host, port))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
+        # and in a cpu cgroup that is idle machine-wide, where one can be had (removed by
+        # stop())
+        self.idle_group = IdleGroup.create(settings.instance)
         self._stopped = threading.Event()
         self._refused: Counter[str] = Counter()
         self._refused_logged = float("-inf")
@@ -480,9 +496,11 @@ class SSHServer:
                     state["authenticated"] = True
                     self.limiter.authenticated()
 
+        flooded = self.limiter.unauthenticated >= idlegroup.FLOOD_AT  # this one counted
         try:
             handle_connection(self.platform, self.host_keys, conn, address, wait,
-                              on_authenticated, self.preauth_idle)
+                              on_authenticated, self.preauth_idle,
+                              self.idle_group if flooded else None)
         finally:
             with lock:
                 state["released"] = True
@@ -500,9 +518,12 @@ class SSHServer:
             self._refused_logged = now
 
     def stop(self) -> None:
+        """Stop accepting; remove the pre-auth cpu cgroup (its threads back in serve's)."""
         self._stopped.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
+        if self.idle_group is not None:
+            self.idle_group.close()

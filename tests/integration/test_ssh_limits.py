@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -254,6 +255,179 @@ def test_without_the_privilege_to_raise_it_back_pre_auth_work_is_only_niced():
     thread.join()
     base_nice = os.getpriority(os.PRIO_PROCESS, 0)
     assert seen == [(os.SCHED_OTHER, min(19, base_nice + priority.PREAUTH_NICE) - base_nice)]
+
+
+def _idle_cgroup_available() -> str | None:
+    """Why this host cannot have the pre-auth idle cgroup (None: it can)."""
+    from gitpaas.ssh import idlegroup
+
+    found = idlegroup.cpu_hierarchy()
+    if found is None:
+        return "no cgroup v1 cpu hierarchy (a cgroup v2 host): the documented fallback"
+    if not (found[0] / "cpu.idle").exists():
+        return "this kernel has no cpu.idle (Linux < 5.15)"
+    if os.statvfs(found[0]).f_flag & os.ST_RDONLY:
+        return "the cgroup fs is mounted read-only here (a container)"
+    if os.geteuid() != 0:
+        return "only root may make a cgroup"
+    mapped = idlegroup.IdleGroup(found[0], *found).tasks_file(idlegroup.thread_cgroup())
+    if mapped is None or not mapped.is_file():
+        return "this process's cpu cgroup is not under the mounted hierarchy (a namespace)"
+    return None
+
+
+def _cpu_cgroups(native_ids: set[int]) -> set[str | None]:
+    from gitpaas.ssh import idlegroup
+
+    return {idlegroup.thread_cgroup(t) for t in native_ids}
+
+
+def test_pre_auth_threads_sit_in_an_idle_cpu_cgroup_until_authenticated(make_server):
+    """SCHED_IDLE ranks threads within one scheduling group only; the pre-auth threads also
+    sit in a cpu cgroup with cpu.idle set, at the top of the hierarchy, so that serve's
+    group does not keep its share for them. Both threads leave it on authentication; the
+    group is gone when the server stops."""
+    from gitpaas.ssh import idlegroup
+
+    why = _idle_cgroup_available()
+    if why is not None:  # serve runs without it, its threads stay where they are
+        server, key = make_server()
+        assert server.idle_group is None
+        assert exec_version(server.port, key).startswith("gitpaas ")
+        pytest.skip(f"{why}: checked only that SSH works without the idle cgroup")
+    server, key = make_server()
+    group = server.idle_group
+    assert group is not None and group.path.is_dir()
+    assert (group.path / "cpu.idle").read_text().strip() == "1"
+    assert group.path.parent == idlegroup.cpu_hierarchy()[0]  # the top: idle machine-wide
+    home = idlegroup.thread_cgroup()
+    inside = "/" + group.path.name if idlegroup.cpu_hierarchy()[1] == "/" else None
+    # a lone connection is no flood: its threads stay in serve's group (a pre-auth thread
+    # preempted with the interpreter lock would stall all of serve until the machine idles)
+    earlier = frozenset(_serving_threads())
+    lone = paramiko.Transport(("127.0.0.1", server.port))
+    lone.start_client(timeout=10)
+    mine = _serving_threads() - earlier
+    assert len(mine) == 2 and not mine & set(group.tids())
+    assert _cpu_cgroups(mine) == {home}
+    lone.close()
+    wait_for(lambda: server.limiter.unauthenticated == 0, 10, "the lone client gone")
+    # with FLOOD_AT connections not yet authenticated, the last one goes into the group
+    flood = [paramiko.Transport(("127.0.0.1", server.port))
+             for _ in range(idlegroup.FLOOD_AT - 1)]
+    for other in flood:
+        other.start_client(timeout=10)
+    assert not set(group.tids())  # each of them came below FLOOD_AT
+    earlier = frozenset(_serving_threads())
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    try:
+        t.start_client(timeout=10)
+        mine = _serving_threads() - earlier
+        assert len(mine) == 2 and set(group.tids()) >= mine
+        if inside is not None:
+            assert _cpu_cgroups(mine) == {inside}
+        with pytest.raises(paramiko.AuthenticationException):
+            t.auth_publickey("git", Impostor(key))
+        assert set(group.tids()) >= mine  # showing a registered public key is no proof
+        t.auth_publickey("git", key)
+        chan = t.open_session(timeout=10)
+        wait_for(lambda: not (_serving_threads() - earlier) & set(group.tids()), 5,
+                 "both threads out of the idle group")
+        assert _cpu_cgroups(_serving_threads() - earlier) == {home}
+        chan.exec_command("version")
+        assert chan.makefile("rb").read().decode().startswith("gitpaas ")
+        assert _preauth_priorities(earlier) == [(os.SCHED_OTHER, os.getpriority(
+            os.PRIO_PROCESS, 0))] * len(_serving_threads() - earlier)
+    finally:
+        t.close()
+    # a client still in its key exchange when the server stops: moved out, group removed
+    held = paramiko.Transport(("127.0.0.1", server.port))
+    held.start_client(timeout=10)
+    assert group.tids()
+    server.stop()
+    assert not group.path.exists()
+    for other in [held, *flood]:
+        other.close()
+
+
+def test_a_group_left_by_a_killed_serve_is_removed_by_the_next(make_server, instance):
+    """A serve killed (no stop) leaves its group, empty once its threads died: the next
+    serve removes it; a group of a serve still running stays."""
+    from gitpaas.ssh import idlegroup
+
+    why = _idle_cgroup_available()
+    if why is not None:
+        pytest.skip(why)
+    mount = idlegroup.cpu_hierarchy()[0]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = mount / idlegroup.NAME.format(instance=instance, pid=gone.pid, n=1)
+    alive = mount / idlegroup.NAME.format(instance=instance, pid=1, n=1)  # running
+    left.mkdir()
+    alive.mkdir()
+    try:
+        server, _ = make_server()
+        assert server.idle_group is not None
+        assert not left.exists() and alive.exists()
+    finally:
+        for path in (left, alive):
+            if path.exists():
+                path.rmdir()
+
+
+def test_without_a_writable_cgroup_fs_ssh_works_as_before(make_server, tmp_path,
+                                                         monkeypatch, caplog):
+    """No cpu cgroup to be had (here: a hierarchy that is a plain directory, as a read-only
+    or foreign file system): one line in the log, pre-auth threads under SCHED_IDLE in
+    serve's group, logins as before, nothing left behind."""
+    from gitpaas.ssh import idlegroup
+
+    fake = tmp_path / "not-a-cgroup-fs"
+    fake.mkdir()
+    monkeypatch.setattr(idlegroup, "cpu_hierarchy", lambda *a: (fake, "/"))
+    with caplog.at_level("INFO", logger="gitpaas.ssh.idlegroup"):
+        server, key = make_server()
+    assert server.idle_group is None
+    assert [r.message for r in caplog.records if "pre-auth" in r.message]
+    assert list(fake.iterdir()) == []
+    earlier = frozenset(_serving_threads())
+    home = {idlegroup.thread_cgroup()}
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    try:
+        t.start_client(timeout=10)
+        assert _preauth_priorities(earlier) == [(os.SCHED_IDLE, os.getpriority(
+            os.PRIO_PROCESS, 0))] * 2
+        assert _cpu_cgroups(_serving_threads() - earlier) == home
+        t.auth_publickey("git", key)
+        chan = t.open_session(timeout=10)
+        chan.exec_command("version")
+        assert chan.makefile("rb").read().decode().startswith("gitpaas ")
+    finally:
+        t.close()
+
+
+def test_a_serve_that_may_not_make_cgroups_does_without(instance):
+    """Not root (EACCES on the cgroup fs): no group, no error."""
+    from gitpaas.ssh import idlegroup
+
+    found = idlegroup.cpu_hierarchy()
+    if found is None:
+        pytest.skip("no cgroup v1 cpu hierarchy (a cgroup v2 host): nothing to refuse")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    before = set(os.listdir(found[0]))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 2
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = 0 if idlegroup.IdleGroup.create(instance) is None else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert set(os.listdir(found[0])) == before
 
 
 # -- MaxStartups ---------------------------------------------------------------------------
