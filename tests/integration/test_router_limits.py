@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
+import re
 import socket
 import time
 import urllib.request
 
+import redis
+
 from tests.harness import wait_for
 
-from .routerkit import backends, get, make_config, raw_request, running_router, set_route
+from .routerkit import (
+    backend_of,
+    backends,
+    get,
+    make_config,
+    raw_request,
+    running_router,
+    set_route,
+)
 
 HOST = "app.example.com"
 
@@ -135,3 +147,76 @@ def test_access_log_rotates_past_its_size(redis_url, instance):
                  what="nginx to reopen its log and write a request to it")
         rotated = log.with_name("access.log.1").read_text()
         assert len(rotated.splitlines()) >= 40
+
+
+def counts_of(admin_port: int) -> dict[str, int]:
+    """The 200 answers per app on the edge's /metrics page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {m.group(1): int(m.group(2)) for m in re.finditer(
+        r'^gitpaas_edge_requests_total\{app="([^"]*)",code="200"\} (\d+)$', text, re.M)}
+
+
+def test_counts_in_host_slots_survive_swaps_and_refreshes(redis_url, instance):
+    """The 200 answers of a host with one backend and no app settings are counted in its
+    host slot, and moved to its route entry (its app's counters) before /metrics renders,
+    before a slot emptied by a swap is reused and before a refresh replaces the entry: none is lost,
+    none counted twice, each counted for the app that served it."""
+    host = "count.example.com"
+    config = make_config(redis_url, instance, admin_listen=("127.0.0.1", 0), cache_ttl=0.5)
+    with backends("a", "b") as (a, b), running_router(config) as router:
+        set_route(redis_url, instance, host, a.url, ident="shop")
+        for _ in range(5):
+            assert get(router.port, host)[0] == 200
+        assert counts_of(router.admin_port).get("shop") == 5
+        for _ in range(5):
+            assert get(router.port, host)[0] == 200
+        set_route(redis_url, instance, host, b.url, ident="other")  # a swap, published
+        time.sleep(0.05)
+        for _ in range(3):
+            assert get(router.port, host)[0] == 200
+        counts = counts_of(router.admin_port)
+        assert (counts.get("shop"), counts.get("other")) == (10, 3)
+        client = redis.Redis.from_url(redis_url)  # unpublished: seen by a refresh
+        key = f"{instance}:frontend:{host}"
+        client.delete(key)
+        client.rpush(key, "third", a.url)
+        client.close()
+        time.sleep(0.8)
+        sent = 0
+        deadline = time.monotonic() + 5
+        while backend_of(get(router.port, host)[2]) != "a":
+            sent += 1
+            assert time.monotonic() < deadline
+        for _ in range(4):
+            assert get(router.port, host)[0] == 200
+        counts = counts_of(router.admin_port)
+    assert counts.get("shop") == 10
+    assert counts.get("other", 0) + counts.get("third", 0) == 3 + sent + 5
+    assert counts.get("third", 0) >= 5
+
+
+def test_each_worker_flushes_the_counts_in_its_host_slots(redis_url, instance):
+    """/metrics adds the rendering worker's counts first; another worker's reach the page
+    through its own once-a-second flush, which must take the counts waiting in its host
+    slots (a worker with no route entry listed, every request served from a slot, flushed
+    nothing). Each round's requests go on one connection (one worker); the page is read
+    once, after the flush, on a new connection (either worker)."""
+    host = "workers.example.com"
+    config = make_config(redis_url, instance, admin_listen=("127.0.0.1", 0), workers=2)
+    with backends("a") as (a,), running_router(config) as router:
+        set_route(redis_url, instance, host, a.url, ident="shop")
+        sent = 0
+        for _ in range(6):
+            conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+            try:
+                for _ in range(20):
+                    conn.request("GET", "/", headers={"Host": host})
+                    resp = conn.getresponse()
+                    resp.read()
+                    assert resp.status == 200
+                    sent += 1
+            finally:
+                conn.close()
+            time.sleep(1.5)
+            assert counts_of(router.admin_port).get("shop") == sent

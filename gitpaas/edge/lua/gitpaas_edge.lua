@@ -238,6 +238,8 @@ end
 -- event-loop iteration): a swap is seen by this worker's next event-loop iteration.
 local l1, l1_gen, l1_n, l1_checked = {}, -1, 0, -1
 local slot_gen, slot_n = 1, 0  -- the host slots' generation and count (below)
+local drain_slots  -- moves the slots' counts into their entries (before a flush; below)
+local listed, nlisted = {}, 0  -- the entries with counts not yet in gp_metrics (below)
 
 local function check_gen(t)
   l1_checked = t
@@ -467,21 +469,42 @@ M.head_check = head_check
 -- belongs to generation slot_gen: an invalidation empties them all by bumping it.
 -- Names longer than NAME_MAX, and every miss, take the l1 path (ngx.var.host) and then
 -- fill a slot.
-local NAME_MAX = 54
+--
+-- A slot is two cache lines (128 bytes, aligned: the CPU fetches the pair together): the
+-- name, and what a request to a host with one backend and no app settings needs, so that
+-- such a request reads its slot and the refs array, not its entry, its backend's string
+-- or its app's counters (each cold with 10,000 hosts; issue 12, round 6): the entry's
+-- expiry, the lone backend's address (up to ADDR_MAX bytes) and port (0: not such a
+-- host, the request takes the entry's path), and its 200 answers not yet moved to the
+-- entry's counters (drain_slot(): before each flush, and before a slot's entry is
+-- replaced or the slot reused; emptying the slots, an invalidation, stays O(1): an
+-- emptied slot keeps its counts and its entry in refs until then).
+local NAME_MAX, ADDR_MAX = 54, 46
 local slot_t = ffi.typeof("struct { int32_t hash; uint32_t gen; uint16_t len; "
-                          .. "uint8_t name[54]; }")
-local SLOTS = 65536  -- at most SLOTS / 2 hosts (4 MB a worker)
+                          .. "uint8_t name[54]; double expires; uint32_t c200; "
+                          .. "uint16_t port; uint8_t addrlen; uint8_t addr[49]; }")
+assert(ffi.sizeof(slot_t) == 128)
+local SLOTS = 65536  -- at most SLOTS / 2 hosts (8 MB a worker)
 local MASK = SLOTS - 1
 local slots_mem = ffi.new(ffi.typeof("$[?]", slot_t), SLOTS + 1)
-local slots = ffi.cast(ffi.typeof("$ *", slot_t),  -- aligned on a cache line
-  bit.band(ffi.cast("uintptr_t", slots_mem) + 63, bit.bnot(ffi.cast("uintptr_t", 63))))
+local slots = ffi.cast(ffi.typeof("$ *", slot_t),  -- aligned on a pair of cache lines
+  bit.band(ffi.cast("uintptr_t", slots_mem) + 127, bit.bnot(ffi.cast("uintptr_t", 127))))
 M.slots_mem = slots_mem  -- (slots is a bare pointer into it: keep it from the GC)
 local refs = new_tab(2 * SLOTS + 2, 0)
 local tobit, bxor, band, rshift = bit.tobit, bit.bxor, bit.band, bit.rshift
 
+-- The hash and the name compare are calls into C (nginx's ngx_hash_key: h * 31 + byte,
+-- and libc's memcmp), not loops in Lua: LuaJIT compiles a Lua loop as a trace of its
+-- own, and the values crossing from the request's trace into it (the pointers, the slot)
+-- are boxed, 75 bytes of garbage a request (issue 12, round 6).
+ffi.cdef[[
+uintptr_t ngx_hash_key(const unsigned char *data, size_t len);
+int memcmp(const void *s1, const void *s2, size_t n);
+]]
+local ngx_hash_key, memcmp = C.ngx_hash_key, C.memcmp
+
 local function hash_bytes(p, n)
-  local h = n
-  for i = 0, n - 1 do h = tobit(h * 31 + p[i]) end
+  local h = tobit(tonumber(band(ngx_hash_key(p, n), 0x7fffffff)) + n)
   return band(bxor(h, rshift(h, 13)), MASK)
 end
 
@@ -497,18 +520,14 @@ local function slot_find(p, n, h)
   for _ = 1, PROBES do
     local s = slots[i]
     if s.gen ~= slot_gen then return nil, i end
-    if s.len == n and s.hash == h then
-      local name, j = s.name, 0
-      while j < n and name[j] == p[j] do j = j + 1 end
-      if j == n then return i end
-    end
+    if s.len == n and s.hash == h and memcmp(s.name, p, n) == 0 then return i end
     i = band(i + 1, MASK)
   end
   return nil, nil
 end
 
--- The entry of the request's host when its slot holds one not expired at t: the entry
--- and the host (a Lua string); else nil.
+-- The index of the request's host's slot when it holds an entry not expired at t; else
+-- nil.
 local function slot_lookup(t)
   if C.ngx_http_lua_ffi_var_get(get_request(), "host", 4, lowbuf, 0, vptr, vlen, verr) ~= 0 then
     return nil
@@ -517,10 +536,48 @@ local function slot_lookup(t)
   if n < 2 or n > NAME_MAX then return nil end  -- ("_": no Host; see route())
   local p = ffi_cast(u8p, vptr[0])
   local i = slot_find(p, n, hash_bytes(p, n))
-  if not i then return nil end
+  if not i or slots[i].expires <= t then return nil end
+  return i
+end
+
+-- The slots holding 200 answers not yet in their entries' counters.
+local slot_listed, slot_nlisted = {}, 0
+
+local function drain_slot(i)
+  local s = slots[i]
+  local c = s.c200
+  if c == 0 then return end
+  s.c200 = 0
   local r = refs[2 * i]
-  if r[EXPIRES] <= t then return nil end
-  return r, refs[2 * i + 1]
+  r[C200] = r[C200] + c
+  if not r[LISTED] then
+    r[LISTED] = true
+    nlisted = nlisted + 1
+    listed[nlisted] = r
+  end
+end
+
+-- Moves the counts of up to `limit` listed slots to their entries (which get listed).
+local function drain_some(limit)
+  local stop = slot_nlisted > limit and slot_nlisted - limit or 0
+  for k = slot_nlisted, stop + 1, -1 do
+    drain_slot(slot_listed[k])
+    slot_listed[k] = nil
+  end
+  slot_nlisted = stop
+end
+
+drain_slots = function() drain_some(slot_nlisted) end
+
+-- A 200 answer of slot i (the request's host's slot, still of this generation).
+local function count_in_slot(i)
+  local s = slots[i]
+  local c = s.c200
+  if c == 0 then
+    slot_nlisted = slot_nlisted + 1
+    slot_listed[slot_nlisted] = i
+  end
+  s.c200 = c + 1
 end
 
 local function slot_put(host, r)
@@ -529,14 +586,27 @@ local function slot_put(host, r)
   local p = ffi_cast(u8p, host)
   local h = hash_bytes(p, n)
   local i, free = slot_find(p, n, h)
-  if not i then
+  local s
+  if i then
+    s = slots[i]
+    if refs[2 * i] ~= r then drain_slot(i) end  -- its counts to the entry they served
+  else
     if not free or slot_n >= SLOTS / 2 then return end
     i, slot_n = free, slot_n + 1
-    local s = slots[i]
+    s = slots[i]
+    drain_slot(i)  -- (an emptied slot keeps its counts until reused or flushed)
     s.hash, s.len, s.gen = h, n, slot_gen
     ffi.copy(s.name, p, n)
   end
   refs[2 * i], refs[2 * i + 1] = r, host
+  s.expires = r[EXPIRES]
+  local addr = r[HOST1]
+  if addr and not r[OPTS] and #addr <= ADDR_MAX then
+    ffi.copy(s.addr, addr, #addr)
+    s.addrlen, s.port = #addr, r[PORT1]
+  else
+    s.port = 0
+  end
 end
 
 local function strip_connection_listed(h)
@@ -545,6 +615,38 @@ local function strip_connection_listed(h)
     if not KEEP[token] then clear_header(token) end
   end
 end
+
+-- The request's state (ngx.ctx) comes from a per-worker pool and goes back to it at the
+-- end of log(): a table made per request was most of what a request allocated (~250 of
+-- ~470 bytes), and with 10,000 hosts each garbage collection cycle walks a heap of ~30 MB
+-- of cold objects: ~1 us of every request went to the collector (issue 12, round 6).
+-- A table is reused only once its request is past its log phase, the last that reads
+-- ngx.ctx; a request whose state was lost (an internal redirect to the error page gives
+-- it a fresh ngx.ctx) leaves its table to the collector. `pooled` tells ours apart.
+local ctx_pool, ctx_free, CTX_POOL_MAX = {}, 0, 1024
+
+local function take_ctx()
+  local n = ctx_free
+  if n == 0 then
+    return {route = false, host = false, current = false, more = 0, tried = false,
+            first = false, marks = false, retried = false, slot = false, sgen = 0,
+            pooled = true}
+  end
+  local ctx = ctx_pool[n]
+  ctx_pool[n] = false
+  ctx_free = n - 1
+  return ctx
+end
+
+local function give_ctx(ctx)
+  if ctx.pooled ~= true or ctx_free >= CTX_POOL_MAX then return end
+  ctx.route, ctx.host, ctx.current, ctx.more, ctx.tried, ctx.first = false, false, false,
+    0, false, false
+  ctx.marks, ctx.retried, ctx.slot = false, false, false
+  ctx_free = ctx_free + 1
+  ctx_pool[ctx_free] = ctx
+end
+M.ctx_pool_size = function() return ctx_free end
 
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
@@ -555,8 +657,12 @@ function M.route()
   end
   local t = now()
   if t ~= l1_checked then check_gen(t) end
-  local r, host = slot_lookup(t)
-  if not r then
+  local i = slot_lookup(t)
+  local r, host, fast
+  if i then
+    -- fast: a lone backend, no app settings, read from the slot (the entry is not read)
+    r, host, fast = refs[2 * i], refs[2 * i + 1], slots[i].port ~= 0
+  else
     host = var.host
     if host == "_" then  -- $host falls back to server_name: was there a Host header at all?
       local hh = var.http_host
@@ -571,13 +677,15 @@ function M.route()
     if not r then return exit(503) end
     slot_put(host, r)
   end
-  if r[N] == 0 then return exit(404) end  -- no frontend, or one without backends
-  -- the request's state for balance() and log(): one table made whole (no rehash).
+  if not fast and r[N] == 0 then return exit(404) end  -- no frontend, or no backends
+  -- the request's state for balance() and log(), from the pool (see take_ctx).
   -- current: the backend picked; false while the entry's lone backend (HOST1) serves.
-  local ctx = {route = r, host = host, current = false, more = 0, tried = false,
-               first = false}
+  -- slot, sgen: the host's slot and its generation when the request is fast.
+  local ctx = take_ctx()
+  ctx.route, ctx.host = r, host
+  if fast then ctx.slot, ctx.sgen = i, slot_gen end
   ngx.ctx = ctx
-  local o = r[OPTS]
+  local o = not fast and r[OPTS]
   if (conf.https_redirect or (o and o.redirect)) and conf.https_port
      and var.scheme == "http" then
     local port = conf.https_port == 443 and "" or ":" .. conf.https_port
@@ -589,7 +697,7 @@ function M.route()
     if verdict == 1 then cl = head_cl else cl = tonumber(var.content_length or "") end
     if cl and cl > limit then return exit(413) end
   end
-  if not r[HOST1] then
+  if not fast and not r[HOST1] then
     local b, live = pick(r, host)
     if not b then return exit(502) end
     ctx.current = b
@@ -610,12 +718,26 @@ local function set_timeouts(o)
   end
 end
 
+local errmsg = ffi.new("char *[1]")
+
 -- balancer_by_lua: the first pick, then another live backend after each failure.
 function M.balance()
   local ctx = ngx.ctx
   local r = ctx.route
   local b = ctx.current
   local tried = ctx.tried
+  local i = ctx.slot
+  if i and not tried and ctx.sgen == slot_gen then  -- the lone backend, from the slot
+    ctx.tried = true
+    local s = slots[i]
+    if C.ngx_http_lua_ffi_balancer_set_current_peer(get_request(), s.addr, s.addrlen,
+                                                     s.port, errmsg) ~= 0 then
+      ngx.log(ngx.ERR, "gitpaas edge: bad backend ", ffi.string(s.addr, s.addrlen), ":",
+              s.port, ": ", ffi.string(errmsg[0]))
+      return exit(502)
+    end
+    return
+  end
   if not tried and not b then  -- the entry's lone backend: no retry, no dead mark
     ctx.tried = true
     set_timeouts(r[OPTS])
@@ -667,7 +789,6 @@ end
 -- then up to 5 s late in /metrics (this worker's are flushed before it renders). An
 -- entry replaced (refreshed) while listed stays listed until flushed.
 local tallies, ntallies = {}, 0   -- app -> {app, keys = {[status] = key}, ekey}
-local listed, nlisted = {}, 0     -- the entries with counts not yet in gp_metrics
 local SLICE, BUSY, FLUSH_BUSY = 256, 1000, 5
 local last_flush = 0
 
@@ -695,6 +816,7 @@ end
 
 -- Adds the counts of up to `limit` listed entries to gp_metrics; no yield inside.
 local function flush_slice(limit)
+  if slot_nlisted > 0 then drain_some(limit) end
   local stop = nlisted > limit and nlisted - limit or 0
   for i = nlisted, stop + 1, -1 do
     local r = listed[i]
@@ -724,16 +846,17 @@ end
 
 -- Everything now (before /metrics is rendered, and at exit).
 local function flush_counts()
+  drain_slots()
   flush_slice(nlisted)
 end
 
 -- The timer's flush: a slice at a time, the worker serving requests in between.
 local function flush_timer(premature)
   if premature then return flush_counts() end
-  if nlisted > BUSY and ngx.now() - last_flush < FLUSH_BUSY then return end
+  if nlisted + slot_nlisted > BUSY and ngx.now() - last_flush < FLUSH_BUSY then return end
   last_flush = ngx.now()
   for _ = 1, 1000 do
-    if nlisted == 0 then return end
+    if nlisted == 0 and slot_nlisted == 0 then return end
     flush_slice(SLICE)
     ngx.sleep(0.001)
   end
@@ -745,6 +868,12 @@ function M.log()
   local status = ngx.status
   local route = ctx.route
   local r = route or NOROUTE
+  local i = ctx.slot
+  if status == 200 and i and ctx.sgen == slot_gen then
+    count_in_slot(i)  -- (the entry is not read: see the slots)
+    give_ctx(ctx)
+    return
+  end
   if status == 200 then
     r[C200] = r[C200] + 1
   else
@@ -771,6 +900,7 @@ function M.log()
     end
   end
   if ctx.marks then ngx.timer.at(0, push_dead, ctx.host, ctx.marks) end
+  give_ctx(ctx)
 end
 
 local PAGES = {
@@ -878,6 +1008,9 @@ function M.metrics()
   out[#out + 1] = "gitpaas_edge_cached_routes " .. #routes:get_keys(0)
   out[#out + 1] = "# TYPE gitpaas_edge_redis_subscribed gauge"
   out[#out + 1] = "gitpaas_edge_redis_subscribed " .. (state:get("subscribed") and 1 or 0)
+  -- this worker's Lua heap (what its garbage collector walks)
+  out[#out + 1] = "# TYPE gitpaas_edge_lua_memory_bytes gauge"
+  out[#out + 1] = format("gitpaas_edge_lua_memory_bytes %d", collectgarbage("count") * 1024)
   ngx.header["Content-Type"] = "text/plain; version=0.0.4"
   ngx.print(concat(out, "\n"), "\n")
 end
