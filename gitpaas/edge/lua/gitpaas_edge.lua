@@ -646,7 +646,6 @@ local function give_ctx(ctx)
   ctx_free = ctx_free + 1
   ctx_pool[ctx_free] = ctx
 end
-M.ctx_pool_size = function() return ctx_free end
 
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
