@@ -321,6 +321,8 @@ end
 
 -- Connection-listed headers nginx must not pass on: the framing ones nginx owns stay.
 -- (Keep-Alive, Proxy-Connection, TE and Trailer are dropped by nginx.conf itself.)
+local body_over  -- (below)
+
 local KEEP = {host = true, ["content-length"] = true, ["transfer-encoding"] = true,
               upgrade = true, connection = true, ["keep-alive"] = true, close = true}
 
@@ -389,8 +391,9 @@ local function value_end(b, i)
 end
 
 -- What head_check() saw on the way (valid when it returned 1): the Content-Length value
--- (a number) and the Connection value (a string), or false; saves two ngx.var reads.
-local head_cl, head_conn = false, false
+-- (a number) and the Connection value (a string), or false; saves two ngx.var reads; and
+-- whether a Transfer-Encoding header came (a body of unknown length).
+local head_cl, head_conn, head_te = false, false, false
 
 -- Are the n bytes at p `lname` (lower case), in any case?
 local function name_is(p, n, lname)
@@ -404,7 +407,7 @@ local function name_is(p, n, lname)
 end
 
 local function head_check()
-  head_cl, head_conn = false, false
+  head_cl, head_conn, head_te = false, false, false
   local r = get_request()
   truncated[0] = 0
   local n = C.ngx_http_lua_ffi_req_get_headers_count(r, MAX_HEADERS, truncated)
@@ -439,6 +442,8 @@ local function head_check()
       elseif klen == 10 and name_is(h.key.data, 10, "connection") then
         if head_conn then return 0 end  -- two Connection lines: ngx.var joins them
         head_conn = ffi.string(h.value.data, h.value.len)
+      elseif klen == 17 and name_is(h.key.data, 17, "transfer-encoding") then
+        head_te = true
       end
     end
   end
@@ -647,10 +652,36 @@ local function give_ctx(ctx)
   ctx_pool[ctx_free] = ctx
 end
 
+-- A body of unknown length (HTTP/1.1 chunked; HTTP/2 without content-length): is it longer
+-- than `limit`? nginx reads it here, as it would before proxying anyway (proxy_request_
+-- buffering on): into its buffer, past client_body_buffer_size into a temp file, never
+-- into Lua memory; the ceiling (client_max_body_size) still stops it with a 413. Once
+-- read, nginx knows its length: $content_length. (docs/router.md, "Request bodies")
+local read_body, get_body_data, get_body_file = ngx.req.read_body, ngx.req.get_body_data,
+  ngx.req.get_body_file
+
+body_over = function(limit)
+  read_body()
+  local n = tonumber(var.content_length or "")
+  if not n then
+    local file = get_body_file()
+    if file then
+      local f = io.open(file, "rb")
+      n = f and f:seek("end") or 0
+      if f then f:close() end
+    else
+      local data = get_body_data()
+      n = data and #data or 0
+    end
+  end
+  return n > limit
+end
+
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
   local verdict = 0
-  if http_version() < 2 then
+  local version = http_version()
+  if version < 2 then
     verdict = head_check()
     if verdict < 0 or (verdict == 0 and bare_lf(raw_header())) then return exit(400) end
   end
@@ -694,7 +725,12 @@ function M.route()
   if limit and limit > 0 then
     local cl
     if verdict == 1 then cl = head_cl else cl = tonumber(var.content_length or "") end
-    if cl and cl > limit then return exit(413) end
+    if cl then
+      if cl > limit then return exit(413) end
+    elseif limit < conf.body_ceiling and (verdict == 1 and head_te or verdict ~= 1
+           and (version >= 2 or var.http_transfer_encoding)) then
+      if body_over(limit) then return exit(413) end
+    end
   end
   if not fast and not r[HOST1] then
     local b, live = pick(r, host)
