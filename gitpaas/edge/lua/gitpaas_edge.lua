@@ -967,7 +967,15 @@ end
 
 -- -- certificates (ssl_certificate_by_lua) -------------------------------------------------
 
-local certs = {}
+-- Per worker, bounded: an anonymous client picks the SNI name of every handshake, so a
+-- table keyed by it (as before) grew by an entry per name ever seen. Names whose
+-- certificate (or wildcard's) was found live in `certs` (LRU, CERTS_MAX names: the real
+-- hosts, which a flood of made-up names does not evict), names without one in `misses`
+-- (LRU, MISSES_MAX: a flood churns only this one). A new name costs one failed open() (its
+-- parent's wildcard is usually cached), next to the handshake's own crypto. Each entry is
+-- re-read when a second old or when the certs channel bumped cert_epoch (as before).
+local CERTS_MAX, MISSES_MAX = 10000, 1000
+local certs, misses = lrucache.new(CERTS_MAX), lrucache.new(MISSES_MAX)
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -980,7 +988,7 @@ end
 local function load_cert(name)
   local now = ngx.now()
   local epoch = state:get("cert_epoch") or 0
-  local c = certs[name]
+  local c = certs:get(name) or misses:get(name)
   if c and c.checked + 1 > now and c.epoch == epoch then return c end
   local crt = read_file(conf.certs_dir .. "/" .. name .. ".crt")
   local key = crt and read_file(conf.certs_dir .. "/" .. name .. ".key")
@@ -994,7 +1002,13 @@ local function load_cert(name)
     c.chain = ssl.parse_pem_cert(crt)
     c.pkey = ssl.parse_pem_priv_key(key)
   end
-  certs[name] = c
+  if c.chain and c.pkey then
+    certs:set(name, c)
+    misses:delete(name)
+  else
+    misses:set(name, c)
+    certs:delete(name)
+  end
   return c
 end
 
@@ -1044,6 +1058,8 @@ function M.metrics()
   out[#out + 1] = "# TYPE gitpaas_edge_redis_subscribed gauge"
   out[#out + 1] = "gitpaas_edge_redis_subscribed " .. (state:get("subscribed") and 1 or 0)
   -- this worker's Lua heap (what its garbage collector walks)
+  out[#out + 1] = "# TYPE gitpaas_edge_tls_names_cached gauge"
+  out[#out + 1] = format("gitpaas_edge_tls_names_cached %d", certs:count() + misses:count())
   out[#out + 1] = "# TYPE gitpaas_edge_lua_memory_bytes gauge"
   out[#out + 1] = format("gitpaas_edge_lua_memory_bytes %d", collectgarbage("count") * 1024)
   ngx.header["Content-Type"] = "text/plain; version=0.0.4"
