@@ -6,7 +6,9 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 import subprocess
+import time
 
 import pytest
 import redis
@@ -137,3 +139,31 @@ def test_http2_body_without_content_length(edge_and_backend):
     code, reply = _curl_h2(edge, None, "--data-binary", "c" * LIMIT)
     assert code == 200 and _echoed(reply)[0] == b"c" * LIMIT
     assert a.hits == 3
+
+
+def test_a_body_read_does_not_mix_requests(redis_url, instance):
+    """Reading a body yields the worker to other requests: a chunked request's own head
+    (the headers its Connection names, a client's X-Forwarded-Prefix) is still what the
+    edge strips once its body has come, whatever another request sent meanwhile."""
+    ident = f"{instance}-mix"
+    config = make_config(redis_url, instance, workers=1)
+    with backends("a") as (a,), running_router(config) as edge:
+        _limit(redis_url, instance, ident, LIMIT)
+        set_route(redis_url, instance, HOST, a.url, ident=ident)
+        with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as s:
+            s.sendall(f"POST /up HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n"
+                      "Connection: close, X-Drop\r\nX-Drop: 1\r\n"
+                      "X-Forwarded-Prefix: /evil\r\n\r\n5\r\nhello\r\n".encode())
+            time.sleep(0.3)  # the edge waits for the rest of the body
+            # another request meanwhile, with neither header
+            assert get(edge.port, HOST)[0] == 200
+            s.sendall(b"6\r\n world\r\n0\r\n\r\n")
+            reply = b""
+            while piece := s.recv(65536):
+                reply += piece
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        got, headers = _echoed(body)
+        assert got == b"hello world"
+        assert "x-drop" not in headers and "x-forwarded-prefix" not in headers, headers
+    _drop(redis_url, instance, ident)

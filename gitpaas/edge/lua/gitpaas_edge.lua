@@ -774,14 +774,15 @@ function M.route()
     return ngx.redirect("https://" .. host .. port .. var.request_uri, 301)
   end
   local limit = o and o.max_body or conf.max_body
+  local unknown = false  -- a body of unknown length to hold to the limit (the end)
   if limit and limit > 0 then
     local cl
     if verdict == 1 then cl = head_cl else cl = tonumber(var.content_length or "") end
     if cl then
       if cl > limit then return exit(413) end
-    elseif limit < conf.body_ceiling and (verdict == 1 and head_te or verdict ~= 1
-           and (version >= 2 or var.http_transfer_encoding)) then
-      if body_over(limit) then return exit(413) end
+    elseif limit < conf.body_ceiling then
+      if verdict == 1 then unknown = head_te
+      else unknown = version >= 2 or var.http_transfer_encoding ~= nil end
     end
   end
   if not fast and not r[HOST1] then
@@ -794,6 +795,9 @@ function M.route()
   if verdict == 1 then h = head_conn else h = var.http_connection end
   if h then strip_connection_listed(h) end
   if verdict ~= 1 or head_fwd then strip_forwarded() end
+  -- last: reading the body yields, and another request's head_check() then overwrites
+  -- the head_* values this one read above
+  if unknown and body_over(limit) then return exit(413) end
 end
 
 -- The app's own proxy timeouts (app settings), if it has any: once per request, before
