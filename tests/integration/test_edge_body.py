@@ -3,8 +3,10 @@ HTTP/2 without content-length (a real nginx edge, real backends, curl for HTTP/2
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -167,3 +169,57 @@ def test_a_body_read_does_not_mix_requests(redis_url, instance):
         assert got == b"hello world"
         assert "x-drop" not in headers and "x-forwarded-prefix" not in headers, headers
     _drop(redis_url, instance, ident)
+
+
+def test_a_route_lookup_does_not_mix_requests(redis_url, instance):
+    """A host the worker has not cached is looked up in Redis, and the request waits
+    (yields) meanwhile: what the edge read of its head (Content-Length, the headers its
+    Connection names, a client's X-Forwarded-Prefix) must still be its own, whatever
+    other requests sent meanwhile. Many requests at once to made-up names under a
+    wildcard frontend (each a lookup, a long one: 200 labels deep) with those headers,
+    half with a body over the app's limit, alongside plain ones: the long bodies all get
+    413, the app sees none of those headers. (Before, each of 3 runs let some through.)"""
+    ident = f"{instance}-wild"
+    config = make_config(redis_url, instance, workers=1)
+    with backends("a") as (a,), running_router(config) as edge:
+        _limit(redis_url, instance, ident, 100)
+        set_route(redis_url, instance, "*.wild.localhost", a.url, ident=ident)
+
+        def send(host: str, body: bytes, **headers: str) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=20)
+            try:
+                conn.request("POST", "/", body=body, headers={"Host": host, **headers})
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            finally:
+                conn.close()
+
+        def hostile(i: int) -> tuple[int, bytes]:
+            return send(f"n{i}-{_label()}.{DEEP}wild.localhost", b"x" * (200 if i % 2 else 50),
+                        **{"X-Forwarded-Prefix": "/evil", "Connection": "keep-alive, X-Drop",
+                           "X-Drop": "1"})
+
+        def plain(i: int) -> tuple[int, bytes]:
+            return send("p.wild.localhost", b"y")
+
+        assert plain(0)[0] == 200  # p.wild.localhost is cached from here on
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            hostiles = [pool.submit(hostile, i) for i in range(400)]
+            plains = [pool.submit(plain, i) for i in range(400)]
+            for i, f in enumerate(hostiles):
+                status, reply = f.result()
+                assert status == (413 if i % 2 else 200), i
+                if status == 200:
+                    headers = _echoed(reply)[1]
+                    assert "x-drop" not in headers and "x-forwarded-prefix" not in headers
+            assert {f.result()[0] for f in plains} == {200}
+        assert a.hits == 601
+    _drop(redis_url, instance, ident)
+
+
+# 200 labels: the lookup tries a frontend per parent name, so each takes Redis a while
+DEEP = "a." * 200
+
+
+def _label() -> str:
+    return secrets.token_hex(4)

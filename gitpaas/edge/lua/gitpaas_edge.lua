@@ -733,9 +733,12 @@ end
 function M.route()
   local verdict = 0
   local version = http_version()
+  local hcl, hconn, hfwd, hte  -- head_check()'s findings, this request's own: a lookup
+  -- below may yield (Redis) and another request's head_check() then overwrites head_*
   if version < 2 then
     verdict = head_check()
     if verdict < 0 or (verdict == 0 and bare_lf(raw_header())) then return exit(400) end
+    hcl, hconn, hfwd, hte = head_cl, head_conn, head_fwd, head_te
   end
   local t = now()
   if t ~= l1_checked then check_gen(t) end
@@ -777,11 +780,11 @@ function M.route()
   local unknown = false  -- a body of unknown length to hold to the limit (the end)
   if limit and limit > 0 then
     local cl
-    if verdict == 1 then cl = head_cl else cl = tonumber(var.content_length or "") end
+    if verdict == 1 then cl = hcl else cl = tonumber(var.content_length or "") end
     if cl then
       if cl > limit then return exit(413) end
     elseif limit < conf.body_ceiling then
-      if verdict == 1 then unknown = head_te
+      if verdict == 1 then unknown = hte
       else unknown = version >= 2 or var.http_transfer_encoding ~= nil end
     end
   end
@@ -792,11 +795,10 @@ function M.route()
     ctx.more = live - 1 < conf.retries and live - 1 or conf.retries
   end
   local h
-  if verdict == 1 then h = head_conn else h = var.http_connection end
+  if verdict == 1 then h = hconn else h = var.http_connection end
   if h then strip_connection_listed(h) end
-  if verdict ~= 1 or head_fwd then strip_forwarded() end
-  -- last: reading the body yields, and another request's head_check() then overwrites
-  -- the head_* values this one read above
+  if verdict ~= 1 or hfwd then strip_forwarded() end
+  -- last: reading the body yields (so does a lookup above); a 502 needs no body
   if unknown and body_over(limit) then return exit(413) end
 end
 
