@@ -321,8 +321,6 @@ end
 
 -- Connection-listed headers nginx must not pass on: the framing ones nginx owns stay.
 -- (Keep-Alive, Proxy-Connection, TE and Trailer are dropped by nginx.conf itself.)
-local body_over  -- (below)
-
 local KEEP = {host = true, ["content-length"] = true, ["transfer-encoding"] = true,
               upgrade = true, connection = true, ["keep-alive"] = true, close = true}
 
@@ -712,7 +710,7 @@ end
 local read_body, get_body_data, get_body_file = ngx.req.read_body, ngx.req.get_body_data,
   ngx.req.get_body_file
 
-body_over = function(limit)
+local function body_over(limit)
   read_body()
   local n = tonumber(var.content_length or "")
   if not n then
