@@ -197,7 +197,7 @@ def _geo_exempt(exempt: str) -> str:
             net = ipaddress.ip_network(item, strict=False)
         except ValueError as exc:
             raise InvalidInput(f"invalid edge_limit_exempt entry {item!r}") from exc
-        lines.append(f"        {net} \"\";")
+        lines.append(f"        {net} 1;")
     return "\n".join(lines)
 
 
@@ -312,9 +312,15 @@ http {{
     ignore_invalid_headers on;
     underscores_in_headers off;
 
-    geo $gp_limit_key {{
-        default $binary_remote_addr;
+    # geo values are plain strings (a "$binary_remote_addr" there is that text, one key
+    # shared by every client): geo tells exempt addresses, a map makes the per-IP key
+    geo $gp_limit_exempt {{
+        default 0;
 {_geo_exempt(config.limit_exempt)}
+    }}
+    map $gp_limit_exempt $gp_limit_key {{
+        0 $binary_remote_addr;
+        1 "";
     }}
 {_limit_zones(config)}
     map $http_upgrade $gp_connection {{

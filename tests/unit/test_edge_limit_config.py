@@ -31,3 +31,12 @@ def test_zero_turns_a_limit_off():
 def test_a_negative_limit_is_refused(name):
     with pytest.raises(InvalidInput, match=f"edge_{name}"):
         conf(**{name: -1})
+
+
+def test_the_limit_key_is_the_client_address():
+    """geo values are plain strings: the per-IP key comes from a map, never from geo (a
+    ``$binary_remote_addr`` value in geo is that text, one key for every client)."""
+    text = conf(limit_exempt="10.0.0.0/8")
+    geo = text.split("geo $gp_limit_exempt {", 1)[1].split("}", 1)[0]
+    assert "$" not in geo and "10.0.0.0/8 1;" in geo
+    assert "0 $binary_remote_addr;" in text.split("map $gp_limit_exempt $gp_limit_key {")[1]
