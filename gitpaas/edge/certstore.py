@@ -275,23 +275,22 @@ class CertStore:
                       if p.name.endswith(".json") and not p.name.startswith("."))
 
     def pairs(self) -> dict[str, tuple[bytes, bytes]]:
-        """Every host with a ``.crt`` and a ``.key`` file here (gitpaas' or an admin's)
-        that passes ``certsync.check_entry``: host -> (chain, key) as in the files."""
-        from .certsync import check_entry
-
+        """Every host with a ``.crt`` and a ``.key`` file here (gitpaas' or an admin's):
+        host -> (chain, key) as in the files, unchecked (``CertMirror`` checks what it
+        copies). Names that are no host name, and files over the PEM limit, are left out."""
         found: dict[str, tuple[bytes, bytes]] = {}
         if not self.certs_dir.is_dir():
             return found
         for crt in sorted(self.certs_dir.glob("*.crt")):
             host = crt.name[: -len(".crt")]
             try:
-                chain, key = crt.read_bytes(), self.key_path(host).read_bytes()
-                check_entry(host, chain, key)
-            except (OSError, InvalidInput, ValueError, TypeError) as exc:
+                key = self.key_path(host)
+                if crt.stat().st_size > MAX_PEM_BYTES or key.stat().st_size > MAX_PEM_BYTES:
+                    raise InvalidInput("larger than a certificate and its key")
+                found[host] = (crt.read_bytes(), key.read_bytes())
+            except (OSError, InvalidInput) as exc:
                 reason = exc.message if isinstance(exc, InvalidInput) else type(exc).__name__
                 log.warning("certificate of %r not copied to Redis: %s", host[:80], reason)
-                continue
-            found[host] = (chain, key)
         return found
 
     def mirror_all(self) -> list[str]:

@@ -108,6 +108,7 @@ class CertMirror:
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.prefix = prefix
         self._redis = _client(redis_url)
+        self._bad: dict[str, str] = {}   # host -> digest of files refused (logged once)
 
     def put(self, host: str, chain_pem: bytes, key_pem: bytes) -> bool:
         """Store ``host``'s chain and key (one transaction with the index); True if done."""
@@ -136,9 +137,11 @@ class CertMirror:
 
     def reconcile(self, local: Mapping[str, tuple[bytes, bytes]],
                   still_there: Any = None) -> list[str]:
-        """Make Redis hold exactly ``local`` (host -> (chain, key)): entries whose digest
-        differs are written, hosts not in ``local`` removed (when ``still_there(host)``,
-        checked just before, says False). The changed hosts (to publish)."""
+        """Make Redis hold ``local`` (host -> (chain, key), as read from the files): an
+        entry whose digest differs is checked (``check_entry``: a pair that fails is not
+        copied, and logged once) and written; hosts not copied are removed from Redis
+        unless ``still_there(host)``, asked just before, says they came meanwhile. An
+        unchanged pair is not parsed again. The changed hosts (to publish)."""
         try:
             remote = {_bytes(m).decode("utf-8", "replace") for m in
                       self._redis.smembers(index_key(self.prefix))}
@@ -150,18 +153,34 @@ class CertMirror:
         except redis.RedisError as exc:
             log.warning("cannot copy the certificates to Redis: %s", exc)
             return []
-        changed = []
+        changed, copied = [], set()
         for host, remote_digest in zip(hosts, digests, strict=True):
             chain, key = local[host]
-            if _bytes(remote_digest).decode("ascii", "replace") != digest(chain, key) and \
-                    self.put(host, chain, key):
-                changed.append(host)
-        for host in sorted(remote - set(local)):
-            if still_there is not None and still_there(host):
+            got = digest(chain, key)
+            if _bytes(remote_digest).decode("ascii", "replace") == got:
+                copied.add(host)
+            elif self._valid(host, chain, key, got):
+                copied.add(host)
+                if self.put(host, chain, key):
+                    changed.append(host)
+        for host in sorted(remote - copied):
+            if still_there is not None and host not in local and still_there(host):
                 continue
             if self.delete(host):
                 changed.append(host)
         return changed
+
+    def _valid(self, host: str, chain: bytes, key: bytes, got: str) -> bool:
+        try:
+            check_entry(host, chain, key)
+        except Exception as exc:  # noqa: BLE001 - any parse failure: not copied
+            if self._bad.get(host) != got:
+                self._bad[host] = got
+                reason = exc.message if isinstance(exc, GitPaasError) else type(exc).__name__
+                log.warning("certificate of %s not copied to Redis: %s", host, reason)
+            return False
+        self._bad.pop(host, None)
+        return True
 
 
 # -- the router's side -------------------------------------------------------------------

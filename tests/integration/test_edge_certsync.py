@@ -283,7 +283,8 @@ def test_the_sync_refuses_hostile_entries_and_keeps_files_it_did_not_write(
     assert CertSync(redis_url, prefix, edge_dir).sync_all()["good.example.test"] == "removed"
 
 
-def test_serve_copies_its_directory_and_drops_what_is_gone(tmp_path, redis_url, instance):
+def test_serve_copies_its_directory_and_drops_what_is_gone(tmp_path, redis_url, instance,
+                                                           caplog):
     """The full pass (``CertStore.mirror_all``): every valid pair of files goes to Redis,
     entries whose files are gone leave it, an invalid pair is not copied."""
     from gitpaas.edge.certstore import CertStore, HostState
@@ -301,10 +302,20 @@ def test_serve_copies_its_directory_and_drops_what_is_gone(tmp_path, redis_url, 
     client.hset(cert_key(prefix, "stale.example.test"), mapping={"chain": pem, "key": key})
     client.sadd(index_key(prefix), "stale.example.test")
     client.hdel(cert_key(prefix, "a.example.test"), "digest")     # as if changed
-    assert sorted(store.mirror_all()) == ["a.example.test", "stale.example.test"]
+    with caplog.at_level("INFO", logger="gitpaas.edge.certsync"):
+        assert sorted(store.mirror_all()) == ["a.example.test", "stale.example.test"]
     assert {m.decode() for m in client.smembers(index_key(prefix))} == {"a.example.test"}
     assert not client.exists(cert_key(prefix, "stale.example.test"))
+    assert "broken.example.test not copied" in caplog.text
+    caplog.clear()
     assert store.mirror_all() == []
+    assert "not copied" not in caplog.text    # an unchanged bad pair is logged once
+    # A pair that turns bad (a key of another certificate) leaves Redis.
+    _, other_pem, _ = make_ca_and_cert(["a.example.test"])
+    (store.certs_dir / "a.example.test.crt").write_bytes(other_pem)
+    assert store.mirror_all() == ["a.example.test"]
+    assert client.smembers(index_key(prefix)) == set()
+    store.install("a.example.test", pem, key, HostState(app="a"))
     assert store.remove("a.example.test")
     assert not client.exists(cert_key(prefix, "a.example.test"))
     assert client.smembers(index_key(prefix)) == set()
