@@ -196,6 +196,7 @@ class CertSync:
         self._redis = _client(redis_url)
         self._synced = self._load_manifest()   # host -> digest of what was written
         self._refused: dict[str, str] = {}      # host -> digest last refused (logged once)
+        self._dirty = False                      # the manifest is to be saved
 
     # -- the manifest: which files this sync wrote -----------------------------------------
 
@@ -216,6 +217,7 @@ class CertSync:
         return synced
 
     def _save_manifest(self) -> None:
+        self._dirty = False
         _atomic_write(self.manifest_path, json.dumps(self._synced, sort_keys=True).encode(),
                       0o600)
 
@@ -252,7 +254,7 @@ class CertSync:
             path.unlink(missing_ok=True)
         self._synced.pop(host, None)
         self._refused.pop(host, None)
-        self._save_manifest()
+        self._dirty = True
         log.info("certificate sync: removed the certificate of %s (gone from Redis)", host)
 
     # -- reading Redis ---------------------------------------------------------------------
@@ -280,9 +282,17 @@ class CertSync:
             return False, b"", b"", ""
         return True, _bytes(chain), _bytes(pem_key), _bytes(declared).decode("ascii", "replace")
 
-    def sync_host(self, host: str) -> str:
+    def sync_host(self, host: str, save: bool = True) -> str:
         """Bring one host's files in line with Redis: ``written``, ``same``, ``removed``,
-        ``refused`` or ``absent``. Redis connection errors propagate."""
+        ``refused`` or ``absent``; then save the manifest if it changed (unless ``save``
+        is False: ``sync_all`` saves once). Redis connection errors propagate."""
+        try:
+            return self._sync_host(host)
+        finally:
+            if save and self._dirty:
+                self._save_manifest()
+
+    def _sync_host(self, host: str) -> str:
         try:
             _safe_host(host)
         except InvalidInput:
@@ -307,7 +317,7 @@ class CertSync:
         self._refused.pop(host, None)
         if written or self._synced.get(host) != got:
             self._synced[host] = got
-            self._save_manifest()
+            self._dirty = True
         if written:
             log.info("certificate sync: installed the certificate of %s (until %s)", host,
                      time.strftime("%Y-%m-%d", time.gmtime(bundle.info.not_after)))
@@ -338,15 +348,22 @@ class CertSync:
         for host in order:
             pipe.hget(cert_key(self.prefix, host), "digest")
         declared = pipe.execute(raise_on_error=False) if order else []
-        outcome = {}
-        for host, remote in zip(order, declared, strict=True):
-            known = self._synced.get(host)
-            if (known is not None and isinstance(remote, bytes) and remote.decode(
-                    "ascii", "replace") == known and all(p.exists() for p in self._paths(host))
-                    and host.encode() in listed):
-                outcome[host] = "same"
-                continue
-            outcome[host] = self.sync_host(host)
+        outcome: dict[str, str] = {}
+        try:
+            for host, remote in zip(order, declared, strict=True):
+                known = self._synced.get(host)
+                if (known is not None and isinstance(remote, bytes)
+                        and remote.decode("ascii", "replace") == known
+                        and host.encode() in listed
+                        and all(p.exists() for p in self._paths(host))):
+                    outcome[host] = "same"
+                    continue
+                outcome[host] = self.sync_host(host, save=False)
+                if self._dirty and len(outcome) % 500 == 0:
+                    self._save_manifest()  # a long first sync keeps what it did so far
+        finally:
+            if self._dirty:
+                self._save_manifest()
         return outcome
 
     def handle(self, message: bytes) -> None:
