@@ -16,7 +16,7 @@ require "resty.core.var"      -- and of its variables
 local ngx, tonumber, tostring, type, pairs, ipairs = ngx, tonumber, tostring, type, pairs, ipairs
 local find, sub, lower, gmatch, byte, format = string.find, string.sub, string.lower, string.gmatch,
   string.byte, string.format
-local concat, random = table.concat, math.random
+local concat, random, gsub = table.concat, math.random, string.gsub
 local var, now, exit = ngx.var, ngx.now, ngx.exit
 local http_version, raw_header, clear_header = ngx.req.http_version, ngx.req.raw_header,
   ngx.req.clear_header
@@ -1039,12 +1039,46 @@ M.invalidate = invalidate
 
 local subscriber
 
+-- Keyspace notifications: a frontend or dead mark that any tool writes (Hipache's own, a
+-- script, another edge), published or not, invalidates that host at once. Redis sends
+-- them only with the K (keyspace), g (DEL, EXPIRE, RENAME), l (lists) and s (sets) flags
+-- of notify-keyspace-events, which is off by default: add what is missing, keeping the
+-- flags already set. Redis forgets it on restart; this runs at every (re)subscribe.
+local KEYSPACE_FLAGS = "Kgls"
+
+local function keyspace_events(sock)
+  sock:send(resp.encode({"CONFIG", "GET", "notify-keyspace-events"}))
+  local v, e = resp.read_reply(sock)
+  if type(v) ~= "table" or type(v[2]) ~= "string" then
+    return nil, e or "CONFIG GET refused"
+  end
+  local flags, missing = v[2], ""
+  for c in gmatch(KEYSPACE_FLAGS, ".") do
+    if not find(flags, c, 1, true) and not (c ~= "K" and find(flags, "A", 1, true)) then
+      missing = missing .. c
+    end
+  end
+  if missing == "" then return true end
+  sock:send(resp.encode({"CONFIG", "SET", "notify-keyspace-events", flags .. missing}))
+  v, e = resp.read_reply(sock)
+  if v ~= "OK" then return nil, e or "CONFIG SET refused" end
+  return true
+end
+
 local function subscribe_loop()
   local sock, err = resp.connect(conf, 1000)
   if not sock then return err end
   local chan_routes, chan_certs = conf.prefix .. "routes", conf.prefix .. "certs"
+  local keyspace = "__keyspace@" .. conf.redis_db .. "__:" .. conf.prefix
+  local ok, kerr = keyspace_events(sock)
+  if not ok then
+    ngx.log(ngx.WARN, "gitpaas edge: no keyspace notifications (", kerr, "): frontends "
+            .. "written without a publish are seen when their cache entry expires")
+  end
+  local glob = gsub(keyspace, "[%*%?%[%]\\]", "\\%0")
   sock:send(resp.encode({"SUBSCRIBE", chan_routes, chan_certs}))
-  for _ = 1, 2 do
+  sock:send(resp.encode({"PSUBSCRIBE", glob .. "frontend:*", glob .. "dead:*"}))
+  for _ = 1, 4 do
     local v, e = resp.read_reply(sock)
     if not v then sock:close() return e end
   end
@@ -1061,6 +1095,10 @@ local function subscribe_loop()
       if type(msg) == "table" and msg[1] == "message" then
         if msg[2] == chan_routes then invalidate(msg[3])
         elseif msg[2] == chan_certs then state:incr("cert_epoch", 1, 0) end
+      elseif type(msg) == "table" and msg[1] == "pmessage" and type(msg[3]) == "string" then
+        local key = sub(msg[3], #keyspace + 1)  -- frontend:<host> or dead:<host>
+        local host = key:match("^frontend:(%S+)$") or key:match("^dead:(%S+)$")
+        if host then invalidate(host) end
       end
     elseif e ~= "timeout" then
       sock:close()
