@@ -82,7 +82,20 @@ def check_entry(host: str, chain_pem: bytes, key_pem: bytes) -> Bundle:
 
 
 def _client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    return redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=30)
+
+
+def redis_reason(exc: redis.RedisError) -> str:
+    """A Redis error for a log line, without the command: redis-py writes a failed
+    pipeline command's arguments (a key's PEM among them) into the message."""
+    text = str(exc.args[0]) if exc.args else ""
+    marker = " of pipeline caused error: "
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    elif text.startswith("Command # "):
+        text = ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def _bytes(value: object) -> bytes:
@@ -131,7 +144,7 @@ class CertMirror:
         try:
             pipe.execute()
         except redis.RedisError as exc:
-            log.warning("%s: %s", what, exc)
+            log.warning("%s: %s", what, redis_reason(exc))
             return False
         return True
 
@@ -151,7 +164,7 @@ class CertMirror:
                 pipe.hget(cert_key(self.prefix, host), "digest")
             digests = pipe.execute() if hosts else []
         except redis.RedisError as exc:
-            log.warning("cannot copy the certificates to Redis: %s", exc)
+            log.warning("cannot copy the certificates to Redis: %s", redis_reason(exc))
             return []
         changed, copied = [], set()
         for host, remote_digest in zip(hosts, digests, strict=True):
@@ -399,7 +412,8 @@ class CertSync:
                         next_full = time.monotonic() + full_interval
                         self.sync_all()
             except redis.RedisError as exc:
-                log.warning("certificate sync: Redis: %s (again in %.1f s)", exc, backoff)
+                log.warning("certificate sync: Redis: %s (again in %.1f s)", redis_reason(exc),
+                            backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             except Exception:  # noqa: BLE001 - the sync must outlive one failure

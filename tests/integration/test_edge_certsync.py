@@ -332,3 +332,22 @@ def test_a_router_on_serves_own_data_dir_does_not_sync(tmp_path, redis_url, inst
 
     settings = Settings(data_dir=tmp_path, instance=instance, redis_url=redis_url)
     assert start_cert_sync(settings) is None
+
+
+def test_a_failed_copy_is_logged_without_the_key(redis_url, instance, caplog):
+    """redis-py puts a failed pipeline command's arguments into its message: the log line
+    keeps the server's reason only."""
+    from gitpaas.edge.certsync import redis_reason
+
+    prefix = f"{instance}:"
+    client = redis.Redis.from_url(redis_url)
+    client.set(index_key(prefix), "not a set")         # the SADD of the copy fails
+    _, pem, key = make_ca_and_cert(["k.example.test"])
+    with caplog.at_level("WARNING", logger="gitpaas.edge.certsync"):
+        assert not CertMirror(redis_url, prefix).put("k.example.test", pem, key)
+    assert "WRONGTYPE" in caplog.text and "SADD" not in caplog.text
+    secret = key.decode().splitlines()[1]
+    annotated = redis.ResponseError(f"Command # 2 (HSET x key {secret}) of pipeline caused"
+                                    " error: OOM command not allowed")
+    assert redis_reason(annotated) == "ResponseError: OOM command not allowed"
+    assert secret not in redis_reason(redis.ResponseError(f"Command # 2 (HSET {secret})"))
