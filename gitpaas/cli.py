@@ -107,9 +107,9 @@ def start_cert_sync(settings: settings_mod.Settings) -> threading.Event | None:
     """``gitpaas router``: keep the edge's certificate files in line with the copies in
     Redis (``edge.certsync``). None on ``serve``'s own data dir, whose files are the
     source of those copies (a second writer of the same files would only race)."""
-    from .edge.certsync import CertSync
+    from .edge.certsync import CertSync, is_serve_data_dir
 
-    if settings.secret_key_path.exists() or (settings.data_dir / "edge" / "acme").is_dir():
+    if is_serve_data_dir(settings.data_dir):
         logging.getLogger("gitpaas").info(
             "certificate sync off: %s is gitpaas serve's data dir (its certificates are"
             " the source)", settings.data_dir)

@@ -81,6 +81,14 @@ def check_entry(host: str, chain_pem: bytes, key_pem: bytes) -> Bundle:
     return bundle
 
 
+def is_serve_data_dir(data_dir: Path) -> bool:
+    """Whether ``data_dir`` is ``gitpaas serve``'s (its secret key, or its certificate
+    manager's directory, is there): its certificate files are then the source of the
+    copies in Redis, and no sync may write them (the default systemd install runs
+    ``serve --no-router`` and ``gitpaas router`` on one data dir)."""
+    return (data_dir / "secret.key").exists() or (data_dir / "edge" / "acme").is_dir()
+
+
 def _client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
                                 health_check_interval=30)
@@ -397,7 +405,7 @@ class CertSync:
         from .certs import certs_channel
 
         backoff = 0.5
-        while not stop.is_set():
+        while not stop.is_set() and not self._source_now():
             pubsub = self._redis.pubsub(  # type: ignore[no-untyped-call]
                 ignore_subscribe_messages=True)
             try:
@@ -407,8 +415,12 @@ class CertSync:
                 while not stop.is_set():
                     msg = pubsub.get_message(timeout=1.0)
                     if msg and msg.get("type") == "message":
+                        if self._source_now():
+                            return
                         self.handle(msg["data"])
                     if time.monotonic() >= next_full:
+                        if self._source_now():
+                            return
                         next_full = time.monotonic() + full_interval
                         self.sync_all()
             except redis.RedisError as exc:
@@ -421,6 +433,14 @@ class CertSync:
                 stop.wait(5.0)
             finally:
                 pubsub.close()
+
+    def _source_now(self) -> bool:
+        """True (logged) once this data dir turned out to be ``serve``'s: stop syncing."""
+        if not is_serve_data_dir(self.certs_dir.parent.parent):
+            return False
+        log.info("certificate sync off: %s is gitpaas serve's data dir (its certificates"
+                 " are the source)", self.certs_dir.parent.parent)
+        return True
 
     def start_in_thread(self) -> threading.Event:
         """Run :meth:`run` on a daemon thread; set the event to stop it."""

@@ -351,3 +351,28 @@ def test_a_failed_copy_is_logged_without_the_key(redis_url, instance, caplog):
                                     " error: OOM command not allowed")
     assert redis_reason(annotated) == "ResponseError: OOM command not allowed"
     assert secret not in redis_reason(redis.ResponseError(f"Command # 2 (HSET {secret})"))
+
+
+def test_a_sync_stops_when_its_data_dir_turns_out_to_be_serves(tmp_path, redis_url, instance):
+    """The default systemd install runs ``serve --no-router`` and ``gitpaas router`` on
+    one data dir: a router that started first stops syncing once ``serve`` made it its own."""
+    prefix = f"{instance}:"
+    sync = CertSync(redis_url, prefix, tmp_path / "edge")
+    stop = threading.Event()
+    thread = threading.Thread(target=sync.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        client = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 5
+        while client.pubsub_numsub(f"{prefix}certs")[0][1] < 1:
+            assert time.monotonic() < deadline, "the sync did not subscribe"
+            time.sleep(0.02)
+        (tmp_path / "secret.key").write_bytes(b"x")
+        _, pem, key = make_ca_and_cert(["late.example.test"])
+        CertMirror(redis_url, prefix).put("late.example.test", pem, key)
+        client.publish(f"{prefix}certs", "late.example.test")
+        thread.join(5)
+        assert not thread.is_alive()
+        assert not (tmp_path / "edge" / "certs" / "late.example.test.crt").exists()
+    finally:
+        stop.set()
