@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,7 @@ class CertMirror:
         return True
 
     def reconcile(self, local: Mapping[str, tuple[bytes, bytes]],
-                  still_there: Any = None) -> list[str]:
+                  still_there: Callable[[str], bool] | None = None) -> list[str]:
         """Make Redis hold ``local`` (host -> (chain, key), as read from the files): an
         entry whose digest differs is checked (``check_entry``: a pair that fails is not
         copied, and logged once) and written; hosts not copied are removed from Redis
@@ -178,7 +178,7 @@ class CertMirror:
         for host, remote_digest in zip(hosts, digests, strict=True):
             chain, key = local[host]
             got = digest(chain, key)
-            if _bytes(remote_digest).decode("ascii", "replace") == got:
+            if host in remote and _bytes(remote_digest).decode("ascii", "replace") == got:
                 copied.add(host)
             elif self._valid(host, chain, key, got):
                 copied.add(host)
