@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 MAX_PEM_BYTES = 256 * 1024
 MAX_PEM_BLOCKS = 20
+PUBLISH_EACH_MAX = 20  # a full copy changing more hosts publishes one "*" (re-read all)
 PEM_BEGIN_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
 KEY_LABELS = {"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"}
 
@@ -294,14 +295,15 @@ class CertStore:
         return found
 
     def mirror_all(self) -> list[str]:
-        """Copy every certificate here to Redis and remove the entries of those gone
-        (publishing each changed host): the changed hosts. Nothing without a mirror."""
+        """Copy every certificate here to Redis and remove the entries of those gone,
+        publishing each changed host (more than ``PUBLISH_EACH_MAX``: one ``*``, which
+        edges take as "all"): the changed hosts. Nothing without a mirror."""
         if self._mirror is None:
             return []
         with self._lock:
             changed = self._mirror.reconcile(
                 self.pairs(), still_there=lambda h: _is_host_file(self.certs_dir, h))
-        for host in changed:
+        for host in changed if len(changed) <= PUBLISH_EACH_MAX else ["*"]:
             self._publish(host)
         return changed
 

@@ -376,3 +376,25 @@ def test_a_sync_stops_when_its_data_dir_turns_out_to_be_serves(tmp_path, redis_u
         assert not (tmp_path / "edge" / "certs" / "late.example.test.crt").exists()
     finally:
         stop.set()
+
+
+def test_a_large_copy_is_one_message_and_a_router_reads_it_all(tmp_path, redis_url,
+                                                               instance):
+    """After an upgrade (or a lost Redis) serve's first pass copies every certificate:
+    more than 20 changed hosts make one ``*`` on the channel, which a sync takes as all."""
+    from gitpaas.edge.certstore import PUBLISH_EACH_MAX, CertStore
+
+    prefix = f"{instance}:"
+    published: list[str] = []
+    store = CertStore(tmp_path / "serve", published.append, CertMirror(redis_url, prefix))
+    store.certs_dir.mkdir(parents=True)
+    _, pem, key = make_ca_and_cert(["*.many.example.test"])
+    hosts = [f"h{i}.many.example.test" for i in range(PUBLISH_EACH_MAX + 5)]
+    for host in hosts:
+        (store.certs_dir / f"{host}.crt").write_bytes(pem)
+        (store.certs_dir / f"{host}.key").write_bytes(key)
+    assert sorted(store.mirror_all()) == sorted(hosts)
+    assert published == ["*"]
+    sync = CertSync(redis_url, prefix, tmp_path / "router" / "edge")
+    sync.handle(b"*")
+    assert sorted(sync.synced) == sorted(hosts)
