@@ -89,6 +89,26 @@ def is_serve_data_dir(data_dir: Path) -> bool:
     return (data_dir / "secret.key").exists() or (data_dir / "edge" / "acme").is_dir()
 
 
+def open_redis_warning(redis_url: str) -> str | None:
+    """A warning when ``redis_url`` (which holds every certificate's key) is reached
+    over the network without a password; None for loopback or with a password."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    url = urlsplit(redis_url)
+    if url.scheme == "unix" or url.password or url.username:
+        return None
+    host = url.hostname or "127.0.0.1"
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            return None
+    return (f"Redis at {host} has no password and holds every TLS private key:"
+            " set requirepass and put it in redis_url (docs/security.md)")
+
+
 def _client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
                                 health_check_interval=30)
