@@ -61,18 +61,21 @@ def nginx_binary() -> str:
 
 
 def _write_if_changed(path: Path, text: str, private: bool = False) -> bool:
+    """Replace ``path`` atomically (mode 0600 if ``private``) unless it holds ``text``
+    already; True if written."""
     data = text.encode()
     try:
         if path.read_bytes() == data:
             return False
     except FileNotFoundError:
         pass
-    if private:
-        write_private_file(path, data)
-    else:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
     return True
 
 
