@@ -46,9 +46,10 @@ class FreshLoad(threading.Thread):
     connection an exiting worker closes between two requests, which any client retries,
     is not what is counted): at most ``limit`` requests or ``seconds``."""
 
-    def __init__(self, port: int, seconds: float = 30.0, limit: int = 5000) -> None:
+    def __init__(self, port: int, host: str = HOST, seconds: float = 30.0,
+                 limit: int = 5000) -> None:
         super().__init__(daemon=True)
-        self.port, self.seconds, self.limit = port, seconds, limit
+        self.port, self.host, self.seconds, self.limit = port, host, seconds, limit
         self.stop = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
@@ -60,7 +61,7 @@ class FreshLoad(threading.Thread):
                 break
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             try:
-                conn.request("GET", "/", headers={"Host": HOST, "Connection": "close"})
+                conn.request("GET", "/", headers={"Host": self.host, "Connection": "close"})
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status == 200:
