@@ -331,6 +331,7 @@ http {{
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Forwarded-Host $http_host;
             # hop-by-hop: an empty value drops the header (the Lua drops Connection-listed ones)
             proxy_set_header Keep-Alive "";
             proxy_set_header Proxy-Connection "";

@@ -183,17 +183,19 @@ def test_unpublished_change_is_seen_after_the_ttl(redis_url, instance):
 
 
 @pytest.fixture
-def throwaway_redis():
-    """A private redis-server on a free port: (url, start, stop)."""
+def throwaway_redis(request):
+    """A private redis-server on a free port: (url, start, stop). Extra redis-server
+    arguments by indirect parametrization."""
     binary = shutil.which("redis-server")
     require(binary is not None, "redis-server")
     port = free_port()
     procs: list[subprocess.Popen] = []
+    extra = list(getattr(request, "param", []))
 
     def start() -> None:
         proc = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+             "--appendonly", "no", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         procs.append(proc)
@@ -269,3 +271,81 @@ def test_many_unknown_hosts_do_not_hurt_known_ones(redis_url, instance):
         for i in range(300):  # e.g. a scan with random Host headers
             assert get(router.port, f"random{i}.example.com")[0] == 404
         assert backend_of(get(router.port, HOST)[2]) == "a"
+
+
+def wait_patterns(url: str) -> None:
+    """Until an edge listens to keyspace notifications (a private Redis: PUBSUB NUMPAT
+    counts only its patterns)."""
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 5
+        while client.execute_command("PUBSUB", "NUMPAT") < 2:
+            assert time.monotonic() < deadline, "the edge did not subscribe to keyspace events"
+            time.sleep(0.01)
+    finally:
+        client.close()
+
+
+def serves(port: int, host: str, name: str, within: float = 2.0) -> None:
+    """Until 10 requests in a row for ``host`` reach backend ``name``."""
+    deadline, run = time.monotonic() + within, 0
+    while run < 10:
+        assert time.monotonic() < deadline, f"{host} not served by {name} within {within} s"
+        run = run + 1 if backend_of(get(port, host)[2]) == name else 0
+
+
+def test_unpublished_writes_to_a_cached_host_are_seen_at_once(throwaway_redis):
+    """Keyspace notifications: another Hipache tool changes a cached frontend, or marks
+    one of its backends dead, without publishing; the edge sees it within a second, not
+    at the cache's expiry (60 s here). After a Redis restart, which forgets
+    notify-keyspace-events, the edge sets it again."""
+    url, start, stop = throwaway_redis
+    instance = "keyspace"
+    key, dead = f"{instance}:frontend:{HOST}", f"{instance}:dead:{HOST}"
+    with backends("a", "b", "c") as (a, b, c), running_router(
+        make_config(url, instance, cache_ttl=60.0)
+    ) as router:
+        wait_patterns(url)
+        client = redis.Redis.from_url(url)
+        flags = client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert set("Kgls") <= set(flags), flags
+        client.rpush(key, "other-tool", a.url)
+        serves(router.port, HOST, "a")
+        client.lset(key, 1, b.url)  # no publish
+        serves(router.port, HOST, "b")
+        client.rpush(key, c.url)
+        client.sadd(dead, 0)  # another edge found b dead
+        client.expire(dead, 30)
+        serves(router.port, HOST, "c")
+        client.delete(dead)
+        client.close()
+
+        stop()
+        start()
+        wait_subscribed(url, f"{instance}:", timeout=10)
+        wait_patterns(url)
+        client = redis.Redis.from_url(url)
+        flags = client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert set("Kgls") <= set(flags), flags
+        client.rpush(key, "other-tool", a.url)  # an empty Redis again
+        serves(router.port, HOST, "a")
+        client.close()
+
+
+@pytest.mark.parametrize("throwaway_redis", [["--rename-command", "CONFIG", ""]],
+                         indirect=True)
+def test_without_config_the_edge_serves_and_says_why(throwaway_redis):
+    """A Redis that refuses CONFIG (renamed away, or an ACL): no keyspace notifications;
+    the edge says why in its error log, and published changes still reach it."""
+    url, _, _ = throwaway_redis
+    instance = "noconfig"
+    with backends("a", "b") as (a, b), running_router(
+        make_config(url, instance, cache_ttl=60.0)
+    ) as router:
+        set_route(url, instance, HOST, a.url)
+        serves(router.port, HOST, "a")
+        set_route(url, instance, HOST, b.url)
+        serves(router.port, HOST, "b", within=1.0)
+        log = router.config.error_log_path.read_text()
+        assert "no keyspace notifications" in log
+        assert "unknown command" in log.lower()

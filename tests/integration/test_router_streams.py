@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
 import time
 
 from .routerkit import backends, make_config, running_router, set_route
@@ -233,3 +234,58 @@ def test_half_close_before_the_body_ends_is_cut_off_at_once(redis_url, instance)
         assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
         assert time.monotonic() - started < 3
         assert a.hits == 0
+
+
+SPOOFED = {
+    "X-Forwarded-Host": "evil.example", "X-Forwarded-Ssl": "on",
+    "X-Forwarded-Scheme": "https", "X-Forwarded-Prefix": "/evil",
+    "x-FORWARDED-server": "evil", "Forwarded": "for=6.6.6.6;host=evil.example;proto=https",
+    "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443", "X-Forwarded": "for=6.6.6.6",
+}
+
+
+def _assert_from_the_edge(seen: dict[str, list[str]], scheme: str, port: int) -> None:
+    assert seen["x-forwarded-host"] == seen["host"]  # the Host the app gets, port and all
+    assert seen["host"][0] in (HOST, f"{HOST}:{port}")
+    assert seen["x-forwarded-proto"] == [scheme]
+    assert seen["x-forwarded-port"] == [str(port)]
+    for name in ("x-forwarded-ssl", "x-forwarded-scheme", "x-forwarded-prefix",
+                 "x-forwarded-server", "forwarded"):
+        assert name not in seen, name
+    assert seen["x-forwarded"] == ["for=6.6.6.6"]  # not a forwarding header of any framework
+
+
+def test_forwarding_headers_come_from_the_edge_only(redis_url, instance):
+    """A client's X-Forwarded-* (but For, which the edge appends to) and Forwarded never
+    reach the app: Rack, Rails, Spring and Symfony take the scheme, host or path prefix
+    from them. Also with more headers than the edge reads through the FFI (its slow
+    path)."""
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        for padding in (0, 70):
+            conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=5)
+            conn.request("GET", "/", headers={
+                "Host": HOST, "X-Forwarded-For": "203.0.113.9", **SPOOFED,
+                **{f"X-Pad-{i}": "1" for i in range(padding)},
+            })
+            seen = _headers(conn.getresponse().read())
+            conn.close()
+            _assert_from_the_edge(seen, "http", router.port)
+            assert seen["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
+            assert len([n for n in seen if n.startswith("x-pad-")]) == padding
+
+
+def test_forwarding_headers_come_from_the_edge_only_over_http2(redis_url, instance):
+    """The same for HTTP/2 (curl --http2 over TLS)."""
+    config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0))
+    with backends("a") as (a,), running_router(config) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        cmd = ["curl", "-sk", "--http2", "--max-time", "10", "-w", "\n%{http_version}",
+               "--resolve", f"{HOST}:{router.tls_port}:127.0.0.1",
+               *[arg for name, value in SPOOFED.items() for arg in ("-H", f"{name}: {value}")],
+               f"https://{HOST}:{router.tls_port}/"]
+        out = subprocess.run(cmd, capture_output=True, timeout=20, check=True).stdout
+        body, _, version = out.rpartition(b"\n")
+        assert version == b"2"
+        seen = _headers(body)
+        _assert_from_the_edge(seen, "https", router.tls_port)

@@ -16,7 +16,7 @@ require "resty.core.var"      -- and of its variables
 local ngx, tonumber, tostring, type, pairs, ipairs = ngx, tonumber, tostring, type, pairs, ipairs
 local find, sub, lower, gmatch, byte, format = string.find, string.sub, string.lower, string.gmatch,
   string.byte, string.format
-local concat, random = table.concat, math.random
+local concat, random, gsub = table.concat, math.random, string.gsub
 local var, now, exit = ngx.var, ngx.now, ngx.exit
 local http_version, raw_header, clear_header = ngx.req.http_version, ngx.req.raw_header,
   ngx.req.clear_header
@@ -389,8 +389,9 @@ local function value_end(b, i)
 end
 
 -- What head_check() saw on the way (valid when it returned 1): the Content-Length value
--- (a number) and the Connection value (a string), or false; saves two ngx.var reads.
-local head_cl, head_conn = false, false
+-- (a number) and the Connection value (a string), or false; saves two ngx.var reads;
+-- head_fwd: a header strip_forwarded() drops was there.
+local head_cl, head_conn, head_fwd = false, false, false
 
 -- Are the n bytes at p `lname` (lower case), in any case?
 local function name_is(p, n, lname)
@@ -403,8 +404,28 @@ local function name_is(p, n, lname)
   return true
 end
 
+-- Forwarding headers only the edge may set. nginx.conf sets X-Forwarded-For (appending
+-- the client's address to the client's list, as Hipache did), -Proto, -Port and -Host
+-- and X-Real-IP, replacing a client's; any other X-Forwarded-* and Forwarded (RFC 7239)
+-- from a client would reach the app as if the edge had said them (Rack reads
+-- X-Forwarded-Ssl, X-Forwarded-Scheme and, from Rack 3, Forwarded's host and proto;
+-- Spring and Symfony X-Forwarded-Prefix): the edge drops them.
+-- (No Lua string is made: requests through a CDN carry X-Forwarded-For every time.)
+local function fwd_name(p, n)
+  if n == 9 then return name_is(p, 9, "forwarded") end
+  if n < 13 or (p[0] ~= 120 and p[0] ~= 88) then return false end  -- x, X
+  for i = 1, 11 do
+    local c = p[i]
+    if c >= 65 and c <= 90 then c = c + 32 end
+    if c ~= byte("x-forwarded-", i + 1) then return false end
+  end
+  local rest, k = p + 12, n - 12
+  return not (name_is(rest, k, "for") or name_is(rest, k, "proto")
+              or name_is(rest, k, "port") or name_is(rest, k, "host"))
+end
+
 local function head_check()
-  head_cl, head_conn = false, false
+  head_cl, head_conn, head_fwd = false, false, false
   local r = get_request()
   truncated[0] = 0
   local n = C.ngx_http_lua_ffi_req_get_headers_count(r, MAX_HEADERS, truncated)
@@ -439,6 +460,8 @@ local function head_check()
       elseif klen == 10 and name_is(h.key.data, 10, "connection") then
         if head_conn then return 0 end  -- two Connection lines: ngx.var joins them
         head_conn = ffi.string(h.value.data, h.value.len)
+      elseif (klen == 9 or klen > 12) and fwd_name(h.key.data, klen) then
+        head_fwd = true
       end
     end
   end
@@ -616,6 +639,35 @@ local function strip_connection_listed(h)
   end
 end
 
+-- Drop the forwarding headers fwd_name() names (see there).
+local function strip_forwarded()
+  local r = get_request()
+  truncated[0] = 0
+  local n = C.ngx_http_lua_ffi_req_get_headers_count(r, MAX_HEADERS, truncated)
+  local drop
+  if n > 0 and truncated[0] == 0 then
+    C.ngx_http_lua_ffi_req_get_headers(r, elts, n, 1)
+    for k = 0, n - 1 do
+      local key = elts[k].key
+      local klen = tonumber(key.len)
+      if (klen == 9 or klen > 12) and fwd_name(key.data, klen) then
+        drop = drop or {}
+        drop[#drop + 1] = ffi.string(key.data, klen)
+      end
+    end
+  elseif n > 0 then  -- more headers than MAX_HEADERS
+    for name in pairs(ngx.req.get_headers(0, true)) do
+      if (#name == 9 or #name > 12) and fwd_name(ffi_cast(u8p, name), #name) then
+        drop = drop or {}
+        drop[#drop + 1] = name
+      end
+    end
+  end
+  if drop then
+    for k = 1, #drop do clear_header(drop[k]) end
+  end
+end
+
 -- The request's state (ngx.ctx) comes from a per-worker pool and goes back to it at the
 -- end of log(): a table made per request was most of what a request allocated (~250 of
 -- ~470 bytes), and with 10,000 hosts each garbage collection cycle walks a heap of ~30 MB
@@ -705,6 +757,7 @@ function M.route()
   local h
   if verdict == 1 then h = head_conn else h = var.http_connection end
   if h then strip_connection_listed(h) end
+  if verdict ~= 1 or head_fwd then strip_forwarded() end
 end
 
 -- The app's own proxy timeouts (app settings), if it has any: once per request, before
@@ -1039,12 +1092,46 @@ M.invalidate = invalidate
 
 local subscriber
 
+-- Keyspace notifications: a frontend or dead mark that any tool writes (Hipache's own, a
+-- script, another edge), published or not, invalidates that host at once. Redis sends
+-- them only with the K (keyspace), g (DEL, EXPIRE, RENAME), l (lists) and s (sets) flags
+-- of notify-keyspace-events, which is off by default: add what is missing, keeping the
+-- flags already set. Redis forgets it on restart; this runs at every (re)subscribe.
+local KEYSPACE_FLAGS = "Kgls"
+
+local function keyspace_events(sock)
+  sock:send(resp.encode({"CONFIG", "GET", "notify-keyspace-events"}))
+  local v, e = resp.read_reply(sock)
+  if type(v) ~= "table" or type(v[2]) ~= "string" then
+    return nil, e or "CONFIG GET refused"
+  end
+  local flags, missing = v[2], ""
+  for c in gmatch(KEYSPACE_FLAGS, ".") do
+    if not find(flags, c, 1, true) and not (c ~= "K" and find(flags, "A", 1, true)) then
+      missing = missing .. c
+    end
+  end
+  if missing == "" then return true end
+  sock:send(resp.encode({"CONFIG", "SET", "notify-keyspace-events", flags .. missing}))
+  v, e = resp.read_reply(sock)
+  if v ~= "OK" then return nil, e or "CONFIG SET refused" end
+  return true
+end
+
 local function subscribe_loop()
   local sock, err = resp.connect(conf, 1000)
   if not sock then return err end
   local chan_routes, chan_certs = conf.prefix .. "routes", conf.prefix .. "certs"
+  local keyspace = "__keyspace@" .. conf.redis_db .. "__:" .. conf.prefix
+  local ok, kerr = keyspace_events(sock)
+  if not ok then
+    ngx.log(ngx.WARN, "gitpaas edge: no keyspace notifications (", kerr, "): frontends "
+            .. "written without a publish are seen when their cache entry expires")
+  end
+  local glob = gsub(keyspace, "[%*%?%[%]\\]", "\\%0")
   sock:send(resp.encode({"SUBSCRIBE", chan_routes, chan_certs}))
-  for _ = 1, 2 do
+  sock:send(resp.encode({"PSUBSCRIBE", glob .. "frontend:*", glob .. "dead:*"}))
+  for _ = 1, 4 do
     local v, e = resp.read_reply(sock)
     if not v then sock:close() return e end
   end
@@ -1061,6 +1148,10 @@ local function subscribe_loop()
       if type(msg) == "table" and msg[1] == "message" then
         if msg[2] == chan_routes then invalidate(msg[3])
         elseif msg[2] == chan_certs then state:incr("cert_epoch", 1, 0) end
+      elseif type(msg) == "table" and msg[1] == "pmessage" and type(msg[3]) == "string" then
+        local key = sub(msg[3], #keyspace + 1)  -- frontend:<host> or dead:<host>
+        local host = key:match("^frontend:(%S+)$") or key:match("^dead:(%S+)$")
+        if host then invalidate(host) end
       end
     elseif e ~= "timeout" then
       sock:close()
