@@ -172,6 +172,7 @@ class Edge:
                 log.info("edge: adopted nginx (pid %d), config or Lua changed: reloaded", pid)
             else:
                 log.info("edge: adopted nginx (pid %d)", pid)
+            pid = self.wait_ready(timeout)  # it may have been starting itself
         else:
             self.test_config()
             digest = self.fingerprint()
@@ -182,7 +183,6 @@ class Edge:
             log.info("edge: nginx started")
             pid = self.wait_ready(timeout)
             self._record_loaded(pid, digest)
-        pid = self.wait_ready(timeout)  # adopted: it may have been starting itself
         if os.geteuid() == 0:
             set_group_priority(pid, self.config.worker_priority)
         return pid
