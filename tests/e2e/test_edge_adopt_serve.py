@@ -72,7 +72,7 @@ def test_serve_started_again_reloads_a_changed_edge_config(tmp_path, redis_url, 
             load.stop.set()
             load.join(30)
             assert _nginx(srv) == nginx  # adopted and reloaded, not restarted
-            assert load.failures == [] and load.ok > 20, (load.failures[:5], load.ok)
+            assert load.failures == [] and load.ok >= 10, (load.failures[:5], load.ok)
             assert "config or Lua changed: reloaded" in srv.log()
             # started again with nothing changed: nginx is not signalled
             srv.stop()

@@ -107,10 +107,13 @@ def _under_load(port: int, adopt: EdgeConfig) -> tuple[int, FreshLoad]:
         time.sleep(0.02)
     before = load.ok
     pid = Edge(adopt).start()
-    time.sleep(1.5)  # the old workers exit meanwhile
+    time.sleep(1.0)  # the old workers exit meanwhile
+    deadline = time.monotonic() + 20
+    while load.ok < before + 10 and load.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
     load.stop.set()
     load.join(30)
-    assert load.ok > before + 10  # requests went on during and after the reload
+    assert load.ok >= before + 10  # requests went on during and after the reload
     return pid, load
 
 
@@ -138,7 +141,7 @@ def test_adopt_reloads_a_changed_config_without_a_restart(redis_url, instance):
         changed = dataclasses.replace(config, workers=2, https_listen=("127.0.0.1", free_port()))
         pid, load = _under_load(router.port, changed)
         assert pid == master  # adopted and reloaded, not restarted
-        assert load.failures == [] and load.ok > 20, (load.failures[:5], load.ok)
+        assert load.failures == [] and load.ok >= 20, (load.failures[:5], load.ok)
         first = wait_workers(master, 2, old)  # the new setting in effect
         assert _tls_accepts(changed.https_listen[1])  # type: ignore[index]
         assert "[emerg]" not in router.edge.error_tail(5000)
@@ -162,7 +165,7 @@ def test_adopt_reloads_changed_lua_modules(redis_url, instance, lua_copy):
         module.write_text(text.rstrip()[: -len("return M")] + MARKER)
         pid, load = _under_load(router.port, config)
         assert pid == master
-        assert load.failures == [] and load.ok > 20, (load.failures[:5], load.ok)
+        assert load.failures == [] and load.ok >= 20, (load.failures[:5], load.ok)
         status, headers, _ = get(router.port, "nowhere.example.com")
         assert status == 404 and headers.get("X-Test-Lua") == "v2"
         assert get(router.port, HOST)[0] == 200
