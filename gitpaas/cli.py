@@ -103,6 +103,23 @@ def start_edge(settings: settings_mod.Settings) -> threading.Event:
     return Edge(EdgeConfig.from_settings(settings)).start_supervised()
 
 
+def start_cert_sync(settings: settings_mod.Settings) -> threading.Event | None:
+    """``gitpaas router``: keep the edge's certificate files in line with the copies in
+    Redis (``edge.certsync``). None on ``serve``'s own data dir, whose files are the
+    source of those copies (a second writer of the same files would only race)."""
+    from .edge.certsync import CertSync, is_serve_data_dir, open_redis_warning
+
+    if warning := open_redis_warning(settings.redis_url):
+        logging.getLogger("gitpaas").warning(warning)
+    if is_serve_data_dir(settings.data_dir):
+        logging.getLogger("gitpaas").info(
+            "certificate sync off: %s is gitpaas serve's data dir (its certificates are"
+            " the source)", settings.data_dir)
+        return None
+    return CertSync(settings.redis_url, settings.routes_prefix,
+                    settings.data_dir / "edge").start_in_thread()
+
+
 def start_registry(settings: settings_mod.Settings) -> RegistryProcess:
     """``runtime: swarm``: start and supervise the image registry the nodes pull from,
     trusted by this host's engine (see ``registry``)."""
@@ -172,8 +189,12 @@ def _serve(settings: settings_mod.Settings, opts: argparse.Namespace) -> int:
 
     stop_drains = start_drains(platform)
     from .edge.certs import start_in_thread as start_certs
+    from .edge.certsync import open_redis_warning
 
-    # Certificates: a pass now and every few minutes, and at once after a deploy.
+    # Certificates: a pass now and every few minutes, and at once after a deploy; each
+    # is copied to Redis too, for edges on other hosts (edge.certsync).
+    if warning := open_redis_warning(settings.redis_url):
+        logging.getLogger("gitpaas").warning(warning)
     _, stop_certs = start_certs(platform)
     host, port = settings.listen("ssh")
     ssh = SSHServer(platform, host, port)
@@ -233,8 +254,12 @@ def router_main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGHUP, hangup)
     stop_edge = start_edge(settings)
+    # The certificates serve issued or was given, from Redis (docs/router.md).
+    stop_sync = start_cert_sync(settings)
     print(f"gitpaas: edge http port {settings.listen('http')[1]}", flush=True)
     wait_for_signal(stop)
+    if stop_sync is not None:
+        stop_sync.set()
     stop_edge.set()
     if again.is_set():
         rerun(["router", *argv])

@@ -7,6 +7,8 @@ A host gets a certificate when it has none or its certificate expired, and a new
 ``RENEW_BEFORE`` (30 days) before expiry. A failure is recorded (``certs`` shows it, the
 audit trail has it) and retried with backoff; it never touches the app's deploys.
 Certificates installed with ``certs:add`` (source ``own``) are never replaced.
+Every certificate is also copied to Redis (``edge.certsync``) for ``gitpaas router`` on
+other hosts: at each install and removal, and all of them at each full pass.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import redis
 from ..errors import GitPaasError, ServiceError
 from .acme import AcmeIssuer, IssueError, RedisChallenges
 from .certstore import CertInfo, CertStore, HostState, covers, format_time
+from .certsync import CertMirror
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -150,12 +153,16 @@ class CertManager:
     """Gets, renews, installs and removes the certificates of every app host."""
 
     def __init__(self, platform: Platform, clock: Callable[[], float] = time.time,
-                 issuer: AcmeIssuer | None = None, signals: RedisSignals | None = None) -> None:
+                 issuer: AcmeIssuer | None = None, signals: RedisSignals | None = None,
+                 mirror: CertMirror | None = None) -> None:
         s = platform.settings
         self.platform = platform
         self.clock = clock
-        self.signals = signals or RedisSignals(s.redis_url, s.routes_prefix)
-        self.store = CertStore(s.data_dir, self.signals.publish)
+        if signals is None:  # the real Redis: certificates are copied there too
+            signals = RedisSignals(s.redis_url, s.routes_prefix)
+            mirror = mirror or CertMirror(s.redis_url, s.routes_prefix)
+        self.signals = signals
+        self.store = CertStore(s.data_dir, self.signals.publish, mirror)
         if issuer is None and s.acme_directory:
             issuer = AcmeIssuer(s.acme_directory, s.data_dir / "edge" / "acme" / "account.key",
                                 RedisChallenges(s.redis_url, s.routes_prefix),
@@ -211,6 +218,7 @@ class CertManager:
             done: list[tuple[str, str]] = []
             if only_app is None:
                 self._remove_strays()
+                self.store.mirror_all()  # for edges on other hosts (edge.certsync)
                 targets = self.owners()
             else:
                 targets = {h: only_app for h in self.hosts(only_app)}

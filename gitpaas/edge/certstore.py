@@ -2,7 +2,9 @@
 
 ``<data_dir>/edge/certs/<host>.crt`` (full chain, PEM) and ``<host>.key`` (mode 0600) are
 written atomically (temp file + rename) and the host name is then published on
-``<instance>:certs`` so the edge drops its copy. ``<data_dir>/edge/acme/state/<host>.json``
+``<instance>:certs`` so the edge drops its copy; with a mirror (``certsync.CertMirror``) the
+chain and key are copied to Redis first, for edges on other hosts (``gitpaas router``).
+``<data_dir>/edge/acme/state/<host>.json``
 records the app, where the certificate came from (``acme`` or ``own``) and the last ACME
 attempt (pending, failed + reason), for ``certs`` and the renewal pass.
 """
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,8 +32,14 @@ from cryptography.x509.oid import NameOID
 from .. import names
 from ..errors import InvalidInput
 
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from .certsync import CertMirror
+
 MAX_PEM_BYTES = 256 * 1024
 MAX_PEM_BLOCKS = 20
+PUBLISH_EACH_MAX = 20  # a full copy changing more hosts publishes one "*" (re-read all)
 PEM_BEGIN_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
 KEY_LABELS = {"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"}
 
@@ -191,10 +202,13 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
 class CertStore:
     """The certificate files of the edge and the per-host state next to them."""
 
-    def __init__(self, data_dir: Path, publish: Callable[[str], None] | None = None) -> None:
+    def __init__(self, data_dir: Path, publish: Callable[[str], None] | None = None,
+                 mirror: CertMirror | None = None) -> None:
         self.certs_dir = data_dir / "edge" / "certs"
         self.state_dir = data_dir / "edge" / "acme" / "state"
         self._publish = publish or (lambda host: None)
+        self._mirror = mirror
+        self._lock = threading.Lock()  # a change and a full copy to Redis never interleave
 
     def crt_path(self, host: str) -> Path:
         return self.certs_dir / f"{_safe_host(host)}.crt"
@@ -212,21 +226,26 @@ class CertStore:
     def install(self, host: str, chain_pem: bytes, key_pem: bytes, state: HostState) -> None:
         """Write the key, then the chain (each atomically), record ``state``, publish."""
         self._dirs()
-        _atomic_write(self.key_path(host), key_pem, 0o600)
-        _atomic_write(self.crt_path(host), chain_pem, 0o644)
-        self.save_state(host, state)
+        with self._lock:
+            _atomic_write(self.key_path(host), key_pem, 0o600)
+            _atomic_write(self.crt_path(host), chain_pem, 0o644)
+            self.save_state(host, state)
+            if self._mirror is not None:
+                self._mirror.put(host, chain_pem, key_pem)
         self._publish(host)
 
     def remove(self, host: str) -> bool:
         """Delete the host's certificate, key and state; publish. True if a file went."""
         removed = False
-        for path in (self.crt_path(host), self.key_path(host), self._state_path(host)):
-            try:
-                path.unlink()
-                removed = True
-            except FileNotFoundError:
-                pass
-        if removed:
+        with self._lock:
+            for path in (self.crt_path(host), self.key_path(host), self._state_path(host)):
+                try:
+                    path.unlink()
+                    removed = True
+                except FileNotFoundError:
+                    pass
+            mirrored = self._mirror is not None and self._mirror.delete(host)
+        if removed or mirrored:
             self._publish(host)
         return removed
 
@@ -255,3 +274,43 @@ class CertStore:
             return []
         return sorted(p.name[: -len(".json")] for p in self.state_dir.iterdir()
                       if p.name.endswith(".json") and not p.name.startswith("."))
+
+    def pairs(self) -> dict[str, tuple[bytes, bytes]]:
+        """Every host with a ``.crt`` and a ``.key`` file here (gitpaas' or an admin's):
+        host -> (chain, key) as in the files, unchecked (``CertMirror`` checks what it
+        copies). Names that are no host name, and files over the PEM limit, are left out."""
+        found: dict[str, tuple[bytes, bytes]] = {}
+        if not self.certs_dir.is_dir():
+            return found
+        for crt in sorted(self.certs_dir.glob("*.crt")):
+            host = crt.name[: -len(".crt")]
+            try:
+                key = self.key_path(host)
+                if crt.stat().st_size > MAX_PEM_BYTES or key.stat().st_size > MAX_PEM_BYTES:
+                    raise InvalidInput("larger than a certificate and its key")
+                found[host] = (crt.read_bytes(), key.read_bytes())
+            except (OSError, InvalidInput) as exc:
+                reason = exc.message if isinstance(exc, InvalidInput) else type(exc).__name__
+                log.warning("certificate of %r not copied to Redis: %s", host[:80], reason)
+        return found
+
+    def mirror_all(self) -> list[str]:
+        """Copy every certificate here to Redis and remove the entries of those gone,
+        publishing each changed host (more than ``PUBLISH_EACH_MAX``: one ``*``, which
+        edges take as "all"): the changed hosts. Nothing without a mirror."""
+        if self._mirror is None:
+            return []
+        with self._lock:
+            changed = self._mirror.reconcile(
+                self.pairs(), still_there=lambda h: _is_host_file(self.certs_dir, h))
+        for host in changed if len(changed) <= PUBLISH_EACH_MAX else ["*"]:
+            self._publish(host)
+        return changed
+
+
+def _is_host_file(certs_dir: Path, host: str) -> bool:
+    """Whether ``host`` (any string from Redis) still has a certificate file here."""
+    try:
+        return (certs_dir / f"{_safe_host(host)}.crt").exists()
+    except InvalidInput:
+        return False

@@ -199,8 +199,38 @@ def _geo_exempt(exempt: str) -> str:
             net = ipaddress.ip_network(item, strict=False)
         except ValueError as exc:
             raise InvalidInput(f"invalid edge_limit_exempt entry {item!r}") from exc
-        lines.append(f"        {net} \"\";")
+        lines.append(f"        {net} 1;")
     return "\n".join(lines)
+
+
+def _check_limits(config: EdgeConfig) -> None:
+    for name in ("limit_conn", "limit_rate", "limit_burst"):
+        if getattr(config, name) < 0:
+            raise InvalidInput(f"edge_{name} must be 0 (no limit) or more")
+
+
+def _limit_zones(config: EdgeConfig) -> str:
+    """The per-IP limit zones (http level). nginx refuses a limit of 0: 0 means none."""
+    _check_limits(config)
+    lines = []
+    if config.limit_conn:
+        lines += ["    limit_conn_zone $gp_limit_key zone=gp_conn:10m;",
+                  "    limit_conn_status 429;"]
+    if config.limit_rate:
+        lines += [f"    limit_req_zone $gp_limit_key zone=gp_req:20m rate={config.limit_rate}r/s;",
+                  "    limit_req_status 429;"]
+    return "".join(line + "\n" for line in lines)
+
+
+def _limit_rules(config: EdgeConfig) -> str:
+    """The per-IP limits of the app server (a burst of 0 is nginx's default: no burst=)."""
+    lines = []
+    if config.limit_conn:
+        lines.append(f"        limit_conn gp_conn {config.limit_conn};")
+    if config.limit_rate:
+        burst = f" burst={config.limit_burst}" if config.limit_burst else ""
+        lines.append(f"        limit_req zone=gp_req{burst} nodelay;")
+    return "".join(line + "\n" for line in lines)
 
 
 def render_nginx(config: EdgeConfig) -> str:
@@ -284,15 +314,17 @@ http {{
     ignore_invalid_headers on;
     underscores_in_headers off;
 
-    geo $gp_limit_key {{
-        default $binary_remote_addr;
+    # geo values are plain strings (a "$binary_remote_addr" there is that text, one key
+    # shared by every client): geo tells exempt addresses, a map makes the per-IP key
+    geo $gp_limit_exempt {{
+        default 0;
 {_geo_exempt(config.limit_exempt)}
     }}
-    limit_conn_zone $gp_limit_key zone=gp_conn:10m;
-    limit_req_zone $gp_limit_key zone=gp_req:20m rate={config.limit_rate}r/s;
-    limit_conn_status 429;
-    limit_req_status 429;
-
+    map $gp_limit_exempt $gp_limit_key {{
+        0 $binary_remote_addr;
+        1 "";
+    }}
+{_limit_zones(config)}
     map $http_upgrade $gp_connection {{
         default upgrade;
         "" "";
@@ -309,9 +341,7 @@ http {{
     server {{
         listen {_addr(config.listen)};
 {tls}        server_name _;
-        limit_conn gp_conn {config.limit_conn};
-        limit_req zone=gp_req burst={config.limit_burst} nodelay;
-        error_page 404 413 429 500 502 503 504 @gp_error;
+{_limit_rules(config)}        error_page 404 413 429 500 502 503 504 @gp_error;
         log_by_lua_block {{ edge.log() }}
 
         location @gp_error {{
