@@ -244,9 +244,15 @@ def router_main(argv: list[str]) -> int:
     opts = parser.parse_args(argv)
     configure_logging(opts.log_level)
     settings = load_settings(opts, http_listen=opts.http_listen, router_workers=opts.workers)
-    stop = threading.Event()
+    stop, again = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+    def hangup(*_: object) -> None:
+        again.set()
+        stop.set()
+
+    signal.signal(signal.SIGHUP, hangup)
     stop_edge = start_edge(settings)
     # The certificates serve issued or was given, from Redis (docs/router.md).
     stop_sync = start_cert_sync(settings)
@@ -255,7 +261,22 @@ def router_main(argv: list[str]) -> int:
     if stop_sync is not None:
         stop_sync.set()
     stop_edge.set()
+    if again.is_set():
+        rerun(["router", *argv])
     return 0
+
+
+def rerun(argv: list[str]) -> None:
+    """Replace this process (same pid: systemd's main process stays) by the gitpaas now
+    installed, with the same settings sources: ``gitpaas router`` on SIGHUP
+    (``systemctl reload gitpaas-router``, which scripts/upgrade runs), so that the new
+    code adopts nginx and reloads it if its config or Lua changed, without a restart."""
+    logging.getLogger("gitpaas").info("SIGHUP: running the installed gitpaas again")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    code = "import sys; from gitpaas.cli import main; sys.exit(main())"
+    os.execv(sys.executable, [sys.executable, "-c", code, *argv])  # noqa: S606 - no shell
 
 
 def edge_stop(argv: list[str]) -> int:

@@ -66,6 +66,8 @@ class EdgeConfig:
     user: str = _D.edge_user
     # nice value of the workers (root only): below gitpaas' own 0.
     worker_priority: int = -5
+    # The data plane's Lua modules (the ones this gitpaas ships; tests point it elsewhere).
+    lua_dir: Path = LUA_DIR
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeConfig:
@@ -279,7 +281,7 @@ events {{
 }}
 
 http {{
-    lua_package_path "{LUA_DIR}/?.lua;{LUA_RESTY}/?.lua;;";
+    lua_package_path "{config.lua_dir}/?.lua;{LUA_RESTY}/?.lua;;";
     # cosocket errors are returned to the Lua, which logs what matters (the pub/sub
     # connection's idle read timeouts, each second, are no error)
     lua_socket_log_errors off;

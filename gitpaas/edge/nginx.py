@@ -2,14 +2,21 @@
 
 nginx runs as a daemon with its own prefix and pid file under ``<data_dir>/edge``: it is
 not a child that dies with ``gitpaas serve``. A ``serve`` that starts while an nginx of
-its data dir runs adopts it (and reloads it when the rendered config changed); a
-``serve`` that stops leaves it running. ``gitpaas edge:stop`` (:meth:`Edge.stop`) stops it.
+its data dir runs adopts it; a ``serve`` that stops leaves it running. ``gitpaas
+edge:stop`` (:meth:`Edge.stop`) stops it.
+
+What a master loaded is recorded in ``<dir>/loaded`` (its pid and a digest of the config,
+the default certificate and the Lua modules it read): an adopting ``serve`` reloads nginx
+gracefully (SIGHUP: a new Lua VM runs ``init_by_lua`` with the modules on disk; old
+workers finish their requests) when that digest differs from what it renders and ships
+now, e.g. after an upgrade, and does not signal it at all when nothing differs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import logging
 import os
 import shutil
@@ -26,6 +33,7 @@ from .config import EdgeConfig, render_lua, render_nginx
 
 log = logging.getLogger("gitpaas.edge")
 ROTATE_KEEP = 2  # access.log.1 and access.log.2 are kept
+RELOAD_TIMEOUT = 15.0  # seconds for a SIGHUP'd master to start its new workers
 
 
 AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
@@ -61,18 +69,21 @@ def nginx_binary() -> str:
 
 
 def _write_if_changed(path: Path, text: str, private: bool = False) -> bool:
+    """Replace ``path`` atomically (mode 0600 if ``private``) unless it holds ``text``
+    already; True if written."""
     data = text.encode()
     try:
         if path.read_bytes() == data:
             return False
     except FileNotFoundError:
         pass
-    if private:
-        write_private_file(path, data)
-    else:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
     return True
 
 
@@ -151,28 +162,129 @@ class Edge:
         return self.pid() is not None
 
     def start(self, timeout: float = 30.0) -> int:
-        """Adopt the running nginx of this directory (reloading it if the config changed),
-        or start one. Returns the master's pid once it listens."""
-        changed = self.write_config()
+        """Adopt the running nginx of this directory (reloading it if what it loaded
+        differs from the config and Lua on disk now), or start one. Returns the master's
+        pid once it listens."""
+        self.write_config()
         pid = self.pid()
         if pid is not None:
-            if changed:
-                self.test_config()
-                os.kill(pid, signal.SIGHUP)
-                log.info("edge: adopted nginx (pid %d), config changed: reloaded", pid)
+            if self.reload_if_changed(pid):
+                log.info("edge: adopted nginx (pid %d), config or Lua changed: reloaded", pid)
             else:
                 log.info("edge: adopted nginx (pid %d)", pid)
+            pid = self.wait_ready(timeout)  # it may have been starting itself
         else:
             self.test_config()
+            digest = self.fingerprint()
             result = subprocess.run(self._command(), capture_output=True, text=True,
                                     timeout=60, stdin=subprocess.DEVNULL)
             if result.returncode != 0:
                 raise ServiceError(f"nginx did not start: {result.stderr.strip()[-800:]}")
             log.info("edge: nginx started")
-        pid = self.wait_ready(timeout)
+            pid = self.wait_ready(timeout)
+            self._record_loaded(pid, digest)
         if os.geteuid() == 0:
             set_group_priority(pid, self.config.worker_priority)
         return pid
+
+    # -- what the running master loaded ---------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """A digest of what a (re)loading nginx reads: nginx.conf, conf.lua, the default
+        certificate and every Lua module of ``lua_dir``."""
+        c = self.config
+        digest = hashlib.sha256()
+        files = [c.conf_path, c.lua_conf_path, *c.default_cert,
+                 *sorted(c.lua_dir.glob("*.lua"))]
+        for path in files:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                data = b""
+            digest.update(f"{path}\0{len(data)}\0".encode())
+            digest.update(data)
+        return digest.hexdigest()
+
+    @property
+    def _loaded_path(self) -> Path:
+        return self.config.directory / "loaded"
+
+    def loaded(self) -> tuple[int, str] | None:
+        """(master pid, fingerprint) of what the running master last (re)loaded, if known."""
+        try:
+            pid, digest = self._loaded_path.read_text().split()
+            return int(pid), digest
+        except (OSError, ValueError):
+            return None
+
+    def _record_loaded(self, pid: int, digest: str) -> None:
+        _write_if_changed(self._loaded_path, f"{pid} {digest}\n")
+
+    def reload_if_changed(self, pid: int) -> bool:
+        """Reload the master ``pid`` (after ``nginx -t``) unless it loaded exactly what is
+        on disk now; wait until its new workers run. True if it was reloaded."""
+        digest = self.fingerprint()
+        if self.loaded() == (pid, digest):
+            return False
+        self.test_config()
+        self._hup(pid)
+        self._record_loaded(pid, digest)
+        return True
+
+    def _children(self, pid: int) -> set[int]:
+        try:
+            return {int(c) for c in
+                    Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+        except (OSError, ValueError):
+            return set()
+
+    def _hup(self, pid: int, timeout: float = RELOAD_TIMEOUT) -> None:
+        """SIGHUP: nginx starts workers of the new config (a new Lua VM) and lets the old
+        ones finish; return once new connections go to the new ones. Raise ServiceError
+        when no new worker comes (nginx then logged why, e.g. a Lua error ``nginx -t``
+        does not see, and serves on with the old config)."""
+        before = self._children(pid)
+        try:
+            offset = self.config.error_log_path.stat().st_size
+        except OSError:
+            offset = 0
+        os.kill(pid, signal.SIGHUP)
+        if not before:
+            return  # children unknown (no /proc/.../children): nothing to compare with
+        deadline = time.monotonic() + timeout
+        while not self._reloaded(pid, before):
+            failed = self._reload_error(offset)
+            if failed or time.monotonic() > deadline or self.pid() != pid:
+                raise ServiceError(f"nginx did not reload: {failed or self.error_tail(800)}")
+            time.sleep(0.02)
+
+    def _reloaded(self, pid: int, before: set[int]) -> bool:
+        """Whether the master runs new workers and every worker of ``before`` stopped
+        accepting (nginx titles it "worker process is shutting down" as it closes its
+        listening sockets; it exits once its requests are done)."""
+        children = self._children(pid)
+        if not children - before:
+            return False
+        for old in children & before:
+            try:
+                if b"shutting down" not in Path(f"/proc/{old}/cmdline").read_bytes():
+                    return False
+            except OSError:
+                continue  # exited
+        return True
+
+    def _reload_error(self, offset: int) -> str:
+        """What nginx logged after ``offset`` when a reload failed, else ''."""
+        try:
+            with self.config.error_log_path.open("rb") as f:
+                f.seek(offset)
+                text = f.read(65536).decode(errors="replace")
+        except OSError:
+            return ""
+        for line in text.splitlines():
+            if "[emerg]" in line or "init_by_lua error" in line:
+                return text[text.index(line):][:800].strip()
+        return ""
 
     def wait_ready(self, timeout: float = 30.0) -> int:
         """Wait until the master's pid file exists and the HTTP port accepts."""
@@ -191,13 +303,12 @@ class Edge:
                 raise ServiceError(f"nginx did not come up: {self.error_tail()}")
             time.sleep(0.02)
 
-    def reload(self) -> None:
-        """Re-render; if the config changed, check it and tell nginx (SIGHUP)."""
-        if self.write_config():
-            self.test_config()
-            pid = self.pid()
-            if pid is not None:
-                os.kill(pid, signal.SIGHUP)
+    def reload(self) -> bool:
+        """Re-render; if the running nginx loaded something else than what is on disk
+        now (config or Lua), check it and reload it gracefully. True if reloaded."""
+        self.write_config()
+        pid = self.pid()
+        return pid is not None and self.reload_if_changed(pid)
 
     def stop(self, graceful: bool = True, timeout: float = 15.0) -> bool:
         """Stop nginx (SIGQUIT: finish requests under way; then SIGTERM, SIGKILL).
