@@ -172,6 +172,9 @@ def render_lua(config: EdgeConfig) -> str:
         "https_redirect": config.https_redirect,
         "https_port": https_port,
         "max_body": config.client_max_body_size,
+        # nginx's client_max_body_size ("0": none): a smaller app limit has the Lua check
+        # bodies of unknown length (chunked, HTTP/2 without content-length)
+        "body_ceiling": config.max_body_size or 2**53,
         "certs_dir": str(config.certs_dir),
     }
     if values["redis_user"] and not values["redis_password"]:

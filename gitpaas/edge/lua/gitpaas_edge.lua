@@ -390,8 +390,9 @@ end
 
 -- What head_check() saw on the way (valid when it returned 1): the Content-Length value
 -- (a number) and the Connection value (a string), or false; saves two ngx.var reads;
--- head_fwd: a header strip_forwarded() drops was there.
-local head_cl, head_conn, head_fwd = false, false, false
+-- head_fwd: a header strip_forwarded() drops was there; head_te: a Transfer-Encoding
+-- header came (a body of unknown length).
+local head_cl, head_conn, head_fwd, head_te = false, false, false, false
 
 -- Are the n bytes at p `lname` (lower case), in any case?
 local function name_is(p, n, lname)
@@ -425,7 +426,7 @@ local function fwd_name(p, n)
 end
 
 local function head_check()
-  head_cl, head_conn, head_fwd = false, false, false
+  head_cl, head_conn, head_fwd, head_te = false, false, false, false
   local r = get_request()
   truncated[0] = 0
   local n = C.ngx_http_lua_ffi_req_get_headers_count(r, MAX_HEADERS, truncated)
@@ -460,6 +461,8 @@ local function head_check()
       elseif klen == 10 and name_is(h.key.data, 10, "connection") then
         if head_conn then return 0 end  -- two Connection lines: ngx.var joins them
         head_conn = ffi.string(h.value.data, h.value.len)
+      elseif klen == 17 and name_is(h.key.data, 17, "transfer-encoding") then
+        head_te = true
       elseif (klen == 9 or klen > 12) and fwd_name(h.key.data, klen) then
         head_fwd = true
       end
@@ -699,12 +702,41 @@ local function give_ctx(ctx)
   ctx_pool[ctx_free] = ctx
 end
 
+-- A body of unknown length (HTTP/1.1 chunked; HTTP/2 without content-length): is it longer
+-- than `limit`? nginx reads it here, as it would before proxying anyway (proxy_request_
+-- buffering on): into its buffer, past client_body_buffer_size into a temp file, never
+-- into Lua memory; the ceiling (client_max_body_size) still stops it with a 413. Once
+-- read, nginx knows its length: $content_length. (docs/router.md, "Request bodies")
+local read_body, get_body_data, get_body_file = ngx.req.read_body, ngx.req.get_body_data,
+  ngx.req.get_body_file
+
+local function body_over(limit)
+  read_body()
+  local n = tonumber(var.content_length or "")
+  if not n then
+    local file = get_body_file()
+    if file then
+      local f = io.open(file, "rb")
+      n = f and f:seek("end") or 0
+      if f then f:close() end
+    else
+      local data = get_body_data()
+      n = data and #data or 0
+    end
+  end
+  return n > limit
+end
+
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
   local verdict = 0
-  if http_version() < 2 then
+  local version = http_version()
+  local hcl, hconn, hfwd, hte  -- head_check()'s findings, this request's own: a lookup
+  -- below may yield (Redis) and another request's head_check() then overwrites head_*
+  if version < 2 then
     verdict = head_check()
     if verdict < 0 or (verdict == 0 and bare_lf(raw_header())) then return exit(400) end
+    hcl, hconn, hfwd, hte = head_cl, head_conn, head_fwd, head_te
   end
   local t = now()
   if t ~= l1_checked then check_gen(t) end
@@ -743,10 +775,16 @@ function M.route()
     return ngx.redirect("https://" .. host .. port .. var.request_uri, 301)
   end
   local limit = o and o.max_body or conf.max_body
+  local unknown = false  -- a body of unknown length to hold to the limit (the end)
   if limit and limit > 0 then
     local cl
-    if verdict == 1 then cl = head_cl else cl = tonumber(var.content_length or "") end
-    if cl and cl > limit then return exit(413) end
+    if verdict == 1 then cl = hcl else cl = tonumber(var.content_length or "") end
+    if cl then
+      if cl > limit then return exit(413) end
+    elseif limit < conf.body_ceiling then
+      if verdict == 1 then unknown = hte
+      else unknown = version >= 2 or var.http_transfer_encoding ~= nil end
+    end
   end
   if not fast and not r[HOST1] then
     local b, live = pick(r, host)
@@ -755,9 +793,11 @@ function M.route()
     ctx.more = live - 1 < conf.retries and live - 1 or conf.retries
   end
   local h
-  if verdict == 1 then h = head_conn else h = var.http_connection end
+  if verdict == 1 then h = hconn else h = var.http_connection end
   if h then strip_connection_listed(h) end
-  if verdict ~= 1 or head_fwd then strip_forwarded() end
+  if verdict ~= 1 or hfwd then strip_forwarded() end
+  -- last: reading the body yields (so does a lookup above); a 502 needs no body
+  if unknown and body_over(limit) then return exit(413) end
 end
 
 -- The app's own proxy timeouts (app settings), if it has any: once per request, before
@@ -984,7 +1024,15 @@ end
 
 -- -- certificates (ssl_certificate_by_lua) -------------------------------------------------
 
-local certs = {}
+-- Per worker, bounded: an anonymous client picks the SNI name of every handshake, so a
+-- table keyed by it (as before) grew by an entry per name ever seen. Names whose
+-- certificate (or wildcard's) was found live in `certs` (LRU, CERTS_MAX names: the real
+-- hosts, which a flood of made-up names does not evict), names without one in `misses`
+-- (LRU, MISSES_MAX: a flood churns only this one). A new name costs one failed open() (its
+-- parent's wildcard is usually cached), next to the handshake's own crypto. Each entry is
+-- re-read when a second old or when the certs channel bumped cert_epoch (as before).
+local CERTS_MAX, MISSES_MAX = 10000, 1000
+local certs, misses = lrucache.new(CERTS_MAX), lrucache.new(MISSES_MAX)
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -997,7 +1045,7 @@ end
 local function load_cert(name)
   local now = ngx.now()
   local epoch = state:get("cert_epoch") or 0
-  local c = certs[name]
+  local c = certs:get(name) or misses:get(name)
   if c and c.checked + 1 > now and c.epoch == epoch then return c end
   local crt = read_file(conf.certs_dir .. "/" .. name .. ".crt")
   local key = crt and read_file(conf.certs_dir .. "/" .. name .. ".key")
@@ -1011,7 +1059,13 @@ local function load_cert(name)
     c.chain = ssl.parse_pem_cert(crt)
     c.pkey = ssl.parse_pem_priv_key(key)
   end
-  certs[name] = c
+  if c.chain and c.pkey then
+    certs:set(name, c)
+    misses:delete(name)
+  else
+    misses:set(name, c)
+    certs:delete(name)
+  end
   return c
 end
 
@@ -1061,6 +1115,8 @@ function M.metrics()
   out[#out + 1] = "# TYPE gitpaas_edge_redis_subscribed gauge"
   out[#out + 1] = "gitpaas_edge_redis_subscribed " .. (state:get("subscribed") and 1 or 0)
   -- this worker's Lua heap (what its garbage collector walks)
+  out[#out + 1] = "# TYPE gitpaas_edge_tls_names_cached gauge"
+  out[#out + 1] = format("gitpaas_edge_tls_names_cached %d", certs:count() + misses:count())
   out[#out + 1] = "# TYPE gitpaas_edge_lua_memory_bytes gauge"
   out[#out + 1] = format("gitpaas_edge_lua_memory_bytes %d", collectgarbage("count") * 1024)
   ngx.header["Content-Type"] = "text/plain; version=0.0.4"
