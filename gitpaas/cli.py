@@ -253,6 +253,9 @@ def router_main(argv: list[str]) -> int:
         stop.set()
 
     signal.signal(signal.SIGHUP, hangup)
+    # rerun() blocks SIGHUP across exec: one sent while this process started waited
+    # (pending) for the handler and runs it now; a fresh process gets it unblocked too.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     stop_edge = start_edge(settings)
     # The certificates serve issued or was given, from Redis (docs/router.md).
     stop_sync = start_cert_sync(settings)
@@ -276,6 +279,11 @@ def rerun(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     code = "import sys; from gitpaas.cli import main; sys.exit(main())"
+    # Until the new process installs its handler SIGHUP's action is the default one (the
+    # process ends: a clean exit to systemd, which restarts nothing; nginx in the unit's
+    # cgroup dies with it). Blocked, a SIGHUP sent meanwhile stays pending across exec
+    # (the mask survives it) until router_main unblocks it: another run follows.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     os.execv(sys.executable, [sys.executable, "-c", code, *argv])  # noqa: S606 - no shell
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +35,7 @@ from .config import EdgeConfig, render_lua, render_nginx
 
 log = logging.getLogger("gitpaas.edge")
 ROTATE_KEEP = 2  # access.log.1 and access.log.2 are kept
+LOG_LINE = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] ")  # a new entry
 RELOAD_TIMEOUT = 15.0  # seconds for a SIGHUP'd master to start its new workers
 
 
@@ -106,6 +109,50 @@ def make_self_signed(crt: Path, key: Path, name: str = "gitpaas-default") -> Non
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+class ReloadLog:
+    """What nginx's master ``pid`` logs after now (the end of ``path``) about a reload
+    that failed. Only lines the master writes itself count, matched from the start of
+    the message: ``[emerg] <pid>#<tid>: ...`` (e.g. a bind() that fails) and
+    ``<pid>#<tid>: init_by_lua error`` (a Lua module that does not load). A worker's
+    line quoting what a client sent (``client: ..., request: "POST /[emerg]..."``) has
+    the worker's pid and a ``*<connection>`` first, and never matches. Read as it grows
+    (a flood of such lines neither fails the check nor hides the master's line); the
+    failure returned is the master's line and its continuation (a Lua traceback), no
+    other line."""
+
+    CHUNK = 1 << 20  # bytes read per look
+
+    def __init__(self, path: Path, pid: int) -> None:
+        self.path = path
+        try:
+            self.offset = path.stat().st_size
+        except OSError:
+            self.offset = 0
+        self.partial = b""
+        self.failed = re.compile(
+            rf"^\d{{4}}/\d\d/\d\d \d\d:\d\d:\d\d (?:\[emerg\] {pid}#\d+: "
+            rf"|\[\w+\] {pid}#\d+: init_by_lua error)")
+
+    def failure(self) -> str:
+        """The master's failure line (and what follows it, e.g. a Lua traceback) if it
+        logged one since the last look, else ''."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read(self.CHUNK)
+        except OSError:
+            return ""
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        text = [line.decode(errors="replace") for line in lines]
+        for n, line in enumerate(text):
+            if self.failed.match(line):
+                more = itertools.takewhile(lambda x: not LOG_LINE.match(x), text[n + 1:])
+                return "\n".join([line, *more])[:800].strip()
+        return ""
 
 
 class Edge:
@@ -244,16 +291,13 @@ class Edge:
         when no new worker comes (nginx then logged why, e.g. a Lua error ``nginx -t``
         does not see, and serves on with the old config)."""
         before = self._children(pid)
-        try:
-            offset = self.config.error_log_path.stat().st_size
-        except OSError:
-            offset = 0
+        watch = ReloadLog(self.config.error_log_path, pid)
         os.kill(pid, signal.SIGHUP)
         if not before:
             return  # children unknown (no /proc/.../children): nothing to compare with
         deadline = time.monotonic() + timeout
         while not self._reloaded(pid, before):
-            failed = self._reload_error(offset)
+            failed = watch.failure()
             if failed or time.monotonic() > deadline or self.pid() != pid:
                 raise ServiceError(f"nginx did not reload: {failed or self.error_tail(800)}")
             time.sleep(0.02)
@@ -272,19 +316,6 @@ class Edge:
             except OSError:
                 continue  # exited
         return True
-
-    def _reload_error(self, offset: int) -> str:
-        """What nginx logged after ``offset`` when a reload failed, else ''."""
-        try:
-            with self.config.error_log_path.open("rb") as f:
-                f.seek(offset)
-                text = f.read(65536).decode(errors="replace")
-        except OSError:
-            return ""
-        for line in text.splitlines():
-            if "[emerg]" in line or "init_by_lua error" in line:
-                return text[text.index(line):][:800].strip()
-        return ""
 
     def wait_ready(self, timeout: float = 30.0) -> int:
         """Wait until the master's pid file exists and the HTTP port accepts."""

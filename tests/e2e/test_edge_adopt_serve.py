@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,13 @@ HOST = "adopt.example.com"
 
 def _nginx(srv: Server) -> int:
     return int((srv.data_dir / "edge" / "nginx.pid").read_text())
+
+
+def _hup_blocked(pid: int) -> bool:
+    """Whether the main thread of ``pid`` blocks SIGHUP (its mask, /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = next(x for x in status.splitlines() if x.startswith("SigBlk:")).split()[1]
+    return bool(int(mask, 16) & (1 << (signal.SIGHUP - 1)))
 
 
 def _wait_serving(port: int, timeout: float = 30.0) -> None:
@@ -107,6 +115,90 @@ def test_router_sighup_runs_the_installed_code_which_reloads_nginx(tmp_path, red
             text = (tmp_path / "router.log").read_text()
             assert "SIGHUP: running the installed gitpaas again" in text
             assert "config or Lua changed: reloaded" in text
+        finally:
+            router.terminate()
+            router.wait(10)
+            log.close()
+            srv.cleanup(docker_client)
+
+
+def test_router_survives_sighups_in_quick_succession(tmp_path, redis_url, docker_client):
+    """``systemctl reload`` twice in a row: a SIGHUP that comes while the re-run Python
+    starts (before it has a handler) waits, blocked, instead of ending the router (rc 129,
+    a clean exit to systemd, which then neither restarts it nor keeps its nginx)."""
+    srv = Server(root=tmp_path, instance=unique("g"), redis_url=redis_url,
+                 http_port=free_port(), ssh_port=free_port())
+    srv.data_dir.mkdir(parents=True)
+    log = open(tmp_path / "router.log", "ab")  # noqa: SIM115 - closed below
+    router = subprocess.Popen(exec_start("gitpaas-router.service"), env=srv.env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    with backends("a") as (a,):
+        try:
+            set_route(redis_url, srv.instance, HOST, a.url)
+            _wait_serving(srv.http_port)
+            nginx = _nginx(srv)
+            old = frozenset(wait_workers(nginx, 1))
+            (srv.data_dir / "gitpaas.yaml").write_text("router_workers: 2\n")
+            load = FreshLoad(srv.http_port, HOST, seconds=60)
+            load.start()
+            for _ in range(8):  # over the time a re-run takes to install its handler
+                os.kill(router.pid, signal.SIGHUP)
+                time.sleep(0.03)
+            assert router.poll() is None
+            deadline = time.monotonic() + 30
+            text, seen = "", ""
+            while True:  # settled: the last re-run is up (its edge adopted and reloaded)
+                assert router.poll() is None, router.returncode
+                text = (tmp_path / "router.log").read_text()
+                last = text.rfind("SIGHUP: running the installed gitpaas again")
+                if last >= 0 and "edge http port" in text[last:] and text == seen:
+                    break
+                assert time.monotonic() < deadline, text[-2000:]
+                seen = text
+                time.sleep(1.0)
+            runs = text.count("SIGHUP: running the installed gitpaas again")
+            assert 1 <= runs <= 8, text[-2000:]
+            wait_workers(nginx, 2, old)
+            time.sleep(1.0)
+            load.stop.set()
+            load.join(30)
+            assert router.poll() is None
+            assert _nginx(srv) == nginx  # the same master throughout, reloaded
+            assert load.failures == [] and load.ok > 10, (load.failures[:5], load.ok)
+            assert "config or Lua changed: reloaded" in text
+            assert not _hup_blocked(router.pid)  # the next reload is handled
+            router.send_signal(signal.SIGTERM)
+            assert router.wait(20) == 0
+        finally:
+            if router.poll() is None:
+                router.terminate()
+                router.wait(10)
+            log.close()
+            srv.cleanup(docker_client)
+
+
+def test_a_router_started_with_sighup_blocked_unblocks_it(tmp_path, redis_url, docker_client):
+    """A fresh ``gitpaas router`` whose parent blocked SIGHUP (the mask is inherited)
+    handles it once its handler is installed, like a re-run one."""
+    srv = Server(root=tmp_path, instance=unique("g"), redis_url=redis_url,
+                 http_port=free_port(), ssh_port=free_port())
+    srv.data_dir.mkdir(parents=True)
+    log = open(tmp_path / "router.log", "ab")  # noqa: SIM115 - closed below
+    router = subprocess.Popen(  # noqa: PLW1509 - a mask only, no lock taken
+        exec_start("gitpaas-router.service"), env=srv.env, stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP}))
+    with backends("a") as (a,):
+        try:
+            set_route(redis_url, srv.instance, HOST, a.url)
+            _wait_serving(srv.http_port)
+            assert not _hup_blocked(router.pid)
+            os.kill(router.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 30
+            while "edge http port" not in (text := (tmp_path / "router.log").read_text()
+                                           ).partition("SIGHUP: running the installed")[2]:
+                assert router.poll() is None and time.monotonic() < deadline, text[-2000:]
+                time.sleep(0.1)
         finally:
             router.terminate()
             router.wait(10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import shutil
+import socket
 import ssl
 import tempfile
 import threading
@@ -221,3 +222,78 @@ def test_adopt_rewrites_conf_lua(redis_url, instance):
         assert moved.lua_conf_path.stat().st_mode & 0o777 == 0o600
         status, headers, _ = get(router.port, HOST, "/x")
         assert headers["Location"] == f"https://{HOST}:{moved.https_listen[1]}/x"  # type: ignore[index]
+
+
+class QuotedFlood(threading.Thread):
+    """An anonymous client that has nginx write "[emerg]" and "init_by_lua error" into its
+    error log (quoted in the line about its too large body): bounded in requests and time,
+    to 127.0.0.1 only."""
+
+    REQUEST = (b"POST /[emerg]/init_by_lua%20error HTTP/1.1\r\nHost: flood.example.com\r\n"
+               b"Content-Length: 99999999999\r\n\r\n")
+
+    def __init__(self, port: int, seconds: float = 30.0, limit: int = 20000) -> None:
+        super().__init__(daemon=True)
+        self.port, self.seconds, self.limit = port, seconds, limit
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        for _ in range(self.limit):
+            if self.stop.is_set() or time.monotonic() > deadline:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    sock.sendall(self.REQUEST)
+                    sock.recv(4096)
+                self.sent += 1
+            except OSError:
+                time.sleep(0.01)
+
+    def __enter__(self) -> QuotedFlood:
+        self.start()
+        deadline = time.monotonic() + 10
+        while self.sent < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.join(30)
+
+
+def test_a_client_quoting_emerg_in_its_request_does_not_fail_a_reload(redis_url, instance,
+                                                                      lua_copy):
+    """The reload check reads only what nginx's master wrote about the reload: a request
+    line an anonymous client chose ("POST /[emerg]...", logged with its too large body)
+    does not make a good reload "fail"; a real Lua error during the flood still does."""
+    config = make_config(redis_url, instance, workers=1, lua_dir=lua_copy)
+    with backends("a") as (a,), running_router(config) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        master = router.edge.pid()
+        assert master is not None
+        old = frozenset(wait_workers(master, 1))
+        changed = dataclasses.replace(config, workers=2)
+        with QuotedFlood(router.port) as flood:
+            assert Edge(changed).start() == master
+            assert "POST /[emerg]" in router.edge.error_tail(20000)  # the flood is logged
+            wait_workers(master, 2, old)
+            assert get(router.port, HOST)[0] == 200
+            before = workers(master)
+            (lua_copy / "gitpaas_resp.lua").write_text("return {{{ broken\n")
+            with pytest.raises(ServiceError, match="nginx did not reload: .*gitpaas_resp"):
+                Edge(changed).start()
+            assert workers(master) == before
+            # a config nginx -t accepts but the master cannot load: a port in use
+            (lua_copy / "gitpaas_resp.lua").write_text((LUA_DIR / "gitpaas_resp.lua").read_text())
+            with socket.socket() as taken:
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+                busy = dataclasses.replace(changed, https_listen=taken.getsockname())
+                with pytest.raises(ServiceError, match=r"did not reload: .*\[emerg\] "
+                                   rf"{master}#\d+: bind\(\) to 127.0.0.1:\d+ failed"):
+                    Edge(busy).start()
+            assert workers(master) == before
+        assert flood.sent >= 20
+        assert get(router.port, HOST)[0] == 200

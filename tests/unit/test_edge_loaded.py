@@ -6,8 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from gitpaas.edge import Edge, EdgeConfig
 from gitpaas.edge.config import LUA_DIR
+from gitpaas.edge.nginx import ReloadLog
 
 
 def make_edge(tmp_path: Path) -> Edge:
@@ -49,11 +52,62 @@ def test_the_loaded_record_is_per_master(tmp_path):
 def test_a_failed_reload_is_read_from_what_nginx_logged_after_the_signal(tmp_path):
     edge = make_edge(tmp_path)
     log = edge.config.error_log_path
-    log.write_text("2026/01/01 [emerg] 1#1: an old failure\n")
-    offset = log.stat().st_size
-    assert edge._reload_error(offset) == ""
+    log.write_text("2026/01/01 10:00:00 [emerg] 41#41: an old failure\n")
+    watch = ReloadLog(log, 41)
+    assert watch.failure() == ""
     with log.open("a") as f:
-        f.write("2026/01/01 [notice] 1#1: signal 1 (SIGHUP) received, reconfiguring\n"
-                "2026/01/01 [error] 1#1: init_by_lua error: gitpaas_edge.lua:3: boom\n")
-    assert edge._reload_error(offset).startswith("2026/01/01 [error] 1#1: init_by_lua error")
-    assert "old failure" not in edge._reload_error(offset)
+        f.write("2026/01/01 10:00:01 [notice] 41#41: signal 1 (SIGHUP) received, reconfiguring\n"
+                "2026/01/01 10:00:01 [error] 41#41: init_by_lua error: error loading module"
+                " 'gitpaas_resp' from file '/x/gitpaas_resp.lua':\n"
+                "\t/x/gitpaas_resp.lua:2: '}' expected near '<eof>'\nstack traceback:\n"
+                "\t[C]: in function 'require'\n"
+                "2026/01/01 10:00:01 [error] 43#43: *9 client intended to send too large body\n")
+    failure = watch.failure()
+    assert failure.startswith("2026/01/01 10:00:01 [error] 41#41: init_by_lua error")
+    assert failure.endswith("in function 'require'")  # the traceback, no other line
+    assert "old failure" not in failure and "43#43" not in failure
+
+
+def test_the_master_s_bind_failure_fails_the_reload(tmp_path):
+    edge = make_edge(tmp_path)
+    log = edge.config.error_log_path
+    watch = ReloadLog(log, 41)
+    log.write_text("2026/12/01 18:32:03 [emerg] 41#41: bind() to 127.0.0.1:59741 failed "
+                   "(98: Address already in use)\n")
+    assert watch.failure().startswith("2026/12/01 18:32:03 [emerg] 41#41: bind() to")
+
+
+@pytest.mark.parametrize("line", [
+    # a worker's line quoting a client's request line and Host
+    '2026/12/01 18:31:45 [error] 42#42: *522 client intended to send too large body: '
+    '99999999999 bytes, client: 127.0.0.1, server: _, request: "POST /[emerg] HTTP/1.1", '
+    'host: "x"',
+    '2026/12/01 18:31:45 [error] 42#42: *5 client sent invalid header, client: 127.0.0.1, '
+    'server: _, request: "GET /x] 41#41: init_by_lua error HTTP/1.1", host: "[emerg] 41#41: "',
+    # the master's own lines that are not a failed reload
+    "2026/12/01 18:31:45 [notice] 41#41: signal 1 (SIGHUP) received, reconfiguring",
+    "2026/12/01 18:31:45 [error] 41#41: *7 [emerg] 41#41: init_by_lua error",
+    # another master's failure (the pid is the master signalled)
+    "2026/12/01 18:31:45 [emerg] 411#411: bind() to 127.0.0.1:1 failed",
+])
+def test_lines_a_client_controls_never_fail_a_reload(tmp_path, line):
+    edge = make_edge(tmp_path)
+    log = edge.config.error_log_path
+    watch = ReloadLog(log, 41)
+    log.write_text(line + "\n")
+    assert watch.failure() == ""
+
+
+def test_the_log_is_read_as_it_grows(tmp_path):
+    """A flood of lines before the master's: read on, a line split across reads joined."""
+    edge = make_edge(tmp_path)
+    log = edge.config.error_log_path
+    log.write_text("")
+    watch = ReloadLog(log, 41)
+    watch.CHUNK = 1000
+    flood = ('2026/12/01 18:31:45 [error] 42#42: *1 client intended to send too large body,'
+             ' request: "POST /[emerg] HTTP/1.1"\n') * 50
+    log.write_text(flood + "2026/12/01 18:31:46 [emerg] 41#41: bind() failed\n")
+    failures = [watch.failure() for _ in range(20)]
+    assert "2026/12/01 18:31:46 [emerg] 41#41: bind() failed" in failures
+    assert all(f in ("", "2026/12/01 18:31:46 [emerg] 41#41: bind() failed") for f in failures)
