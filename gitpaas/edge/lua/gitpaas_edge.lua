@@ -1089,7 +1089,7 @@ local function load_cert(name)
     c.checked, c.epoch = now, epoch
     return c
   end
-  if c and c.bad_key == key and c.bad_crt == crt then return c end  -- still that mismatch
+  if c and c.bad_key and c.bad_key == key and c.bad_crt == crt then return c end  -- as was
   local new = {checked = now, epoch = epoch, crt = crt, key = key}
   if crt and key then
     local ssl = require "ngx.ssl"
