@@ -187,16 +187,40 @@ def _safe_host(host: str) -> str:
     return host
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+def _temp_copy(path: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a new hidden file next to ``path``, written and fsynced: its name."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o600)
     try:
         os.fchmod(fd, mode)
         os.write(fd, data)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    os.replace(_temp_copy(path, data, mode), path)
+
+
+def write_pair(crt: Path, chain_pem: bytes, crt_mode: int, key: Path, key_pem: bytes) -> None:
+    """A certificate's chain and key (0600), each file atomically and the two as close
+    together as two renames: both are written and fsynced under temporary names first,
+    then the key is renamed into place, then the chain. A reader between the two renames
+    sees the new key with the old chain: the edge checks each pair it reads and keeps
+    serving the previous one until the pair matches (gitpaas_edge.lua, load_cert)."""
+    tmp_key = _temp_copy(key, key_pem, 0o600)
+    try:
+        tmp_crt = _temp_copy(crt, chain_pem, crt_mode)
+    except BaseException:
+        tmp_key.unlink(missing_ok=True)
+        raise
+    os.replace(tmp_key, key)
+    os.replace(tmp_crt, crt)
 
 
 class CertStore:
@@ -224,11 +248,10 @@ class CertStore:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def install(self, host: str, chain_pem: bytes, key_pem: bytes, state: HostState) -> None:
-        """Write the key, then the chain (each atomically), record ``state``, publish."""
+        """Write the key and the chain (``write_pair``), record ``state``, publish."""
         self._dirs()
         with self._lock:
-            _atomic_write(self.key_path(host), key_pem, 0o600)
-            _atomic_write(self.crt_path(host), chain_pem, 0o644)
+            write_pair(self.crt_path(host), chain_pem, 0o644, self.key_path(host), key_pem)
             self.save_state(host, state)
             if self._mirror is not None:
                 self._mirror.put(host, chain_pem, key_pem)

@@ -20,10 +20,12 @@ checked (host name, size, PEM parsed, key matching the certificate, the certific
 covering the host) before its files are written (0600, atomically, into the edge's
 ``certs`` directory only); a refused entry is logged with the host and the reason and
 leaves that host's files as they were. Hosts it wrote that Redis no longer has are
-removed; files it did not write (an admin's, by hand) are never touched. What it wrote
-is listed in ``<data_dir>/edge/certs-synced.json``. The edge's Lua sees new files within
-about a second (it re-checks a file at most a second old, sooner after a message on the
-channel).
+removed; files it did not write (an admin's, by
+hand) are never touched: an entry for a host that has such files is refused (logged
+once). What it wrote is listed in ``<data_dir>/edge/certs-synced.json``. The edge's Lua
+sees new files within about a second (it re-checks a file at most a second old, sooner
+after a message on the channel), and a pair whose key is not the chain's (read between
+the two renames of ``write_pair``) is never served.
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ from typing import Any
 import redis
 
 from ..errors import GitPaasError, InvalidInput
-from .certstore import MAX_PEM_BYTES, Bundle, _atomic_write, _safe_host, covers, parse_bundle
+from .certstore import (
+    MAX_PEM_BYTES,
+    Bundle,
+    _atomic_write,
+    _safe_host,
+    covers,
+    parse_bundle,
+    write_pair,
+)
 
 log = logging.getLogger("gitpaas.edge.certsync")
 
@@ -277,8 +287,15 @@ class CertSync:
                 raise InvalidInput(f"invalid host name {host!r}")
         return crt, key
 
+    def _not_ours(self, host: str) -> bool:
+        """Whether the host has a file here that this sync did not write (an admin's):
+        the host is not in the manifest and its ``.crt`` or ``.key`` exists."""
+        return host not in self._synced and any(
+            p.exists() or p.is_symlink() for p in self._paths(host))
+
     def _write(self, host: str, bundle: Bundle) -> bool:
-        """Write the host's files if they differ; True if written."""
+        """Write the host's files if they differ; True if written. Only for a host the
+        manifest lists or without files (``_not_ours`` is checked first)."""
         crt, key = self._paths(host)
         try:
             if crt.read_bytes() == bundle.chain_pem and key.read_bytes() == bundle.key_pem:
@@ -286,17 +303,21 @@ class CertSync:
         except OSError:
             pass
         self.certs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _atomic_write(key, bundle.key_pem, 0o600)   # the key first, as CertStore does
-        _atomic_write(crt, bundle.chain_pem, 0o600)
+        write_pair(crt, bundle.chain_pem, 0o600, key, bundle.key_pem)
         return True
 
-    def _remove(self, host: str) -> None:
+    def _remove(self, host: str) -> bool:
+        """Delete the host's files if the manifest lists the host (the sync wrote them),
+        and drop it from the manifest; True if it was listed."""
+        if host not in self._synced:
+            return False
         for path in self._paths(host):
             path.unlink(missing_ok=True)
         self._synced.pop(host, None)
         self._refused.pop(host, None)
         self._dirty = True
         log.info("certificate sync: removed the certificate of %s (gone from Redis)", host)
+        return True
 
     # -- reading Redis ---------------------------------------------------------------------
 
@@ -349,6 +370,9 @@ class CertSync:
                 return "removed"
             return "absent"
         got = digest(chain, key)
+        if self._not_ours(host):
+            return self._refuse(host, got, "files the sync did not write are there (an"
+                                " admin's, by hand)")
         try:
             bundle = check_entry(host, chain, key)
         except Exception as exc:  # noqa: BLE001 - hostile PEM: any parse failure is a refusal

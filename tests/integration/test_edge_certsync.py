@@ -283,6 +283,45 @@ def test_the_sync_refuses_hostile_entries_and_keeps_files_it_did_not_write(
     assert CertSync(redis_url, prefix, edge_dir).sync_all()["good.example.test"] == "removed"
 
 
+def test_a_valid_entry_never_replaces_nor_removes_an_admins_files(tmp_path, redis_url,
+                                                                   instance, caplog):
+    """Hand-placed files of a host and a valid Redis entry for it: the entry is refused
+    (logged once, host and reason, no key), the files stay, also when the entry goes."""
+    prefix = f"{instance}:"
+    mirror = CertMirror(redis_url, prefix)
+    certs = tmp_path / "edge" / "certs"
+    certs.mkdir(parents=True)
+    hand, synced = "hand.example.test", "later.example.test"
+    _, hand_pem, hand_key = make_ca_and_cert([hand])
+    (certs / f"{hand}.crt").write_bytes(hand_pem)
+    (certs / f"{hand}.key").write_bytes(hand_key)
+    _, redis_pem, redis_key = make_ca_and_cert([hand])
+    assert mirror.put(hand, redis_pem, redis_key)
+    sync = CertSync(redis_url, prefix, tmp_path / "edge")
+    with caplog.at_level("INFO", logger="gitpaas.edge.certsync"):
+        assert sync.sync_host(hand) == "refused"
+        assert sync.sync_all()[hand] == "refused"
+    assert (certs / f"{hand}.crt").read_bytes() == hand_pem
+    assert (certs / f"{hand}.key").read_bytes() == hand_key
+    refusals = [r.getMessage() for r in caplog.records if hand in r.getMessage()]
+    assert len(refusals) == 1 and "the sync did not write" in refusals[0], refusals
+    for pem in (hand_key, redis_key):
+        assert pem.decode().splitlines()[1] not in caplog.text
+    assert hand not in sync.synced
+    mirror.delete(hand)
+    assert sync.sync_host(hand) == "absent"
+    assert files_under(certs) == {f"{hand}.crt", f"{hand}.key"}
+    assert (certs / f"{hand}.crt").read_bytes() == hand_pem
+
+    # Hosts the sync wrote: listed in its manifest, removed with their entry.
+    _, pem, key = make_ca_and_cert([synced])
+    assert mirror.put(synced, pem, key)
+    assert sync.sync_host(synced) == "written" and synced in sync.synced
+    mirror.delete(synced)
+    assert sync.sync_host(synced) == "removed"
+    assert files_under(certs) == {f"{hand}.crt", f"{hand}.key"}
+
+
 def test_serve_copies_its_directory_and_drops_what_is_gone(tmp_path, redis_url, instance,
                                                            caplog):
     """The full pass (``CertStore.mirror_all``): every valid pair of files goes to Redis,

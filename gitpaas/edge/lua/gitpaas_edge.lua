@@ -1042,31 +1042,79 @@ local function read_file(path)
   return data
 end
 
+-- Whether a parsed chain's leaf and a parsed key belong together (X509_check_private_key,
+-- from the libcrypto nginx is linked with; nil if it cannot be found: pairs unchecked).
+-- The writers rename a new key into place, then the new chain: a read between the two
+-- gets the new key with the old chain, which SSL_use_PrivateKey refuses, failing every
+-- handshake for the name until the pair was re-read (a second, as it was cached).
+local pair_ok
+do
+  local C = ffi.C
+  pcall(ffi.cdef, [[
+void *OPENSSL_sk_value(const void *st, int i);
+int X509_check_private_key(const void *x509, const void *pkey);
+void ERR_clear_error(void);
+]])
+  local found = pcall(function()
+    return C.OPENSSL_sk_value and C.X509_check_private_key and C.ERR_clear_error
+  end)
+  if found then
+    pair_ok = function(chain, pkey)
+      local leaf = C.OPENSSL_sk_value(chain, 0)
+      if leaf ~= nil and C.X509_check_private_key(leaf, pkey) == 1 then return true end
+      C.ERR_clear_error()  -- the mismatch's error queue entry, not to be seen by nginx
+      return false
+    end
+  else
+    ngx.log(ngx.WARN, "gitpaas edge: X509_check_private_key not found: certificate/key",
+            " pairs are not checked before use")
+  end
+end
+
+-- A name's entry: {checked, epoch, crt, key, chain, pkey} as read. The key is read before
+-- the chain (the order the writers rename them in). A pair whose key is not the chain's is
+-- never cached nor served: the previous pair (if any; else none, so the wildcard's or the
+-- default) is kept, marked to be read again at the next handshake, and remembers the
+-- mismatched bytes (bad_crt, bad_key) so that files left so are not parsed (nor logged)
+-- again at each handshake; the pair is served as soon as the files match.
 local function load_cert(name)
   local now = ngx.now()
   local epoch = state:get("cert_epoch") or 0
   local c = certs:get(name) or misses:get(name)
   if c and c.checked + 1 > now and c.epoch == epoch then return c end
-  local crt = read_file(conf.certs_dir .. "/" .. name .. ".crt")
-  local key = crt and read_file(conf.certs_dir .. "/" .. name .. ".key")
+  local path = conf.certs_dir .. "/" .. name
+  local key = read_file(path .. ".key")
+  local crt = key and read_file(path .. ".crt")
   if c and c.crt == crt and c.key == key then
     c.checked, c.epoch = now, epoch
     return c
   end
-  c = {checked = now, epoch = epoch, crt = crt, key = key}
+  if c and c.bad_key and c.bad_key == key and c.bad_crt == crt then return c end  -- as was
+  local new = {checked = now, epoch = epoch, crt = crt, key = key}
   if crt and key then
     local ssl = require "ngx.ssl"
-    c.chain = ssl.parse_pem_cert(crt)
-    c.pkey = ssl.parse_pem_priv_key(key)
+    new.chain = ssl.parse_pem_cert(crt)
+    new.pkey = ssl.parse_pem_priv_key(key)
   end
-  if c.chain and c.pkey then
-    certs:set(name, c)
+  if new.chain and new.pkey and pair_ok and not pair_ok(new.chain, new.pkey) then
+    ngx.log(ngx.WARN, "gitpaas edge: the key of ", name, " is not its certificate's (being",
+            " replaced?): ", c and c.chain and "the previous pair stays" or "not served")
+    local keep = c and c.chain and c or {epoch = epoch}
+    keep.checked, keep.bad_crt, keep.bad_key = 0, crt, key
+    if keep ~= c then
+      misses:set(name, keep)
+      certs:delete(name)
+    end
+    return keep
+  end
+  if new.chain and new.pkey then
+    certs:set(name, new)
     misses:delete(name)
   else
-    misses:set(name, c)
+    misses:set(name, new)
     certs:delete(name)
   end
-  return c
+  return new
 end
 
 function M.certificate()
