@@ -289,3 +289,41 @@ def test_forwarding_headers_come_from_the_edge_only_over_http2(redis_url, instan
         assert version == b"2"
         seen = _headers(body)
         _assert_from_the_edge(seen, "https", router.tls_port)
+
+
+def _raw(port: int, head: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def test_absolute_form_target_and_host_must_agree(redis_url, instance):
+    """RFC 9112 lets a request name its host in the target (`GET http://host/path`);
+    nginx routes on that host, and the app gets the Host header. A Host naming another
+    host (a password-reset link built from it would point at the client's) is a 400 that
+    never reaches the app; the same host, in any case, with a port or a trailing dot, is
+    served."""
+    with backends("a") as (a,), running_router(make_config(redis_url, instance)) as router:
+        set_route(redis_url, instance, HOST, a.url)
+        for host in ("evil.example", "evil.example:8443", f"{HOST}.evil.example", "[::1]"):
+            status, _ = _raw(router.port, f"GET http://{HOST}/reset HTTP/1.1\r\nHost: {host}"
+                             "\r\nConnection: close\r\n\r\n".encode())
+            assert status == 400, host
+            # also where the edge reads the head the slow way (more than 64 headers)
+            pad = "".join(f"X-Pad-{i}: 1\r\n" for i in range(70))
+            status, _ = _raw(router.port, f"GET http://{HOST}/reset HTTP/1.1\r\nHost: {host}"
+                             f"\r\n{pad}Connection: close\r\n\r\n".encode())
+            assert status == 400, host
+        assert a.hits == 0
+        for host in (HOST, HOST.upper(), f"{HOST}:{router.port}", f"{HOST}."):
+            status, _ = _raw(router.port, f"GET http://{HOST}/ HTTP/1.1\r\nHost: {host}"
+                                "\r\nConnection: close\r\n\r\n".encode())
+            assert status == 200, host
+        status, _ = _raw(router.port, f"GET http://{HOST}/ HTTP/1.0\r\n\r\n".encode())
+        assert status == 200  # HTTP/1.0 without Host: the app gets none

@@ -16,6 +16,7 @@ require "resty.core.var"      -- and of its variables
 local ngx, tonumber, tostring, type, pairs, ipairs = ngx, tonumber, tostring, type, pairs, ipairs
 local find, sub, lower, gmatch, byte, format = string.find, string.sub, string.lower, string.gmatch,
   string.byte, string.format
+local match = string.match
 local concat, random, gsub = table.concat, math.random, string.gsub
 local var, now, exit = ngx.var, ngx.now, ngx.exit
 local http_version, raw_header, clear_header = ngx.req.http_version, ngx.req.raw_header,
@@ -391,8 +392,9 @@ end
 -- What head_check() saw on the way (valid when it returned 1): the Content-Length value
 -- (a number) and the Connection value (a string), or false; saves two ngx.var reads;
 -- head_fwd: a header strip_forwarded() drops was there; head_te: a Transfer-Encoding
--- header came (a body of unknown length).
-local head_cl, head_conn, head_fwd, head_te = false, false, false, false
+-- header came (a body of unknown length); head_abs: the request target is in absolute
+-- form (`GET http://host/path`), whose host nginx routes on, not the Host header's.
+local head_cl, head_conn, head_fwd, head_te, head_abs = false, false, false, false, false
 
 -- Are the n bytes at p `lname` (lower case), in any case?
 local function name_is(p, n, lname)
@@ -426,7 +428,7 @@ local function fwd_name(p, n)
 end
 
 local function head_check()
-  head_cl, head_conn, head_fwd, head_te = false, false, false, false
+  head_cl, head_conn, head_fwd, head_te, head_abs = false, false, false, false, false
   local r = get_request()
   truncated[0] = 0
   local n = C.ngx_http_lua_ffi_req_get_headers_count(r, MAX_HEADERS, truncated)
@@ -437,6 +439,9 @@ local function head_check()
   local b = ffi_cast(u8p, vptr[0])
   local e = crlf_at(b, tonumber(vlen[0]))  -- the request line's LF
   if e < 0 then return 0 end
+  local j = 0  -- the method (nginx checked the line: a space follows it)
+  while j < e and b[j] ~= 32 do j = j + 1 end
+  head_abs = b[j + 1] ~= 47 and b[j + 1] ~= 42  -- neither "/" nor "*"
   if n > 0 then
     C.ngx_http_lua_ffi_req_get_headers(r, elts, n, 1)
     for k = 0, n - 1 do
@@ -727,16 +732,35 @@ local function body_over(limit)
   return n > limit
 end
 
+-- Does the Host header name another host than `host`, the one nginx routes on (from an
+-- absolute-form request target)? The app gets the Host header (with its port), and
+-- builds links from it: `GET http://shop.example.com/reset` with `Host: evil.example`
+-- would reach shop's app as a request for evil.example (a password-reset link to the
+-- client's host). Compared as nginx makes $host: lower case, no port, no trailing dot.
+local function host_differs(host, hh)
+  if not hh or hh == "" then return false end  -- (HTTP/1.0) the app gets no Host at all
+  hh = lower(hh)
+  if byte(hh, 1) == 91 then  -- "[": an IPv6 literal
+    hh = match(hh, "^(%[[^%]]*%])") or hh
+  else
+    hh = match(hh, "^([^:]*)") or hh
+  end
+  if byte(hh, -1) == 46 then hh = sub(hh, 1, -2) end  -- "."
+  return hh ~= host
+end
+
 -- access_by_lua: validate, route, pick the first backend.
 function M.route()
   local verdict = 0
   local version = http_version()
-  local hcl, hconn, hfwd, hte  -- head_check()'s findings, this request's own: a lookup
-  -- below may yield (Redis) and another request's head_check() then overwrites head_*
+  local hcl, hconn, hfwd, hte, habs  -- head_check()'s findings, this request's own: a
+  -- lookup below may yield (Redis) and another request's head_check() then overwrites head_*
   if version < 2 then
     verdict = head_check()
     if verdict < 0 or (verdict == 0 and bare_lf(raw_header())) then return exit(400) end
-    hcl, hconn, hfwd, hte = head_cl, head_conn, head_fwd, head_te
+    hcl, hconn, hfwd, hte, habs = head_cl, head_conn, head_fwd, head_te, head_abs
+    if verdict == 0 then habs = not find(var.request, "^%S+ [/*]") end
+    if habs and host_differs(var.host, var.http_host) then return exit(400) end
   end
   local t = now()
   if t ~= l1_checked then check_gen(t) end
