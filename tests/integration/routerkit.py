@@ -136,11 +136,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The temporary directories make_config() made; removed after each test (tests/integration/
+# conftest.py), whether or not the test removed them itself.
+made_dirs: list[Path] = []
+
+
 def make_config(redis_url: str, instance: str, **kw: object) -> EdgeConfig:
     """An edge of its own (a temporary directory, free ports on 127.0.0.1). Listen
     addresses given as ("127.0.0.1", 0) get a free port."""
+    if "directory" not in kw:
+        made_dirs.append(Path(tempfile.mkdtemp(prefix="gp-edge-")))
+        kw["directory"] = made_dirs[-1]
     base: dict[str, object] = {
-        "directory": Path(tempfile.mkdtemp(prefix="gp-edge-")),
         "listen": ("127.0.0.1", 0),
         "redis_url": redis_url,
         "prefix": f"{instance}:",
