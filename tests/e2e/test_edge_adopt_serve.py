@@ -5,11 +5,14 @@ it when what they render differs from what it loaded; same master, no failed req
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +47,28 @@ def _wait_serving(port: int, timeout: float = 30.0) -> None:
             pass
         assert time.monotonic() < deadline, "the edge does not serve"
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _router_unit(tmp_path: Path, redis_url: str, docker_client,
+                 **popen: Any) -> Iterator[tuple[Server, subprocess.Popen]]:
+    """``gitpaas router`` run by the systemd unit's own command (its output in
+    tmp_path/router.log), serving HOST from one backend; stopped and cleaned up after."""
+    srv = Server(root=tmp_path, instance=unique("g"), redis_url=redis_url,
+                 http_port=free_port(), ssh_port=free_port())
+    srv.data_dir.mkdir(parents=True)
+    with open(tmp_path / "router.log", "ab") as log, backends("a") as (a,):
+        router = subprocess.Popen(exec_start("gitpaas-router.service"), env=srv.env,
+                                  stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            set_route(redis_url, srv.instance, HOST, a.url)
+            _wait_serving(srv.http_port)
+            yield srv, router
+        finally:
+            if router.poll() is None:
+                router.terminate()
+                router.wait(10)
+            srv.cleanup(docker_client)
 
 
 def _load_until(port: int, done, timeout: float = 30.0) -> FreshLoad:
@@ -93,114 +118,72 @@ def test_serve_started_again_reloads_a_changed_edge_config(tmp_path, redis_url, 
 
 def test_router_sighup_runs_the_installed_code_which_reloads_nginx(tmp_path, redis_url,
                                                                     docker_client):
-    srv = Server(root=tmp_path, instance=unique("g"), redis_url=redis_url,
-                 http_port=free_port(), ssh_port=free_port())
-    srv.data_dir.mkdir(parents=True)
-    log = open(tmp_path / "router.log", "ab")  # noqa: SIM115 - closed below
-    router = subprocess.Popen(exec_start("gitpaas-router.service"), env=srv.env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    with backends("a") as (a,):
-        try:
-            set_route(redis_url, srv.instance, HOST, a.url)
-            _wait_serving(srv.http_port)
-            nginx = _nginx(srv)
-            old = frozenset(wait_workers(nginx, 1))
-            (srv.data_dir / "gitpaas.yaml").write_text("router_workers: 2\n")
-            os.kill(router.pid, signal.SIGHUP)  # systemctl reload gitpaas-router
-            load = _load_until(srv.http_port, lambda: len(workers(nginx)) == 2
-                               and not workers(nginx) & old)
-            assert router.poll() is None  # the same process (systemd's main pid), re-run
-            assert _nginx(srv) == nginx
-            assert load.failures == [] and load.ok > 10, (load.failures[:5], load.ok)
-            text = (tmp_path / "router.log").read_text()
-            assert "SIGHUP: running the installed gitpaas again" in text
-            assert "config or Lua changed: reloaded" in text
-        finally:
-            router.terminate()
-            router.wait(10)
-            log.close()
-            srv.cleanup(docker_client)
+    with _router_unit(tmp_path, redis_url, docker_client) as (srv, router):
+        nginx = _nginx(srv)
+        old = frozenset(wait_workers(nginx, 1))
+        (srv.data_dir / "gitpaas.yaml").write_text("router_workers: 2\n")
+        os.kill(router.pid, signal.SIGHUP)  # systemctl reload gitpaas-router
+        load = _load_until(srv.http_port, lambda: len(workers(nginx)) == 2
+                           and not workers(nginx) & old)
+        assert router.poll() is None  # the same process (systemd's main pid), re-run
+        assert _nginx(srv) == nginx
+        assert load.failures == [] and load.ok > 10, (load.failures[:5], load.ok)
+        text = (tmp_path / "router.log").read_text()
+        assert "SIGHUP: running the installed gitpaas again" in text
+        assert "config or Lua changed: reloaded" in text
 
 
 def test_router_survives_sighups_in_quick_succession(tmp_path, redis_url, docker_client):
     """``systemctl reload`` twice in a row: a SIGHUP that comes while the re-run Python
     starts (before it has a handler) waits, blocked, instead of ending the router (rc 129,
     a clean exit to systemd, which then neither restarts it nor keeps its nginx)."""
-    srv = Server(root=tmp_path, instance=unique("g"), redis_url=redis_url,
-                 http_port=free_port(), ssh_port=free_port())
-    srv.data_dir.mkdir(parents=True)
-    log = open(tmp_path / "router.log", "ab")  # noqa: SIM115 - closed below
-    router = subprocess.Popen(exec_start("gitpaas-router.service"), env=srv.env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    with backends("a") as (a,):
-        try:
-            set_route(redis_url, srv.instance, HOST, a.url)
-            _wait_serving(srv.http_port)
-            nginx = _nginx(srv)
-            old = frozenset(wait_workers(nginx, 1))
-            (srv.data_dir / "gitpaas.yaml").write_text("router_workers: 2\n")
-            load = FreshLoad(srv.http_port, HOST, seconds=60)
-            load.start()
-            for _ in range(8):  # over the time a re-run takes to install its handler
-                os.kill(router.pid, signal.SIGHUP)
-                time.sleep(0.03)
-            assert router.poll() is None
-            deadline = time.monotonic() + 30
-            text, seen = "", ""
-            while True:  # settled: the last re-run is up (its edge adopted and reloaded)
-                assert router.poll() is None, router.returncode
-                text = (tmp_path / "router.log").read_text()
-                last = text.rfind("SIGHUP: running the installed gitpaas again")
-                if last >= 0 and "edge http port" in text[last:] and text == seen:
-                    break
-                assert time.monotonic() < deadline, text[-2000:]
-                seen = text
-                time.sleep(1.0)
-            runs = text.count("SIGHUP: running the installed gitpaas again")
-            assert 1 <= runs <= 8, text[-2000:]
-            wait_workers(nginx, 2, old)
+    with _router_unit(tmp_path, redis_url, docker_client) as (srv, router):
+        nginx = _nginx(srv)
+        old = frozenset(wait_workers(nginx, 1))
+        (srv.data_dir / "gitpaas.yaml").write_text("router_workers: 2\n")
+        load = FreshLoad(srv.http_port, HOST, seconds=60)
+        load.start()
+        for _ in range(8):  # over the time a re-run takes to install its handler
+            os.kill(router.pid, signal.SIGHUP)
+            time.sleep(0.03)
+        assert router.poll() is None
+        deadline = time.monotonic() + 30
+        text, seen = "", ""
+        while True:  # settled: the last re-run is up (its edge adopted and reloaded)
+            assert router.poll() is None, router.returncode
+            text = (tmp_path / "router.log").read_text()
+            last = text.rfind("SIGHUP: running the installed gitpaas again")
+            if last >= 0 and "edge http port" in text[last:] and text == seen:
+                break
+            assert time.monotonic() < deadline, text[-2000:]
+            seen = text
             time.sleep(1.0)
-            load.stop.set()
-            load.join(30)
-            assert router.poll() is None
-            assert _nginx(srv) == nginx  # the same master throughout, reloaded
-            assert load.failures == [] and load.ok > 10, (load.failures[:5], load.ok)
-            assert "config or Lua changed: reloaded" in text
-            assert not _hup_blocked(router.pid)  # the next reload is handled
-            router.send_signal(signal.SIGTERM)
-            assert router.wait(20) == 0
-        finally:
-            if router.poll() is None:
-                router.terminate()
-                router.wait(10)
-            log.close()
-            srv.cleanup(docker_client)
+        runs = text.count("SIGHUP: running the installed gitpaas again")
+        assert 1 <= runs <= 8, text[-2000:]
+        wait_workers(nginx, 2, old)
+        time.sleep(1.0)
+        load.stop.set()
+        load.join(30)
+        assert router.poll() is None
+        assert _nginx(srv) == nginx  # the same master throughout, reloaded
+        assert load.failures == [] and load.ok > 10, (load.failures[:5], load.ok)
+        assert "config or Lua changed: reloaded" in text
+        assert not _hup_blocked(router.pid)  # the next reload is handled
+        router.send_signal(signal.SIGTERM)
+        assert router.wait(20) == 0
 
 
 def test_a_router_started_with_sighup_blocked_unblocks_it(tmp_path, redis_url, docker_client):
     """A fresh ``gitpaas router`` whose parent blocked SIGHUP (the mask is inherited)
     handles it once its handler is installed, like a re-run one."""
-    srv = Server(root=tmp_path, instance=unique("g"), redis_url=redis_url,
-                 http_port=free_port(), ssh_port=free_port())
-    srv.data_dir.mkdir(parents=True)
-    log = open(tmp_path / "router.log", "ab")  # noqa: SIM115 - closed below
-    router = subprocess.Popen(  # noqa: PLW1509 - a mask only, no lock taken
-        exec_start("gitpaas-router.service"), env=srv.env, stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP}))
-    with backends("a") as (a,):
-        try:
-            set_route(redis_url, srv.instance, HOST, a.url)
-            _wait_serving(srv.http_port)
-            assert not _hup_blocked(router.pid)
-            os.kill(router.pid, signal.SIGHUP)
-            deadline = time.monotonic() + 30
-            while "edge http port" not in (text := (tmp_path / "router.log").read_text()
-                                           ).partition("SIGHUP: running the installed")[2]:
-                assert router.poll() is None and time.monotonic() < deadline, text[-2000:]
-                time.sleep(0.1)
-        finally:
-            router.terminate()
-            router.wait(10)
-            log.close()
-            srv.cleanup(docker_client)
+    with _router_unit(  # noqa: PLW1509 - a mask only, no lock taken
+        tmp_path, redis_url, docker_client,
+        preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP}),
+    ) as (_, router):
+        assert not _hup_blocked(router.pid)
+        os.kill(router.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "edge http port" not in (text := (tmp_path / "router.log").read_text()
+                                       ).partition("SIGHUP: running the installed")[2]:
+            assert router.poll() is None and time.monotonic() < deadline, text[-2000:]
+            time.sleep(0.1)
